@@ -1,0 +1,63 @@
+"""Brokers and result stores, found by URL scheme and imported only when used.
+
+>>> broker_class_for("redis://localhost:6379/0")  # doctest: +SKIP
+<class 'conveyor.brokers.redis.RedisBroker'>
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from conveyor.errors import ConfigurationError
+
+__all__ = ["broker_class_for", "redact_url", "result_store_class_for"]
+
+# scheme -> ("module:BrokerClass", "module:ResultStoreClass", extra to install)
+_REGISTRY: dict[str, tuple[str, str, str | None]] = {
+    "memory": ("conveyor.brokers.memory:MemoryBroker", "conveyor.brokers.memory:MemoryResultStore", None),
+    "sqlite": ("conveyor.brokers.sqlite:SqliteBroker", "conveyor.brokers.sqlite:SqliteResultStore", None),
+    "redis": ("conveyor.brokers.redis:RedisBroker", "conveyor.brokers.redis:RedisResultStore", "redis"),
+    "rediss": ("conveyor.brokers.redis:RedisBroker", "conveyor.brokers.redis:RedisResultStore", "redis"),
+}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _load(url: str, which: int) -> Any:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in _REGISTRY:
+        known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
+        raise ConfigurationError(f"unknown broker URL scheme in {redact_url(url)!r}; known: {known}")
+    target = _REGISTRY[scheme][which]
+    extra = _REGISTRY[scheme][2]
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"pip install 'conveyor-tasks[{extra}]'" if extra else "reinstall conveyor-tasks"
+        raise ConfigurationError(
+            f"the {scheme}:// backend could not be imported ({exc}); {hint}"
+        ) from exc
+    return getattr(module, attr)
+
+
+def broker_class_for(url: str) -> Any:
+    """The broker class that serves ``url``'s scheme."""
+    return _load(url, 0)
+
+
+def result_store_class_for(url: str) -> Any:
+    """The result store class that serves ``url``'s scheme."""
+    return _load(url, 1)

@@ -1,0 +1,356 @@
+"""The contracts between the core and a broker technology.
+
+A broker moves encoded messages; it never decodes them. Every state change of a
+delivery is one *settlement* (``ack``, ``retry``, ``dead_letter``, ``release``), applied
+atomically and only if the caller still owns the delivery's lease (fencing). Settlements
+and publishes are batched: the worker hands over many at once, so a broker can turn them
+into one pipeline, script call or transaction.
+
+How each technology maps onto these operations:
+
+===============  ==================  =====================  ========================  ===================
+operation        Redis Streams       RabbitMQ               NATS JetStream            SQL (SKIP LOCKED)
+===============  ==================  =====================  ========================  ===================
+fetch            XAUTOCLAIM+XREAD    basic.consume+prefetch pull fetch(batch)         UPDATE..RETURNING
+ack              complete.lua        basic.ack              ack                       DELETE / state=done
+retry            retry.lua (ZADD)    ack + delayed publish  nak(delay)                run_at = now()+d
+dead_letter      XADD dlq + XACK     reject -> DLX          term + publish dlq        move row to dlq
+release          XCLAIM IDLE lease   nack(requeue)          nak()                     lease_expires=now
+extend leases    XCLAIM JUSTID       (consumer timeout)     in_progress()             lease_expires+=d
+===============  ==================  =====================  ========================  ===================
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from conveyor.result import TaskStatus
+
+__all__ = [
+    "Ack",
+    "Broker",
+    "DeadLetter",
+    "DeadLetterEntry",
+    "Delivery",
+    "LeaseKeeper",
+    "Outcome",
+    "Outgoing",
+    "QueueDepth",
+    "Release",
+    "ResultStore",
+    "Retry",
+    "ScheduleStore",
+    "Settlement",
+    "StoredResult",
+    "WorkerInfo",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message ready to publish: the encoded body plus what the broker routes on.
+
+    ``not_before`` is a Unix time (0: now). ``key`` is an idempotency key: when a task
+    with the same key is queued, running, or finished within ``key_ttl`` seconds, the
+    broker publishes nothing and reports the existing task id instead.
+    """
+
+    task_id: str
+    queue: str
+    body: bytes
+    priority: int = 0
+    not_before: float = 0.0
+    key: str | None = None
+    key_ttl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """An encoded :class:`~conveyor.result.Result` and how long to keep it (None: forever)."""
+
+    task_id: str
+    data: bytes
+    ttl: float | None
+
+
+class _Kind(enum.Enum):
+    ACK = "ack"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    RELEASE = "release"
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The task is done (succeeded, or failed for good without dead-lettering)."""
+
+    result: StoredResult | None = None
+    kind: _Kind = field(default=_Kind.ACK, init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Run the task again after ``delay`` seconds; the attempt stays counted."""
+
+    delay: float
+    kind: _Kind = field(default=_Kind.RETRY, init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Move the message, with its raw bytes and ``reason``, to the dead-letter queue."""
+
+    reason: str
+    result: StoredResult | None = None
+    kind: _Kind = field(default=_Kind.DEAD_LETTER, init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Give the message back at once, uncharged (graceful shutdown, or not started)."""
+
+    kind: _Kind = field(default=_Kind.RELEASE, init=False, repr=False)
+
+
+Outcome = Ack | Retry | DeadLetter | Release
+
+
+@dataclass(slots=True, eq=False)
+class Delivery:
+    """One message handed to this worker under a lease.
+
+    ``attempt`` is the number of started attempts including this one, counted by the
+    broker when it claimed the message. ``token`` is the broker's own handle (a stream
+    entry id, a delivery tag, a row id). Exactly one settlement ends a delivery; each
+    returns False if the lease was lost (another worker owns the message now), in which
+    case nothing was changed.
+    """
+
+    broker: Broker
+    queue: str
+    task_id: str
+    body: bytes
+    attempt: int
+    token: Any
+    enqueued_at: float = 0.0
+
+    async def ack(self, result: StoredResult | None = None) -> bool:
+        """Finish the delivery; store ``result`` with it when the broker holds results."""
+        return (await self.broker.settle([(self, Ack(result))]))[0]
+
+    async def retry(self, delay: float) -> bool:
+        """Requeue for another attempt after ``delay`` seconds."""
+        return (await self.broker.settle([(self, Retry(delay))]))[0]
+
+    async def dead_letter(self, reason: str, result: StoredResult | None = None) -> bool:
+        """Move to the dead-letter queue with ``reason``."""
+        return (await self.broker.settle([(self, DeadLetter(reason, result))]))[0]
+
+    async def release(self) -> bool:
+        """Hand back without charging the attempt."""
+        return (await self.broker.settle([(self, Release())]))[0]
+
+    async def extend_lease(self, seconds: float) -> bool:
+        """Push the lease expiry ``seconds`` from now; False if we no longer own it."""
+        return (await self.broker.extend_leases([self], seconds))[0]
+
+
+Settlement = tuple[Delivery, Outcome]
+
+
+class DeadLetterEntry(msgspec.Struct, frozen=True):
+    """A message in the dead-letter queue, with the bytes it arrived as."""
+
+    id: str
+    queue: str
+    body: bytes
+    reason: str
+    attempts: int
+    failed_at: float
+
+
+class QueueDepth(msgspec.Struct, frozen=True):
+    """Counts for one queue: ready now, delayed (incl. retry backoff), leased, dead."""
+
+    queue: str
+    ready: int = 0
+    delayed: int = 0
+    running: int = 0
+    dead: int = 0
+
+
+class WorkerInfo(msgspec.Struct, frozen=True):
+    """A worker's heartbeat: who it is, what it serves and how busy it is."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    running: int
+    processed: int
+    started_at: float
+    last_seen: float
+    current_tasks: list[str] = []
+
+
+class LeaseKeeper(Protocol):
+    """Renews leases from the worker's lease thread, on a connection of its own.
+
+    It is called from a plain OS thread, so a blocked event loop or a GIL-heavy sync task
+    cannot starve it (reliability.md §4.6.4).
+    """
+
+    def renew(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        """Extend each lease to ``seconds`` from now; False where it is no longer ours."""
+        ...
+
+    def close(self) -> None:
+        """Release the keeper's connection."""
+        ...
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """A queue technology. See the module docstring for how each operation maps."""
+
+    url: str
+
+    async def connect(self) -> None:
+        """Open connections and create what is missing (streams, tables, groups)."""
+        ...
+
+    async def close(self) -> None:
+        """Close connections. Unsettled deliveries are left to lease expiry."""
+        ...
+
+    async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
+        """Publish a batch durably; returns, per item, the task id that now stands for it
+        (the existing one when ``key`` matched an earlier task)."""
+        ...
+
+    async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
+        """Claim up to ``count`` ready messages, highest priority first, each under a new
+        lease with its attempt counted. Waits up to ``wait`` seconds for the first one."""
+        ...
+
+    async def settle(self, batch: Sequence[Settlement]) -> list[bool]:
+        """Apply each outcome atomically if we still own the delivery (False if not)."""
+        ...
+
+    async def extend_leases(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        """Extend leases from the event loop; the worker uses :meth:`lease_keeper`."""
+        ...
+
+    def lease_keeper(self) -> LeaseKeeper:
+        """A thread-safe renewer with its own connection, for the lease thread."""
+        ...
+
+    async def reap(self) -> int:
+        """Requeue messages whose lease expired and make due delayed messages ready.
+        Idempotent and lock-free; returns how many messages it moved."""
+        ...
+
+    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
+        """(queued|running|retrying|dead, attempts) while the broker holds the task."""
+        ...
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Depths of every queue the broker knows."""
+        ...
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        """The dead-letter queue, newest first."""
+        ...
+
+    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+        """One dead-letter entry by id."""
+        ...
+
+    async def requeue_dead(self, entry_ids: Sequence[str]) -> int:
+        """Move entries back to their queue with attempts reset; returns how many moved."""
+        ...
+
+    async def delete_dead(self, entry_ids: Sequence[str] | None, queue: str | None = None) -> int:
+        """Delete the given entries, or all of them (of ``queue``) when ids is None."""
+        ...
+
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Record that a worker is alive for ``ttl`` seconds."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers whose heartbeat has not expired."""
+        ...
+
+    def result_store(self) -> ResultStore:
+        """The result store that lives on the same server, for ``results=None``."""
+        ...
+
+    def schedule_store(self) -> ScheduleStore:
+        """Where dynamic schedules and fired ticks are kept, on the same server."""
+        ...
+
+
+@runtime_checkable
+class ResultStore(Protocol):
+    """Keeps encoded results and lets producers wait for them without polling."""
+
+    url: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put(self, batch: Sequence[StoredResult]) -> None:
+        """Store results (and wake their waiters), each with its TTL."""
+        ...
+
+    async def get(self, task_id: str) -> bytes | None:
+        """The stored result, or None if absent or expired."""
+        ...
+
+    async def wait(self, task_id: str, timeout: float) -> bytes | None:
+        """The result as soon as it is stored, or None after ``timeout`` seconds.
+        Push-based: a notification wakes the waiter; there is no polling loop."""
+        ...
+
+    async def delete(self, task_id: str) -> None: ...
+
+    async def set_progress(self, task_id: str, progress: bytes, ttl: float) -> None:
+        """Store a progress snapshot for ``status()``."""
+        ...
+
+    async def get_progress(self, task_id: str) -> bytes | None: ...
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """Dynamic schedule definitions and the once-per-tick guard the scheduler relies on.
+
+    ``spec`` bytes are opaque to the store (the scheduler encodes them).
+    """
+
+    async def save_schedule(self, schedule_id: str, spec: bytes) -> None:
+        """Insert or replace a schedule definition."""
+        ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Remove a schedule; False if it did not exist."""
+        ...
+
+    async def load_schedules(self) -> dict[str, bytes]:
+        """Every stored schedule definition by id."""
+        ...
+
+    async def claim_tick(self, schedule_id: str, fire_time: float, ttl: float) -> bool:
+        """Atomically record that (schedule, fire time) fired. True for exactly one caller
+        across all processes; the record is kept at least ``ttl`` seconds."""
+        ...

@@ -1,0 +1,515 @@
+"""``memory://``: a real broker and result store inside one process.
+
+It keeps the same semantics as the server brokers (leases with fencing, delays,
+priorities, attempts, dead letters, idempotency keys, push-based result waiting) and
+passes the same conformance suite. It is for tests and single-process apps; nothing
+survives the process.
+
+State is guarded by one :class:`threading.Lock`, because the lease thread and
+``kiq_sync`` callers on other threads touch it too. Waiters are woken on their own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from conveyor.brokers.base import (
+    Ack,
+    DeadLetter,
+    DeadLetterEntry,
+    Delivery,
+    Outgoing,
+    QueueDepth,
+    Release,
+    Retry,
+    Settlement,
+    StoredResult,
+    WorkerInfo,
+)
+from conveyor.result import TaskStatus
+from conveyor.settings import Settings
+
+__all__ = ["MemoryBroker", "MemoryResultStore", "MemoryScheduleStore"]
+
+_READY, _DELAYED, _LEASED = "ready", "delayed", "leased"
+
+
+@dataclass(slots=True)
+class _Job:
+    task_id: str
+    queue: str
+    body: bytes
+    priority: int
+    seq: int
+    available_at: float
+    enqueued_at: float
+    key: str | None
+    key_ttl: float
+    state: str = _READY
+    attempts: int = 0
+    lease_token: int = 0
+    lease_expires: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.event.set)
+        except RuntimeError:  # the waiter's loop is closed; nobody is listening
+            pass
+
+
+class MemoryBroker:
+    """In-process broker: ``Conveyor("memory://")``."""
+
+    def __init__(self, url: str = "memory://", settings: Settings | None = None) -> None:
+        self.url = url
+        self._settings = settings or Settings()
+        self._clock = self._settings.clock
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._tokens = itertools.count(1)
+        self._jobs: dict[str, _Job] = {}
+        self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        self._delayed: list[tuple[float, int, str]] = []
+        self._keys: dict[str, tuple[str, float]] = {}
+        self._dead: dict[str, DeadLetterEntry] = {}
+        self._workers: dict[str, tuple[WorkerInfo, float]] = {}
+        self._waiters: set[_Waiter] = set()
+        self._results = MemoryResultStore(url, self._settings)
+        self._schedules = MemoryScheduleStore(self._settings)
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def result_store(self) -> MemoryResultStore:
+        return self._results
+
+    def schedule_store(self) -> MemoryScheduleStore:
+        return self._schedules
+
+    # -- publish -------------------------------------------------------------------
+
+    async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
+        now = self._clock.now()
+        ids: list[str] = []
+        with self._lock:
+            for item in batch:
+                existing = self._existing_for_key(item.key, now)
+                if existing is not None:
+                    ids.append(existing)
+                    continue
+                if item.task_id in self._jobs:
+                    ids.append(item.task_id)  # same task id twice: one task
+                    continue
+                job = _Job(
+                    task_id=item.task_id,
+                    queue=item.queue,
+                    body=item.body,
+                    priority=item.priority,
+                    seq=next(self._seq),
+                    available_at=item.not_before,
+                    enqueued_at=now,
+                    key=item.key,
+                    key_ttl=item.key_ttl,
+                )
+                self._jobs[job.task_id] = job
+                if item.key is not None:
+                    self._keys[item.key] = (job.task_id, float("inf"))
+                self._schedule(job, now)
+                ids.append(job.task_id)
+        self._wake_all()
+        return ids
+
+    def _existing_for_key(self, key: str | None, now: float) -> str | None:
+        if key is None:
+            return None
+        found = self._keys.get(key)
+        if found is None:
+            return None
+        task_id, expires = found
+        if expires <= now:
+            del self._keys[key]
+            return None
+        return task_id
+
+    def _schedule(self, job: _Job, now: float) -> None:
+        if job.available_at > now:
+            job.state = _DELAYED
+            heapq.heappush(self._delayed, (job.available_at, job.seq, job.task_id))
+        else:
+            job.state = _READY
+            heapq.heappush(self._ready.setdefault(job.queue, []), (-job.priority, job.seq, job.task_id))
+
+    # -- fetch ---------------------------------------------------------------------
+
+    async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            waiter = _Waiter(loop)
+            with self._lock:
+                now = self._clock.now()
+                self._promote_due(now)
+                claimed = self._claim(queues, count, now)
+                if claimed or wait <= 0:
+                    return claimed
+                next_due = self._delayed[0][0] - now if self._delayed else None
+                self._waiters.add(waiter)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._drop_waiter(waiter)
+                return []
+            if next_due is not None:
+                remaining = min(remaining, max(next_due, 0.001))
+            try:
+                await asyncio.wait_for(waiter.event.wait(), remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._drop_waiter(waiter)
+
+    def _drop_waiter(self, waiter: _Waiter) -> None:
+        with self._lock:
+            self._waiters.discard(waiter)
+
+    def _claim(self, queues: Sequence[str], count: int, now: float) -> list[Delivery]:
+        claimed: list[Delivery] = []
+        for queue in queues:
+            heap = self._ready.get(queue)
+            while heap and len(claimed) < count:
+                _, _, task_id = heapq.heappop(heap)
+                job = self._jobs.get(task_id)
+                if job is None or job.state != _READY:
+                    continue  # stale heap entry
+                job.state = _LEASED
+                job.attempts += 1
+                job.lease_token = next(self._tokens)
+                job.lease_expires = now + self._settings.lease
+                claimed.append(
+                    Delivery(self, job.queue, job.task_id, job.body, job.attempts,
+                             job.lease_token, job.enqueued_at)
+                )
+            if len(claimed) >= count:
+                break
+        return claimed
+
+    def _promote_due(self, now: float) -> int:
+        moved = 0
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, task_id = heapq.heappop(self._delayed)
+            job = self._jobs.get(task_id)
+            if job is None or job.state != _DELAYED or job.available_at > now:
+                continue
+            self._schedule(job, now)
+            moved += 1
+        return moved
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.wake()
+
+    # -- settle --------------------------------------------------------------------
+
+    async def settle(self, batch: Sequence[Settlement]) -> list[bool]:
+        results: list[StoredResult] = []
+        done: list[bool] = []
+        now = self._clock.now()
+        woke = False
+        with self._lock:
+            for delivery, outcome in batch:
+                job = self._jobs.get(delivery.task_id)
+                if job is None or job.state != _LEASED or job.lease_token != delivery.token:
+                    done.append(False)  # fenced: the lease moved on
+                    continue
+                if isinstance(outcome, Ack):
+                    self._finish(job, now)
+                    if outcome.result is not None:
+                        results.append(outcome.result)
+                elif isinstance(outcome, Retry):
+                    job.available_at = now + max(outcome.delay, 0.0)
+                    job.seq = next(self._seq)
+                    self._schedule(job, now)
+                    woke = True
+                elif isinstance(outcome, DeadLetter):
+                    self._dead[job.task_id] = DeadLetterEntry(
+                        id=job.task_id, queue=job.queue, body=job.body, reason=outcome.reason,
+                        attempts=job.attempts, failed_at=now,
+                    )
+                    self._finish(job, now)
+                    if outcome.result is not None:
+                        results.append(outcome.result)
+                elif isinstance(outcome, Release):
+                    job.attempts = max(job.attempts - 1, 0)
+                    job.seq = next(self._seq)
+                    job.available_at = 0.0
+                    self._schedule(job, now)
+                    woke = True
+                done.append(True)
+        if results:
+            await self._results.put(results)
+        if woke:
+            self._wake_all()
+        return done
+
+    def _finish(self, job: _Job, now: float) -> None:
+        del self._jobs[job.task_id]
+        if job.key is not None:
+            self._keys[job.key] = (job.task_id, now + job.key_ttl)
+
+    # -- leases --------------------------------------------------------------------
+
+    async def extend_leases(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        return self.renew(deliveries, seconds)
+
+    def lease_keeper(self) -> _MemoryLeaseKeeper:
+        return _MemoryLeaseKeeper(self)
+
+    def renew(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        """Thread-safe lease extension, used by the lease thread."""
+        now = self._clock.now()
+        out: list[bool] = []
+        with self._lock:
+            for delivery in deliveries:
+                job = self._jobs.get(delivery.task_id)
+                owned = job is not None and job.state == _LEASED and job.lease_token == delivery.token
+                if owned and job is not None:
+                    job.lease_expires = now + seconds
+                out.append(owned)
+        return out
+
+    async def reap(self) -> int:
+        now = self._clock.now()
+        moved = 0
+        with self._lock:
+            for job in self._jobs.values():
+                if job.state == _LEASED and job.lease_expires <= now:
+                    job.lease_token = 0
+                    job.seq = next(self._seq)
+                    job.available_at = 0.0
+                    self._schedule(job, now)
+                    moved += 1
+            moved += self._promote_due(now)
+        if moved:
+            self._wake_all()
+        return moved
+
+    # -- inspection ----------------------------------------------------------------
+
+    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
+        with self._lock:
+            job = self._jobs.get(task_id)
+            if job is not None:
+                if job.state == _LEASED:
+                    return TaskStatus.RUNNING, job.attempts
+                if job.attempts > 0:
+                    return TaskStatus.RETRYING, job.attempts
+                return TaskStatus.QUEUED, 0
+            dead = self._dead.get(task_id)
+            if dead is not None:
+                return TaskStatus.DEAD, dead.attempts
+        return None
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        counts: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for job in self._jobs.values():
+                row = counts.setdefault(job.queue, {})
+                row[job.state] = row.get(job.state, 0) + 1
+            for entry in self._dead.values():
+                row = counts.setdefault(entry.queue, {})
+                row["dead"] = row.get("dead", 0) + 1
+        return [
+            QueueDepth(queue=q, ready=c.get(_READY, 0), delayed=c.get(_DELAYED, 0),
+                       running=c.get(_LEASED, 0), dead=c.get("dead", 0))
+            for q, c in sorted(counts.items())
+        ]
+
+    # -- dead letters --------------------------------------------------------------
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        with self._lock:
+            entries = [e for e in reversed(self._dead.values()) if queue in (None, e.queue)]
+        return entries[offset : offset + limit]
+
+    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+        with self._lock:
+            return self._dead.get(entry_id)
+
+    async def requeue_dead(self, entry_ids: Sequence[str]) -> int:
+        now = self._clock.now()
+        moved = 0
+        with self._lock:
+            for entry_id in entry_ids:
+                entry = self._dead.pop(entry_id, None)
+                if entry is None or entry.id in self._jobs:
+                    continue
+                job = _Job(
+                    task_id=entry.id, queue=entry.queue, body=entry.body, priority=0,
+                    seq=next(self._seq), available_at=0.0, enqueued_at=now, key=None, key_ttl=0.0,
+                )
+                self._jobs[job.task_id] = job
+                self._schedule(job, now)
+                moved += 1
+        if moved:
+            self._wake_all()
+            for entry_id in entry_ids:
+                await self._results.delete(entry_id)
+        return moved
+
+    async def delete_dead(self, entry_ids: Sequence[str] | None, queue: str | None = None) -> int:
+        with self._lock:
+            if entry_ids is None:
+                doomed = [e.id for e in self._dead.values() if queue in (None, e.queue)]
+            else:
+                doomed = [i for i in entry_ids if i in self._dead]
+            for entry_id in doomed:
+                del self._dead[entry_id]
+        return len(doomed)
+
+    # -- workers -------------------------------------------------------------------
+
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        with self._lock:
+            self._workers[info.worker_id] = (info, self._clock.now() + ttl)
+
+    async def workers(self) -> list[WorkerInfo]:
+        now = self._clock.now()
+        with self._lock:
+            alive = {k: v for k, v in self._workers.items() if v[1] > now}
+            self._workers = alive
+            return [info for info, _ in alive.values()]
+
+
+@dataclass(slots=True)
+class _MemoryLeaseKeeper:
+    broker: MemoryBroker
+
+    def renew(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        return self.broker.renew(deliveries, seconds)
+
+    def close(self) -> None:
+        return None
+
+
+class MemoryResultStore:
+    """In-process result store with push-based waiting (futures, no polling)."""
+
+    def __init__(self, url: str = "memory://", settings: Settings | None = None) -> None:
+        self.url = url
+        self._clock = (settings or Settings()).clock
+        self._lock = threading.Lock()
+        self._data: dict[str, tuple[bytes, float]] = {}
+        self._progress: dict[str, tuple[bytes, float]] = {}
+        self._waiters: dict[str, list[_Waiter]] = {}
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def put(self, batch: Sequence[StoredResult]) -> None:
+        now = self._clock.now()
+        woken: list[_Waiter] = []
+        with self._lock:
+            for item in batch:
+                expires = float("inf") if item.ttl is None else now + item.ttl
+                self._data[item.task_id] = (item.data, expires)
+                self._progress.pop(item.task_id, None)
+                woken.extend(self._waiters.pop(item.task_id, ()))
+        for waiter in woken:
+            waiter.wake()
+
+    def _live(self, table: dict[str, tuple[bytes, float]], task_id: str) -> bytes | None:
+        found = table.get(task_id)
+        if found is None:
+            return None
+        if found[1] <= self._clock.now():
+            del table[task_id]
+            return None
+        return found[0]
+
+    async def get(self, task_id: str) -> bytes | None:
+        with self._lock:
+            return self._live(self._data, task_id)
+
+    async def wait(self, task_id: str, timeout: float) -> bytes | None:
+        waiter = _Waiter(asyncio.get_running_loop())
+        with self._lock:
+            found = self._live(self._data, task_id)
+            if found is not None:
+                return found
+            self._waiters.setdefault(task_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter.event.wait(), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            with self._lock:
+                pending = self._waiters.get(task_id)
+                if pending is not None and waiter in pending:
+                    pending.remove(waiter)
+                    if not pending:
+                        del self._waiters[task_id]
+        return await self.get(task_id)
+
+    async def delete(self, task_id: str) -> None:
+        with self._lock:
+            self._data.pop(task_id, None)
+            self._progress.pop(task_id, None)
+
+    async def set_progress(self, task_id: str, progress: bytes, ttl: float) -> None:
+        with self._lock:
+            self._progress[task_id] = (progress, self._clock.now() + ttl)
+
+    async def get_progress(self, task_id: str) -> bytes | None:
+        with self._lock:
+            return self._live(self._progress, task_id)
+
+
+class MemoryScheduleStore:
+    """Schedule definitions and fired ticks, in process."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._clock = (settings or Settings()).clock
+        self._lock = threading.Lock()
+        self._specs: dict[str, bytes] = {}
+        self._ticks: dict[tuple[str, float], float] = {}
+
+    async def save_schedule(self, schedule_id: str, spec: bytes) -> None:
+        with self._lock:
+            self._specs[schedule_id] = spec
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        with self._lock:
+            return self._specs.pop(schedule_id, None) is not None
+
+    async def load_schedules(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._specs)
+
+    async def claim_tick(self, schedule_id: str, fire_time: float, ttl: float) -> bool:
+        now = self._clock.now()
+        with self._lock:
+            self._ticks = {k: v for k, v in self._ticks.items() if v > now}
+            if (schedule_id, fire_time) in self._ticks:
+                return False
+            self._ticks[(schedule_id, fire_time)] = now + ttl
+            return True

@@ -1,0 +1,101 @@
+"""The wire envelope (:class:`Message`) and its msgpack codec.
+
+The envelope is a msgspec ``Struct`` encoded as a msgpack *array* (field order is the
+schema), so it is compact and decodes without building a dict. ``version`` comes first:
+a worker that meets a version it does not know dead-letters the message with the reason
+instead of guessing. docs/wire-format.md describes every field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MalformedMessage",
+    "Message",
+    "decode_message",
+    "encode_message",
+    "encode_value",
+]
+
+SCHEMA_VERSION = 1
+
+
+class Message(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    """One task invocation as it travels from producer to worker.
+
+    Times are Unix seconds. ``max_attempts`` is ``retries + 1``. ``key`` is the caller's
+    idempotency key. ``headers`` carries trace context; ``labels`` free-form tags.
+    """
+
+    version: int
+    task_id: str
+    task: str
+    queue: str
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    priority: int = 0
+    enqueued_at: float = 0.0
+    not_before: float = 0.0
+    max_attempts: int = 1
+    timeout: float | None = None
+    result_ttl: float | None = None
+    key: str | None = None
+    labels: dict[str, str] = {}
+    headers: dict[str, str] = {}
+
+
+class MalformedMessage(ValueError):
+    """A body that is not a message this worker can run; ``reason`` goes to the DLQ."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _enc_hook(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)  # pydantic v2 models, without importing pydantic
+    if callable(dump):
+        return dump(mode="json")
+    raise NotImplementedError(f"cannot encode objects of type {type(obj).__qualname__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode_message(message: Message) -> bytes:
+    """Encode ``message``; raises ``TypeError`` for values msgpack cannot carry."""
+    return _encoder.encode(message)
+
+
+def encode_value(value: Any) -> bytes:
+    """Encode any supported value (used for results and for argument checks)."""
+    return _encoder.encode(value)
+
+
+def decode_message(body: bytes) -> Message:
+    """Decode a body into a :class:`Message`, or raise :class:`MalformedMessage`."""
+    try:
+        message = _decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedMessage(_explain(body, exc)) from None
+    if message.version != SCHEMA_VERSION:
+        raise MalformedMessage(
+            f"unsupported schema version {message.version} (this worker reads {SCHEMA_VERSION})"
+        )
+    return message
+
+
+def _explain(body: bytes, exc: Exception) -> str:
+    try:
+        loose = msgspec.msgpack.decode(body)
+    except msgspec.DecodeError:
+        return f"malformed message: not msgpack ({exc}); {len(body)} bytes"
+    if isinstance(loose, list) and loose and isinstance(loose[0], int):
+        if loose[0] != SCHEMA_VERSION:
+            return f"unsupported schema version {loose[0]} (this worker reads {SCHEMA_VERSION})"
+    return f"malformed message: {exc}"

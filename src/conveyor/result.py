@@ -1,0 +1,92 @@
+"""What a task produced: :class:`Result`, its :class:`ErrorInfo`, and :class:`TaskStatus`."""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from conveyor.errors import TaskFailed
+
+__all__ = ["ErrorInfo", "Result", "TaskState", "TaskStatus"]
+
+R = TypeVar("R")
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is in its life. The last four are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    ABORTED = "aborted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.ABORTED})
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    """The exception a task ended with, as text that crosses process boundaries."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Capture ``exc``'s qualified type, message and formatted traceback."""
+        kind = type(exc)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else (
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+        text = "".join(traceback.format_exception(exc))
+        return cls(type=name, message=str(exc), traceback=text)
+
+
+class Result(msgspec.Struct, Generic[R], frozen=True, omit_defaults=True):
+    """The outcome of one task.
+
+    ``status`` is terminal (succeeded, failed, dead or aborted). ``return_value`` is the
+    task's return value converted to its annotated type; ``error`` is set when ``is_err``.
+    ``attempts`` counts the started attempts, ``execution_time`` the seconds the last one ran.
+    """
+
+    task_id: str
+    task: str
+    status: TaskStatus
+    return_value: R | None = None
+    error: ErrorInfo | None = None
+    execution_time: float = 0.0
+    attempts: int = 0
+    finished_at: float = 0.0
+
+    @property
+    def is_err(self) -> bool:
+        """True when the task did not succeed."""
+        return self.status is not TaskStatus.SUCCEEDED
+
+    def unwrap(self) -> R:
+        """The return value, or raise :class:`TaskFailed` carrying ``error``."""
+        if self.is_err:
+            raise TaskFailed(self.task_id, self.error or ErrorInfo(self.status.value, ""))
+        return self.return_value  # type: ignore[return-value]
+
+
+class TaskState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A snapshot of a task for ``TaskHandle.status()`` and the dashboard."""
+
+    task_id: str
+    status: TaskStatus
+    attempts: int = 0
+    progress: float | None = None
+    progress_message: str | None = None
+    result: Result[Any] | None = None

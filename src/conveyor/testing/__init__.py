@@ -1,0 +1,1 @@
+"""Testing tools shipped as product: the broker conformance suite and helpers."""

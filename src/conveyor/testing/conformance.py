@@ -1,0 +1,354 @@
+"""The broker conformance suite: what every broker must do, as public checks.
+
+Any broker, ours or a third party's, proves itself the same way::
+
+    import pytest
+    from conveyor.testing.conformance import CHECKS, BrokerFactory
+
+    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+    async def test_my_broker(check, my_factory: BrokerFactory) -> None:
+        await check(my_factory)
+
+A :class:`BrokerFactory` opens a fresh, empty, connected broker for the given settings
+(``async with factory(settings) as broker``). Checks use short real durations (leases of
+a fraction of a second), because leases on server brokers are measured by the server's
+clock, not an injected one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from conveyor.brokers.base import Ack, Broker, Delivery, Outgoing, StoredResult, WorkerInfo
+from conveyor.result import TaskStatus
+from conveyor.settings import Settings
+
+__all__ = ["CHECKS", "BrokerFactory", "Check", "conformance_settings"]
+
+LEASE = 0.6
+
+
+class BrokerFactory(Protocol):
+    def __call__(self, settings: Settings) -> AbstractAsyncContextManager[Broker]: ...
+
+
+Check = Callable[[BrokerFactory], Awaitable[None]]
+
+
+def conformance_settings(**changes: object) -> Settings:
+    """Settings with compressed timeouts for the checks."""
+    base = Settings(lease=LEASE, reap_interval=0.1, fetch_wait=0.2)
+    return base.replace(**changes) if changes else base
+
+
+def _out(body: bytes = b"x", queue: str = "default", **kw: object) -> Outgoing:
+    return Outgoing(task_id=uuid.uuid4().hex, queue=queue, body=body, **kw)  # type: ignore[arg-type]
+
+
+async def _fetch_all(broker: Broker, queues: list[str], expect: int, wait: float = 2.0) -> list[Delivery]:
+    got: list[Delivery] = []
+    deadline = time.monotonic() + wait
+    while len(got) < expect and time.monotonic() < deadline:
+        await broker.reap()
+        got += await broker.fetch(queues, expect - len(got), 0.1)
+    return got
+
+
+async def check_publish_fetch_ack(factory: BrokerFactory) -> None:
+    """Published messages are fetched once, byte-identical, with attempt 1; acked ones are gone."""
+    async with factory(conformance_settings()) as broker:
+        items = [_out(f"body-{i}".encode()) for i in range(3)]
+        assert await broker.publish(items) == [i.task_id for i in items]
+        got = await broker.fetch(["default"], 10, 1.0)
+        assert sorted(d.body for d in got) == sorted(i.body for i in items)
+        assert all(d.attempt == 1 for d in got)
+        assert {d.task_id for d in got} == {i.task_id for i in items}
+        assert await broker.settle([(d, Ack()) for d in got]) == [True] * 3
+        assert await broker.fetch(["default"], 10, 0.0) == []
+        depths = {q.queue: q for q in await broker.queue_depths()}
+        assert depths.get("default") is None or depths["default"].ready == 0
+
+
+async def check_fetch_respects_count(factory: BrokerFactory) -> None:
+    """fetch(count=n) never claims more than n."""
+    async with factory(conformance_settings()) as broker:
+        await broker.publish([_out() for _ in range(5)])
+        first = await broker.fetch(["default"], 2, 1.0)
+        assert len(first) == 2
+        rest = await _fetch_all(broker, ["default"], 3)
+        assert len(rest) == 3
+        assert not {d.task_id for d in first} & {d.task_id for d in rest}
+
+
+async def check_priority_then_fifo(factory: BrokerFactory) -> None:
+    """Higher priority first; equal priority in publish order."""
+    async with factory(conformance_settings()) as broker:
+        low1, low2, mid, high = (_out(b"l1"), _out(b"l2"), _out(b"m", priority=5), _out(b"h", priority=9))
+        await broker.publish([low1])
+        await broker.publish([low2, mid])
+        await broker.publish([high])
+        order = []
+        for _ in range(4):
+            got = await broker.fetch(["default"], 1, 1.0)
+            assert len(got) == 1
+            order.append(got[0].body)
+            await got[0].ack()
+        assert order == [b"h", b"m", b"l1", b"l2"]
+
+
+async def check_queues_are_separate(factory: BrokerFactory) -> None:
+    """A worker only gets messages of the queues it asks for, in the order given."""
+    async with factory(conformance_settings()) as broker:
+        await broker.publish([_out(b"a", queue="alpha"), _out(b"b", queue="beta")])
+        assert [d.body for d in await broker.fetch(["beta"], 10, 1.0)] == [b"b"]
+        assert [d.body for d in await broker.fetch(["alpha"], 10, 1.0)] == [b"a"]
+
+
+async def check_delay(factory: BrokerFactory) -> None:
+    """A message with not_before in the future is invisible until then."""
+    async with factory(conformance_settings()) as broker:
+        due = time.time() + 0.5
+        await broker.publish([_out(b"later", not_before=due)])
+        await broker.reap()
+        assert await broker.fetch(["default"], 1, 0.0) == []
+        got = await _fetch_all(broker, ["default"], 1, wait=3.0)
+        assert [d.body for d in got] == [b"later"]
+        assert time.time() >= due - 0.05
+
+
+async def check_retry_with_delay(factory: BrokerFactory) -> None:
+    """retry(delay) hides the message for delay seconds and keeps the attempt count."""
+    async with factory(conformance_settings()) as broker:
+        item = _out(b"r")
+        await broker.publish([item])
+        (first,) = await broker.fetch(["default"], 1, 1.0)
+        assert await first.retry(0.4)
+        assert (await broker.task_status(item.task_id)) == (TaskStatus.RETRYING, 1)
+        await broker.reap()
+        assert await broker.fetch(["default"], 1, 0.0) == []
+        (second,) = await _fetch_all(broker, ["default"], 1, wait=3.0)
+        assert second.attempt == 2 and second.body == b"r"
+        assert not await first.ack(), "a settled delivery must not settle twice"
+        assert await second.ack()
+
+
+async def check_dead_letter(factory: BrokerFactory) -> None:
+    """dead_letter keeps the raw bytes and reason; requeue and delete work."""
+    async with factory(conformance_settings()) as broker:
+        raw = b"\xc1\x00not msgpack\xff"
+        item = _out(raw)
+        await broker.publish([item])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        assert await d.dead_letter("malformed message: test")
+        entries = await broker.dead_letters()
+        assert [(e.id, e.body, e.reason, e.attempts) for e in entries] == [
+            (item.task_id, raw, "malformed message: test", 1)
+        ]
+        assert (await broker.dead_letter(item.task_id)) == entries[0]
+        assert (await broker.task_status(item.task_id)) == (TaskStatus.DEAD, 1)
+        assert await broker.fetch(["default"], 1, 0.0) == []
+        assert await broker.requeue_dead([item.task_id]) == 1
+        assert await broker.dead_letters() == []
+        (again,) = await broker.fetch(["default"], 1, 1.0)
+        assert again.body == raw and again.attempt == 1
+        assert await again.dead_letter("second")
+        assert await broker.delete_dead(None) == 1
+        assert await broker.dead_letters() == []
+
+
+async def check_lease_expiry_redelivers_and_fences(factory: BrokerFactory) -> None:
+    """An unrenewed lease expires; reap makes the message ready; the old owner is fenced."""
+    async with factory(conformance_settings()) as broker:
+        item = _out(b"lease")
+        await broker.publish([item])
+        (old,) = await broker.fetch(["default"], 1, 1.0)
+        await asyncio.sleep(LEASE + 0.3)
+        (new,) = await _fetch_all(broker, ["default"], 1)
+        assert new.attempt == 2 and new.task_id == item.task_id
+        assert await old.ack() is False, "a zombie's completion must be rejected"
+        assert await old.extend_lease(5) is False
+        assert await new.ack() is True
+
+
+async def check_extend_lease_keeps_ownership(factory: BrokerFactory) -> None:
+    """Renewed leases (from the loop and from a thread) are not reaped."""
+    async with factory(conformance_settings()) as broker:
+        await broker.publish([_out(b"a"), _out(b"b")])
+        got = await broker.fetch(["default"], 2, 1.0)
+        keeper = broker.lease_keeper()
+        try:
+            for _ in range(3):
+                await asyncio.sleep(LEASE / 2)
+                assert await got[0].extend_lease(LEASE)
+                ok: list[bool] = []
+                thread = threading.Thread(target=lambda: ok.extend(keeper.renew([got[1]], LEASE)))
+                thread.start()
+                await asyncio.to_thread(thread.join)
+                assert ok == [True]
+                await broker.reap()
+                assert await broker.fetch(["default"], 2, 0.0) == []
+        finally:
+            keeper.close()
+        assert await broker.settle([(d, Ack()) for d in got]) == [True, True]
+
+
+async def check_release_is_uncharged(factory: BrokerFactory) -> None:
+    """release() makes the message ready at once without counting the attempt."""
+    async with factory(conformance_settings()) as broker:
+        await broker.publish([_out(b"rel")])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        assert await d.release()
+        (again,) = await _fetch_all(broker, ["default"], 1, wait=1.0)
+        assert again.attempt == 1
+
+
+async def check_batch_publish(factory: BrokerFactory) -> None:
+    """A batch of 500 is published in one call and fetched completely."""
+    async with factory(conformance_settings()) as broker:
+        items = [_out(str(i).encode()) for i in range(500)]
+        assert await broker.publish(items) == [i.task_id for i in items]
+        got = await _fetch_all(broker, ["default"], 500, wait=5.0)
+        assert len(got) == 500
+        assert {d.task_id for d in got} == {i.task_id for i in items}
+        assert all(await broker.settle([(d, Ack()) for d in got]))
+
+
+async def check_idempotency_key(factory: BrokerFactory) -> None:
+    """Same key while queued, running or recently finished: one task, same id."""
+    async with factory(conformance_settings()) as broker:
+        first = _out(b"k", key="report-42", key_ttl=30.0)
+        second = _out(b"k2", key="report-42", key_ttl=30.0)
+        assert await broker.publish([first]) == [first.task_id]
+        assert await broker.publish([second]) == [first.task_id]
+        (d,) = await broker.fetch(["default"], 5, 1.0)
+        assert await broker.publish([second]) == [first.task_id]
+        assert await d.ack()
+        assert await broker.publish([second]) == [first.task_id]
+        assert await broker.fetch(["default"], 5, 0.0) == []
+
+
+async def check_duplicate_task_id(factory: BrokerFactory) -> None:
+    """Publishing the same task id twice while it is queued yields one message."""
+    async with factory(conformance_settings()) as broker:
+        item = _out(b"same")
+        await broker.publish([item, item])
+        got = await _fetch_all(broker, ["default"], 2, wait=0.5)
+        assert len(got) == 1
+
+
+async def check_blocking_fetch_wakes_on_publish(factory: BrokerFactory) -> None:
+    """A fetch waiting on an empty queue returns soon after a publish, not at its timeout."""
+    async with factory(conformance_settings()) as broker:
+        waiting = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await broker.publish([_out(b"wake")])
+        got = await asyncio.wait_for(waiting, 5.0)
+        assert [d.body for d in got] == [b"wake"]
+        assert time.monotonic() - started < 1.5
+
+
+async def check_task_status_and_depths(factory: BrokerFactory) -> None:
+    """task_status and queue_depths follow a message through its states."""
+    async with factory(conformance_settings()) as broker:
+        a, b = _out(b"a"), _out(b"b", not_before=time.time() + 60)
+        await broker.publish([a, b])
+        assert await broker.task_status(a.task_id) == (TaskStatus.QUEUED, 0)
+        assert await broker.task_status(b.task_id) == (TaskStatus.QUEUED, 0)
+        depth = {q.queue: q for q in await broker.queue_depths()}["default"]
+        assert (depth.ready, depth.delayed, depth.running) == (1, 1, 0)
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        assert await broker.task_status(a.task_id) == (TaskStatus.RUNNING, 1)
+        assert await d.ack()
+        assert await broker.task_status(a.task_id) is None
+        assert await broker.task_status("no-such-task") is None
+
+
+async def check_result_store(factory: BrokerFactory) -> None:
+    """Results: put/get, push-based wait, wait timeout, TTL expiry, delete."""
+    async with factory(conformance_settings()) as broker:
+        store = broker.result_store()
+        assert await store.get("missing") is None
+        started = time.monotonic()
+        assert await store.wait("missing", 0.3) is None
+        assert 0.25 <= time.monotonic() - started < 2.0
+        waiter = asyncio.create_task(store.wait("t1", 5.0))
+        await asyncio.sleep(0.1)
+        woke_from = time.monotonic()
+        await store.put([StoredResult("t1", b"result-bytes", 60.0)])
+        assert await asyncio.wait_for(waiter, 5.0) == b"result-bytes"
+        assert time.monotonic() - woke_from < 1.0
+        assert await store.get("t1") == b"result-bytes"
+        await store.put([StoredResult("short", b"s", 0.3)])
+        assert await store.get("short") == b"s"
+        await asyncio.sleep(1.2)
+        assert await store.get("short") is None
+        await store.delete("t1")
+        assert await store.get("t1") is None
+        await store.set_progress("t2", b"half", 60.0)
+        assert await store.get_progress("t2") == b"half"
+
+
+async def check_ack_stores_result_atomically(factory: BrokerFactory) -> None:
+    """ack(result) on a broker's own store makes the result visible by the time ack returns."""
+    async with factory(conformance_settings()) as broker:
+        item = _out(b"r")
+        await broker.publish([item])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        assert await d.ack(StoredResult(item.task_id, b"value", 60.0))
+        assert await broker.result_store().get(item.task_id) == b"value"
+
+
+async def check_workers_heartbeat(factory: BrokerFactory) -> None:
+    """Heartbeats list live workers and forget expired ones."""
+    async with factory(conformance_settings()) as broker:
+        now = time.time()
+        info = WorkerInfo("w1", "host", 1, ["default"], 4, 1, 10, now, now, ["t"])
+        await broker.heartbeat(info, 0.5)
+        assert [w.worker_id for w in await broker.workers()] == ["w1"]
+        await asyncio.sleep(1.2)
+        assert await broker.workers() == []
+
+
+async def check_schedule_store(factory: BrokerFactory) -> None:
+    """Schedules persist; each (schedule, tick) is claimed exactly once under contention."""
+    async with factory(conformance_settings()) as broker:
+        store = broker.schedule_store()
+        await store.save_schedule("s1", b"spec-1")
+        await store.save_schedule("s1", b"spec-1b")
+        await store.save_schedule("s2", b"spec-2")
+        assert await store.load_schedules() == {"s1": b"spec-1b", "s2": b"spec-2"}
+        assert await store.delete_schedule("s2") is True
+        assert await store.delete_schedule("s2") is False
+        wins = await asyncio.gather(*(store.claim_tick("s1", 1000.0, 60.0) for _ in range(10)))
+        assert wins.count(True) == 1
+        assert await store.claim_tick("s1", 1001.0, 60.0) is True
+
+
+CHECKS: list[Check] = [
+    check_publish_fetch_ack,
+    check_fetch_respects_count,
+    check_priority_then_fifo,
+    check_queues_are_separate,
+    check_delay,
+    check_retry_with_delay,
+    check_dead_letter,
+    check_lease_expiry_redelivers_and_fences,
+    check_extend_lease_keeps_ownership,
+    check_release_is_uncharged,
+    check_batch_publish,
+    check_idempotency_key,
+    check_duplicate_task_id,
+    check_blocking_fetch_wakes_on_publish,
+    check_task_status_and_depths,
+    check_result_store,
+    check_ack_stores_result_atomically,
+    check_workers_heartbeat,
+    check_schedule_store,
+]
