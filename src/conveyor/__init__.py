@@ -1,1 +1,61 @@
-"""Conveyor."""
+"""Conveyor: an async-first distributed task queue for Python.
+
+>>> from conveyor import Conveyor
+>>> app = Conveyor("memory://")
+"""
+
+from conveyor.app import Conveyor as Conveyor
+from conveyor.deps import Context as Context
+from conveyor.deps import Depends as Depends
+from conveyor.errors import BrokerUnavailable as BrokerUnavailable
+from conveyor.errors import ConfigurationError as ConfigurationError
+from conveyor.errors import ConveyorError as ConveyorError
+from conveyor.errors import EnqueueError as EnqueueError
+from conveyor.errors import PayloadTooLarge as PayloadTooLarge
+from conveyor.errors import ResultMissing as ResultMissing
+from conveyor.errors import ResultTimeout as ResultTimeout
+from conveyor.errors import TaskFailed as TaskFailed
+from conveyor.errors import UnknownTask as UnknownTask
+from conveyor.hooks import Hook as Hook
+from conveyor.message import Message as Message
+from conveyor.result import ErrorInfo as ErrorInfo
+from conveyor.result import Result as Result
+from conveyor.result import TaskState as TaskState
+from conveyor.result import TaskStatus as TaskStatus
+from conveyor.retry import exponential as exponential
+from conveyor.retry import fixed as fixed
+from conveyor.retry import none as none
+from conveyor.settings import Settings as Settings
+from conveyor.task import Task as Task
+from conveyor.task import TaskHandle as TaskHandle
+from conveyor.worker.executor import TaskTimeout as TaskTimeout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "Context",
+    "Conveyor",
+    "ConveyorError",
+    "Depends",
+    "EnqueueError",
+    "ErrorInfo",
+    "Hook",
+    "Message",
+    "PayloadTooLarge",
+    "Result",
+    "ResultMissing",
+    "ResultTimeout",
+    "Settings",
+    "Task",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskState",
+    "TaskStatus",
+    "TaskTimeout",
+    "UnknownTask",
+    "exponential",
+    "fixed",
+    "none",
+]

@@ -95,7 +95,7 @@ def _explain(body: bytes, exc: Exception) -> str:
         loose = msgspec.msgpack.decode(body)
     except msgspec.DecodeError:
         return f"malformed message: not msgpack ({exc}); {len(body)} bytes"
-    if isinstance(loose, list) and loose and isinstance(loose[0], int):
-        if loose[0] != SCHEMA_VERSION:
-            return f"unsupported schema version {loose[0]} (this worker reads {SCHEMA_VERSION})"
+    is_enveloped = isinstance(loose, list) and loose and isinstance(loose[0], int)
+    if is_enveloped and loose[0] != SCHEMA_VERSION:
+        return f"unsupported schema version {loose[0]} (this worker reads {SCHEMA_VERSION})"
     return f"malformed message: {exc}"

@@ -31,7 +31,9 @@ class TaskStatus(enum.StrEnum):
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.ABORTED})
+_TERMINAL = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.ABORTED}
+)
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -45,8 +47,10 @@ class ErrorInfo(msgspec.Struct, frozen=True):
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         """Capture ``exc``'s qualified type, message and formatted traceback."""
         kind = type(exc)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else (
-            f"{kind.__module__}.{kind.__qualname__}"
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else (f"{kind.__module__}.{kind.__qualname__}")
         )
         text = "".join(traceback.format_exception(exc))
         return cls(type=name, message=str(exc), traceback=text)

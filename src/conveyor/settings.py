@@ -84,7 +84,9 @@ class Settings:
         if not self.queues:
             raise ConfigurationError("setting queues must name at least one queue")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ConfigurationError("setting sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+            raise ConfigurationError(
+                "setting sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA"
+            )
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

@@ -16,10 +16,26 @@ __all__ = ["broker_class_for", "redact_url", "result_store_class_for"]
 
 # scheme -> ("module:BrokerClass", "module:ResultStoreClass", extra to install)
 _REGISTRY: dict[str, tuple[str, str, str | None]] = {
-    "memory": ("conveyor.brokers.memory:MemoryBroker", "conveyor.brokers.memory:MemoryResultStore", None),
-    "sqlite": ("conveyor.brokers.sqlite:SqliteBroker", "conveyor.brokers.sqlite:SqliteResultStore", None),
-    "redis": ("conveyor.brokers.redis:RedisBroker", "conveyor.brokers.redis:RedisResultStore", "redis"),
-    "rediss": ("conveyor.brokers.redis:RedisBroker", "conveyor.brokers.redis:RedisResultStore", "redis"),
+    "memory": (
+        "conveyor.brokers.memory:MemoryBroker",
+        "conveyor.brokers.memory:MemoryResultStore",
+        None,
+    ),
+    "sqlite": (
+        "conveyor.brokers.sqlite:SqliteBroker",
+        "conveyor.brokers.sqlite:SqliteResultStore",
+        None,
+    ),
+    "redis": (
+        "conveyor.brokers.redis:RedisBroker",
+        "conveyor.brokers.redis:RedisResultStore",
+        "redis",
+    ),
+    "rediss": (
+        "conveyor.brokers.redis:RedisBroker",
+        "conveyor.brokers.redis:RedisResultStore",
+        "redis",
+    ),
 }
 
 
@@ -39,8 +55,11 @@ def _load(url: str, which: int) -> Any:
     scheme = urlsplit(url).scheme.lower()
     if scheme not in _REGISTRY:
         known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
-        raise ConfigurationError(f"unknown broker URL scheme in {redact_url(url)!r}; known: {known}")
+        raise ConfigurationError(
+            f"unknown broker URL scheme in {redact_url(url)!r}; known: {known}"
+        )
     target = _REGISTRY[scheme][which]
+    assert target is not None
     extra = _REGISTRY[scheme][2]
     module_name, _, attr = target.partition(":")
     try:

@@ -294,6 +294,11 @@ class Broker(Protocol):
         """The result store that lives on the same server, for ``results=None``."""
         ...
 
+    def clone(self) -> Broker:
+        """An unconnected broker on the same backing store, for another event loop
+        (the sync portal). Brokers whose state is thread-safe may return themselves."""
+        ...
+
     def schedule_store(self) -> ScheduleStore:
         """Where dynamic schedules and fired ticks are kept, on the same server."""
         ...
@@ -323,6 +328,10 @@ class ResultStore(Protocol):
         ...
 
     async def delete(self, task_id: str) -> None: ...
+
+    def clone(self) -> ResultStore:
+        """An unconnected store on the same backing store, for another event loop."""
+        ...
 
     async def set_progress(self, task_id: str, progress: bytes, ttl: float) -> None:
         """Store a progress snapshot for ``status()``."""

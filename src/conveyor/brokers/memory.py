@@ -12,6 +12,7 @@ State is guarded by one :class:`threading.Lock`, because the lease thread and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import threading
@@ -62,10 +63,9 @@ class _Waiter:
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
-        try:
+        # RuntimeError: the waiter's loop is closed; nobody is listening any more
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.event.set)
-        except RuntimeError:  # the waiter's loop is closed; nobody is listening
-            pass
 
 
 class MemoryBroker:
@@ -99,6 +99,9 @@ class MemoryBroker:
 
     def schedule_store(self) -> MemoryScheduleStore:
         return self._schedules
+
+    def clone(self) -> MemoryBroker:
+        return self  # thread-safe, and its state must be shared to mean anything
 
     # -- publish -------------------------------------------------------------------
 
@@ -151,7 +154,9 @@ class MemoryBroker:
             heapq.heappush(self._delayed, (job.available_at, job.seq, job.task_id))
         else:
             job.state = _READY
-            heapq.heappush(self._ready.setdefault(job.queue, []), (-job.priority, job.seq, job.task_id))
+            heapq.heappush(
+                self._ready.setdefault(job.queue, []), (-job.priority, job.seq, job.task_id)
+            )
 
     # -- fetch ---------------------------------------------------------------------
 
@@ -199,8 +204,15 @@ class MemoryBroker:
                 job.lease_token = next(self._tokens)
                 job.lease_expires = now + self._settings.lease
                 claimed.append(
-                    Delivery(self, job.queue, job.task_id, job.body, job.attempts,
-                             job.lease_token, job.enqueued_at)
+                    Delivery(
+                        self,
+                        job.queue,
+                        job.task_id,
+                        job.body,
+                        job.attempts,
+                        job.lease_token,
+                        job.enqueued_at,
+                    )
                 )
             if len(claimed) >= count:
                 break
@@ -247,8 +259,12 @@ class MemoryBroker:
                     woke = True
                 elif isinstance(outcome, DeadLetter):
                     self._dead[job.task_id] = DeadLetterEntry(
-                        id=job.task_id, queue=job.queue, body=job.body, reason=outcome.reason,
-                        attempts=job.attempts, failed_at=now,
+                        id=job.task_id,
+                        queue=job.queue,
+                        body=job.body,
+                        reason=outcome.reason,
+                        attempts=job.attempts,
+                        failed_at=now,
                     )
                     self._finish(job, now)
                     if outcome.result is not None:
@@ -286,7 +302,9 @@ class MemoryBroker:
         with self._lock:
             for delivery in deliveries:
                 job = self._jobs.get(delivery.task_id)
-                owned = job is not None and job.state == _LEASED and job.lease_token == delivery.token
+                owned = (
+                    job is not None and job.state == _LEASED and job.lease_token == delivery.token
+                )
                 if owned and job is not None:
                     job.lease_expires = now + seconds
                 out.append(owned)
@@ -334,8 +352,13 @@ class MemoryBroker:
                 row = counts.setdefault(entry.queue, {})
                 row["dead"] = row.get("dead", 0) + 1
         return [
-            QueueDepth(queue=q, ready=c.get(_READY, 0), delayed=c.get(_DELAYED, 0),
-                       running=c.get(_LEASED, 0), dead=c.get("dead", 0))
+            QueueDepth(
+                queue=q,
+                ready=c.get(_READY, 0),
+                delayed=c.get(_DELAYED, 0),
+                running=c.get(_LEASED, 0),
+                dead=c.get("dead", 0),
+            )
             for q, c in sorted(counts.items())
         ]
 
@@ -361,8 +384,15 @@ class MemoryBroker:
                 if entry is None or entry.id in self._jobs:
                     continue
                 job = _Job(
-                    task_id=entry.id, queue=entry.queue, body=entry.body, priority=0,
-                    seq=next(self._seq), available_at=0.0, enqueued_at=now, key=None, key_ttl=0.0,
+                    task_id=entry.id,
+                    queue=entry.queue,
+                    body=entry.body,
+                    priority=0,
+                    seq=next(self._seq),
+                    available_at=0.0,
+                    enqueued_at=now,
+                    key=None,
+                    key_ttl=0.0,
                 )
                 self._jobs[job.task_id] = job
                 self._schedule(job, now)
@@ -474,6 +504,9 @@ class MemoryResultStore:
         with self._lock:
             self._data.pop(task_id, None)
             self._progress.pop(task_id, None)
+
+    def clone(self) -> MemoryResultStore:
+        return self
 
     async def set_progress(self, task_id: str, progress: bytes, ttl: float) -> None:
         with self._lock:

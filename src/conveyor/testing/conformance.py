@@ -51,7 +51,9 @@ def _out(body: bytes = b"x", queue: str = "default", **kw: object) -> Outgoing:
     return Outgoing(task_id=uuid.uuid4().hex, queue=queue, body=body, **kw)  # type: ignore[arg-type]
 
 
-async def _fetch_all(broker: Broker, queues: list[str], expect: int, wait: float = 2.0) -> list[Delivery]:
+async def _fetch_all(
+    broker: Broker, queues: list[str], expect: int, wait: float = 2.0
+) -> list[Delivery]:
     got: list[Delivery] = []
     deadline = time.monotonic() + wait
     while len(got) < expect and time.monotonic() < deadline:
@@ -89,7 +91,12 @@ async def check_fetch_respects_count(factory: BrokerFactory) -> None:
 async def check_priority_then_fifo(factory: BrokerFactory) -> None:
     """Higher priority first; equal priority in publish order."""
     async with factory(conformance_settings()) as broker:
-        low1, low2, mid, high = (_out(b"l1"), _out(b"l2"), _out(b"m", priority=5), _out(b"h", priority=9))
+        low1, low2, mid, high = (
+            _out(b"l1"),
+            _out(b"l2"),
+            _out(b"m", priority=5),
+            _out(b"h", priority=9),
+        )
         await broker.publish([low1])
         await broker.publish([low2, mid])
         await broker.publish([high])
@@ -187,7 +194,11 @@ async def check_extend_lease_keeps_ownership(factory: BrokerFactory) -> None:
                 await asyncio.sleep(LEASE / 2)
                 assert await got[0].extend_lease(LEASE)
                 ok: list[bool] = []
-                thread = threading.Thread(target=lambda: ok.extend(keeper.renew([got[1]], LEASE)))
+
+                def renew_from_thread(out: list[bool] = ok) -> None:
+                    out.extend(keeper.renew([got[1]], LEASE))
+
+                thread = threading.Thread(target=renew_from_thread)
                 thread.start()
                 await asyncio.to_thread(thread.join)
                 assert ok == [True]

@@ -1,0 +1,201 @@
+"""Dependency injection for tasks: ``Depends`` and ``Context``, FastAPI-style.
+
+>>> async def get_db():                      # doctest: +SKIP
+...     async with Session() as session:
+...         yield session                    # cleaned up after the task, even on failure
+>>> @app.task                                # doctest: +SKIP
+... async def send_email(to: str, db: Session = Depends(get_db), ctx: Context = Depends()):
+...     await ctx.progress(0.5, "rendered")
+
+Supported: async and sync callables, async and sync generators (cleaned up after the
+task), sub-dependencies, per-task caching (one call per dependency per task run, unless
+``use_cache=False``), ``Context`` by annotation, and ``app.dependency_overrides``.
+FastAPI's own ``fastapi.Depends(...)`` markers are understood too, so one provider serves
+a route and a task.
+
+Why not fast-depends: we need Context injected by type, FastAPI's markers recognised, and
+a resolver that costs nothing for tasks without dependencies (the hot path); the whole
+resolver is the page below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+__all__ = ["Context", "Dependency", "Depends", "resolve_dependencies", "split_signature"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """The marker ``Depends(...)`` returns; ``call`` None means "use the annotation"."""
+
+    call: Callable[..., Any] | None
+    use_cache: bool = True
+
+
+def Depends(dependency: Callable[..., Any] | None = None, *, use_cache: bool = True) -> Any:
+    """Declare a parameter filled by calling ``dependency`` (or its annotation) per task run.
+
+    The return type is ``Any`` so that ``db: Session = Depends(get_db)`` type-checks, as in
+    FastAPI.
+    """
+    return Dependency(dependency, use_cache)
+
+
+class Context:
+    """What a running task can know about itself; inject with ``ctx: Context = Depends()``.
+
+    ``attempt`` is 1 on the first run. ``progress()`` publishes a fraction (0..1) and a
+    message that ``TaskHandle.status()`` and the dashboard show.
+    """
+
+    __slots__ = ("_abort", "app", "attempt", "labels", "queue", "task_id", "task_name")
+
+    def __init__(
+        self,
+        app: Conveyor,
+        task_id: str,
+        task_name: str,
+        attempt: int,
+        queue: str,
+        labels: Mapping[str, str],
+    ) -> None:
+        self.app = app
+        self.task_id = task_id
+        self.task_name = task_name
+        self.attempt = attempt
+        self.queue = queue
+        self.labels = labels
+        self._abort = asyncio.Event()
+
+    @property
+    def abort_requested(self) -> bool:
+        """True once an abort was requested for this task (sync tasks poll this)."""
+        return self._abort.is_set()
+
+    def request_abort(self) -> None:
+        self._abort.set()
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record progress, e.g. ``await ctx.progress(0.5, "halfway")``."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be within 0..1, got {fraction}")
+        await self.app.record_progress(self.task_id, fraction, message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    name: str
+    dependency: Dependency | None  # None: the Context itself
+    annotation: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    """A callable's parameters split into injected ones and plain arguments."""
+
+    call: Callable[..., Any]
+    injected: tuple[_Param, ...]
+    arguments: tuple[inspect.Parameter, ...]
+    hints: Mapping[str, Any]
+
+
+def _as_dependency(default: Any) -> Dependency | None:
+    if isinstance(default, Dependency):
+        return default
+    # fastapi.params.Depends, without importing FastAPI
+    if type(default).__name__ == "Depends" and hasattr(default, "dependency"):
+        return Dependency(default.dependency, getattr(default, "use_cache", True))
+    return None
+
+
+def _is_context(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Context)
+
+
+_specs: dict[Callable[..., Any], CallSpec] = {}
+
+
+def split_signature(call: Callable[..., Any]) -> CallSpec:
+    """Analyse ``call`` once: which parameters are injected and which are arguments."""
+    cached = _specs.get(call)
+    if cached is not None:
+        return cached
+    try:
+        hints = get_type_hints(call)
+    except Exception:  # unresolvable forward references: fall back to raw annotations
+        hints = {}
+    signature = inspect.signature(call)
+    injected: list[_Param] = []
+    arguments: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        annotation = hints.get(param.name, param.annotation)
+        dependency = _as_dependency(param.default)
+        if dependency is not None:
+            if dependency.call is None and _is_context(annotation):
+                injected.append(_Param(param.name, None, annotation))
+            else:
+                injected.append(_Param(param.name, dependency, annotation))
+        elif _is_context(annotation):
+            injected.append(_Param(param.name, None, annotation))
+        else:
+            arguments.append(param)
+    spec = CallSpec(call, tuple(injected), tuple(arguments), hints)
+    _specs[call] = spec
+    return spec
+
+
+async def resolve_dependencies(
+    spec: CallSpec,
+    context: Context | None,
+    stack: AsyncExitStack,
+    overrides: Mapping[Callable[..., Any], Callable[..., Any]],
+    cache: dict[Callable[..., Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Values for ``spec``'s injected parameters. Generator dependencies are entered on
+    ``stack``; closing the stack runs their cleanup (with the task's exception, if any)."""
+    cache = {} if cache is None else cache
+    values: dict[str, Any] = {}
+    for param in spec.injected:
+        if param.dependency is None:
+            if context is None:
+                raise RuntimeError(f"{param.name}: a Context is only available inside a task run")
+            values[param.name] = context
+            continue
+        target = param.dependency.call if param.dependency.call is not None else param.annotation
+        target = overrides.get(target, target)
+        if param.dependency.use_cache and target in cache:
+            values[param.name] = cache[target]
+            continue
+        value = await _call_dependency(target, context, stack, overrides, cache)
+        if param.dependency.use_cache:
+            cache[target] = value
+        values[param.name] = value
+    return values
+
+
+async def _call_dependency(
+    target: Callable[..., Any],
+    context: Context | None,
+    stack: AsyncExitStack,
+    overrides: Mapping[Callable[..., Any], Callable[..., Any]],
+    cache: dict[Callable[..., Any], Any],
+) -> Any:
+    spec = split_signature(target)
+    kwargs = await resolve_dependencies(spec, context, stack, overrides, cache)
+    if inspect.isasyncgenfunction(target):
+        return await stack.enter_async_context(asynccontextmanager(target)(**kwargs))
+    if inspect.isgeneratorfunction(target):
+        return stack.enter_context(contextmanager(target)(**kwargs))
+    value = target(**kwargs)
+    if inspect.isawaitable(value):
+        value = await value
+    return value

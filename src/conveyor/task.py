@@ -1,0 +1,321 @@
+"""A decorated task (:class:`Task`), its options, and the handle an enqueue returns.
+
+>>> @app.task(retries=3)                       # doctest: +SKIP
+... async def add(a: int, b: int) -> int:
+...     return a + b
+>>> handle = await add.kiq(1, 2)               # doctest: +SKIP
+>>> await handle.get(timeout=5)                # doctest: +SKIP
+3
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
+
+import msgspec
+
+from conveyor.deps import CallSpec, Context, resolve_dependencies, split_signature
+from conveyor.errors import ResultMissing, ResultTimeout
+from conveyor.result import Result, TaskState
+from conveyor.retry import Backoff, exponential
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+__all__ = ["CallOptions", "Task", "TaskHandle", "TaskOptions", "TaskWithOptions"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Seconds = float | timedelta
+
+
+def seconds(value: Seconds | None) -> float | None:
+    """Normalise a public duration (float seconds or timedelta) to float seconds."""
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How a task runs, fixed at decoration time."""
+
+    name: str
+    queue: str = "default"
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: Backoff = field(default_factory=exponential)
+    timeout: float | None = None
+    result_ttl: float | None = None
+    priority: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Per-call overrides set with ``task.with_options(...)``."""
+
+    delay: float | None = None
+    eta: datetime | None = None
+    priority: int | None = None
+    queue: str | None = None
+    key: str | None = None
+    task_id: str | None = None
+    labels: Mapping[str, str] | None = None
+
+
+_PLAIN = (str, int, float, bool, bytes)
+_NO_CONVERSION = {str, int, float, bool, bytes, Any, inspect.Parameter.empty, type(None)}
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    validate = getattr(kind, "model_validate", None)  # pydantic v2 models
+    if callable(validate):
+        return validate(obj)
+    raise NotImplementedError(f"cannot convert to {kind!r}")
+
+
+def convert(value: Any, annotation: Any) -> Any:
+    """Convert a decoded wire value to ``annotation`` (dataclasses, datetimes, UUIDs,
+    msgspec Structs, pydantic models...)."""
+    return msgspec.convert(value, annotation, dec_hook=_dec_hook)
+
+
+class Task(Generic[P, R]):
+    """A function registered as a task. Call it to run in-process; ``kiq`` to enqueue."""
+
+    def __init__(self, app: Conveyor, fn: Callable[P, Any], options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.options = options
+        self.name = options.name
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.spec: CallSpec = split_signature(fn)
+        self.has_dependencies = bool(self.spec.injected)
+        self.return_type: Any = self.spec.hints.get("return", Any)
+        self._positional = [
+            p for p in self.spec.arguments if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        self._conversions: dict[str, Any] = {
+            p.name: self.spec.hints.get(p.name, Any)
+            for p in self.spec.arguments
+            if self.spec.hints.get(p.name, Any) not in _NO_CONVERSION
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+        self._signature = inspect.Signature(list(self.spec.arguments))
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__doc__ = fn.__doc__
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} queue={self.options.queue!r}>"
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the task in this process, resolving its dependencies (for unit tests)."""
+        async with AsyncExitStack() as stack:
+            injected = await resolve_dependencies(
+                self.spec, None, stack, self.app.dependency_overrides
+            )
+            if self.is_async:
+                return cast(R, await self.fn(*args, **kwargs, **injected))
+            return cast(R, self.fn(*args, **kwargs, **injected))
+
+    # -- enqueue -------------------------------------------------------------------
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        """Send the task to its queue; returns a :class:`TaskHandle` at once."""
+        return await self.app.enqueue(self, args, kwargs, None)
+
+    kiq = enqueue  # taskiq's name, kept for users coming from taskiq
+
+    def kiq_sync(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        """Enqueue from synchronous code, with or without a running event loop, from any
+        thread."""
+        return self.app.enqueue_sync(self, args, kwargs, None)
+
+    enqueue_sync = kiq_sync
+
+    def with_options(
+        self,
+        *,
+        delay: Seconds | None = None,
+        eta: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        key: str | None = None,
+        task_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> TaskWithOptions[P, R]:
+        """Per-call options: ``await task.with_options(delay=10, key="k").kiq(...)``."""
+        if delay is not None and eta is not None:
+            raise ValueError("with_options(): give delay or eta, not both")
+        options = CallOptions(seconds(delay), eta, priority, queue, key, task_id, labels)
+        return TaskWithOptions(self, options)
+
+    # -- worker side ---------------------------------------------------------------
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Raise ``TypeError`` naming the task when the call does not fit the signature
+        or a plainly typed argument has the wrong type."""
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"task {self.name!r}: {exc}") from None
+        for name, value in bound.arguments.items():
+            expected = self.spec.hints.get(name)
+            if expected in _PLAIN and not _fits(value, expected):
+                raise TypeError(
+                    f"task {self.name!r}: argument {name!r} must be {expected.__name__}, "
+                    f"got {type(value).__name__}"
+                )
+
+    def convert_arguments(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Convert decoded arguments to the annotated types; raises ``msgspec.ValidationError``
+        (with the parameter named) when they do not fit."""
+        if not self._conversions:
+            return args, kwargs
+        for index, value in enumerate(args):
+            if index < len(self._positional):
+                name = self._positional[index].name
+                if name in self._conversions:
+                    args[index] = _convert_named(name, value, self._conversions[name])
+        for name, value in kwargs.items():
+            if name in self._conversions:
+                kwargs[name] = _convert_named(name, value, self._conversions[name])
+        return args, kwargs
+
+    async def run(self, args: list[Any], kwargs: dict[str, Any], context: Context) -> Any:
+        """Execute with dependencies resolved; sync functions run in the worker's threads."""
+        if not self.has_dependencies:
+            if self.is_async:
+                return await self.fn(*args, **kwargs)
+            return await self.app.run_sync(self.fn, args, kwargs)
+        async with AsyncExitStack() as stack:
+            injected = await resolve_dependencies(
+                self.spec, context, stack, self.app.dependency_overrides
+            )
+            if self.is_async:
+                return await self.fn(*args, **kwargs, **injected)
+            return await self.app.run_sync(self.fn, args, {**kwargs, **injected})
+
+
+def _fits(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _convert_named(name: str, value: Any, annotation: Any) -> Any:
+    try:
+        return convert(value, annotation)
+    except msgspec.ValidationError as exc:
+        raise msgspec.ValidationError(f"argument {name!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWithOptions(Generic[P, R]):
+    """A task bound to per-call options; enqueue it with ``kiq``/``enqueue``/``kiq_sync``."""
+
+    task: Task[P, R]
+    options: CallOptions
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        return await self.task.app.enqueue(self.task, args, kwargs, self.options)
+
+    kiq = enqueue
+
+    def kiq_sync(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        return self.task.app.enqueue_sync(self.task, args, kwargs, self.options)
+
+    enqueue_sync = kiq_sync
+
+
+class TaskHandle(Generic[R]):
+    """A reference to one enqueued task: its id, result and status."""
+
+    __slots__ = ("_app", "_return_type", "task_id")
+
+    def __init__(self, app: Conveyor, task_id: str, return_type: Any = Any) -> None:
+        self._app = app
+        self.task_id = task_id
+        self._return_type = return_type
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.task_id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.task_id == self.task_id
+
+    def __hash__(self) -> int:
+        return hash(self.task_id)
+
+    async def wait_result(self, timeout: Seconds = 60.0) -> Result[R]:
+        """Wait (push-based, no polling) for the task's :class:`Result`.
+
+        Raises :class:`ResultTimeout` after ``timeout`` seconds.
+        """
+        limit = seconds(timeout) or 0.0
+        raw = await self._app.result_store.wait(self.task_id, limit)
+        if raw is None:
+            raise ResultTimeout(f"no result for task {self.task_id} within {limit:g} s")
+        return self._decode(raw)
+
+    async def get(self, timeout: Seconds = 60.0) -> R:
+        """The return value; raises :class:`TaskFailed` carrying the remote error."""
+        return (await self.wait_result(timeout)).unwrap()
+
+    async def result(self) -> Result[R]:
+        """The stored result now, without waiting; raises :class:`ResultMissing`."""
+        raw = await self._app.result_store.get(self.task_id)
+        if raw is None:
+            raise ResultMissing(f"no result stored for task {self.task_id}")
+        return self._decode(raw)
+
+    async def status(self) -> TaskState:
+        """Where the task is now: queued, running, retrying, or its terminal status,
+        with progress."""
+        return await self._app.task_state(self.task_id)
+
+    def wait_result_sync(self, timeout: Seconds = 60.0) -> Result[R]:
+        """:meth:`wait_result` for synchronous code."""
+        return self._app.portal.call(lambda: self.wait_result(timeout))
+
+    def get_sync(self, timeout: Seconds = 60.0) -> R:
+        """:meth:`get` for synchronous code."""
+        return self.wait_result_sync(timeout).unwrap()
+
+    def _decode(self, raw: bytes) -> Result[R]:
+        return decode_result(raw, self._return_type)
+
+
+_result_decoder = msgspec.msgpack.Decoder(Result[Any])
+
+
+def decode_result(raw: bytes, return_type: Any = Any) -> Result[Any]:
+    """Decode a stored result, converting its value to ``return_type``."""
+    result = _result_decoder.decode(raw)
+    if return_type in _NO_CONVERSION or result.return_value is None or result.is_err:
+        return result
+    return msgspec.structs.replace(result, return_value=convert(result.return_value, return_type))
+
+
+def new_task_id() -> str:
+    """A fresh task id: 32 hex characters."""
+    return uuid.uuid4().hex
+
+
+Runner = Callable[[Callable[..., Any], list[Any], dict[str, Any]], Awaitable[Any]]

@@ -1,0 +1,306 @@
+"""The worker: fetch as many deliveries as there are free slots, run each in its own
+asyncio task, and own the background jobs (reaper, heartbeat, lease thread).
+
+Shutdown (``stop()``, or SIGTERM/SIGINT through :func:`run_worker`): stop fetching, let
+in-flight tasks finish within ``grace`` seconds, then cancel the rest and release them
+uncharged so they restart at once elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from conveyor.brokers.base import Delivery, WorkerInfo
+from conveyor.worker.executor import Executor, Settler
+from conveyor.worker.lease import LeaseRenewer
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+__all__ = ["Worker", "run_worker"]
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Worker:
+    """A worker running in the current event loop.
+
+    >>> async with app, app.worker(concurrency=10):    # doctest: +SKIP
+    ...     await (await task.kiq()).get(timeout=5)
+    """
+
+    def __init__(
+        self,
+        app: Conveyor,
+        *,
+        concurrency: int | None = None,
+        queues: Sequence[str] | None = None,
+        grace: float | None = None,
+        max_tasks: int | None = None,
+    ) -> None:
+        settings = app.settings
+        self.app = app
+        self.concurrency = concurrency or settings.concurrency
+        self.queues = list(queues or settings.queues)
+        self.grace = settings.grace if grace is None else grace
+        self.max_tasks = max_tasks
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.processed = 0
+        self.claimed = 0
+        self.started_at = 0.0
+        self._held: dict[int, Delivery] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._fetcher: asyncio.Task[None] | None = None
+        self._executor: Executor | None = None
+        self._settler: Settler | None = None
+        self._renewer: LeaseRenewer | None = None
+        self._owns_connection = False
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (if the app is not), run startup handlers and start fetching."""
+        if not self.app.is_connected:
+            await self.app.connect()
+            self._owns_connection = True
+        await self.app.call_handlers(self.app.startup_handlers)
+        settings = self.app.settings
+        self.started_at = settings.clock.now()
+        self._settler = Settler(self.app)
+        self._executor = Executor(
+            self.app, self._settler, settle_retry_for=max(settings.lease, 1.0)
+        )
+        broker = self.app.broker
+        self._renewer = LeaseRenewer(
+            broker.lease_keeper, self._held, settings.lease, self._lease_lost_threadsafe()
+        )
+        self._renewer.start()
+        self._fetcher = asyncio.create_task(self._fetch_loop(), name="conveyor-fetch")
+        self._loops = [
+            asyncio.create_task(
+                self._every(settings.reap_interval, self._reap), name="conveyor-reap"
+            ),
+            asyncio.create_task(
+                self._every(settings.heartbeat_interval, self._heartbeat), name="conveyor-heartbeat"
+            ),
+        ]
+        await self._heartbeat()
+        log.info(
+            "worker %s started: queues=%s concurrency=%d",
+            self.worker_id,
+            ",".join(self.queues),
+            self.concurrency,
+        )
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop gracefully (safe from signal handlers)."""
+        self._stopping.set()
+        self._slot_free.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until a stop was requested (by a signal, or max_tasks reached)."""
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Graceful stop: no new fetches, in-flight tasks get ``grace`` seconds, the rest
+        are cancelled and released uncharged."""
+        if self._stopped.is_set():
+            return
+        self.request_stop()
+        if self._fetcher is not None:
+            await self._fetcher  # a fetch in progress returns within fetch_wait
+        if self._running:
+            _, pending = await asyncio.wait(self._running, timeout=self.grace)
+            if pending:
+                log.warning(
+                    "grace of %.1fs over: cancelling %d task(s) and releasing them",
+                    self.grace,
+                    len(pending),
+                )
+                if self._executor is not None:
+                    self._executor.shutting_down = True
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=max(self.app.settings.lease, 5.0))
+        for loop_task in self._loops:
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._settler is not None:
+            await self._settler.aclose()
+        if self._renewer is not None:
+            await asyncio.to_thread(self._renewer.stop)
+        try:
+            await self.app.call_handlers(self.app.shutdown_handlers)
+        finally:
+            self._stopped.set()
+            if self._owns_connection:
+                await self.app.close()
+        log.info("worker %s stopped after %d task(s)", self.worker_id, self.processed)
+
+    # -- fetching ------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        broker = self.app.broker
+        wait = self.app.settings.fetch_wait
+        pause = 0.05
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if self.max_tasks is not None:
+                free = min(free, self.max_tasks - self.claimed)
+                if free <= 0 and not self._running:
+                    self.request_stop()  # recycled: the supervisor starts a fresh process
+                    break
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                deliveries = await broker.fetch(self.queues, free, wait)
+            except Exception:
+                # G6: a broker fault never kills the worker; back off and try again
+                log.warning("fetch failed; retrying in %.2fs", pause, exc_info=True)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.05
+            if self._stopping.is_set():
+                await self._release(deliveries)
+                break
+            for delivery in deliveries:
+                self._spawn(delivery)
+
+    def _spawn(self, delivery: Delivery) -> None:
+        assert self._executor is not None
+        self.claimed += 1
+        self._held[id(delivery)] = delivery
+        task = asyncio.create_task(
+            self._execute(delivery), name=f"conveyor-task-{delivery.task_id}"
+        )
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _execute(self, delivery: Delivery) -> None:
+        assert self._executor is not None
+        try:
+            await self._executor.execute(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # the executor settles every path itself; this is a bug guard, not a flow
+            log.exception("worker bug while running %s; releasing it", delivery.task_id)
+            await delivery.release()
+        finally:
+            self._held.pop(id(delivery), None)
+            self.processed += 1
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_free.set()
+
+    async def _release(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            from conveyor.brokers.base import Release
+
+            await self.app.broker.settle([(d, Release()) for d in deliveries])
+
+    # -- background jobs -----------------------------------------------------------
+
+    def _lease_lost_threadsafe(self) -> Callable[[Delivery], None]:
+        loop = asyncio.get_running_loop()
+
+        def lost(delivery: Delivery) -> None:
+            def mark() -> None:
+                if self._executor is not None:
+                    self._executor.lost.add(id(delivery))
+                log.warning(
+                    "lease of task %s was lost (another worker may run it)", delivery.task_id
+                )
+
+            loop.call_soon_threadsafe(mark)
+
+        return lost
+
+    async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except Exception:
+                log.warning(
+                    "background job %s failed; will retry",
+                    getattr(job, "__name__", job),
+                    exc_info=True,
+                )
+
+    async def _reap(self) -> None:
+        moved = await self.app.broker.reap()
+        if moved:
+            log.info("reaper made %d message(s) ready again", moved)
+
+    def info(self) -> WorkerInfo:
+        """This worker's heartbeat record."""
+        now = self.app.settings.clock.now()
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.queues,
+            concurrency=self.concurrency,
+            running=len(self._running),
+            processed=self.processed,
+            started_at=self.started_at,
+            last_seen=now,
+            current_tasks=[d.task_id for d in list(self._held.values())[:50]],
+        )
+
+    async def _heartbeat(self) -> None:
+        ttl = max(self.app.settings.heartbeat_interval * 3, 1.0)
+        await self.app.broker.heartbeat(self.info(), ttl)
+
+
+def run_worker(
+    app: Conveyor,
+    *,
+    concurrency: int | None = None,
+    queues: Sequence[str] | None = None,
+    grace: float | None = None,
+    max_tasks: int | None = None,
+) -> int:
+    """Run a worker in this process until SIGTERM/SIGINT (or ``max_tasks``); returns the
+    exit code. This is what each ``conveyor worker`` child runs."""
+
+    async def main() -> int:
+        async with app:
+            worker = app.worker(concurrency, queues, grace=grace, max_tasks=max_tasks)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, worker.request_stop)
+            await worker.start()
+            started = time.monotonic()
+            try:
+                await worker.wait_stopped()
+            finally:
+                await worker.stop()
+            log.debug("worker ran %.1fs", time.monotonic() - started)
+        return 0
+
+    return asyncio.run(main())

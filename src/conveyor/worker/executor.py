@@ -1,0 +1,289 @@
+"""One delivery, end to end: decode, look up, check, run, record, settle.
+
+:meth:`Executor.execute` is the whole hot path of a worker, as a sequence of small named
+steps. Every way out of it settles the delivery exactly once: ack (succeeded), retry,
+dead-letter (with the reason), or release (shutdown). Nothing is dropped and nothing
+loops: malformed bodies, unknown tasks, bad arguments and poison messages are
+dead-lettered with their raw bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from conveyor.batching import Batcher
+from conveyor.brokers.base import (
+    Ack,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Release,
+    Retry,
+    Settlement,
+    StoredResult,
+)
+from conveyor.deps import Context
+from conveyor.errors import ConveyorError
+from conveyor.message import MalformedMessage, Message, decode_message, encode_value
+from conveyor.result import ErrorInfo, Result, TaskStatus
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.task import Task
+
+__all__ = ["Executor", "Settler", "TaskTimeout"]
+
+log = logging.getLogger("conveyor.worker")
+
+
+class TaskTimeout(ConveyorError, TimeoutError):
+    """A task ran longer than its ``timeout``."""
+
+
+class Settler:
+    """Batches settlements; stores results first when the result store is elsewhere, so a
+    task is acked only after its result is stored."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self._broker = app.broker
+        self._store = app.result_store
+        self._colocated = self._store is self._broker.result_store()
+        self._batcher: Batcher[Settlement, bool] = Batcher(self._flush)
+
+    async def settle(self, delivery: Delivery, outcome: Outcome) -> bool:
+        return await self._batcher.submit((delivery, outcome))
+
+    async def _flush(self, batch: Sequence[Settlement]) -> list[bool]:
+        if self._colocated:
+            return await self._broker.settle(batch)
+        results = [o.result for _, o in batch if isinstance(o, Ack | DeadLetter) and o.result]
+        if results:
+            await self._store.put(results)
+        stripped: list[Settlement] = [
+            (
+                d,
+                Ack()
+                if isinstance(o, Ack)
+                else DeadLetter(o.reason)
+                if isinstance(o, DeadLetter)
+                else o,
+            )
+            for d, o in batch
+        ]
+        return await self._broker.settle(stripped)
+
+    async def aclose(self) -> None:
+        await self._batcher.aclose()
+
+
+class Executor:
+    """Runs deliveries for one worker."""
+
+    def __init__(self, app: Conveyor, settler: Settler, settle_retry_for: float) -> None:
+        self.app = app
+        self.settler = settler
+        self.settle_retry_for = settle_retry_for
+        self.shutting_down = False
+        self.lost: set[int] = set()
+
+    async def execute(self, delivery: Delivery) -> TaskStatus | None:
+        """Run ``delivery`` and settle it; returns the status it ended in (None if released)."""
+        try:
+            message = decode_message(delivery.body)
+        except MalformedMessage as exc:
+            return await self._reject(delivery, None, exc.reason)
+        task = self.app.tasks.get(message.task)
+        if task is None:
+            return await self._unknown_task(delivery, message)
+        if delivery.attempt > message.max_attempts:
+            return await self._reject(
+                delivery,
+                message,
+                f"poison: {delivery.attempt - 1} started attempt(s) never finished "
+                f"(worker killed or lost); max_attempts is {message.max_attempts}",
+            )
+        try:
+            args, kwargs = task.convert_arguments(list(message.args), dict(message.kwargs))
+        except (msgspec.ValidationError, TypeError) as exc:
+            return await self._reject(
+                delivery, message, f"invalid arguments for task {task.name!r}: {exc}"
+            )
+        return await self._run(delivery, message, task, args, kwargs)
+
+    async def _run(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: Task[Any, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> TaskStatus | None:
+        context = Context(
+            self.app, message.task_id, task.name, delivery.attempt, message.queue, message.labels
+        )
+        for hook in self.app.hooks_for("before_execute"):
+            await hook(message, context)
+        started = time.perf_counter()
+        try:
+            if message.timeout:
+                try:
+                    async with asyncio.timeout(message.timeout):
+                        value = await task.run(args, kwargs, context)
+                except TimeoutError:
+                    raise TaskTimeout(
+                        f"task {task.name!r} exceeded its timeout of {message.timeout:g} s"
+                    ) from None
+            else:
+                value = await task.run(args, kwargs, context)
+        except asyncio.CancelledError:
+            if self.shutting_down:
+                await self._settle(delivery, Release())
+                return None
+            raise
+        except Exception as exc:
+            return await self._failed(delivery, message, task, exc, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        result: Result[Any] = Result(
+            task_id=message.task_id,
+            task=task.name,
+            status=TaskStatus.SUCCEEDED,
+            return_value=value,
+            execution_time=elapsed,
+            attempts=delivery.attempt,
+            finished_at=self.app.settings.clock.now(),
+        )
+        try:
+            stored = self._store(message, result)
+        except TypeError as exc:
+            error = TypeError(
+                f"task {task.name!r} returned a value that cannot be serialized: {exc}"
+            )
+            return await self._failed(delivery, message, task, error, elapsed)
+        for hook in self.app.hooks_for("after_execute"):
+            await hook(message, result)
+        await self._settle(delivery, Ack(stored))
+        return TaskStatus.SUCCEEDED
+
+    async def _failed(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: Task[Any, Any],
+        exc: Exception,
+        elapsed: float,
+    ) -> TaskStatus:
+        error = ErrorInfo.from_exception(exc)
+        retryable = (
+            isinstance(exc, task.options.retry_on) and delivery.attempt < message.max_attempts
+        )
+        if retryable:
+            delay = task.options.backoff(delivery.attempt)
+            for hook in self.app.hooks_for("on_retry"):
+                await hook(message, delivery.attempt, delay, error)
+            log.info(
+                "task %s %s failed (attempt %d/%d), retrying in %.2fs: %s",
+                task.name,
+                message.task_id,
+                delivery.attempt,
+                message.max_attempts,
+                delay,
+                error.message,
+            )
+            await self._settle(delivery, Retry(delay))
+            return TaskStatus.RETRYING
+        result: Result[Any] = Result(
+            task_id=message.task_id,
+            task=task.name,
+            status=TaskStatus.FAILED,
+            error=error,
+            execution_time=elapsed,
+            attempts=delivery.attempt,
+            finished_at=self.app.settings.clock.now(),
+        )
+        for hook in self.app.hooks_for("after_execute"):
+            await hook(message, result)
+        reason = f"failed after {delivery.attempt} attempt(s): {error.type}: {error.message}"
+        log.warning("task %s %s %s", task.name, message.task_id, reason)
+        for hook in self.app.hooks_for("on_dead_letter"):
+            await hook(message, message.task_id, reason)
+        await self._settle(delivery, DeadLetter(reason, self._store(message, result)))
+        return TaskStatus.FAILED
+
+    async def _unknown_task(self, delivery: Delivery, message: Message) -> TaskStatus | None:
+        retries = self.app.settings.unknown_task_retries
+        if delivery.attempt <= retries:
+            # rolling deploys: a newer worker may know the task
+            await self._settle(delivery, Retry(self.app.settings.unknown_task_delay))
+            return TaskStatus.RETRYING
+        return await self._reject(
+            delivery,
+            message,
+            f"unknown task {message.task!r}: not registered on this worker; is its module in the "
+            "worker's module list?",
+        )
+
+    async def _reject(self, delivery: Delivery, message: Message | None, reason: str) -> TaskStatus:
+        """Dead-letter a delivery that cannot run, with a DEAD result for its waiters."""
+        log.error("dead-lettering %s: %s", delivery.task_id, reason)
+        task_name = message.task if message is not None else ""
+        result: Result[Any] = Result(
+            task_id=delivery.task_id,
+            task=task_name,
+            status=TaskStatus.DEAD,
+            error=ErrorInfo("conveyor.DeadLettered", reason),
+            attempts=delivery.attempt,
+            finished_at=self.app.settings.clock.now(),
+        )
+        for hook in self.app.hooks_for("on_dead_letter"):
+            await hook(message, delivery.task_id, reason)
+        ttl = self._ttl(message)
+        stored = None if ttl == 0 else StoredResult(delivery.task_id, encode_value(result), ttl)
+        await self._settle(delivery, DeadLetter(reason, stored))
+        return TaskStatus.DEAD
+
+    def _ttl(self, message: Message | None) -> float:
+        if message is not None and message.result_ttl is not None:
+            return message.result_ttl
+        return self.app.settings.result_ttl
+
+    def _store(self, message: Message, result: Result[Any]) -> StoredResult | None:
+        ttl = self._ttl(message)
+        if ttl == 0:
+            return None
+        return StoredResult(message.task_id, encode_value(result), ttl)
+
+    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Settle, retrying through transient broker errors while the lease thread keeps
+        the lease; gives up (leaving it to lease expiry: at-least-once) after a while."""
+        deadline = time.monotonic() + self.settle_retry_for
+        pause = 0.05
+        while True:
+            try:
+                owned = await self.settler.settle(delivery, outcome)
+            except Exception:
+                if time.monotonic() >= deadline or id(delivery) in self.lost:
+                    log.error(
+                        "could not settle %s; it will be redelivered after its lease",
+                        delivery.task_id,
+                        exc_info=True,
+                    )
+                    return
+                log.warning(
+                    "settling %s failed; retrying in %.2fs", delivery.task_id, pause, exc_info=True
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            if not owned:
+                log.warning(
+                    "task %s: lease lost before settling; another worker owns it now, "
+                    "this outcome was discarded",
+                    delivery.task_id,
+                )
+            return
