@@ -60,7 +60,7 @@ def _enc_hook(obj: Any) -> Any:
     dump = getattr(obj, "model_dump", None)  # pydantic v2 models, without importing pydantic
     if callable(dump):
         return dump(mode="json")
-    raise NotImplementedError(f"cannot encode objects of type {type(obj).__qualname__}")
+    raise TypeError(f"cannot encode objects of type {type(obj).__qualname__}")
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from conveyor.brokers.base import Delivery, WorkerInfo
+from conveyor.brokers.base import Broker, Delivery, Release, WorkerInfo
 from conveyor.worker.executor import Executor, Settler
 from conveyor.worker.lease import LeaseRenewer
 
@@ -67,6 +67,7 @@ class Worker:
         self._settler: Settler | None = None
         self._renewer: LeaseRenewer | None = None
         self._owns_connection = False
+        self._broker: Broker  # set by start()
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -89,7 +90,7 @@ class Worker:
         self._executor = Executor(
             self.app, self._settler, settle_retry_for=max(settings.lease, 1.0)
         )
-        broker = self.app.broker
+        broker = self._broker = self.app.broker
         self._renewer = LeaseRenewer(
             broker.lease_keeper, self._held, settings.lease, self._lease_lost_threadsafe()
         )
@@ -159,7 +160,7 @@ class Worker:
     # -- fetching ------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        broker = self.app.broker
+        broker = self._broker
         wait = self.app.settings.fetch_wait
         pause = 0.05
         while not self._stopping.is_set():
@@ -218,9 +219,7 @@ class Worker:
 
     async def _release(self, deliveries: Sequence[Delivery]) -> None:
         if deliveries:
-            from conveyor.brokers.base import Release
-
-            await self.app.broker.settle([(d, Release()) for d in deliveries])
+            await self._broker.settle([(d, Release()) for d in deliveries])
 
     # -- background jobs -----------------------------------------------------------
 
@@ -252,7 +251,7 @@ class Worker:
                 )
 
     async def _reap(self) -> None:
-        moved = await self.app.broker.reap()
+        moved = await self._broker.reap()
         if moved:
             log.info("reaper made %d message(s) ready again", moved)
 
@@ -274,7 +273,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         ttl = max(self.app.settings.heartbeat_interval * 3, 1.0)
-        await self.app.broker.heartbeat(self.info(), ttl)
+        await self._broker.heartbeat(self.info(), ttl)
 
 
 def run_worker(

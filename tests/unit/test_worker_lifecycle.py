@@ -1,0 +1,136 @@
+"""Worker behaviour: free-slot fetching, graceful shutdown, lease renewal from a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from conveyor import Context, Conveyor, Depends, TaskStatus
+from tests.conftest import fast_app
+
+
+async def test_worker_fetches_only_as_many_as_free_slots(app: Conveyor) -> None:
+    gate = asyncio.Event()
+
+    @app.task
+    async def wait_gate() -> None:
+        await gate.wait()
+
+    for _ in range(10):
+        await wait_gate.kiq()
+    async with app.worker(concurrency=3):
+        await asyncio.sleep(0.2)
+        (depth,) = await app.broker.queue_depths()
+        assert (depth.running, depth.ready) == (3, 7)
+        gate.set()
+
+
+async def test_graceful_stop_finishes_short_tasks_and_releases_long_ones_uncharged() -> None:
+    app = fast_app(grace=0.3)
+    attempts: list[tuple[str, int]] = []
+
+    @app.task
+    async def job(kind: str, ctx: Context = Depends()) -> str:
+        attempts.append((kind, ctx.attempt))
+        await asyncio.sleep(0.1 if kind == "short" else 30)
+        return kind
+
+    async with app:
+        short = await job.kiq("short")
+        long = await job.kiq("long")
+        worker = app.worker(concurrency=2)
+        await worker.start()
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await worker.stop()
+        assert time.monotonic() - started < 2.0
+        assert await short.get(timeout=1) == "short"
+        state = await long.status()
+        assert state.status is TaskStatus.QUEUED  # released at once, attempt not charged
+        assert state.attempts == 0
+    assert sorted(attempts) == [("long", 1), ("short", 1)]
+
+
+async def test_lease_is_renewed_while_the_event_loop_is_blocked() -> None:
+    """A task that blocks the loop longer than the lease keeps its lease (thread renewal)."""
+    app = fast_app(lease=0.3)
+    reaped: list[int] = []
+
+    @app.task
+    async def hog() -> str:
+        broker = app.broker
+
+        def reap_from_elsewhere() -> None:  # another worker's reaper, while we block
+            for _ in range(4):
+                time.sleep(0.25)
+                reaped.append(asyncio.run(broker.reap()))
+
+        other = threading.Thread(target=reap_from_elsewhere)
+        other.start()
+        time.sleep(1.2)  # noqa: ASYNC251 - blocking the loop for 4x the lease is the point
+        other.join()
+        return "done"
+
+    async with app, app.worker():
+        handle = await hog.kiq()
+        result = await handle.wait_result(timeout=10)
+    assert result.return_value == "done"
+    assert result.attempts == 1
+    assert reaped == [0, 0, 0, 0]
+
+
+async def test_zombie_completion_is_discarded_after_lease_loss() -> None:
+    app = fast_app(lease=0.2)
+    blocker = threading.Event()
+
+    @app.task(retries=3)
+    def stuck() -> str:
+        blocker.wait(5)
+        return "late"
+
+    async with app:
+        handle = await stuck.kiq()
+        worker = app.worker(concurrency=1)
+        # keep the lease thread from renewing, as if the process were paused
+        await worker.start()
+        assert worker._renewer is not None
+        worker._renewer.stop()
+        await asyncio.sleep(0.5)
+        await app.broker.reap()  # the lease expired: the message is ready again
+        (stolen,) = await app.broker.fetch(["default"], 1, 1.0)
+        assert stolen.attempt == 2
+        assert await stolen.extend_lease(30)
+        blocker.set()
+        await asyncio.sleep(0.3)
+        assert await app.result_store.get(handle.task_id) is None  # zombie's result discarded
+        assert await stolen.ack()
+        await worker.stop()
+
+
+async def test_startup_and_shutdown_handlers_bracket_the_worker(app: Conveyor) -> None:
+    events: list[str] = []
+
+    @app.on_startup
+    async def open_pool() -> None:
+        app.state["pool"] = "open"
+        events.append("startup")
+
+    @app.on_shutdown
+    def close_pool() -> None:
+        events.append("shutdown")
+
+    @app.task
+    async def uses_state() -> str:
+        return str(app.state["pool"])
+
+    async with app.worker():
+        assert await (await uses_state.kiq()).get(timeout=5) == "open"
+    assert events == ["startup", "shutdown"]
+
+
+async def test_worker_heartbeat_is_visible(app: Conveyor) -> None:
+    async with app.worker(concurrency=7, queues=["default", "other"]):
+        (info,) = await app.broker.workers()
+    assert info.concurrency == 7
+    assert info.queues == ["default", "other"]
