@@ -1,0 +1,59 @@
+"""The in-process worker: startup/shutdown handlers and app.state, free-slot fetching,
+graceful shutdown (finish within grace, release the rest uncharged), max_tasks.
+
+Run: .venv/bin/python examples/workers.py        (docs/workers.md)
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from conveyor import Conveyor
+
+app = Conveyor("memory://", fetch_wait=0.1, grace=0.5)
+
+
+@app.on_startup
+async def open_pool() -> None:  # runs when a worker starts (sync or async)
+    app.state["pool"] = "connection pool"
+    print("startup: pool opened")
+
+
+@app.on_shutdown
+def close_pool() -> None:  # runs after the worker stopped
+    app.state.pop("pool")
+    print("shutdown: pool closed")
+
+
+@app.task
+async def job(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}s with {app.state['pool']}"
+
+
+async def main() -> None:
+    async with app:
+        short = await job.kiq(0.1)
+        long = await job.kiq(30)
+        waiting = [await job.kiq(0.1) for _ in range(3)]
+
+        worker = app.worker(concurrency=2)  # fetches at most 2: the 3 others stay queued
+        await worker.start()
+        await asyncio.sleep(0.05)
+        (depth,) = await app.broker.queue_depths()
+        print(f"running={depth.running} ready={depth.ready}")
+
+        await worker.stop()  # what SIGTERM does: stop fetching, grace, cancel and release
+        print("short:", await short.get(timeout=1))
+        state = await long.status()
+        print(f"long: {state.status}, attempts charged: {state.attempts}")
+
+        # max_tasks: a worker that stops after N tasks (the CLI's --max-tasks-per-child)
+        async with app.worker(concurrency=1, max_tasks=3) as recycled:
+            await recycled.wait_stopped()
+        print("done:", [await h.get(timeout=1) for h in waiting])
+        print("long still queued:", (await long.status()).status)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
