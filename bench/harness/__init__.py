@@ -1,0 +1,1 @@
+"""The orchestrator side of the benchmark harness (standard library only)."""
