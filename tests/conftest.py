@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from conveyor import Conveyor
+from conveyor import BrokerUnavailable, Conveyor
 
 
 def fast_app(url: str = "memory://", **overrides: object) -> Conveyor:
@@ -23,8 +24,19 @@ def fast_app(url: str = "memory://", **overrides: object) -> Conveyor:
     return Conveyor(url, **settings)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def app() -> AsyncIterator[Conveyor]:
-    conveyor = fast_app()
-    async with conveyor:
+@pytest.fixture(params=["memory", "redis"])
+async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Conveyor]:
+    """The same behaviour tests run on every broker."""
+    from tests.brokers.conftest import _cleanup, _url_for, service_unavailable
+
+    url = _url_for(request.param, tmp_path)
+    conveyor = fast_app(url)
+    try:
+        await conveyor.connect()
+    except BrokerUnavailable as exc:
+        service_unavailable(str(exc))
+    try:
         yield conveyor
+    finally:
+        await conveyor.close()
+        await _cleanup(url)

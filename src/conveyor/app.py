@@ -18,7 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
@@ -32,7 +32,7 @@ from conveyor.message import SCHEMA_VERSION, Message, encode_message, encode_val
 from conveyor.result import Result, TaskState, TaskStatus
 from conveyor.retry import Backoff, exponential
 from conveyor.settings import Settings
-from conveyor.task import CallOptions, Task, TaskHandle, TaskOptions, new_task_id
+from conveyor.task import CallOptions, Task, TaskHandle, TaskOptions, new_task_id, seconds
 
 if TYPE_CHECKING:
     from conveyor.worker.consumer import Worker
@@ -99,6 +99,7 @@ class Conveyor:
         self._connect_lock = threading.Lock()
         self._portal: SyncPortal | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._pool_size = 0
 
     def __repr__(self) -> str:
         return f"<Conveyor {redact_url(self.settings.broker_url)} tasks={len(self.tasks)}>"
@@ -122,8 +123,8 @@ class Conveyor:
         retries: int = 0,
         retry_on: Sequence[type[BaseException]] = (Exception,),
         backoff: Backoff | None = None,
-        timeout: float | None = None,
-        result_ttl: float | None = None,
+        timeout: float | timedelta | None = None,
+        result_ttl: float | timedelta | None = None,
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
     ) -> _TaskDecorator: ...
@@ -138,8 +139,8 @@ class Conveyor:
         retries: int = 0,
         retry_on: Sequence[type[BaseException]] = (Exception,),
         backoff: Backoff | None = None,
-        timeout: float | None = None,
-        result_ttl: float | None = None,
+        timeout: float | timedelta | None = None,
+        result_ttl: float | timedelta | None = None,
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
     ) -> Any:
@@ -160,8 +161,8 @@ class Conveyor:
                 retries=retries,
                 retry_on=tuple(retry_on),
                 backoff=backoff or exponential(),
-                timeout=timeout,
-                result_ttl=result_ttl,
+                timeout=seconds(timeout),
+                result_ttl=seconds(result_ttl),
                 priority=priority,
                 labels=dict(labels or {}),
             )
@@ -230,6 +231,7 @@ class Conveyor:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+            self._pool_size = 0
 
     async def __aenter__(self) -> Conveyor:
         await self.connect()
@@ -265,6 +267,18 @@ class Conveyor:
     def result_store(self) -> ResultStore:
         """The result store connected on the running event loop."""
         return self._connection().result_store
+
+    def refuse_blocking_on_own_loop(self, what: str) -> None:
+        """Raise if called on the thread running this app's event loop, which a blocking
+        wait would freeze (its worker could then never produce the result)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._main is not None and self._main.loop is loop:
+            raise RuntimeError(
+                f"{what} would block this app's own event loop; await the async form"
+            )
 
     @property
     def portal(self) -> SyncPortal:
@@ -367,7 +381,13 @@ class Conveyor:
         for hook in self.hooks_for("before_enqueue"):
             message = await hook(message)
         outgoing = self.encode(task, message)
-        task_id = await self._connection().publisher.submit(outgoing)
+        connection = self._connection()
+        if options is not None and options.task_id is not None:
+            # re-running a finished task id: its old result must not answer the new run
+            found = await connection.broker.task_status(options.task_id)
+            if found is None or found[0] is TaskStatus.DEAD:
+                await connection.result_store.delete(options.task_id)
+        task_id = await connection.publisher.submit(outgoing)
         for hook in self.hooks_for("after_enqueue"):
             await hook(message, task_id)
         return TaskHandle(self, task_id, task.return_type)
@@ -442,14 +462,25 @@ class Conveyor:
 
     # -- running sync code ---------------------------------------------------------
 
+    def ensure_thread_pool(self, size: int) -> None:
+        """Make the pool for sync tasks at least ``size`` threads (a worker calls this with
+        its concurrency, so every slot can run a sync task)."""
+        if self._executor is None or self._pool_size < size:
+            old = self._executor
+            self._executor = ThreadPoolExecutor(
+                max_workers=size, thread_name_prefix="conveyor-task"
+            )
+            self._pool_size = size
+            if old is not None:
+                old.shutdown(wait=False)
+
     async def run_sync(
         self, fn: Callable[..., T], args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> T:
         """Run a plain function in the app's thread pool, keeping contextvars."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.settings.concurrency, thread_name_prefix="conveyor-task"
-            )
+            self.ensure_thread_pool(self.settings.concurrency)
+        assert self._executor is not None
         ctx = contextvars.copy_context()
         call = functools.partial(ctx.run, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)

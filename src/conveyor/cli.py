@@ -103,7 +103,10 @@ def main() -> None:
 )
 @click.option("-q", "--queues", default=None, help="Comma-separated queues to serve.")
 @click.option(
-    "--max-tasks-per-child", type=int, default=None, help="Recycle a process after M tasks."
+    "--max-tasks-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Recycle a process after M tasks.",
 )
 @click.option("--grace", type=float, default=None, help="Seconds in-flight tasks get on shutdown.")
 @click.option("--reload", is_flag=True, help="Restart workers when Python files change.")
@@ -123,7 +126,7 @@ def worker(
     from conveyor.worker.supervisor import Supervisor, WorkerSpec
 
     configure_logging(log_level)
-    import_app(app, modules)  # fail fast, in the parent, on a bad import path
+    conveyor = import_app(app, modules)  # fail fast, in the parent, on a bad import path
     spec = WorkerSpec(
         app=app,
         modules=list(modules),
@@ -133,7 +136,8 @@ def worker(
         max_tasks=max_tasks_per_child,
         log_level=log_level,
     )
-    sys.exit(Supervisor(spec, workers, reload=reload).run())
+    effective_grace = grace if grace is not None else conveyor.settings.grace
+    sys.exit(Supervisor(spec, workers, reload=reload, stop_timeout=effective_grace + 10).run())
 
 
 @main.command()

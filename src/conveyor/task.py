@@ -291,7 +291,9 @@ class TaskHandle(Generic[R]):
         return await self._app.task_state(self.task_id)
 
     def wait_result_sync(self, timeout: Seconds = 60.0) -> Result[R]:
-        """:meth:`wait_result` for synchronous code."""
+        """:meth:`wait_result` for synchronous code (not from the thread running the
+        app's event loop, which it would block: use ``await handle.wait_result()``)."""
+        self._app.refuse_blocking_on_own_loop("wait_result_sync()/get_sync()")
         return self._app.portal.call(lambda: self.wait_result(timeout))
 
     def get_sync(self, timeout: Seconds = 60.0) -> R:

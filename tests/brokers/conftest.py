@@ -7,6 +7,7 @@ Locally a broker whose service is unreachable is skipped with the reason; with
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -15,9 +16,13 @@ import pytest
 
 from conveyor.brokers import broker_class_for
 from conveyor.brokers.base import Broker
+from conveyor.errors import BrokerUnavailable
 from conveyor.settings import Settings
 
 Factory = Callable[[Settings], AbstractAsyncContextManager[Broker]]
+
+
+REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _url_for(scheme: str, tmp_path: Path) -> str:
@@ -25,7 +30,26 @@ def _url_for(scheme: str, tmp_path: Path) -> str:
         return "memory://"
     if scheme == "sqlite":
         return f"sqlite:///{tmp_path / 'conformance.db'}"
+    if scheme == "redis":
+        return f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
     raise AssertionError(scheme)
+
+
+async def _cleanup(url: str) -> None:
+    """Delete every key a test's prefix created."""
+    if not url.startswith("redis"):
+        return
+    import redis.asyncio as aioredis
+
+    prefix = url.rsplit("prefix=", 1)[1]
+    client = aioredis.Redis.from_url(url.split("?", 1)[0])
+    try:
+        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
+            keys = [k async for k in client.scan_iter(match=pattern, count=1000)]
+            if keys:
+                await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 def service_unavailable(reason: str) -> None:
@@ -35,7 +59,7 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     scheme: str = request.param
     url = _url_for(scheme, tmp_path)
@@ -47,10 +71,14 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
         except Exception as exc:  # the backend is not built yet or its extra is missing
             service_unavailable(f"{scheme} broker unavailable: {exc}")
         broker: Broker = cls(url, settings.replace(broker_url=url))
-        await broker.connect()
+        try:
+            await broker.connect()
+        except BrokerUnavailable as exc:
+            service_unavailable(str(exc))
         try:
             yield broker
         finally:
             await broker.close()
+            await _cleanup(url)
 
     return open_broker

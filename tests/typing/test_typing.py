@@ -21,9 +21,19 @@ def test_wrong_kiq_calls_are_mypy_errors() -> None:
         if "# E:" in line
     }
     run = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--config-file", "/dev/null",
-         str(target)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--config-file",
+            "/dev/null",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     found: dict[int, set[str]] = {}
     for match in re.finditer(r"kiq_wrong_calls\.py:(\d+): error: .*\[([\w-]+)\]", run.stdout):
@@ -36,8 +46,18 @@ def test_wrong_kiq_calls_are_mypy_errors() -> None:
 @pytest.mark.slow
 def test_correct_usage_type_checks() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--config-file", "/dev/null",
-         str(HERE / "kiq_types.py")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--config-file",
+            "/dev/null",
+            str(HERE / "kiq_types.py"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert run.returncode == 0, run.stdout

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from conveyor.errors import ConfigurationError
 
-__all__ = ["broker_class_for", "redact_url", "result_store_class_for"]
+__all__ = ["broker_class_for", "redact_url", "register_broker", "result_store_class_for"]
 
 # scheme -> ("module:BrokerClass", "module:ResultStoreClass", extra to install)
 _REGISTRY: dict[str, tuple[str, str, str | None]] = {
@@ -37,6 +37,13 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "redis",
     ),
 }
+
+
+def register_broker(scheme: str, broker: str, result_store: str, extra: str | None = None) -> None:
+    """Make ``scheme://`` URLs use your broker: ``register_broker("kafka",
+    "mypkg.kafka:KafkaBroker", "mypkg.kafka:KafkaResultStore")``. Classes are imported
+    lazily, on first use; they take ``(url, settings)``."""
+    _REGISTRY[scheme.lower()] = (broker, result_store, extra)
 
 
 def redact_url(url: str) -> str:

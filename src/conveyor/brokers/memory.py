@@ -83,6 +83,7 @@ class MemoryBroker:
         self._delayed: list[tuple[float, int, str]] = []
         self._keys: dict[str, tuple[str, float]] = {}
         self._dead: dict[str, DeadLetterEntry] = {}
+        self._dead_jobs: dict[str, _Job] = {}
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._waiters: set[_Waiter] = set()
         self._results = MemoryResultStore(url, self._settings)
@@ -267,6 +268,7 @@ class MemoryBroker:
                         failed_at=now,
                     )
                     self._finish(job, now)
+                    self._dead_jobs[job.task_id] = job
                     if outcome.result is not None:
                         results.append(outcome.result)
                 elif isinstance(outcome, Release):
@@ -381,19 +383,22 @@ class MemoryBroker:
         with self._lock:
             for entry_id in entry_ids:
                 entry = self._dead.pop(entry_id, None)
+                old = self._dead_jobs.pop(entry_id, None)
                 if entry is None or entry.id in self._jobs:
                     continue
                 job = _Job(
                     task_id=entry.id,
                     queue=entry.queue,
                     body=entry.body,
-                    priority=0,
+                    priority=old.priority if old else 0,
                     seq=next(self._seq),
                     available_at=0.0,
                     enqueued_at=now,
-                    key=None,
-                    key_ttl=0.0,
+                    key=old.key if old else None,
+                    key_ttl=old.key_ttl if old else 0.0,
                 )
+                if job.key is not None:
+                    self._keys[job.key] = (job.task_id, float("inf"))
                 self._jobs[job.task_id] = job
                 self._schedule(job, now)
                 moved += 1
@@ -411,6 +416,7 @@ class MemoryBroker:
                 doomed = [i for i in entry_ids if i in self._dead]
             for entry_id in doomed:
                 del self._dead[entry_id]
+                self._dead_jobs.pop(entry_id, None)
         return len(doomed)
 
     # -- workers -------------------------------------------------------------------

@@ -9,6 +9,7 @@ uncharged so they restart at once elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -61,6 +62,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._halt = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._fetcher: asyncio.Task[None] | None = None
         self._executor: Executor | None = None
@@ -83,6 +85,7 @@ class Worker:
         if not self.app.is_connected:
             await self.app.connect()
             self._owns_connection = True
+        self.app.ensure_thread_pool(self.concurrency)
         await self.app.call_handlers(self.app.startup_handlers)
         settings = self.app.settings
         self.started_at = settings.clock.now()
@@ -142,7 +145,9 @@ class Worker:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=max(self.app.settings.lease, 5.0))
-        for loop_task in self._loops:
+        self._halt.set()
+        _, stuck = await asyncio.wait(self._loops, timeout=5.0)
+        for loop_task in stuck:
             loop_task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self._settler is not None:
@@ -239,8 +244,13 @@ class Worker:
         return lost
 
     async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(interval)
+        # stopped by the _halt event rather than by cancellation alone: a client library
+        # that swallows CancelledError inside job() must not keep this loop alive
+        while not self._halt.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._halt.wait(), interval)
+            if self._halt.is_set():
+                return
             try:
                 await job()
             except Exception:

@@ -54,6 +54,7 @@ class Settler:
         self._broker = app.broker
         self._store = app.result_store
         self._colocated = self._store is self._broker.result_store()
+        self._lease = app.settings.lease
         self._batcher: Batcher[Settlement, bool] = Batcher(self._flush)
 
     async def settle(self, delivery: Delivery, outcome: Outcome) -> bool:
@@ -62,24 +63,29 @@ class Settler:
     async def _flush(self, batch: Sequence[Settlement]) -> list[bool]:
         if self._colocated:
             return await self._broker.settle(batch)
-        results = [o.result for _, o in batch if isinstance(o, Ack | DeadLetter) and o.result]
-        if results:
-            await self._store.put(results)
-        stripped: list[Settlement] = [
-            (
-                d,
-                Ack()
-                if isinstance(o, Ack)
-                else DeadLetter(o.reason)
-                if isinstance(o, DeadLetter)
-                else o,
-            )
-            for d, o in batch
+        # results live elsewhere: store them first (ack only after the result is safe), but
+        # only for deliveries we still own, so a zombie's late result is not written
+        with_results = [
+            (d, o.result) for d, o in batch if isinstance(o, Ack | DeadLetter) and o.result
         ]
+        if with_results:
+            owned = await self._broker.extend_leases([d for d, _ in with_results], self._lease)
+            keep = [r for (_, r), mine in zip(with_results, owned, strict=True) if mine and r]
+            if keep:
+                await self._store.put(keep)
+        stripped: list[Settlement] = [(d, _without_result(o)) for d, o in batch]
         return await self._broker.settle(stripped)
 
     async def aclose(self) -> None:
         await self._batcher.aclose()
+
+
+def _without_result(outcome: Outcome) -> Outcome:
+    if isinstance(outcome, Ack):
+        return Ack()
+    if isinstance(outcome, DeadLetter):
+        return DeadLetter(outcome.reason)
+    return outcome
 
 
 class Executor:
@@ -101,12 +107,12 @@ class Executor:
         task = self.app.tasks.get(message.task)
         if task is None:
             return await self._unknown_task(delivery, message)
-        if delivery.attempt > message.max_attempts:
+        if delivery.attempt > message.max_attempts + self.app.settings.unknown_task_retries:
             return await self._reject(
                 delivery,
                 message,
-                f"poison: {delivery.attempt - 1} started attempt(s) never finished "
-                f"(worker killed or lost); max_attempts is {message.max_attempts}",
+                f"poison: attempt {delivery.attempt} exceeds max_attempts {message.max_attempts}; "
+                "the previous attempt never finished (its worker was killed or lost)",
             )
         try:
             args, kwargs = task.convert_arguments(list(message.args), dict(message.kwargs))
@@ -127,8 +133,7 @@ class Executor:
         context = Context(
             self.app, message.task_id, task.name, delivery.attempt, message.queue, message.labels
         )
-        for hook in self.app.hooks_for("before_execute"):
-            await hook(message, context)
+        await self._hooks("before_execute", message, context)
         started = time.perf_counter()
         try:
             if message.timeout:
@@ -141,12 +146,16 @@ class Executor:
                     ) from None
             else:
                 value = await task.run(args, kwargs, context)
-        except asyncio.CancelledError:
-            if self.shutting_down:
-                await self._settle(delivery, Release())
-                return None
-            raise
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                if self.shutting_down:
+                    await self._settle(delivery, Release())
+                    return None
+                raise
+            # the task itself raised CancelledError: a failure like any other
+            return await self._failed(delivery, message, task, exc, time.perf_counter() - started)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code: settle it
             return await self._failed(delivery, message, task, exc, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         result: Result[Any] = Result(
@@ -161,12 +170,12 @@ class Executor:
         try:
             stored = self._store(message, result)
         except TypeError as exc:
+            # not retried: running the task again would repeat its side effects for nothing
             error = TypeError(
                 f"task {task.name!r} returned a value that cannot be serialized: {exc}"
             )
-            return await self._failed(delivery, message, task, error, elapsed)
-        for hook in self.app.hooks_for("after_execute"):
-            await hook(message, result)
+            return await self._failed(delivery, message, task, error, elapsed, retry=False)
+        await self._hooks("after_execute", message, result)
         await self._settle(delivery, Ack(stored))
         return TaskStatus.SUCCEEDED
 
@@ -175,17 +184,20 @@ class Executor:
         delivery: Delivery,
         message: Message,
         task: Task[Any, Any],
-        exc: Exception,
+        exc: BaseException,
         elapsed: float,
+        *,
+        retry: bool = True,
     ) -> TaskStatus:
         error = ErrorInfo.from_exception(exc)
         retryable = (
-            isinstance(exc, task.options.retry_on) and delivery.attempt < message.max_attempts
+            retry
+            and isinstance(exc, task.options.retry_on)
+            and delivery.attempt < message.max_attempts
         )
         if retryable:
             delay = task.options.backoff(delivery.attempt)
-            for hook in self.app.hooks_for("on_retry"):
-                await hook(message, delivery.attempt, delay, error)
+            await self._hooks("on_retry", message, delivery.attempt, delay, error)
             log.info(
                 "task %s %s failed (attempt %d/%d), retrying in %.2fs: %s",
                 task.name,
@@ -206,19 +218,17 @@ class Executor:
             attempts=delivery.attempt,
             finished_at=self.app.settings.clock.now(),
         )
-        for hook in self.app.hooks_for("after_execute"):
-            await hook(message, result)
+        await self._hooks("after_execute", message, result)
         reason = f"failed after {delivery.attempt} attempt(s): {error.type}: {error.message}"
         log.warning("task %s %s %s", task.name, message.task_id, reason)
-        for hook in self.app.hooks_for("on_dead_letter"):
-            await hook(message, message.task_id, reason)
+        await self._hooks("on_dead_letter", message, message.task_id, reason)
         await self._settle(delivery, DeadLetter(reason, self._store(message, result)))
         return TaskStatus.FAILED
 
     async def _unknown_task(self, delivery: Delivery, message: Message) -> TaskStatus | None:
-        retries = self.app.settings.unknown_task_retries
-        if delivery.attempt <= retries:
-            # rolling deploys: a newer worker may know the task
+        if delivery.attempt <= self.app.settings.unknown_task_retries:
+            # rolling deploys: a newer worker may know the task. The bounce counts as an
+            # attempt, so the poison threshold below is raised by unknown_task_retries.
             await self._settle(delivery, Retry(self.app.settings.unknown_task_delay))
             return TaskStatus.RETRYING
         return await self._reject(
@@ -240,12 +250,21 @@ class Executor:
             attempts=delivery.attempt,
             finished_at=self.app.settings.clock.now(),
         )
-        for hook in self.app.hooks_for("on_dead_letter"):
-            await hook(message, delivery.task_id, reason)
+        await self._hooks("on_dead_letter", message, delivery.task_id, reason)
         ttl = self._ttl(message)
         stored = None if ttl == 0 else StoredResult(delivery.task_id, encode_value(result), ttl)
         await self._settle(delivery, DeadLetter(reason, stored))
         return TaskStatus.DEAD
+
+    async def _hooks(self, method: str, *args: Any) -> None:
+        """Run hooks; a hook that raises is logged and never changes the task's outcome."""
+        for hook in self.app.hooks_for(method):
+            try:
+                await hook(*args)
+            except Exception:
+                log.exception(
+                    "hook %s.%s raised; ignoring it", type(hook.__self__).__name__, method
+                )
 
     def _ttl(self, message: Message | None) -> float:
         if message is not None and message.result_ttl is not None:
