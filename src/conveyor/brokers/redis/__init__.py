@@ -1,0 +1,796 @@
+"""``redis://`` and ``rediss://``: Redis Streams broker, result store and schedule store.
+
+Every state change is one Lua script in ``lua/`` (its header states the contract); the
+key layout is in :mod:`keys`. Publishes and settlements are batched into one pipeline
+per call. Leases are the consumer group's pending-entry idle time: renewed with an
+owner-checked ``XCLAIM ... JUSTID`` from the worker's lease thread, and reaped with an
+``XAUTOCLAIM`` cursor loop whose min-idle is the only guard. Results are written by the
+same script that acknowledges, and waiters are woken by pub/sub, never by polling.
+
+URL: ``redis://[:password@]host:port/db?prefix=conveyor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as RedisRetry
+
+from conveyor.brokers import redact_url
+from conveyor.brokers.base import (
+    Ack,
+    DeadLetter,
+    DeadLetterEntry,
+    Delivery,
+    Outgoing,
+    QueueDepth,
+    Retry,
+    Settlement,
+    StoredResult,
+    WorkerInfo,
+)
+from conveyor.brokers.redis.keys import Keys
+from conveyor.brokers.redis.scripts import SCRIPT_NAMES, load_sources
+from conveyor.errors import BrokerUnavailable
+from conveyor.result import TaskStatus
+from conveyor.settings import Settings
+
+__all__ = ["RedisBroker", "RedisResultStore", "RedisScheduleStore"]
+
+log = logging.getLogger("conveyor.redis")
+
+_SOURCES = load_sources()
+_STATUS = {b"running": TaskStatus.RUNNING, b"dead": TaskStatus.DEAD}
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """(url without our own query parameters, key prefix)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    prefix = query.pop("prefix", "conveyor")
+    return urlunsplit(parts._replace(query=urlencode(query))), prefix
+
+
+def _client(url: str, settings: Settings, *, blocking: bool = False) -> aioredis.Redis:
+    # a blocking XREADGROUP must finish within the socket timeout (redis-py #2807)
+    timeout = settings.fetch_wait + 10.0 if blocking else 10.0
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=5.0,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+class _Scripts:
+    """The registered scripts, callable on a client or a pipeline."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.by_name = {name: client.register_script(_SOURCES[name]) for name in SCRIPT_NAMES}
+
+    async def call(self, name: str, tag: str, args: Sequence[Any], client: Any = None) -> Any:
+        return await self.by_name[name](keys=[tag], args=list(args), client=client)
+
+
+class RedisBroker:
+    """Redis Streams broker: ``Conveyor("redis://localhost:6379/0")``."""
+
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        self.url = url
+        self._settings = settings or Settings()
+        self._redis_url, prefix = _split_url(url)
+        self.keys = Keys(prefix)
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._client: Any = None  # redis-py's reply types are too loose to narrow usefully
+        self._blocking: Any = None
+        self._scripts: _Scripts | None = None
+        self._known_queues: set[str] = set()
+        self._results = RedisResultStore(url, self._settings, broker=self)
+        self._schedules = RedisScheduleStore(self)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise BrokerUnavailable(f"the Redis broker {redact_url(self.url)} is not connected")
+        return self._client
+
+    @property
+    def scripts(self) -> _Scripts:
+        assert self._scripts is not None, "connect() first"
+        return self._scripts
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = _client(self._redis_url, self._settings)
+        try:
+            await client.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            await client.aclose()
+            raise BrokerUnavailable(f"cannot reach Redis at {redact_url(self.url)}: {exc}") from exc
+        self._client = client
+        self._blocking = _client(self._redis_url, self._settings, blocking=True)
+        self._scripts = _Scripts(client)
+        await self._check_server()
+        for queue in self._settings.queues:
+            await self._register_queue(queue)
+
+    async def close(self) -> None:
+        await self._results.close()
+        for client in (self._client, self._blocking):
+            if client is not None:
+                await client.aclose()
+        self._client = self._blocking = None
+
+    def clone(self) -> RedisBroker:
+        return RedisBroker(self.url, self._settings)
+
+    def result_store(self) -> RedisResultStore:
+        return self._results
+
+    def schedule_store(self) -> RedisScheduleStore:
+        return self._schedules
+
+    async def _check_server(self) -> None:
+        """Warn about settings that lose tasks (reliability.md §4.1, operational checks)."""
+        try:
+            config = await self.client.config_get("maxmemory-policy")
+            policy = config.get(b"maxmemory-policy", config.get("maxmemory-policy", b""))
+            if policy not in (b"noeviction", "noeviction", b"", ""):
+                log.warning(
+                    "Redis %s evicts keys (maxmemory-policy=%s): queued tasks can be lost; "
+                    "set maxmemory-policy noeviction",
+                    redact_url(self.url),
+                    policy,
+                )
+            persistence = await self.client.config_get("appendonly")
+            save = await self.client.config_get("save")
+            aof = persistence.get(b"appendonly", persistence.get("appendonly"))
+            snapshots = save.get(b"save", save.get("save"))
+            if aof in (b"no", "no") and not snapshots:
+                log.warning(
+                    "Redis %s has persistence off (appendonly no, no save points): a Redis "
+                    "restart loses every queued task; use appendonly yes with appendfsync always "
+                    "for durable enqueues",
+                    redact_url(self.url),
+                )
+        except redis.ResponseError:
+            log.debug("CONFIG is not available on %s; skipping checks", redact_url(self.url))
+
+    async def _register_queue(self, queue: str) -> None:
+        if queue in self._known_queues:
+            return
+        tag = self.keys.tag(queue)
+        stream = self.keys.stream(queue, 0)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.sadd(self.keys.queues, queue)
+            pipe.zadd(self.keys.priorities(queue), {"0": 0}, nx=True)
+            pipe.xgroup_create(stream, self.keys.group, id="0", mkstream=True)
+            results = await pipe.execute(raise_on_error=False)
+        error = results[2]
+        if isinstance(error, Exception) and "BUSYGROUP" not in str(error):
+            raise error
+        del tag
+        self._known_queues.add(queue)
+
+    async def _all_queues(self) -> list[str]:
+        members = await self.client.smembers(self.keys.queues)
+        return sorted(m.decode() for m in members)
+
+    # -- publish -------------------------------------------------------------------
+
+    async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, item in enumerate(batch):
+            by_queue[item.queue].append(index)
+        for queue in by_queue:
+            await self._register_queue(queue)
+        ids: list[str] = [""] * len(batch)
+        async with self.client.pipeline(transaction=False) as pipe:
+            order = []
+            for queue, indexes in by_queue.items():
+                args: list[Any] = [self.keys.group]
+                for i in indexes:
+                    item = batch[i]
+                    args += [
+                        item.task_id,
+                        item.body,
+                        item.priority,
+                        int(item.not_before * 1000),
+                        item.key or "",
+                        int(item.key_ttl * 1000),
+                    ]
+                await self.scripts.call("publish", self.keys.tag(queue), args, client=pipe)
+                order.append(indexes)
+            answers = await pipe.execute()
+        for indexes, answer in zip(order, answers, strict=True):
+            for i, task_id in zip(indexes, answer, strict=True):
+                ids[i] = task_id.decode() if isinstance(task_id, bytes) else str(task_id)
+        return ids
+
+    # -- fetch ---------------------------------------------------------------------
+
+    async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
+        out: list[Delivery] = []
+        for queue in queues:
+            remaining = count - len(out)
+            if remaining <= 0:
+                break
+            await self._register_queue(queue)
+            flat = await self.scripts.call(
+                "fetch", self.keys.tag(queue), [self.keys.group, self.consumer, remaining]
+            )
+            for i in range(0, len(flat), 5):
+                out.append(
+                    Delivery(
+                        self,
+                        queue,
+                        flat[i + 2].decode(),
+                        flat[i + 3],
+                        int(flat[i + 4]),
+                        (flat[i], flat[i + 1]),
+                    )
+                )
+        if out or wait <= 0:
+            return out
+        return await self._blocking_fetch(queues, count, wait)
+
+    async def _blocking_fetch(
+        self, queues: Sequence[str], count: int, wait: float
+    ) -> list[Delivery]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zrevrange(self.keys.priorities(queue), 0, -1)
+                pipe.zrange(self.keys.delayed(queue), 0, 0, withscores=True)
+            answers = await pipe.execute()
+        streams: dict[bytes | str, str] = {}
+        stream_queue: dict[bytes | str, tuple[str, bytes]] = {}
+        block = wait
+        now = time.time()
+        for queue, prios, first_due in zip(queues, answers[::2], answers[1::2], strict=True):
+            for prio in prios:
+                key = self.keys.stream(queue, int(prio))
+                streams[key] = ">"
+                stream_queue[key.encode()] = (queue, prio)
+            if first_due:
+                block = min(block, max(first_due[0][1] / 1000.0 - now, 0.0))
+        if block <= 0.001 or not streams:
+            return []
+        assert self._blocking is not None
+        try:
+            reply = await self._blocking.xreadgroup(
+                self.keys.group,
+                self.consumer,
+                streams,
+                count=count,
+                block=max(int(block * 1000), 1),
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._known_queues.clear()  # the server lost our groups: recreate them at 0
+            for queue in queues:
+                await self._register_queue(queue)
+            return []
+        if not reply:
+            return []
+        return await self._start(reply, stream_queue)
+
+    async def _start(
+        self, reply: list[Any], stream_queue: dict[bytes | str, tuple[str, bytes]]
+    ) -> list[Delivery]:
+        per_queue: dict[str, list[tuple[bytes, bytes, bytes]]] = defaultdict(list)
+        for stream, entries in reply:
+            queue, prio = stream_queue[stream]
+            for entry_id, _fields in entries:
+                per_queue[queue].append((stream, entry_id, prio))
+        out: list[Delivery] = []
+        for queue, rows in per_queue.items():
+            args = [value for row in rows for value in row]
+            flat = await self.scripts.call("start", self.keys.tag(queue), args)
+            for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 3), strict=True):
+                out.append(
+                    Delivery(
+                        self,
+                        queue,
+                        flat[i].decode(),
+                        flat[i + 1],
+                        int(flat[i + 2]),
+                        (stream, entry_id),
+                    )
+                )
+        return out
+
+    # -- settle --------------------------------------------------------------------
+
+    async def settle(self, batch: Sequence[Settlement]) -> list[bool]:
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index, (delivery, outcome) in enumerate(batch):
+            groups[(type(outcome).__name__, delivery.queue)].append(index)
+        keys = self.keys
+        done = [False] * len(batch)
+        async with self.client.pipeline(transaction=False) as pipe:
+            order = []
+            for (kind, queue), indexes in groups.items():
+                args = self._settle_args(kind, [batch[i] for i in indexes])
+                await self.scripts.call(_SCRIPT_FOR[kind], keys.tag(queue), args, client=pipe)
+                order.append(indexes)
+            answers = await pipe.execute()
+        for indexes, answer in zip(order, answers, strict=True):
+            for i, ok in zip(indexes, answer, strict=True):
+                done[i] = ok == 1
+        return done
+
+    def _settle_args(self, kind: str, items: Sequence[Settlement]) -> list[Any]:
+        group, consumer, prefix = self.keys.group, self.consumer, self.keys.prefix
+        args: list[Any]
+        if kind == "Ack":
+            args = [group, consumer, prefix]
+            for delivery, outcome in items:
+                assert isinstance(outcome, Ack)
+                stream, entry = delivery.token
+                data, ttl = _result_args(outcome.result)
+                args += [stream, entry, delivery.task_id, data, ttl]
+        elif kind == "Retry":
+            args = [group, consumer]
+            for delivery, outcome in items:
+                assert isinstance(outcome, Retry)
+                stream, entry = delivery.token
+                delay_ms = int(max(outcome.delay, 0.0) * 1000)
+                args += [stream, entry, delivery.task_id, delay_ms, delivery.body]
+        elif kind == "DeadLetter":
+            args = [group, consumer, prefix]
+            for delivery, outcome in items:
+                assert isinstance(outcome, DeadLetter)
+                stream, entry = delivery.token
+                data, ttl = _result_args(outcome.result)
+                args += [stream, entry, delivery.task_id, delivery.body, outcome.reason, data, ttl]
+        else:
+            args = [group, consumer]
+            for delivery, _ in items:
+                stream, entry = delivery.token
+                args += [stream, entry, delivery.task_id, delivery.body]
+        return args
+
+    # -- leases --------------------------------------------------------------------
+
+    async def extend_leases(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for i, delivery in enumerate(deliveries):
+            by_queue[delivery.queue].append(i)
+        out = [False] * len(deliveries)
+        async with self.client.pipeline(transaction=False) as pipe:
+            order = []
+            for queue, indexes in by_queue.items():
+                args: list[Any] = [
+                    self.keys.group,
+                    self.consumer,
+                    _idle_ms(self._settings.lease, seconds),
+                ]
+                for i in indexes:
+                    args += list(deliveries[i].token)
+                await self.scripts.call("extend_lease", self.keys.tag(queue), args, client=pipe)
+                order.append(indexes)
+            answers = await pipe.execute()
+        for indexes, answer in zip(order, answers, strict=True):
+            for i, ok in zip(indexes, answer, strict=True):
+                out[i] = ok == 1
+        return out
+
+    def lease_keeper(self) -> RedisLeaseKeeper:
+        return RedisLeaseKeeper(self._redis_url, self.keys, self.consumer, self._settings.lease)
+
+    async def reap(self) -> int:
+        lease_ms = max(int(self._settings.lease * 1000), 1)
+        moved = 0
+        for queue in await self._all_queues():
+            answer = await self.scripts.call(
+                "reap", self.keys.tag(queue), [self.keys.group, self.consumer, lease_ms, 1000]
+            )
+            moved += int(answer[0]) + int(answer[1])
+            lost = [x.decode() for x in answer[2:]]
+            if lost:
+                log.error(
+                    "queue %s: %d leased message(s) were deleted from the stream by someone "
+                    "else (XTRIM/XDEL?) and are lost: %s",
+                    queue,
+                    len(lost),
+                    ", ".join(lost),
+                )
+        return moved
+
+    # -- inspection ----------------------------------------------------------------
+
+    async def _find_job(self, task_id: str) -> tuple[str, list[Any]] | None:
+        queues = await self._all_queues()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.hmget(self.keys.job(queue, task_id), ["s", "a", "d"])
+            answers = await pipe.execute()
+        for queue, fields in zip(queues, answers, strict=True):
+            if fields[0] is not None:
+                return queue, fields
+        return None
+
+    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
+        found = await self._find_job(task_id)
+        if found is None:
+            return None
+        state, attempts = found[1][0], int(found[1][1] or 0)
+        status = _STATUS.get(state)
+        if status is None:
+            status = TaskStatus.RETRYING if attempts > 0 else TaskStatus.QUEUED
+        return status, attempts
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        queues = await self._all_queues()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zrevrange(self.keys.priorities(queue), 0, -1)
+            prios = await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue, levels in zip(queues, prios, strict=True):
+                for prio in levels:
+                    stream = self.keys.stream(queue, int(prio))
+                    pipe.xlen(stream)
+                    pipe.xpending(stream, self.keys.group)
+                pipe.zcard(self.keys.delayed(queue))
+                pipe.xlen(self.keys.dlq(queue))
+            answers = iter(await pipe.execute(raise_on_error=False))
+        depths = []
+        for queue, levels in zip(queues, prios, strict=True):
+            length = pending = 0
+            for _ in levels:
+                xlen, summary = next(answers), next(answers)
+                length += xlen if isinstance(xlen, int) else 0
+                pending += summary["pending"] if isinstance(summary, dict) else 0
+            delayed, dead = next(answers), next(answers)
+            depths.append(
+                QueueDepth(
+                    queue, ready=length - pending, delayed=delayed, running=pending, dead=dead
+                )
+            )
+        return depths
+
+    # -- dead letters --------------------------------------------------------------
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        queues = [queue] if queue else await self._all_queues()
+        entries: list[DeadLetterEntry] = []
+        for name in queues:
+            rows = await self.client.xrevrange(self.keys.dlq(name), count=offset + limit)
+            entries += [_dead_entry(name, fields) for _, fields in rows]
+        entries.sort(key=lambda e: e.failed_at, reverse=True)
+        return entries[offset : offset + limit]
+
+    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+        found = await self._find_job(entry_id)
+        if found is None or found[1][0] != b"dead" or found[1][2] is None:
+            return None
+        queue, fields = found
+        rows = await self.client.xrange(self.keys.dlq(queue), fields[2], fields[2])
+        return _dead_entry(queue, rows[0][1]) if rows else None
+
+    async def requeue_dead(self, entry_ids: Sequence[str]) -> int:
+        moved = 0
+        for queue, ids in (await self._group_by_queue(entry_ids)).items():
+            moved += int(
+                await self.scripts.call(
+                    "requeue_dead", self.keys.tag(queue), [self.keys.group, self.keys.prefix, *ids]
+                )
+            )
+        return moved
+
+    async def delete_dead(self, entry_ids: Sequence[str] | None, queue: str | None = None) -> int:
+        if entry_ids is None:
+            grouped: dict[str, list[str]] = {}
+            for name in [queue] if queue else await self._all_queues():
+                rows = await self.client.xrange(self.keys.dlq(name))
+                grouped[name] = [_dead_entry(name, fields).id for _, fields in rows]
+        else:
+            grouped = await self._group_by_queue(entry_ids)
+        deleted = 0
+        for name, ids in grouped.items():
+            if ids:
+                deleted += int(await self.scripts.call("delete_dead", self.keys.tag(name), ids))
+        return deleted
+
+    async def _group_by_queue(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for task_id in task_ids:
+            found = await self._find_job(task_id)
+            if found is not None:
+                grouped[found[0]].append(task_id)
+        return grouped
+
+    # -- workers -------------------------------------------------------------------
+
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        from conveyor.message import encode_value
+
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.workers, info.worker_id, encode_value(info))
+            pipe.zadd(self.keys.workers_expiry, {info.worker_id: time.time() + ttl})
+            await pipe.execute()
+
+    async def workers(self) -> list[WorkerInfo]:
+        import msgspec
+
+        now = time.time()
+        expired = await self.client.zrangebyscore(self.keys.workers_expiry, "-inf", now)
+        if expired:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hdel(self.keys.workers, *expired)
+                pipe.zrem(self.keys.workers_expiry, *expired)
+                await pipe.execute()
+        alive = await self.client.zrangebyscore(self.keys.workers_expiry, now, "+inf")
+        if not alive:
+            return []
+        records = await self.client.hmget(self.keys.workers, alive)
+        return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in records if r is not None]
+
+
+_SCRIPT_FOR = {"Ack": "ack", "Retry": "retry", "DeadLetter": "dead_letter", "Release": "release"}
+
+
+def _idle_ms(lease: float, seconds: float) -> int:
+    """The PEL idle time that makes a lease of ``lease`` s expire ``seconds`` from now
+    (an extension beyond one lease length is capped at one lease)."""
+    return int(max(lease - seconds, 0.0) * 1000)
+
+
+def _result_args(result: StoredResult | None) -> tuple[bytes, int]:
+    if result is None:
+        return b"", 0
+    return result.data, -1 if result.ttl is None else max(int(result.ttl * 1000), 1)
+
+
+def _dead_entry(queue: str, fields: dict[bytes, bytes]) -> DeadLetterEntry:
+    return DeadLetterEntry(
+        id=fields[b"i"].decode(),
+        queue=queue,
+        body=fields[b"b"],
+        reason=fields[b"r"].decode(errors="replace"),
+        attempts=int(fields.get(b"a", b"0")),
+        failed_at=int(fields.get(b"t", b"0")) / 1000.0,
+    )
+
+
+class RedisLeaseKeeper:
+    """Renews leases from the worker's lease thread over its own synchronous connection."""
+
+    def __init__(self, url: str, keys: Keys, consumer: str, lease: float) -> None:
+        self._lease = lease
+        self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._script = self._client.register_script(_SOURCES["extend_lease"])
+        self._keys = keys
+        self._consumer = consumer
+
+    def renew(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for i, delivery in enumerate(deliveries):
+            by_queue[delivery.queue].append(i)
+        out = [False] * len(deliveries)
+        with self._client.pipeline(transaction=False) as pipe:
+            order = []
+            for queue, indexes in by_queue.items():
+                args: list[Any] = [self._keys.group, self._consumer, _idle_ms(self._lease, seconds)]
+                for i in indexes:
+                    args += list(deliveries[i].token)
+                self._script(keys=[self._keys.tag(queue)], args=args, client=pipe)
+                order.append(indexes)
+            answers = pipe.execute()
+        for indexes, answer in zip(order, answers, strict=True):
+            for i, ok in zip(indexes, answer, strict=True):
+                out[i] = ok == 1
+        return out
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RedisResultStore:
+    """Results in Redis with a TTL; ``wait`` is woken by pub/sub, with no polling loop."""
+
+    def __init__(
+        self, url: str, settings: Settings | None = None, *, broker: RedisBroker | None = None
+    ) -> None:
+        self.url = url
+        self._settings = settings or Settings()
+        self._redis_url, prefix = _split_url(url)
+        self.keys = Keys(prefix)
+        self._broker = broker
+        self._own_client: Any = None
+        self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    @property
+    def client(self) -> Any:
+        if self._broker is not None:
+            return self._broker.client
+        if self._own_client is None:
+            raise BrokerUnavailable(
+                f"the Redis result store {redact_url(self.url)} is not connected"
+            )
+        return self._own_client
+
+    async def connect(self) -> None:
+        if self._broker is not None or self._own_client is not None:
+            return
+        client = _client(self._redis_url, self._settings)
+        try:
+            await client.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            await client.aclose()
+            raise BrokerUnavailable(f"cannot reach Redis at {redact_url(self.url)}: {exc}") from exc
+        self._own_client = client
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+            self._subscribed = asyncio.Event()
+        for futures in self._waiters.values():
+            for future in futures:
+                future.cancel()
+        self._waiters.clear()
+        if self._own_client is not None:
+            await self._own_client.aclose()
+            self._own_client = None
+
+    def clone(self) -> RedisResultStore:
+        return RedisResultStore(self.url, self._settings)
+
+    async def put(self, batch: Sequence[StoredResult]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for item in batch:
+                key = self.keys.result(item.task_id)
+                if item.ttl is None:
+                    pipe.set(key, item.data)
+                else:
+                    pipe.set(key, item.data, px=max(int(item.ttl * 1000), 1))
+                pipe.delete(self.keys.progress(item.task_id))
+                pipe.exists(self.keys.waiting(item.task_id))
+            answers = await pipe.execute()
+        waited = [item for item, flag in zip(batch, answers[2::3], strict=True) if flag]
+        if waited:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for item in waited:
+                    pipe.publish(self.keys.results_channel, _notification(item.task_id, item.data))
+                await pipe.execute()
+
+    async def get(self, task_id: str) -> bytes | None:
+        value = await self.client.get(self.keys.result(task_id))
+        return bytes(value) if value is not None else None
+
+    async def wait(self, task_id: str, timeout: float) -> bytes | None:
+        await self._ensure_listener()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters[task_id].append(future)
+        try:
+            # announce the wait, then look: a result stored before the announcement is
+            # found by the GET; one stored after it is published to us
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.waiting(task_id), 1, px=max(int((timeout + 5) * 1000), 1))
+                pipe.get(self.keys.result(task_id))
+                _, found = await pipe.execute()
+            if found is not None:
+                return bytes(found)
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                return await self.get(task_id)  # one last look, then give up
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(future)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="conveyor-redis-results")
+        await asyncio.wait_for(self._subscribed.wait(), 10.0)
+
+    async def _listen(self) -> None:
+        pause = 0.05
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.results_channel)
+                self._subscribed.set()
+                await self._recheck_waiters()  # results that landed while we were away
+                pause = 0.05
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self._deliver(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("result listener lost its connection; resubscribing", exc_info=True)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _deliver(self, payload: bytes) -> None:
+        size, _, rest = payload.partition(b":")
+        length = int(size)
+        task_id, data = rest[:length].decode(), rest[length:]
+        for future in self._waiters.get(task_id, ()):
+            if not future.done():
+                future.set_result(data)
+
+    async def _recheck_waiters(self) -> None:
+        for task_id in list(self._waiters):
+            found = await self.get(task_id)
+            if found is not None:
+                for future in self._waiters.get(task_id, ()):
+                    if not future.done():
+                        future.set_result(found)
+
+    async def delete(self, task_id: str) -> None:
+        await self.client.delete(self.keys.result(task_id), self.keys.progress(task_id))
+
+    async def set_progress(self, task_id: str, progress: bytes, ttl: float) -> None:
+        await self.client.set(self.keys.progress(task_id), progress, px=max(int(ttl * 1000), 1))
+
+    async def get_progress(self, task_id: str) -> bytes | None:
+        value = await self.client.get(self.keys.progress(task_id))
+        return bytes(value) if value is not None else None
+
+
+def _notification(task_id: str, data: bytes) -> bytes:
+    encoded = task_id.encode()
+    return str(len(encoded)).encode() + b":" + encoded + data
+
+
+class RedisScheduleStore:
+    """Dynamic schedules in a hash; ``claim_tick`` is a ``SET NX PX`` per (schedule, tick)."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self._broker = broker
+
+    async def save_schedule(self, schedule_id: str, spec: bytes) -> None:
+        await self._broker.client.hset(self._broker.keys.schedules, schedule_id, spec)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return bool(await self._broker.client.hdel(self._broker.keys.schedules, schedule_id))
+
+    async def load_schedules(self) -> dict[str, bytes]:
+        raw = await self._broker.client.hgetall(self._broker.keys.schedules)
+        return {k.decode(): bytes(v) for k, v in raw.items()}
+
+    async def claim_tick(self, schedule_id: str, fire_time: float, ttl: float) -> bool:
+        key = self._broker.keys.tick(schedule_id, fire_time)
+        return bool(await self._broker.client.set(key, 1, nx=True, px=max(int(ttl * 1000), 1)))
+
+
+_ = Pipeline  # re-exported type for stubs

@@ -1,0 +1,94 @@
+"""The Redis key layout, in one place.
+
+Every key of one queue shares the hash tag ``{prefix:queue}``, so each script touches a
+single slot and the layout works on Redis Cluster. Keys that are not per queue (results,
+workers, schedules) live under the bare prefix.
+
+==============================  =========  =================================================
+key                             type       holds
+==============================  =========  =================================================
+{p:q}:s:<priority>              stream     ready and leased messages (fields i=id, b=body)
+{p:q}:prios                     zset       the priority levels in use (score = priority)
+{p:q}:delayed                   zset       task ids waiting for their time (score = due ms)
+{p:q}:dlq                       stream     dead letters (i, b, r=reason, a=attempts, t=ms)
+{p:q}:job:<task id>             hash       q, s=state, a=attempts, p=priority, k=key,
+                                           kt=key ttl ms, e=stream entry, b=body (delayed),
+                                           d=dlq entry (dead)
+{p:q}:key:<idempotency key>     string     the task id that owns the key
+p:queues                        set        every queue name seen
+p:result:<task id>              string     the encoded Result (PX = result ttl)
+p:progress:<task id>            string     the latest progress snapshot
+p:waiting:<task id>             string     set while a producer waits (PUBLISH only then)
+p:results                       channel    "<len>:<task id><result>" when a waited result lands
+p:workers / p:workers:expiry    hash/zset  heartbeat records and their expiry
+p:schedules                     hash       dynamic schedule specs
+p:tick:<schedule>:<fire time>   string     SET NX guard: one enqueue per tick
+==============================  =========  =================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one prefix."""
+
+    prefix: str = "conveyor"
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}-workers"
+
+    def tag(self, queue: str) -> str:
+        return f"{{{self.prefix}:{queue}}}"
+
+    def stream(self, queue: str, priority: int) -> str:
+        return f"{self.tag(queue)}:s:{priority}"
+
+    def priorities(self, queue: str) -> str:
+        return f"{self.tag(queue)}:prios"
+
+    def delayed(self, queue: str) -> str:
+        return f"{self.tag(queue)}:delayed"
+
+    def dlq(self, queue: str) -> str:
+        return f"{self.tag(queue)}:dlq"
+
+    def job(self, queue: str, task_id: str) -> str:
+        return f"{self.tag(queue)}:job:{task_id}"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}:queues"
+
+    def result(self, task_id: str) -> str:
+        return f"{self.prefix}:result:{task_id}"
+
+    def progress(self, task_id: str) -> str:
+        return f"{self.prefix}:progress:{task_id}"
+
+    def waiting(self, task_id: str) -> str:
+        return f"{self.prefix}:waiting:{task_id}"
+
+    @property
+    def results_channel(self) -> str:
+        return f"{self.prefix}:results"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def workers_expiry(self) -> str:
+        return f"{self.prefix}:workers:expiry"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.prefix}:schedules"
+
+    def tick(self, schedule_id: str, fire_time: float) -> str:
+        return f"{self.prefix}:tick:{schedule_id}:{fire_time!r}"

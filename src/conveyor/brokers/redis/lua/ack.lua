@@ -1,0 +1,23 @@
+-- ack.lua (complete): store each result, then acknowledge and delete the entry, only if
+-- this consumer still owns it.
+-- KEYS: tag.  ARGV: group, consumer, prefix, then per message 5 values:
+--   stream, entry id, task id, result bytes ('' = none), result ttl ms (<= 0: no expiry).
+-- Returns 1 per message on success; 0 if the entry was reclaimed by another worker (a
+-- zombie's late completion is then dropped, result included).
+local tag, group, consumer, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV, 5 do
+  local stream, id, task_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if owned(stream, group, consumer, id) then
+    store_result(prefix, task_id, ARGV[i + 3], ARGV[i + 4])
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+    local job = tag .. ':job:' .. task_id
+    release_key(tag, job)
+    redis.call('DEL', job)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

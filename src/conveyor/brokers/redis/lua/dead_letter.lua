@@ -1,0 +1,26 @@
+-- dead_letter.lua: move the message, with its raw bytes and reason, to the queue's DLQ
+-- stream, store its result, then acknowledge and delete the entry; only if still owned.
+-- KEYS: tag.  ARGV: group, consumer, prefix, then per message 7 values:
+--   stream, entry id, task id, body, reason, result bytes ('' = none), result ttl ms.
+-- Returns 1 per message on success, 0 if the lease was lost.
+local tag, group, consumer, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local out = {}
+for i = 4, #ARGV, 7 do
+  local stream, id, task_id, body, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  if owned(stream, group, consumer, id) then
+    local job = tag .. ':job:' .. task_id
+    local attempts = redis.call('HGET', job, 'a') or '0'
+    local d = redis.call('XADD', tag .. ':dlq', '*', 'i', task_id, 'b', body, 'r', reason, 'a', attempts, 't', now)
+    store_result(prefix, task_id, ARGV[i + 5], ARGV[i + 6])
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+    release_key(tag, job)
+    redis.call('HSET', job, 's', 'dead', 'd', d)
+    redis.call('HDEL', job, 'e', 'b')
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

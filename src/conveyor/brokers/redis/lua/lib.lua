@@ -1,0 +1,99 @@
+-- lib.lua: helpers prepended to every script below (Redis has no script imports).
+-- A "tag" is the hash-tagged key prefix of one queue, e.g. "{conveyor:default}".
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Create the consumer group at 0 (never $, which would skip the backlog); BUSYGROUP is fine.
+local function ensure_group(stream, group)
+  pcall(redis.call, 'XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+end
+
+-- Append a message to the stream of its priority, registering the priority on first use.
+local function enqueue(tag, group, task_id, body, prio)
+  local stream = tag .. ':s:' .. prio
+  if redis.call('ZADD', tag .. ':prios', 'NX', prio, prio) == 1 then
+    ensure_group(stream, group)
+  end
+  return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
+end
+
+-- True if stream entry `id` is still leased by `consumer` (the fencing check: an entry that
+-- was reaped and re-added, or acked, or claimed by another consumer, is no longer ours).
+local function owned(stream, group, consumer, id)
+  local ok, p = pcall(redis.call, 'XPENDING', stream, group, id, id, 1, consumer)
+  return ok and #p == 1
+end
+
+-- Let the idempotency key expire key-ttl after the task ended.
+local function release_key(tag, job)
+  local k = redis.call('HMGET', job, 'k', 'kt')
+  if k[1] and k[1] ~= '' then
+    local ttl = tonumber(k[2]) or 0
+    if ttl > 0 then
+      redis.call('PEXPIRE', tag .. ':key:' .. k[1], ttl)
+    else
+      redis.call('DEL', tag .. ':key:' .. k[1])
+    end
+  end
+end
+
+-- Store a result (data '' = none) and wake a producer waiting for it, if one is.
+local function store_result(prefix, task_id, data, ttl_ms)
+  if data == '' then return end
+  local key = prefix .. ':result:' .. task_id
+  local ttl = tonumber(ttl_ms)
+  if ttl > 0 then
+    redis.call('SET', key, data, 'PX', ttl)
+  else
+    redis.call('SET', key, data)
+  end
+  redis.call('DEL', prefix .. ':progress:' .. task_id)
+  if redis.call('EXISTS', prefix .. ':waiting:' .. task_id) == 1 then
+    redis.call('PUBLISH', prefix .. ':results', #task_id .. ':' .. task_id .. data)
+  end
+end
+
+-- Read an entry's fields into (task id, body); a raw entry that was not written by Conveyor
+-- keeps its entry id as task id and its fields, msgpack-encoded, as body (to dead-letter).
+local function entry_message(entry)
+  local fields = entry[2]
+  local task_id, body = nil, nil
+  if fields then
+    for j = 1, #fields, 2 do
+      if fields[j] == 'i' then task_id = fields[j + 1] elseif fields[j] == 'b' then body = fields[j + 1] end
+    end
+  end
+  if task_id == nil or body == nil then
+    return entry[1], cmsgpack.pack(fields or {})
+  end
+  return task_id, body
+end
+
+-- Start an attempt: count it, mark the job running. Returns the attempt number.
+local function start(tag, task_id, prio, entry_id)
+  local job = tag .. ':job:' .. task_id
+  if redis.call('EXISTS', job) == 0 then
+    redis.call('HSET', job, 'a', 0, 'p', prio, 'k', '', 'kt', 0)
+  end
+  redis.call('HSET', job, 's', 'running', 'e', entry_id)
+  return redis.call('HINCRBY', job, 'a', 1)
+end
+
+-- Move due delayed messages (retries and delayed enqueues) to their streams.
+local function promote_due(tag, group, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', tag .. ':delayed', '-inf', now, 'LIMIT', 0, limit)
+  for _, task_id in ipairs(due) do
+    local job = tag .. ':job:' .. task_id
+    local f = redis.call('HMGET', job, 'b', 'p')
+    redis.call('ZREM', tag .. ':delayed', task_id)
+    if f[1] then
+      local e = enqueue(tag, group, task_id, f[1], f[2] or '0')
+      redis.call('HSET', job, 'e', e, 's', 'queued')
+      redis.call('HDEL', job, 'b')
+    end
+  end
+  return #due
+end

@@ -1,0 +1,32 @@
+-- publish.lua: enqueue a batch for one queue, with idempotency.
+-- KEYS: tag of the queue.  ARGV: group, then per message 6 values:
+--   task id, body, priority, not-before (unix ms, 0 = now), idempotency key ('' = none),
+--   key ttl ms (how long the key keeps pointing at the task after it ends).
+-- Returns, per message, the task id that stands for it: the existing one when the key or
+-- the task id is already known (nothing is written then), else its own.
+local tag, group = KEYS[1], ARGV[1]
+local now = now_ms()
+local out = {}
+for i = 2, #ARGV, 6 do
+  local id, body, prio, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local key, key_ttl = ARGV[i + 4], ARGV[i + 5]
+  local job = tag .. ':job:' .. id
+  local existing = false
+  if key ~= '' then existing = redis.call('GET', tag .. ':key:' .. key) end
+  if existing then
+    out[#out + 1] = existing
+  elseif redis.call('EXISTS', job) == 1 then
+    out[#out + 1] = id
+  else
+    if key ~= '' then redis.call('SET', tag .. ':key:' .. key, id) end
+    if due > now then
+      redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'b', body)
+      redis.call('ZADD', tag .. ':delayed', due, id)
+    else
+      local e = enqueue(tag, group, id, body, prio)
+      redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'e', e)
+    end
+    out[#out + 1] = id
+  end
+end
+return out

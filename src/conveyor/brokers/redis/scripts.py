@@ -1,0 +1,45 @@
+"""The Lua scripts, loaded once, each with lib.lua prepended, and their typed stubs.
+
+Each stub builds the script's ARGV from typed values; the contract of every script is
+the header comment of its file in ``lua/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+__all__ = ["SCRIPT_NAMES", "ScriptArgs", "load_sources"]
+
+SCRIPT_NAMES = (
+    "publish",
+    "fetch",
+    "start",
+    "ack",
+    "retry",
+    "dead_letter",
+    "release",
+    "extend_lease",
+    "reap",
+    "requeue_dead",
+    "delete_dead",
+)
+
+
+def load_sources() -> dict[str, str]:
+    """Script name -> full Lua source (lib.lua + the script)."""
+    folder = resources.files("conveyor.brokers.redis") / "lua"
+    lib = (folder / "lib.lua").read_text()
+    return {name: lib + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+ScriptArgs = list[Any]
+
+
+def flat(rows: Sequence[Sequence[Any]]) -> ScriptArgs:
+    """Flatten per-message argument tuples into one ARGV list."""
+    out: ScriptArgs = []
+    for row in rows:
+        out.extend(row)
+    return out
