@@ -251,5 +251,18 @@ def dlq_purge(app: Conveyor, queue: str | None, yes: bool) -> None:
     click.echo(f"deleted {_run(app, lambda c: c.broker.delete_dead(None, queue))} message(s)")
 
 
+@main.command()
+@click.option("--duration", type=float, default=None, help="Stop after S seconds (default: Ctrl-C).")
+@click.option("--rate", type=float, default=5.0, show_default=True, help="Producer rounds per second.")
+def demo(duration: float | None, rate: float) -> None:
+    """Run a worker, example tasks and a stream of work on the embedded default."""
+    import os
+
+    os.environ.setdefault("CONVEYOR_DEMO_URL", "sqlite:///conveyor-demo.db")
+    from conveyor.demo import main as run
+
+    run(duration, rate)
+
+
 if __name__ == "__main__":
     main()

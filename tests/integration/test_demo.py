@@ -1,0 +1,45 @@
+"""`conveyor demo` runs on the embedded SQLite default and stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_shows_progress_dead_letters_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    env = {**os.environ, "CONVEYOR_DEMO_URL": f"sqlite:///{tmp_path / 'demo.db'}", "COLUMNS": "120"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli", "demo", "--rate", "10"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(6)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "succeeded" in output
+    assert "Where to look next" in output
+    listed = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli", "dlq", "conveyor.demo:app", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "CRM unreachable" in listed.stdout, listed.stdout + listed.stderr
+    assert "failed after 3 attempt(s)" in listed.stdout
