@@ -9,6 +9,7 @@ you can watch it retry with backoff and land in the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -73,7 +74,9 @@ class _Tally(Hook):
     async def after_execute(self, message: Message, result: Result[Any]) -> None:
         self.counts[result.status.value] += 1
 
-    async def on_retry(self, message: Message, attempt: int, delay: float, error: ErrorInfo) -> None:
+    async def on_retry(
+        self, message: Message, attempt: int, delay: float, error: ErrorInfo
+    ) -> None:
         self.counts["retries"] += 1
 
 
@@ -88,10 +91,8 @@ async def _produce(stop: asyncio.Event, rate: float) -> None:
             await make_thumbnail.kiq(f"uploads/photo-{n}.png")
         if n % 15 == 1:
             await sync_with_crm.kiq(n)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0 / rate)
-        except TimeoutError:
-            pass
 
 
 def _table(tally: _Tally, depth: dict[str, int], dead: int, elapsed: float) -> Any:
@@ -111,7 +112,9 @@ def _table(tally: _Tally, depth: dict[str, int], dead: int, elapsed: float) -> A
     return table
 
 
-async def run_demo(duration: float | None = None, rate: float = 5.0, live: bool = True) -> Counter[str]:
+async def run_demo(
+    duration: float | None = None, rate: float = 5.0, live: bool = True
+) -> Counter[str]:
     """Run the demo until Ctrl-C (or ``duration`` seconds); returns the final tally."""
     from rich.console import Console
     from rich.live import Live
@@ -127,8 +130,13 @@ async def run_demo(duration: float | None = None, rate: float = 5.0, live: bool 
         producer = asyncio.create_task(_produce(stop, rate))
         dead = 0
         depth: dict[str, int] = {}
-        with Live(_table(tally, depth, dead, 0), console=console, refresh_per_second=4,
-                  transient=False, auto_refresh=live) as view:
+        with Live(
+            _table(tally, depth, dead, 0),
+            console=console,
+            refresh_per_second=4,
+            transient=False,
+            auto_refresh=live,
+        ) as view:
             try:
                 while duration is None or time.monotonic() - started < duration:
                     await asyncio.sleep(0.25)
