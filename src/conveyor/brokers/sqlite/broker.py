@@ -1,0 +1,521 @@
+"""The SQLite broker: each Delivery transition is one BEGIN IMMEDIATE transaction over the
+named statements of ``queries.sql``.
+
+============  ==============================================================
+transition    statements (one transaction)
+============  ==============================================================
+publish       take_seq, then per message find_key?, publish, hold_key?
+fetch         promote, then per queue fetch (+ spend_lease_token)
+ack           ack (+ finish_key, put_result)
+retry         take_seq, retry
+dead_letter   dead_letter, ack (+ finish_key, put_result)
+release       take_seq, release
+extend_lease  extend_lease per delivery
+reap          reap (+ spend_seq), promote
+============  ==============================================================
+
+Every claim counts the attempt and stamps the rows with a lease token larger than any
+before it, and every settlement or renewal matches ``state = 'leased' AND lease_token =
+:token``: a zombie whose lease was reaped and re-claimed changes nothing and gets False.
+After a commit that makes work ready (or delayed, so waiters can re-aim their timers),
+the queues it touched are announced through the wake directory (see ``wake.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+import msgspec
+
+from conveyor.brokers.base import (
+    Ack,
+    DeadLetter,
+    DeadLetterEntry,
+    Delivery,
+    Outgoing,
+    QueueDepth,
+    Release,
+    Retry,
+    Settlement,
+    StoredResult,
+    WorkerInfo,
+)
+from conveyor.brokers.sqlite.connection import (
+    MOUNTS_FILE,
+    Database,
+    open_connection,
+    snapshot,
+    transaction,
+)
+from conveyor.brokers.sqlite.queries import QUERIES
+from conveyor.brokers.sqlite.results import SqliteResultStore, store_results
+from conveyor.brokers.sqlite.schedules import SqliteScheduleStore
+from conveyor.clock import Clock
+from conveyor.errors import BrokerUnavailable
+from conveyor.result import TaskStatus
+from conveyor.settings import DEFAULT_BROKER_URL, Settings
+
+__all__ = ["SqliteBroker", "SqliteLeaseKeeper"]
+
+_Claim = tuple[list[Delivery], float | None]
+
+
+class SqliteBroker:
+    """The embedded broker on one SQLite file: ``Conveyor("sqlite:///conveyor.db")``.
+
+    Any number of producer and worker processes on one host may share the file (WAL
+    mode; a network filesystem is refused). Writes are durable when they return, per
+    ``sqlite_synchronous`` (default FULL). A fetch waiting on an empty queue is woken by
+    a publish from any process within milliseconds and uses no CPU while it waits.
+
+    >>> broker = SqliteBroker("sqlite:////var/lib/app/conveyor.db")
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_BROKER_URL,
+        settings: Settings | None = None,
+        *,
+        mounts_file: str | os.PathLike[str] = MOUNTS_FILE,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self._settings = settings or Settings()
+        self._clock = self._settings.clock
+        self._mounts_file = mounts_file
+        self._environ = environ
+        self._db = Database(url, self._settings, mounts_file=mounts_file, environ=environ)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._results = SqliteResultStore(url, self._settings, database=self._db)
+        self._schedules = SqliteScheduleStore(url, self._settings, database=self._db)
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._db.path
+
+    async def connect(self) -> None:
+        """Open the file (creating tables), after checking it is on a local filesystem."""
+        await self._db.open()
+
+    async def close(self) -> None:
+        """Close the connection; unsettled deliveries are left to lease expiry."""
+        await self._db.close()
+
+    def result_store(self) -> SqliteResultStore:
+        """The result store in the same file, sharing this broker's connection."""
+        return self._results
+
+    def schedule_store(self) -> SqliteScheduleStore:
+        """The schedule store in the same file, sharing this broker's connection."""
+        return self._schedules
+
+    def clone(self) -> SqliteBroker:
+        """An unconnected broker on the same file, for another event loop."""
+        return SqliteBroker(
+            self.url, self._settings, mounts_file=self._mounts_file, environ=self._environ
+        )
+
+    # -- publish -------------------------------------------------------------------
+
+    async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
+        """Insert the batch in one transaction; it is durable when this returns."""
+        if not batch:
+            return []
+        return await self._db.run(self._publish, list(batch), self._clock.now())
+
+    def _publish(self, conn: sqlite3.Connection, batch: list[Outgoing], now: float) -> list[str]:
+        ids: list[str] = []
+        touched: set[str] = set()
+        with transaction(conn):
+            (last,) = conn.execute(QUERIES.take_seq, {"n": len(batch)}).fetchone()
+            for seq, item in enumerate(batch, start=last - len(batch) + 1):
+                if item.key is not None:
+                    row = conn.execute(QUERIES.find_key, {"key": item.key, "now": now}).fetchone()
+                    if row is not None:
+                        ids.append(row[0])
+                        continue
+                inserted = conn.execute(
+                    QUERIES.publish,
+                    {
+                        "task_id": item.task_id,
+                        "queue": item.queue,
+                        "body": item.body,
+                        "priority": item.priority,
+                        "seq": seq,
+                        "available_at": item.not_before,
+                        "now": now,
+                        "key": item.key,
+                        "key_ttl": item.key_ttl,
+                    },
+                ).rowcount
+                if inserted:
+                    touched.add(item.queue)
+                    if item.key is not None:
+                        conn.execute(QUERIES.hold_key, {"key": item.key, "task_id": item.task_id})
+                ids.append(item.task_id)
+        self._db.queue_wake.notify(touched)
+        return ids
+
+    # -- fetch ---------------------------------------------------------------------
+
+    async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
+        """Claim up to ``count`` ready messages; wait up to ``wait`` seconds for the first.
+
+        The wait is push-based (a wake-up socket), backed by a poll every ``fetch_wait``
+        and a timer for the next delayed message, so a lost wake-up costs bounded latency.
+        """
+        if count <= 0 or not queues:
+            return []
+        queues = list(queues)
+        claimed, next_due = await self._claim(queues, count)
+        if claimed or wait <= 0:
+            return claimed
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        with self._db.queue_wake.subscribe(queues) as wake:
+            while True:
+                wake.clear()
+                # Subscribed before this look: a publish it misses is one that wakes us.
+                claimed, next_due = await self._claim(queues, count)
+                if claimed:
+                    return claimed
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return []
+                pause = min(remaining, self._db.poll_interval)
+                if next_due is not None:
+                    pause = min(pause, max(next_due - self._clock.now(), 0.001))
+                await wake.wait(pause)
+
+    async def _claim(self, queues: list[str], count: int) -> _Claim:
+        future = self._db.submit(self._claim_sync, queues, count, self._clock.now())
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._release_orphans)
+            raise
+
+    def _release_orphans(self, future: Future[_Claim]) -> None:
+        """A cancelled fetch's claim committed anyway: hand the messages back at once
+        instead of leaving them leased to nobody until the lease expires."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        claimed, _ = future.result()
+        if claimed:
+            with contextlib.suppress(BrokerUnavailable, RuntimeError):
+                self._db.submit(
+                    self._settle_sync, [(d, Release()) for d in claimed], self._clock.now()
+                )
+
+    def _claim_sync(
+        self, conn: sqlite3.Connection, queues: list[str], count: int, now: float
+    ) -> _Claim:
+        claimed: list[Delivery] = []
+        next_due: float | None = None
+        with transaction(conn):
+            conn.execute(QUERIES.promote, {"now": now}).fetchall()
+            for queue in queues:
+                rows = conn.execute(
+                    QUERIES.fetch,
+                    {
+                        "queue": queue,
+                        "count": count - len(claimed),
+                        "owner": self._owner,
+                        "now": now,
+                        "lease": self._settings.lease,
+                    },
+                ).fetchall()
+                if not rows:
+                    continue
+                conn.execute(QUERIES.spend_lease_token)
+                rows.sort(key=lambda r: (-r[6], r[7]))  # RETURNING order is unspecified
+                claimed.extend(
+                    Delivery(self, r[1], r[0], bytes(r[2]), r[3], r[4], r[5]) for r in rows
+                )
+                if len(claimed) >= count:
+                    break
+            if not claimed:
+                (next_due,) = conn.execute(QUERIES.next_due).fetchone()
+        return claimed, next_due
+
+    # -- settle --------------------------------------------------------------------
+
+    async def settle(self, batch: Sequence[Settlement]) -> list[bool]:
+        """Apply the outcomes in one transaction; False where the lease was lost."""
+        if not batch:
+            return []
+        return await self._db.run(self._settle_sync, list(batch), self._clock.now())
+
+    def _settle_sync(
+        self, conn: sqlite3.Connection, batch: list[Settlement], now: float
+    ) -> list[bool]:
+        done: list[bool] = []
+        ready: set[str] = set()
+        results: list[StoredResult] = []
+        requeues = sum(isinstance(outcome, Retry | Release) for _, outcome in batch)
+        with transaction(conn):
+            seq = 0
+            if requeues:
+                (last,) = conn.execute(QUERIES.take_seq, {"n": requeues}).fetchone()
+                seq = last - requeues
+            for delivery, outcome in batch:
+                fence = {"task_id": delivery.task_id, "token": delivery.token, "now": now}
+                if isinstance(outcome, Retry):
+                    seq += 1
+                    available_at = now + max(outcome.delay, 0.0)
+                    params = {**fence, "available_at": available_at, "seq": seq}
+                    owned = conn.execute(QUERIES.retry, params).rowcount == 1
+                    if owned:
+                        ready.add(delivery.queue)
+                elif isinstance(outcome, Release):
+                    seq += 1
+                    owned = conn.execute(QUERIES.release, {**fence, "seq": seq}).rowcount == 1
+                    if owned:
+                        ready.add(delivery.queue)
+                elif isinstance(outcome, DeadLetter):
+                    params = {**fence, "reason": outcome.reason}
+                    owned = conn.execute(QUERIES.dead_letter, params).rowcount == 1
+                    if owned:
+                        _finish(conn, fence, now)
+                        if outcome.result is not None:
+                            results.append(outcome.result)
+                elif isinstance(outcome, Ack):
+                    owned = _finish(conn, fence, now)
+                    if owned and outcome.result is not None:
+                        results.append(outcome.result)
+                else:
+                    raise TypeError(f"unknown settlement outcome: {outcome!r}")
+                done.append(owned)
+            store_results(conn, results, now)
+        self._db.queue_wake.notify(ready)
+        self._db.result_wake.notify(result.task_id for result in results)
+        return done
+
+    # -- leases --------------------------------------------------------------------
+
+    async def extend_leases(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        """Extend leases from the event loop; the worker's lease thread uses
+        :meth:`lease_keeper`."""
+        if not deliveries:
+            return []
+        return await self._db.run(_extend_leases, list(deliveries), seconds, self._clock.now())
+
+    def lease_keeper(self) -> SqliteLeaseKeeper:
+        """A renewer with its own connection, callable from any OS thread."""
+        return SqliteLeaseKeeper(self._db.path, self._settings, url=self.url)
+
+    async def reap(self) -> int:
+        """Requeue expired leases (attempts stay counted), make due delayed messages ready,
+        and run maintenance when it is due. Idempotent; returns how many messages moved."""
+        return await self._db.run(self._reap, self._clock.now())
+
+    def _reap(self, conn: sqlite3.Connection, now: float) -> int:
+        with transaction(conn):
+            reaped = conn.execute(QUERIES.reap, {"now": now}).fetchall()
+            if reaped:
+                conn.execute(QUERIES.spend_seq)
+            promoted = conn.execute(QUERIES.promote, {"now": now}).fetchall()
+        self._db.queue_wake.notify(row[0] for row in [*reaped, *promoted])
+        self._db.maintain(conn, now)
+        return len(reaped) + len(promoted)
+
+    # -- inspection ----------------------------------------------------------------
+
+    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
+        """(queued|running|retrying|dead, attempts) while the broker holds the task."""
+        return await self._db.run(_task_status, task_id)
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """Ready, delayed, running and dead counts of every queue, sorted by name."""
+        return await self._db.run(_queue_depths, self._clock.now())
+
+    # -- dead letters --------------------------------------------------------------
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        """The dead-letter queue (of ``queue``, or all), newest first."""
+        params = {"queue": queue, "limit": limit, "offset": offset}
+        return await self._db.run(_dead_letter_rows, QUERIES.list_dead_letters, params)
+
+    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+        """One dead-letter entry by id."""
+        rows = await self._db.run(_dead_letter_rows, QUERIES.get_dead_letter, {"id": entry_id})
+        return rows[0] if rows else None
+
+    async def requeue_dead(self, entry_ids: Sequence[str]) -> int:
+        """Move entries back to their queues with attempts reset, dropping their stored
+        results; an entry whose task id is live again stays. Returns how many moved."""
+        if not entry_ids:
+            return 0
+        return await self._db.run(self._requeue_dead, list(entry_ids), self._clock.now())
+
+    def _requeue_dead(self, conn: sqlite3.Connection, entry_ids: list[str], now: float) -> int:
+        moved: list[str] = []
+        with transaction(conn):
+            (last,) = conn.execute(QUERIES.take_seq, {"n": len(entry_ids)}).fetchone()
+            for seq, entry_id in enumerate(entry_ids, start=last - len(entry_ids) + 1):
+                params = {"id": entry_id, "seq": seq, "now": now}
+                rows = conn.execute(QUERIES.requeue_dead, params).fetchall()
+                if not rows:
+                    continue
+                moved.append(rows[0][0])
+                conn.execute(QUERIES.delete_dead, {"id": entry_id})
+                conn.execute(QUERIES.delete_result, {"task_id": entry_id})
+        self._db.queue_wake.notify(moved)
+        return len(moved)
+
+    async def delete_dead(self, entry_ids: Sequence[str] | None, queue: str | None = None) -> int:
+        """Delete the given entries, or every entry (of ``queue``) when ids is None."""
+        return await self._db.run(
+            _delete_dead, None if entry_ids is None else list(entry_ids), queue
+        )
+
+    # -- workers -------------------------------------------------------------------
+
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Record that a worker is alive for ``ttl`` seconds."""
+        params = {
+            "worker_id": info.worker_id,
+            "info": msgspec.msgpack.encode(info),
+            "expires_at": self._clock.now() + ttl,
+        }
+        await self._db.run(_execute, QUERIES.heartbeat, params)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers whose heartbeat has not expired."""
+        return await self._db.run(_workers, self._clock.now())
+
+
+class SqliteLeaseKeeper:
+    """Renews leases on a connection of its own, from any OS thread.
+
+    The connection opens on the first :meth:`renew` (on the lease thread, not the event
+    loop) and is shared by calls from any thread under a lock.
+    """
+
+    def __init__(self, path: Path, settings: Settings, *, url: str) -> None:
+        self._path = path
+        self._settings = settings
+        self._clock: Clock = settings.clock
+        self._url = url
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def renew(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        """Extend each lease to ``seconds`` from now; False where it is no longer ours."""
+        if not deliveries:
+            return []
+        with self._lock:
+            if self._closed:
+                raise BrokerUnavailable(f"the lease keeper of {self._url} is closed")
+            try:
+                if self._conn is None:
+                    self._conn = open_connection(
+                        self._path, self._settings, check_same_thread=False
+                    )
+                return _extend_leases(self._conn, deliveries, seconds, self._clock.now())
+            except sqlite3.OperationalError as exc:
+                raise BrokerUnavailable(f"SQLite database {self._path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the keeper's connection; later renewals raise."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+# -- statements shared by the broker and its lease keeper, run on a given connection ----
+
+
+def _finish(conn: sqlite3.Connection, fence: Mapping[str, object], now: float) -> bool:
+    """Delete a message we own; its idempotency key then lives key_ttl more seconds."""
+    rows = conn.execute(QUERIES.ack, fence).fetchall()
+    if not rows:
+        return False
+    key, key_ttl = rows[0]
+    if key is not None:
+        params = {"key": key, "key_ttl": key_ttl, "task_id": fence["task_id"], "now": now}
+        conn.execute(QUERIES.finish_key, params)
+    return True
+
+
+def _extend_leases(
+    conn: sqlite3.Connection, deliveries: Sequence[Delivery], seconds: float, now: float
+) -> list[bool]:
+    with transaction(conn):
+        return [
+            conn.execute(
+                QUERIES.extend_lease,
+                {"task_id": d.task_id, "token": d.token, "now": now, "seconds": seconds},
+            ).rowcount
+            == 1
+            for d in deliveries
+        ]
+
+
+def _task_status(conn: sqlite3.Connection, task_id: str) -> tuple[TaskStatus, int] | None:
+    with snapshot(conn):
+        row = conn.execute(QUERIES.task_status, {"task_id": task_id}).fetchone()
+        if row is not None:
+            state, attempts = row
+            if state == "leased":
+                return TaskStatus.RUNNING, attempts
+            if attempts > 0:
+                return TaskStatus.RETRYING, attempts
+            return TaskStatus.QUEUED, 0
+        row = conn.execute(QUERIES.dead_status, {"task_id": task_id}).fetchone()
+        return None if row is None else (TaskStatus.DEAD, row[0])
+
+
+def _queue_depths(conn: sqlite3.Connection, now: float) -> list[QueueDepth]:
+    counts: dict[str, list[int]] = {}
+    with snapshot(conn):
+        for queue, ready, delayed, running in conn.execute(QUERIES.queue_depths, {"now": now}):
+            counts[queue] = [ready, delayed, running, 0]
+        for queue, dead in conn.execute(QUERIES.dead_depths):
+            counts.setdefault(queue, [0, 0, 0, 0])[3] = dead
+    return [
+        QueueDepth(queue=q, ready=c[0], delayed=c[1], running=c[2], dead=c[3])
+        for q, c in sorted(counts.items())
+    ]
+
+
+def _dead_letter_rows(
+    conn: sqlite3.Connection, query: str, params: Mapping[str, object]
+) -> list[DeadLetterEntry]:
+    return [
+        DeadLetterEntry(
+            id=r[0], queue=r[1], body=bytes(r[2]), reason=r[3], attempts=r[4], failed_at=r[5]
+        )
+        for r in conn.execute(query, params)
+    ]
+
+
+def _delete_dead(conn: sqlite3.Connection, entry_ids: list[str] | None, queue: str | None) -> int:
+    with transaction(conn):
+        if entry_ids is None:
+            return conn.execute(QUERIES.delete_all_dead, {"queue": queue}).rowcount
+        return sum(conn.execute(QUERIES.delete_dead, {"id": i}).rowcount for i in entry_ids)
+
+
+def _execute(conn: sqlite3.Connection, query: str, params: Mapping[str, object]) -> None:
+    conn.execute(query, params)
+
+
+def _workers(conn: sqlite3.Connection, now: float) -> list[WorkerInfo]:
+    rows = conn.execute(QUERIES.workers, {"now": now}).fetchall()
+    return [msgspec.msgpack.decode(row[0], type=WorkerInfo) for row in rows]

@@ -1,0 +1,126 @@
+"""The SQL the SQLite broker runs: ``schema.sql`` and the named statements of ``queries.sql``.
+
+``queries.sql`` holds one block per statement, in procrastinate's style::
+
+    -- ack --
+    -- Finish a delivery we still own by deleting its message; returns its idempotency key.
+    DELETE FROM tasks WHERE ...;
+
+:data:`QUERIES` exposes them as attributes, so a misspelt name fails type checking, and
+loading fails at import when the file and :class:`Queries` disagree.
+
+>>> QUERIES.ack.startswith("DELETE FROM tasks")
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from importlib import resources
+
+__all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "Queries", "parse_queries"]
+
+SCHEMA_VERSION = 1
+
+_HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """Every named statement of ``queries.sql``; see the file for what each one does."""
+
+    take_seq: str
+    find_key: str
+    publish: str
+    hold_key: str
+    promote: str
+    fetch: str
+    spend_lease_token: str
+    next_due: str
+    ack: str
+    finish_key: str
+    retry: str
+    dead_letter: str
+    release: str
+    extend_lease: str
+    reap: str
+    spend_seq: str
+    task_status: str
+    dead_status: str
+    queue_depths: str
+    dead_depths: str
+    list_dead_letters: str
+    get_dead_letter: str
+    requeue_dead: str
+    delete_dead: str
+    delete_all_dead: str
+    heartbeat: str
+    workers: str
+    put_result: str
+    get_result: str
+    delete_result: str
+    set_progress: str
+    get_progress: str
+    delete_progress: str
+    purge_results: str
+    purge_progress: str
+    purge_keys: str
+    purge_workers: str
+    purge_ticks: str
+    save_schedule: str
+    delete_schedule: str
+    load_schedules: str
+    claim_tick: str
+
+    def purges(self) -> tuple[str, ...]:
+        """The statements that delete expired rows, for periodic maintenance."""
+        return (
+            self.purge_results,
+            self.purge_progress,
+            self.purge_keys,
+            self.purge_workers,
+            self.purge_ticks,
+        )
+
+
+def parse_queries(text: str) -> dict[str, tuple[str, str]]:
+    """Split a named-query file into ``{name: (description, sql)}``.
+
+    >>> parse_queries("-- one --\\n-- The first.\\nSELECT 1;\\n")
+    {'one': ('The first.', 'SELECT 1')}
+    """
+    parsed: dict[str, tuple[str, str]] = {}
+    headers = list(_HEADER.finditer(text))
+    for header, following in zip(headers, [*headers[1:], None], strict=True):
+        end = following.start() if following is not None else len(text)
+        lines = text[header.end() : end].strip().splitlines()
+        description: list[str] = []
+        while lines and lines[0].startswith("--"):
+            description.append(lines.pop(0).removeprefix("--").strip())
+        sql = "\n".join(lines).strip().removesuffix(";").strip()
+        name = header.group(1)
+        if not description or not sql:
+            raise ValueError(f"query {name!r} needs a description line and a statement")
+        if name in parsed:
+            raise ValueError(f"query {name!r} is defined twice")
+        parsed[name] = (" ".join(description), sql)
+    return parsed
+
+
+def _read(name: str) -> str:
+    return resources.files("conveyor.brokers.sqlite").joinpath(name).read_text(encoding="utf-8")
+
+
+def _load() -> Queries:
+    parsed = parse_queries(_read("queries.sql"))
+    expected = {f.name for f in fields(Queries)}
+    if set(parsed) != expected:
+        missing = ", ".join(sorted(expected - set(parsed))) or "none"
+        extra = ", ".join(sorted(set(parsed) - expected)) or "none"
+        raise RuntimeError(f"queries.sql does not match Queries: missing {missing}; extra {extra}")
+    return Queries(**{name: sql for name, (_, sql) in parsed.items()})
+
+
+SCHEMA = _read("schema.sql")
+QUERIES = _load()

@@ -1,0 +1,234 @@
+-- Every statement the SQLite broker runs, by name: `-- name --`, one description line, the
+-- query. A state transition is one of these statements, or a few of them in one
+-- BEGIN IMMEDIATE transaction (see broker.py). Fencing: a statement that settles or renews
+-- a delivery matches only `state = 'leased' AND lease_token = :token`, so a zombie's late
+-- call changes nothing. Literal states in WHERE clauses let SQLite use the partial indexes.
+
+-- take_seq --
+-- Reserve :n publish-order numbers; returns the last one reserved.
+UPDATE counters SET value = value + :n WHERE name = 'seq' RETURNING value;
+
+-- find_key --
+-- The task an idempotency key stands for, while the key is live.
+SELECT task_id FROM idempotency_keys
+WHERE key = :key AND (expires_at IS NULL OR expires_at > :now);
+
+-- publish --
+-- Insert one message, ready or delayed; a task id that is already queued or running inserts nothing.
+INSERT INTO tasks (task_id, queue, body, priority, seq, state, available_at, enqueued_at, key, key_ttl)
+VALUES (
+    :task_id, :queue, :body, :priority, :seq,
+    CASE WHEN :available_at > :now THEN 'delayed' ELSE 'ready' END,
+    :available_at, :now, :key, :key_ttl
+)
+ON CONFLICT (task_id) DO NOTHING;
+
+-- hold_key --
+-- Bind an idempotency key to a newly published task until that task finishes.
+INSERT INTO idempotency_keys (key, task_id, expires_at) VALUES (:key, :task_id, NULL)
+ON CONFLICT (key) DO UPDATE SET task_id = excluded.task_id, expires_at = NULL;
+
+-- promote --
+-- Make delayed messages whose time has come ready; returns their queues.
+UPDATE tasks SET state = 'ready'
+WHERE state = 'delayed' AND available_at <= :now
+RETURNING queue;
+
+-- fetch --
+-- Claim up to :count ready messages of one queue (highest priority, then oldest), counting the attempt and fencing with the next lease token.
+UPDATE tasks
+SET state = 'leased',
+    attempts = attempts + 1,
+    lease_token = (SELECT value + 1 FROM counters WHERE name = 'lease_token'),
+    lease_owner = :owner,
+    lease_expires_at = :now + :lease
+WHERE task_id IN (
+    SELECT task_id FROM tasks
+    WHERE queue = :queue AND state = 'ready'
+    ORDER BY priority DESC, seq
+    LIMIT :count
+)
+RETURNING task_id, queue, body, attempts, lease_token, enqueued_at, priority, seq;
+
+-- spend_lease_token --
+-- Consume the lease token the last fetch used, so every later claim is fenced by a larger one.
+UPDATE counters SET value = value + 1 WHERE name = 'lease_token';
+
+-- next_due --
+-- When the earliest delayed message becomes ready (NULL when none is delayed).
+SELECT min(available_at) FROM tasks WHERE state = 'delayed';
+
+-- ack --
+-- Finish a delivery we still own by deleting its message; returns its idempotency key.
+DELETE FROM tasks
+WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token
+RETURNING key, key_ttl;
+
+-- finish_key --
+-- Start a finished task's idempotency window: the key stays live for key_ttl more seconds.
+UPDATE idempotency_keys SET expires_at = :now + :key_ttl
+WHERE key = :key AND task_id = :task_id;
+
+-- retry --
+-- Requeue a delivery we still own at the back of its priority, visible from :available_at; the attempt stays counted.
+UPDATE tasks
+SET state = CASE WHEN :available_at > :now THEN 'delayed' ELSE 'ready' END,
+    available_at = :available_at,
+    seq = :seq,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
+
+-- dead_letter --
+-- Copy a delivery we still own to the dead-letter table with its raw bytes and :reason (ack's delete follows in the same transaction).
+INSERT OR REPLACE INTO dead_letters (id, queue, body, reason, attempts, failed_at)
+SELECT task_id, queue, body, :reason, attempts, :now FROM tasks
+WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
+
+-- release --
+-- Hand a delivery we still own back as ready at once, uncharging its attempt.
+UPDATE tasks
+SET state = 'ready',
+    attempts = max(attempts - 1, 0),
+    available_at = 0,
+    seq = :seq,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
+
+-- extend_lease --
+-- Push the lease of a delivery we still own to :seconds from now.
+UPDATE tasks SET lease_expires_at = :now + :seconds
+WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
+
+-- reap --
+-- Requeue messages whose lease expired, behind their priority's queue; attempts stay counted and the old token is void.
+UPDATE tasks
+SET state = 'ready',
+    available_at = 0,
+    seq = (SELECT value + 1 FROM counters WHERE name = 'seq'),
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE state = 'leased' AND lease_expires_at <= :now
+RETURNING queue;
+
+-- spend_seq --
+-- Consume the publish-order number the last reap used.
+UPDATE counters SET value = value + 1 WHERE name = 'seq';
+
+-- task_status --
+-- The state and attempts of a message the broker holds.
+SELECT state, attempts FROM tasks WHERE task_id = :task_id;
+
+-- dead_status --
+-- The attempts of a dead-lettered message.
+SELECT attempts FROM dead_letters WHERE id = :task_id;
+
+-- queue_depths --
+-- Ready, delayed and leased counts per queue (a delayed message that is due counts as ready).
+SELECT queue,
+       sum(state != 'leased' AND available_at <= :now),
+       sum(state != 'leased' AND available_at > :now),
+       sum(state = 'leased')
+FROM tasks GROUP BY queue;
+
+-- dead_depths --
+-- Dead-letter counts per queue.
+SELECT queue, count(*) FROM dead_letters GROUP BY queue;
+
+-- list_dead_letters --
+-- A page of the dead-letter queue (of :queue, or all when NULL), newest first.
+SELECT id, queue, body, reason, attempts, failed_at FROM dead_letters
+WHERE :queue IS NULL OR queue = :queue
+ORDER BY rowid DESC
+LIMIT :limit OFFSET :offset;
+
+-- get_dead_letter --
+-- One dead-letter entry by id.
+SELECT id, queue, body, reason, attempts, failed_at FROM dead_letters WHERE id = :id;
+
+-- requeue_dead --
+-- Put a dead-lettered message back on its queue as new (attempts reset) unless its task id is live again; returns its queue.
+INSERT INTO tasks (task_id, queue, body, priority, seq, state, available_at, enqueued_at)
+SELECT id, queue, body, 0, :seq, 'ready', 0, :now FROM dead_letters WHERE id = :id
+ON CONFLICT (task_id) DO NOTHING
+RETURNING queue;
+
+-- delete_dead --
+-- Delete one dead-letter entry.
+DELETE FROM dead_letters WHERE id = :id;
+
+-- delete_all_dead --
+-- Delete every dead-letter entry (of :queue, or all when NULL).
+DELETE FROM dead_letters WHERE :queue IS NULL OR queue = :queue;
+
+-- heartbeat --
+-- Record a worker as alive until :expires_at.
+INSERT INTO workers (worker_id, info, expires_at) VALUES (:worker_id, :info, :expires_at)
+ON CONFLICT (worker_id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at;
+
+-- workers --
+-- The workers whose heartbeat has not expired, in the order they first reported.
+SELECT info FROM workers WHERE expires_at > :now ORDER BY rowid;
+
+-- put_result --
+-- Store or replace a task's result until :expires_at (NULL: forever).
+INSERT INTO results (task_id, data, expires_at) VALUES (:task_id, :data, :expires_at)
+ON CONFLICT (task_id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at;
+
+-- get_result --
+-- A task's result unless it expired.
+SELECT data FROM results
+WHERE task_id = :task_id AND (expires_at IS NULL OR expires_at > :now);
+
+-- delete_result --
+-- Forget a task's result.
+DELETE FROM results WHERE task_id = :task_id;
+
+-- set_progress --
+-- Store a task's progress snapshot until :expires_at.
+INSERT INTO progress (task_id, data, expires_at) VALUES (:task_id, :data, :expires_at)
+ON CONFLICT (task_id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at;
+
+-- get_progress --
+-- A task's progress snapshot unless it expired.
+SELECT data FROM progress WHERE task_id = :task_id AND expires_at > :now;
+
+-- delete_progress --
+-- Forget a task's progress (its result supersedes it).
+DELETE FROM progress WHERE task_id = :task_id;
+
+-- purge_results --
+-- Delete expired results.
+DELETE FROM results WHERE expires_at <= :now;
+
+-- purge_progress --
+-- Delete expired progress snapshots.
+DELETE FROM progress WHERE expires_at <= :now;
+
+-- purge_keys --
+-- Delete idempotency keys whose window has closed.
+DELETE FROM idempotency_keys WHERE expires_at <= :now;
+
+-- purge_workers --
+-- Delete expired worker heartbeats.
+DELETE FROM workers WHERE expires_at <= :now;
+
+-- purge_ticks --
+-- Delete schedule tick records past their retention.
+DELETE FROM schedule_ticks WHERE expires_at <= :now;
+
+-- save_schedule --
+-- Insert or replace a schedule definition.
+INSERT INTO schedules (schedule_id, spec) VALUES (:schedule_id, :spec)
+ON CONFLICT (schedule_id) DO UPDATE SET spec = excluded.spec;
+
+-- delete_schedule --
+-- Remove a schedule definition.
+DELETE FROM schedules WHERE schedule_id = :schedule_id;
+
+-- load_schedules --
+-- Every schedule definition.
+SELECT schedule_id, spec FROM schedules ORDER BY schedule_id;
+
+-- claim_tick --
+-- Record that (schedule, fire time) fired; inserts a row for exactly one caller.
+INSERT OR IGNORE INTO schedule_ticks (schedule_id, fire_time, expires_at)
+VALUES (:schedule_id, :fire_time, :expires_at);

@@ -1,0 +1,97 @@
+-- The SQLite broker's tables. Every statement is idempotent (IF NOT EXISTS), so any number
+-- of processes may run this script at connect; PRAGMA user_version records the version.
+-- Times are Unix seconds (REAL) from the embedding process's clock.
+
+-- One row per queued, delayed or leased message. A row leaves this table when it is acked
+-- or dead-lettered. state is 'ready' (claimable now), 'delayed' (available_at in the
+-- future) or 'leased' (owned by lease_owner under lease_token until lease_expires_at).
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id          TEXT PRIMARY KEY,
+    queue            TEXT NOT NULL,
+    body             BLOB NOT NULL,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    seq              INTEGER NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('ready', 'delayed', 'leased')),
+    available_at     REAL NOT NULL DEFAULT 0,
+    enqueued_at      REAL NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_token      INTEGER,
+    lease_expires_at REAL,
+    key              TEXT,
+    key_ttl          REAL NOT NULL DEFAULT 0
+);
+
+-- The claim order: highest priority first, then publish order (seq), per queue.
+CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (queue, priority DESC, seq)
+    WHERE state = 'ready';
+CREATE INDEX IF NOT EXISTS tasks_delayed ON tasks (available_at)
+    WHERE state = 'delayed';
+CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (lease_expires_at)
+    WHERE state = 'leased';
+
+-- Monotonic counters shared by every process: 'seq' orders messages within a priority,
+-- 'lease_token' fences each claim (a larger token for every claim, never reused).
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0), ('lease_token', 0);
+
+-- Messages that failed for good, with the bytes they arrived as. Newest first by rowid.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id        TEXT PRIMARY KEY,
+    queue     TEXT NOT NULL,
+    body      BLOB NOT NULL,
+    reason    TEXT NOT NULL,
+    attempts  INTEGER NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue);
+
+-- Idempotency keys: expires_at is NULL while the task is queued or running, then
+-- finish time + key_ttl.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key        TEXT PRIMARY KEY,
+    task_id    TEXT NOT NULL,
+    expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at)
+    WHERE expires_at IS NOT NULL;
+
+-- Encoded results; expires_at NULL keeps a result forever.
+CREATE TABLE IF NOT EXISTS results (
+    task_id    TEXT PRIMARY KEY,
+    data       BLOB NOT NULL,
+    expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS results_expiry ON results (expires_at)
+    WHERE expires_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS progress (
+    task_id    TEXT PRIMARY KEY,
+    data       BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS progress_expiry ON progress (expires_at);
+
+-- Worker heartbeats: info is a msgpack-encoded WorkerInfo.
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id  TEXT PRIMARY KEY,
+    info       BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS schedules (
+    schedule_id TEXT PRIMARY KEY,
+    spec        BLOB NOT NULL
+);
+
+-- One row per (schedule, fire time) that fired: the primary key is the once-only guard.
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    schedule_id TEXT NOT NULL,
+    fire_time   REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    PRIMARY KEY (schedule_id, fire_time)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schedule_ticks_expiry ON schedule_ticks (expires_at);
