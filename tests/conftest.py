@@ -24,7 +24,7 @@ def fast_app(url: str = "memory://", **overrides: object) -> Conveyor:
     return Conveyor(url, **settings)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Conveyor]:
     """The same behaviour tests run on every broker."""
     from tests.brokers.conftest import _cleanup, _url_for, service_unavailable
