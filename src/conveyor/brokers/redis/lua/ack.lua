@@ -6,18 +6,23 @@
 -- zombie's late completion is then dropped, result included).
 local tag, group, consumer, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local out = {}
+local done = {}  -- stream -> entry ids, acknowledged and deleted together below
 for i = 4, #ARGV, 5 do
   local stream, id, task_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if owned(stream, group, consumer, id) then
     store_result(prefix, task_id, ARGV[i + 3], ARGV[i + 4])
-    redis.call('XACK', stream, group, id)
-    redis.call('XDEL', stream, id)
     local job = tag .. ':job:' .. task_id
     release_key(tag, job)
     redis.call('DEL', job)
+    done[stream] = done[stream] or {}
+    table.insert(done[stream], id)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
+end
+for stream, ids in pairs(done) do
+  redis.call('XACK', stream, group, unpack(ids))
+  redis.call('XDEL', stream, unpack(ids))
 end
 return out
