@@ -30,6 +30,7 @@ from conveyor.brokers.base import (
 )
 from conveyor.deps import Context
 from conveyor.errors import ConveyorError
+from conveyor.hooks import HOOK_METHODS
 from conveyor.message import MalformedMessage, Message, decode_message, encode_value
 from conveyor.result import ErrorInfo, Result, TaskStatus
 
@@ -97,6 +98,8 @@ class Executor:
         self.settle_retry_for = settle_retry_for
         self.shutting_down = False
         self.lost: set[int] = set()
+        # hooks are fixed while a worker runs; skip the await entirely when there are none
+        self._has_hooks = {name: bool(app.hooks_for(name)) for name in HOOK_METHODS}
 
     async def execute(self, delivery: Delivery) -> TaskStatus | None:
         """Run ``delivery`` and settle it; returns the status it ended in (None if released)."""
@@ -133,7 +136,8 @@ class Executor:
         context = Context(
             self.app, message.task_id, task.name, delivery.attempt, message.queue, message.labels
         )
-        await self._hooks("before_execute", message, context)
+        if self._has_hooks["before_execute"]:
+            await self._hooks("before_execute", message, context)
         started = time.perf_counter()
         try:
             if message.timeout:
@@ -175,7 +179,8 @@ class Executor:
                 f"task {task.name!r} returned a value that cannot be serialized: {exc}"
             )
             return await self._failed(delivery, message, task, error, elapsed, retry=False)
-        await self._hooks("after_execute", message, result)
+        if self._has_hooks["after_execute"]:
+            await self._hooks("after_execute", message, result)
         await self._settle(delivery, Ack(stored))
         return TaskStatus.SUCCEEDED
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -65,11 +66,27 @@ def _split_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(query))), prefix
 
 
+class _HiredisPackConnection(aioredis.Connection):
+    """Packs commands with hiredis' C packer: redis-py's asyncio connection packs in Python,
+    which cost ~35 µs per task (11 arguments) in profiles of the hot path."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " in args[0]:  # e.g. "CONFIG GET"
+            args = (*args[0].split(), *args[1:])
+        return [hiredis.pack_command(args)]
+
+
+class _HiredisPackSSLConnection(aioredis.SSLConnection, _HiredisPackConnection):
+    pass
+
+
 def _client(url: str, settings: Settings, *, blocking: bool = False) -> aioredis.Redis:
     # a blocking XREADGROUP must finish within the socket timeout (redis-py #2807)
     timeout = settings.fetch_wait + 10.0 if blocking else 10.0
+    secure = urlsplit(url).scheme == "rediss"
     return aioredis.Redis.from_url(
         url,
+        connection_class=_HiredisPackSSLConnection if secure else _HiredisPackConnection,
         socket_timeout=timeout,
         socket_connect_timeout=5.0,
         socket_keepalive=True,
