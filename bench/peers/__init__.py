@@ -27,6 +27,6 @@ def discover() -> dict[str, Adapter]:
 ORDER = {
     name: i for i, name in enumerate(
         ["conveyor", "ardiq", "taskiq", "streaq", "saq", "arq", "dramatiq", "celery",
-         "huey", "procrastinate"]
+         "conveyor-sqlite", "huey", "procrastinate"]
     )
 }

@@ -302,9 +302,17 @@ class RedisBroker:
                 block=max(int(block * 1000), 1),
             )
         except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while we waited.
+            # Both mean the server lost data (restart without persistence, FLUSHALL):
+            # recreate the groups at 0 and carry on (reliability.md S9)
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
-            self._known_queues.clear()  # the server lost our groups: recreate them at 0
+            log.error(
+                "Redis %s lost queue state (%s); recreating consumer groups at 0",
+                redact_url(self.url),
+                exc,
+            )
+            self._known_queues.clear()
             for queue in queues:
                 await self._register_queue(queue)
             return []
