@@ -216,6 +216,9 @@ class Worker:
             await delivery.release()
         finally:
             self._held.pop(id(delivery), None)
+            # id() values are reused once a delivery is freed: a stale "lost" mark would make
+            # an unrelated later delivery give up settling on its first transient error
+            self._executor.lost.discard(id(delivery))
             self.processed += 1
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -233,6 +236,8 @@ class Worker:
 
         def lost(delivery: Delivery) -> None:
             def mark() -> None:
+                if self._held.get(id(delivery)) is not delivery:
+                    return  # it settled meanwhile (the renewer raced its ack): not lost
                 if self._executor is not None:
                     self._executor.lost.add(id(delivery))
                 log.warning(
