@@ -272,8 +272,7 @@ class MemoryBroker:
                     if outcome.result is not None:
                         results.append(outcome.result)
                 elif isinstance(outcome, Release):
-                    job.attempts = max(job.attempts - 1, 0)
-                    job.seq = next(self._seq)
+                    job.attempts = max(job.attempts - 1, 0)  # keeps its seq: runs next
                     job.available_at = 0.0
                     self._schedule(job, now)
                     woke = True
@@ -318,8 +317,7 @@ class MemoryBroker:
         with self._lock:
             for job in self._jobs.values():
                 if job.state == _LEASED and job.lease_expires <= now:
-                    job.lease_token = 0
-                    job.seq = next(self._seq)
+                    job.lease_token = 0  # keeps its seq: recovered work runs first (G3)
                     job.available_at = 0.0
                     self._schedule(job, now)
                     moved += 1

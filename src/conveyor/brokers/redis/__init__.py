@@ -285,7 +285,7 @@ class RedisBroker:
         now = time.time()
         for queue, prios, first_due in zip(queues, answers[::2], answers[1::2], strict=True):
             for prio in prios:
-                key = self.keys.stream(queue, int(prio))
+                key = self.keys.stream(queue, prio.decode())
                 streams[key] = ">"
                 stream_queue[key.encode()] = (queue, prio)
             if first_due:
@@ -475,7 +475,7 @@ class RedisBroker:
         async with self.client.pipeline(transaction=False) as pipe:
             for queue, levels in zip(queues, prios, strict=True):
                 for prio in levels:
-                    stream = self.keys.stream(queue, int(prio))
+                    stream = self.keys.stream(queue, prio.decode())
                     pipe.xlen(stream)
                     pipe.xpending(stream, self.keys.group)
                 pipe.zcard(self.keys.delayed(queue))

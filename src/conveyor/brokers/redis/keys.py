@@ -8,7 +8,9 @@ workers, schedules) live under the bare prefix.
 key                             type       holds
 ==============================  =========  =================================================
 {p:q}:s:<priority>              stream     ready and leased messages (fields i=id, b=body)
-{p:q}:prios                     zset       the priority levels in use (score = priority)
+{p:q}:s:front                   stream     recovered work (reaped, released): read first
+{p:q}:prios                     zset       the priority levels in use (score = priority;
+                                           "front" scores +inf)
 {p:q}:delayed                   zset       task ids waiting for their time (score = due ms)
 {p:q}:dlq                       stream     dead letters (i, b, r=reason, a=attempts, t=ms)
 {p:q}:job:<task id>             hash       q, s=state, a=attempts, p=priority, k=key,
@@ -46,7 +48,8 @@ class Keys:
     def tag(self, queue: str) -> str:
         return f"{{{self.prefix}:{queue}}}"
 
-    def stream(self, queue: str, priority: int) -> str:
+    def stream(self, queue: str, priority: int | str) -> str:
+        """The stream of one priority level; ``"front"`` is recovered work, read first."""
         return f"{self.tag(queue)}:s:{priority}"
 
     def priorities(self, queue: str) -> str:

@@ -85,12 +85,12 @@ SELECT task_id, queue, body, :reason, attempts, :now FROM tasks
 WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
 
 -- release --
--- Hand a delivery we still own back as ready at once, uncharging its attempt.
+-- Hand a delivery we still own back as ready at once, uncharging its attempt. It keeps its
+-- publish order, so it runs next rather than behind the backlog.
 UPDATE tasks
 SET state = 'ready',
     attempts = max(attempts - 1, 0),
     available_at = 0,
-    seq = :seq,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
 
@@ -100,11 +100,12 @@ UPDATE tasks SET lease_expires_at = :now + :seconds
 WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
 
 -- reap --
--- Requeue messages whose lease expired, behind their priority's queue; attempts stay counted and the old token is void.
+-- Requeue messages whose lease expired at their old place (the front of their priority's queue,
+-- so a dead worker's tasks restart within lease + reap interval even behind a backlog);
+-- attempts stay counted and the old token is void.
 UPDATE tasks
 SET state = 'ready',
     available_at = 0,
-    seq = (SELECT value + 1 FROM counters WHERE name = 'seq'),
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE state = 'leased' AND lease_expires_at <= :now
 RETURNING queue;

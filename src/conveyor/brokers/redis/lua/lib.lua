@@ -20,6 +20,17 @@ local function enqueue(tag, group, task_id, body, prio)
   return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
 end
 
+-- Put recovered work (expired leases, graceful releases) in the queue's "front" stream,
+-- which fetch reads before every priority: a stream cannot take an entry at its head, and
+-- a dead worker's tasks must restart within lease + reap interval even behind a backlog.
+local function enqueue_front(tag, group, task_id, body)
+  local stream = tag .. ':s:front'
+  if redis.call('ZADD', tag .. ':prios', 'NX', '+inf', 'front') == 1 then
+    ensure_group(stream, group)
+  end
+  return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
+end
+
 -- True if stream entry `id` is still leased by `consumer` (the fencing check: an entry that
 -- was reaped and re-added, or acked, or claimed by another consumer, is no longer ours).
 local function owned(stream, group, consumer, id)
@@ -76,6 +87,7 @@ end
 local function start(tag, task_id, prio, entry_id)
   local job = tag .. ':job:' .. task_id
   if redis.call('EXISTS', job) == 0 then
+    if prio == 'front' then prio = '0' end
     redis.call('HSET', job, 'a', 0, 'p', prio, 'k', '', 'kt', 0)
   end
   redis.call('HSET', job, 's', 'running', 'e', entry_id)

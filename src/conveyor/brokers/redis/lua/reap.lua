@@ -1,7 +1,8 @@
 -- reap.lua: make expired leases and due delayed messages ready again, for one queue.
 -- Follows the XAUTOCLAIM cursor over each priority stream with min-idle = lease as the
 -- only guard (a second reaper finds nothing: claiming resets idle). Each expired entry is
--- acknowledged, deleted and re-added as a new entry, so fetch.lua only ever reads '>'.
+-- acknowledged, deleted and re-added to the front stream, so fetch.lua only ever reads '>'
+-- and recovered work runs before the backlog.
 -- Its attempt count is kept (a crashed attempt counts, which is how poison is caught).
 -- KEYS: tag.  ARGV: group, reaper consumer name, lease ms, max entries to move.
 -- Returns {moved, promoted, lost ids...}: lost ids were pending but their entry had been
@@ -23,7 +24,7 @@ for _, prio in ipairs(redis.call('ZREVRANGE', tag .. ':prios', 0, -1)) do
         redis.call('XACK', stream, group, entry[1])
         redis.call('XDEL', stream, entry[1])
         local job = tag .. ':job:' .. task_id
-        local e = enqueue(tag, group, task_id, body, prio)
+        local e = enqueue_front(tag, group, task_id, body)
         if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'e', e, 's', 'queued') end
         moved = moved + 1
       else

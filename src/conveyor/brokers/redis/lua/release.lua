@@ -1,5 +1,5 @@
 -- release.lua: give a message back at once, uncharged (attempts - 1): acknowledge and
--- delete the entry and re-add the message as a new entry; only if still owned.
+-- delete the entry and re-add the message to the queue's front stream; only if still owned.
 -- KEYS: tag.  ARGV: group, consumer, then per message 4 values: stream, entry id, task id, body.
 -- Returns 1 per message on success, 0 if the lease was lost.
 local tag, group, consumer = KEYS[1], ARGV[1], ARGV[2]
@@ -12,7 +12,7 @@ for i = 3, #ARGV, 4 do
     local job = tag .. ':job:' .. task_id
     local attempts = redis.call('HINCRBY', job, 'a', -1)
     if attempts < 0 then redis.call('HSET', job, 'a', 0) end
-    local e = enqueue(tag, group, task_id, body, redis.call('HGET', job, 'p') or '0')
+    local e = enqueue_front(tag, group, task_id, body)
     redis.call('HSET', job, 'e', e, 's', 'queued')
     out[#out + 1] = 1
   else
