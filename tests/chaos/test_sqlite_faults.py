@@ -99,7 +99,7 @@ async def test_a_killed_producer_loses_no_enqueue_that_returned(
     url = f"sqlite:///{tmp_path / 'producer.db'}"
     workers = cluster(url, **SETTINGS)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    producer = subprocess.Popen(
+    producer = subprocess.Popen(  # noqa: ASYNC220 - a real, separate producer process
         [sys.executable, "-c", PRODUCER, url, str(workers.ledger_dir)], env=env, cwd=ROOT
     )
     try:
