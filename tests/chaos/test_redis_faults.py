@@ -301,15 +301,30 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
 async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
     redis_url: str, cluster: ClusterFactory, nemesis: Ledger
 ) -> None:
-    """S14: a task that kills its worker every time, and one that always raises, are
+    """S14: a task that always raises, then one that kills its worker every time, are
     dead-lettered after exactly N = retries + 1 started attempts, under a supervisor that
-    restarts the dead workers, while 200 normal tasks all complete."""
+    restarts the dead workers, while 200 normal tasks all complete.
+
+    The normal stream starts after the first crash: a task caught in all N crashes would
+    be dead-lettered with the poison (see the xfail test below)."""
     attempts = PROBE_RETRIES + 1
     workers = cluster(redis_url, **SETTINGS)
     supervisor = workers.supervisor(workers=2, concurrency=8)
     async with Producer(redis_url, nemesis) as producer:
-        crasher = await producer.enqueue("exit")
         raiser = await producer.enqueue("raise")
+        await wait_for_ledger(
+            workers.ledger_dir,
+            lambda rs: len([r for r in _ends(rs) if r["id"] == raiser]) == attempts,
+            15,
+            "the raiser's attempts",
+        )
+        crasher = await producer.enqueue("exit")
+        await wait_for_ledger(
+            workers.ledger_dir,
+            lambda rs: [r for r in rs if r["ev"] == "fault_start"],
+            15,
+            "the first crash",
+        )
         # a steady stream of normal tasks for as long as the poison keeps crashing workers
         normal = await producer.enqueue_many([("sleep", 300)] * 200, rate=25)
         waited = await drain(producer.app, nemesis, [crasher, raiser, *normal], timeout=60)
@@ -321,11 +336,7 @@ async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
     assert [r["attempt"] for r in report.starts[crasher]] == list(range(1, attempts + 1))
     assert [r["attempt"] for r in report.starts[raiser]] == list(range(1, attempts + 1))
     assert report.dead[crasher]["reason"].startswith(f"poison: attempt {attempts + 1} exceeds")
-    # the raiser fails three times; if a crash of its worker cost it an attempt instead,
-    # the attempt after the last is refused as poison
-    assert report.dead[raiser]["reason"].startswith(
-        (f"failed after {attempts} attempt(s)", f"poison: attempt {attempts + 1} exceeds")
-    )
+    assert report.dead[raiser]["reason"].startswith(f"failed after {attempts} attempt(s)")
     crashes = [f for f in report.faults if f.kind == "self_exit"]
     assert len(crashes) == attempts
     normal_dups = report.duplicated_ids & set(normal)
@@ -336,21 +347,55 @@ async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
     p50, p99 = waits[len(waits) // 2], waits[int(len(waits) * 0.99) - 1]
     assert crasher_result is not None
     killed = [r for r in report.recoveries if r.id in set(normal)]
+    # attempts charged to a normal task that never started it: fetched in the poison's batch
+    unstarted = sum(report.starts[i][-1]["attempt"] - len(report.starts[i]) for i in normal)
     print(
         f"[chaos] poison: {len(crashes)} worker crashes, drained in {waited:.1f}s, "
         f"{len(normal_dups)} normal tasks rerun (explained by the crashes); normal task "
         f"enqueue->done p50 {p50:.2f}s p99 {p99:.2f}s max {waits[-1]:.2f}s, max restart "
         f"after a crash {max((r.latency or 0 for r in killed), default=0):.2f}s; "
+        f"{unstarted} attempts charged to normal tasks that never started them; "
         f"DLQ attempts field: crasher={report.dead[crasher]['attempts']} "
         f"raiser={report.dead[raiser]['attempts']}, crasher result attempts="
         f"{crasher_result.attempts}; workers started: {len(supervisor.started_pids())}"
     )
-    # G3: each normal task a crash killed restarted within lease + reap interval; G5: the
-    # poison held up no other task by more than a lease
+    # G3: each normal task a crash killed restarted within lease + reap interval, plus one
+    # more per later crash that took it down again before it started (it was fetched in the
+    # poison's batch); G5: the poison held up no other task by more than a lease
     assert killed and all(r.latency is not None for r in killed)
-    assert max(r.latency or 0 for r in killed) <= LEASE + REAP + SLACK, killed
-    untouched = [done_at[i] - queued_at[i] for i in normal if i not in normal_dups]
+    for recovery in killed:
+        fault = next(f for f in crashes if f.target == recovery.pid)
+        restarted = fault.start + (recovery.latency or 0)
+        again = len([f for f in crashes if fault.start < f.start < restarted])
+        assert (recovery.latency or 0) <= (1 + again) * (LEASE + REAP) + SLACK, recovery
+    untouched = [
+        done_at[i] - queued_at[i]
+        for i in normal
+        if [r["attempt"] for r in report.starts[i]] == [1]  # never killed, never charged
+    ]
     assert max(untouched) <= 0.3 + LEASE + SLACK
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: an attempt is charged to every task of the poison's worker (they are "
+    "reaped and fetched together again), so after N crashes they are dead-lettered as poison",
+)
+async def test_tasks_sharing_a_worker_with_a_poison_task_are_not_dead_lettered(
+    redis_url: str, cluster: ClusterFactory, nemesis: Ledger
+) -> None:
+    """G5: a task that kills its worker must not take the tasks running beside it to the
+    dead-letter queue. One worker process runs five normal tasks and the poison."""
+    workers = cluster(redis_url, **SETTINGS)
+    workers.supervisor(workers=1, concurrency=8)
+    async with Producer(redis_url, nemesis) as producer:
+        normal = await producer.enqueue_many([("sleep", 3000)] * 5, parallel=1)
+        crasher = await producer.enqueue("exit")
+        await drain(producer.app, nemesis, [*normal, crasher], timeout=40)
+    report = _judge(workers)
+    print(f"[chaos] hostages: {sorted(r['reason'][:40] for r in report.dead.values())}")
+    assert set(report.dead) == {crasher}
+    assert report.completed == set(normal)
 
 
 # -- S8: broker restart --------------------------------------------------------------
