@@ -33,7 +33,7 @@ from harness.env import (  # noqa: E402
     machine_facts,
     peer_versions,
 )
-from harness.report import render  # noqa: E402
+from harness.report import merge, render  # noqa: E402
 from harness.runner import SLEEP_SECONDS, Cell, Options, PeerRunner, RunResult  # noqa: E402
 from peers import discover  # noqa: E402
 
@@ -88,7 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="raw JSON, logs of failed runs")
     p.add_argument("--keep-run-dirs", action="store_true", help="keep ledgers/logs of ok runs")
     p.add_argument("--setup-only", action="store_true", help="create the venvs and stop")
-    p.add_argument("--render", default="", help="re-render a raw JSON file and stop")
+    p.add_argument("--render", default="",
+                   help="re-render raw JSON file(s) and stop; with several (comma-separated), "
+                        "peers in later files replace those in the first")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.runs, args.latency_n = min(args.n, 2000), 1, min(args.latency_n, 50)
@@ -147,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.render:
-        raw = json.loads(Path(args.render).read_text())
-        Path(args.out or BENCH_DIR / "RESULTS.md").write_text(render(raw))
+        raws = [json.loads(Path(f).read_text()) for f in args.render.split(",")]
+        Path(args.out or BENCH_DIR / "RESULTS.md").write_text(render(merge(raws)))
         return 0
 
     adapters = discover()

@@ -61,6 +61,10 @@ class PeerApp:
     def enqueue_many(self, task_ids: Sequence[int], sleep: float) -> Any:
         raise NotImplementedError
 
+    def after_enqueue(self) -> Any:
+        """Called after the whole backlog is in (untimed): settle the backend the way a
+        running deployment would be (e.g. ANALYZE a freshly loaded SQL table)."""
+
     def prepare(self) -> Any:
         """Reset backend state before a run; return facts (e.g. server version)."""
         return {}
@@ -115,6 +119,7 @@ async def _enqueue(app: PeerApp, start: int, n: int, sleep: float,
     seconds = now() - t0
     if timed < n:
         await _run_mode(app, ids[timed:], sleep, "threads" if mode == "sequential" else mode)
+    await _call(app.after_enqueue)
     await _call(app.stop)
     return {"seconds": seconds, "n": timed, "mode": mode}
 

@@ -123,7 +123,7 @@ def probe(runner: PeerRunner, results: bool, log: Callable[[str], None],
             worker_cmds_per_job=sum(worker.values()) / n,
             worker_lua_cmds_per_job=sum(mon.lua.get("worker", Counter()).values()) / n,
             worker_reads_per_job=max(0.0, r2 - r1 - 1 - idle_rate * elapsed) / n,
-            worker_top={k: v / n for k, v in worker.most_common(8)},
+            worker_top={k: v / n for k, v in worker.most_common(12)},
             enqueue_top={k: v / n for k, v in mon.counts.get("enqueue", Counter())
                          .most_common(8)},
         )

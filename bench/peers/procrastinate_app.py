@@ -37,6 +37,14 @@ class App(PeerApp):
     async def enqueue_many(self, task_ids: Sequence[int], sleep: float) -> None:
         await bench_task.batch_defer_async(*({"task_id": i, "sleep": sleep} for i in task_ids))
 
+    async def after_enqueue(self) -> None:
+        """The database is created fresh for every run, so its planner has no statistics
+        for a table that just received the whole backlog; autovacuum would ANALYZE it
+        within a minute in a running deployment. Without this, fetching a job from a
+        20,000-row backlog is ~8x slower (measured), which is not procrastinate's fault."""
+        async with await psycopg.AsyncConnection.connect(CONFIG.pg_dsn, autocommit=True) as conn:
+            await conn.execute("ANALYZE")
+
     async def prepare(self) -> dict[str, Any]:
         """Drop and re-create the benchmark database, then apply procrastinate's schema."""
         dbname = CONFIG.pg_dsn.rsplit("/", 1)[1].split("?", 1)[0]
