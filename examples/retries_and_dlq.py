@@ -74,7 +74,8 @@ async def main() -> None:
 
 def dlq_cli() -> None:
     # The same, from the command line. With memory:// the CLI only sees this process's
-    # broker, so we call it in-process; with a server broker you run it from a shell:
+    # broker, so we call it in-process; on SQLite or Redis you run it from a shell
+    # (examples/sqlite_processes.py does):
     #   conveyor dlq pkg.tasks:app list
     runner = CliRunner()
     for command in (["list"], ["show", "garbage-1"], ["purge", "--yes"]):

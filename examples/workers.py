@@ -1,5 +1,5 @@
 """The in-process worker: startup/shutdown handlers and app.state, free-slot fetching,
-graceful shutdown (finish within grace, release the rest uncharged), max_tasks.
+graceful shutdown (finish within grace, release the rest uncharged, to run next), max_tasks.
 
 Run: .venv/bin/python examples/workers.py        (docs/workers.md)
 """
@@ -25,17 +25,21 @@ def close_pool() -> None:  # runs after the worker stopped
     print("shutdown: pool closed")
 
 
+ran: list[str] = []
+
+
 @app.task
-async def job(seconds: float) -> str:
+async def job(name: str, seconds: float) -> str:
     await asyncio.sleep(seconds)
-    return f"slept {seconds}s with {app.state['pool']}"
+    ran.append(name)
+    return f"{name} slept {seconds}s with {app.state['pool']}"
 
 
 async def main() -> None:
     async with app:
-        short = await job.kiq(0.1)
-        long = await job.kiq(30)
-        waiting = [await job.kiq(0.1) for _ in range(3)]
+        short = await job.kiq("short", 0.1)
+        long = await job.kiq("long", 1.0)  # longer than grace (0.5 s)
+        waiting = [await job.kiq(f"waiting-{i}", 0.1) for i in (1, 2, 3)]
 
         worker = app.worker(concurrency=2)  # fetches at most 2: the 3 others stay queued
         await worker.start()
@@ -48,11 +52,13 @@ async def main() -> None:
         state = await long.status()
         print(f"long: {state.status}, attempts charged: {state.attempts}")
 
-        # max_tasks: a worker that stops after N tasks (the CLI's --max-tasks-per-child)
+        # max_tasks: a worker that stops after N tasks (the CLI's --max-tasks-per-child).
+        # The released task kept its place in the queue, ahead of those published after it.
+        ran.clear()
         async with app.worker(concurrency=1, max_tasks=3) as recycled:
             await recycled.wait_stopped()
-        print("done:", [await h.get(timeout=1) for h in waiting])
-        print("long still queued:", (await long.status()).status)
+        print("the next worker ran, in order:", ran)
+        print("waiting-3 still", (await waiting[2].status()).status)
 
 
 if __name__ == "__main__":
