@@ -254,7 +254,11 @@ def dlq_purge(app: Conveyor, queue: str | None, yes: bool) -> None:
 @main.command()
 @click.option("--duration", type=float, default=None, help="Stop after S seconds (default Ctrl-C).")
 @click.option(
-    "--rate", type=float, default=5.0, show_default=True, help="Producer rounds a second."
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Producer rounds a second.",
 )
 def demo(duration: float | None, rate: float) -> None:
     """Run a worker, example tasks and a stream of work on the embedded default."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.app import Conveyor
+from conveyor.brokers import redact_url
 from conveyor.deps import Context, Depends
 from conveyor.errors import ConveyorError
 from conveyor.hooks import Hook
@@ -98,7 +99,7 @@ async def _produce(stop: asyncio.Event, rate: float) -> None:
 def _table(tally: _Tally, depth: dict[str, int], dead: int, elapsed: float) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"Conveyor demo on {app.settings.broker_url}  ({elapsed:.0f}s)")
+    table = Table(title=f"Conveyor demo on {redact_url(app.settings.broker_url)}  ({elapsed:.0f}s)")
     for column in ("enqueued", "queued", "running", "succeeded", "retries", "failed → DLQ"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -158,7 +159,7 @@ async def run_demo(
         f"  conveyor dlq conveyor.demo:app list      the failed CRM syncs and why\n"
         f"  conveyor worker conveyor.demo:app -w 2   the same tasks in worker processes\n"
         f"  docs/getting-started.md                  write your own tasks\n"
-        f"(state is kept in {app.settings.broker_url}; delete the file to start over)"
+        f"(state is kept in {redact_url(app.settings.broker_url)})"
     )
     return tally.counts
 

@@ -74,9 +74,18 @@ class Settings:
 
     def validate(self) -> None:
         """Raise :class:`ConfigurationError` naming the first invalid value."""
-        for name in ("lease", "reap_interval", "grace", "heartbeat_interval", "fetch_wait"):
+        for name in ("lease", "reap_interval", "grace", "heartbeat_interval"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"setting {name} must be >= 0 seconds")
+        if self.fetch_wait <= 0:
+            raise ConfigurationError(
+                "setting fetch_wait must be > 0 seconds (an idle fetch would spin)"
+            )
+        for name in ("result_ttl", "sqlite_busy_timeout", "unknown_task_delay"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"setting {name} must be >= 0 seconds")
+        if self.unknown_task_retries < 0:
+            raise ConfigurationError("setting unknown_task_retries must be >= 0")
         if self.concurrency < 1:
             raise ConfigurationError("setting concurrency must be >= 1")
         if self.max_payload_bytes < 1:

@@ -209,3 +209,27 @@ async def test_dependency_generators_are_cleaned_up_even_when_the_task_fails(app
     async with app.worker():
         await (await uses.kiq()).wait_result(timeout=5)
     assert events == ["open", "use:session", "close"]
+
+
+async def test_reusing_a_dead_lettered_task_id_runs_again(app: Conveyor) -> None:
+    calls: list[str] = []
+
+    @app.task
+    async def sometimes(kind: str) -> str:
+        calls.append(kind)
+        if kind == "fail":
+            raise ValueError("first run fails")
+        return kind
+
+    async with app.worker():
+        first = await sometimes.with_options(task_id="reused").kiq("fail")
+        assert (await first.wait_result(timeout=5)).status is TaskStatus.FAILED
+        second = await sometimes.with_options(task_id="reused").kiq("ok")
+        assert await second.get(timeout=5) == "ok"
+    assert calls == ["fail", "ok"]
+
+
+async def test_a_stopped_worker_leaves_the_worker_list_at_once(app: Conveyor) -> None:
+    async with app.worker():
+        assert len(await app.broker.workers()) == 1
+    assert await app.broker.workers() == []

@@ -58,3 +58,10 @@ def test_passwords_are_redacted_in_messages() -> None:
 
     assert redact_url("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_a_zero_fetch_wait_is_refused_because_idle_workers_would_spin() -> None:
+    with pytest.raises(ConfigurationError, match="fetch_wait must be > 0"):
+        Settings.load({}, fetch_wait=0)
+    with pytest.raises(ConfigurationError, match="result_ttl must be >= 0"):
+        Settings.load({}, result_ttl=-1)

@@ -12,10 +12,10 @@ How each technology maps onto these operations:
 operation        Redis Streams       RabbitMQ               NATS JetStream            SQL (SKIP LOCKED)
 ===============  ==================  =====================  ========================  ===================
 fetch            XAUTOCLAIM+XREAD    basic.consume+prefetch pull fetch(batch)         UPDATE..RETURNING
-ack              complete.lua        basic.ack              ack                       DELETE / state=done
+ack              ack.lua             basic.ack              ack                       DELETE / state=done
 retry            retry.lua (ZADD)    ack + delayed publish  nak(delay)                run_at = now()+d
 dead_letter      XADD dlq + XACK     reject -> DLX          term + publish dlq        move row to dlq
-release          XCLAIM IDLE lease   nack(requeue)          nak()                     lease_expires=now
+release          release.lua (front) nack(requeue)          nak()                     lease_expires=now
 extend leases    XCLAIM JUSTID       (consumer timeout)     in_progress()             lease_expires+=d
 ===============  ==================  =====================  ========================  ===================
 """

@@ -154,6 +154,10 @@ class Worker:
             await self._settler.aclose()
         if self._renewer is not None:
             await asyncio.to_thread(self._renewer.stop)
+        try:  # leave `conveyor status` at once rather than after the heartbeat expires
+            await self._broker.heartbeat(self.info(), -1.0)
+        except Exception:
+            log.debug("could not clear the heartbeat", exc_info=True)
         try:
             await self.app.call_handlers(self.app.shutdown_handlers)
         finally:

@@ -196,17 +196,19 @@ class RedisBroker:
     async def _register_queue(self, queue: str) -> None:
         if queue in self._known_queues:
             return
-        tag = self.keys.tag(queue)
-        stream = self.keys.stream(queue, 0)
+        # priority 0 and the front stream exist from the start, so a blocking read that
+        # begins on an empty queue already watches the stream recovered work lands in
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.sadd(self.keys.queues, queue)
-            pipe.zadd(self.keys.priorities(queue), {"0": 0}, nx=True)
-            pipe.xgroup_create(stream, self.keys.group, id="0", mkstream=True)
+            pipe.zadd(self.keys.priorities(queue), {"0": 0, "front": float("inf")}, nx=True)
+            for level in (0, "front"):
+                pipe.xgroup_create(
+                    self.keys.stream(queue, level), self.keys.group, id="0", mkstream=True
+                )
             results = await pipe.execute(raise_on_error=False)
-        error = results[2]
-        if isinstance(error, Exception) and "BUSYGROUP" not in str(error):
-            raise error
-        del tag
+        for error in results[2:]:
+            if isinstance(error, Exception) and "BUSYGROUP" not in str(error):
+                raise error
         self._known_queues.add(queue)
 
     async def _all_queues(self) -> list[str]:

@@ -140,7 +140,7 @@ def check_local_filesystem(
         )
     raise ConfigurationError(
         f"refusing to open a SQLite broker: {reason}. Move the database to a local disk, "
-        "use a server broker (redis://, postgres://) to share work between hosts, or set "
+        "use a server broker (redis://) to share work between hosts, or set "
         f"{ALLOW_NETWORK_FS_ENV}=1 if every process runs on the one host that mounts it"
     )
 
