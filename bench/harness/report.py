@@ -7,6 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from harness.adapter import BENCH_DIR
+
 Raw = dict[str, Any]
 
 
@@ -135,9 +137,13 @@ def render(raw: Raw) -> str:
         "Do not edit by hand: rerun the command (see [README.md](README.md) for what each "
         "number means and how it is measured).",
         "",
-        "> Draft: Conveyor's own row is added once its Redis broker exists "
-        "(`bench/peers/conveyor.py`).",
-        "",
+        *([] if "conveyor" in raw["adapters"] else [
+            "> Draft: Conveyor's own row is added once its Redis broker exists "
+            "(`bench/peers/conveyor.py`).",
+            "",
+        ]),
+        *([(BENCH_DIR / "ANALYSIS.md").read_text().rstrip(), ""]
+          if (BENCH_DIR / "ANALYSIS.md").exists() else []),
         f"Workload: a pre-enqueued backlog of {n:,} tasks, each a no-op or a 10 ms sleep; "
         f"median of {cfg['runs']} run(s) per cell, every run verified exactly-once "
         "(a run that fails the check, crashes or hits the time limit "
