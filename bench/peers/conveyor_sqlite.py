@@ -7,7 +7,7 @@ class ConveyorSqlite(ConveyorRedis):
     name = "conveyor-sqlite"
     label = "**conveyor** (embedded SQLite)"
     app_module = "peers.conveyor_sqlite_app"
-    requirements = ("-e", f"{REPO}")
+    requirements = ("-e", f"{REPO}[redis]")  # the app module is shared with the Redis adapter
     backend = "sqlite"
     results_note = "stored in the same SQLite file (synchronous=FULL, WAL)"
     notes = ("one SQLite file per run (fresh), shared by the producer and all worker processes",)

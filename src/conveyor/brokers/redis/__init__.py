@@ -96,6 +96,18 @@ def _client(url: str, settings: Settings, *, blocking: bool = False) -> aioredis
     )
 
 
+async def _reachable_client(url: str, redis_url: str, settings: Settings) -> aioredis.Redis:
+    """A client that answered PING, or :class:`BrokerUnavailable` naming ``url`` without
+    its password."""
+    client = _client(redis_url, settings)
+    try:
+        await client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        await client.aclose()
+        raise BrokerUnavailable(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
+    return client
+
+
 class _Scripts:
     """The registered scripts, callable on a client or a pipeline."""
 
@@ -138,12 +150,7 @@ class RedisBroker:
     async def connect(self) -> None:
         if self._client is not None:
             return
-        client = _client(self._redis_url, self._settings)
-        try:
-            await client.ping()
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            await client.aclose()
-            raise BrokerUnavailable(f"cannot reach Redis at {redact_url(self.url)}: {exc}") from exc
+        client = await _reachable_client(self.url, self._redis_url, self._settings)
         self._client = client
         self._blocking = _client(self._redis_url, self._settings, blocking=True)
         self._scripts = _Scripts(client)
@@ -666,13 +673,7 @@ class RedisResultStore:
     async def connect(self) -> None:
         if self._broker is not None or self._own_client is not None:
             return
-        client = _client(self._redis_url, self._settings)
-        try:
-            await client.ping()
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            await client.aclose()
-            raise BrokerUnavailable(f"cannot reach Redis at {redact_url(self.url)}: {exc}") from exc
-        self._own_client = client
+        self._own_client = await _reachable_client(self.url, self._redis_url, self._settings)
 
     async def close(self) -> None:
         if self._listener is not None:
