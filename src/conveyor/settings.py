@@ -40,6 +40,7 @@ class Settings:
     fetch_wait: float = 1.0
     max_payload_bytes: int = 1024 * 1024
     result_ttl: float = 24 * 3600.0
+    poison_after: int = 3
     unknown_task_retries: int = 0
     unknown_task_delay: float = 10.0
     sqlite_synchronous: str = "FULL"
@@ -84,6 +85,8 @@ class Settings:
         for name in ("result_ttl", "sqlite_busy_timeout", "unknown_task_delay"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"setting {name} must be >= 0 seconds")
+        if self.poison_after < 1:
+            raise ConfigurationError("setting poison_after must be >= 1")
         if self.unknown_task_retries < 0:
             raise ConfigurationError("setting unknown_task_retries must be >= 0")
         if self.concurrency < 1:

@@ -6,7 +6,7 @@ import asyncio
 
 import msgspec
 
-from conveyor import Conveyor, TaskStatus
+from conveyor import Context, Conveyor, Depends, TaskStatus
 from conveyor.brokers.base import Outgoing
 from conveyor.message import SCHEMA_VERSION, Message, encode_message
 
@@ -77,7 +77,7 @@ async def test_poison_message_is_dead_lettered_after_max_attempts(app: Conveyor)
     async def crashes() -> None: ...
 
     handle = await crashes.kiq()
-    for _ in range(2):  # two started attempts whose worker "died": leases expire unsettled
+    for _ in range(3):  # three started attempts whose worker "died": leases expire unsettled
         (delivery,) = await app.broker.fetch(["default"], 1, 1.0)
         assert await delivery.extend_lease(0.0)  # the lease ends now, unsettled
         await asyncio.sleep(0.05)
@@ -86,4 +86,23 @@ async def test_poison_message_is_dead_lettered_after_max_attempts(app: Conveyor)
         result = await handle.wait_result(timeout=5)
     assert result.status is TaskStatus.DEAD
     (entry,) = await app.broker.dead_letters()
-    assert entry.reason.startswith("poison: attempt 3 exceeds max_attempts 2")
+    assert entry.reason.startswith("poison: attempt 4 exceeds the limit of 3 started attempts")
+
+
+async def test_a_task_without_retries_runs_again_after_its_worker_died(app: Conveyor) -> None:
+    """G2: a crash is not the task's fault; retries=0 still gets it run again."""
+    runs: list[int] = []
+
+    @app.task
+    async def once(ctx: Context = Depends()) -> int:
+        runs.append(ctx.attempt)
+        return ctx.attempt
+
+    handle = await once.kiq()
+    (delivery,) = await app.broker.fetch(["default"], 1, 1.0)
+    assert await delivery.extend_lease(0.0)  # the worker "died" mid-task
+    await asyncio.sleep(0.05)
+    await app.broker.reap()
+    async with app.worker():
+        assert await handle.get(timeout=5) == 2
+    assert runs == [2]

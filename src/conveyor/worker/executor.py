@@ -110,12 +110,16 @@ class Executor:
         task = self.app.tasks.get(message.task)
         if task is None:
             return await self._unknown_task(delivery, message)
-        if delivery.attempt > message.max_attempts + self.app.settings.unknown_task_retries:
+        # a task whose worker died re-runs even with retries=0 (at-least-once, G2); one that
+        # keeps killing workers is dead-lettered after max(max_attempts, poison_after)
+        # started attempts (G5). Exceptions still use only the retry budget (_failed).
+        limit = max(message.max_attempts, self.app.settings.poison_after)
+        if delivery.attempt > limit + self.app.settings.unknown_task_retries:
             return await self._reject(
                 delivery,
                 message,
-                f"poison: attempt {delivery.attempt} exceeds max_attempts {message.max_attempts}; "
-                "the previous attempt never finished (its worker was killed or lost)",
+                f"poison: attempt {delivery.attempt} exceeds the limit of {limit} started "
+                "attempts; the previous attempt never finished (its worker was killed or lost)",
             )
         try:
             args, kwargs = task.convert_arguments(list(message.args), dict(message.kwargs))
