@@ -138,6 +138,10 @@ class Delivery:
     attempt: int
     token: Any
     enqueued_at: float = 0.0
+    crashes: int = 0
+    """How many attempts in a row ended with the lease expiring unsettled (the worker
+    died). From two on, the worker runs the task alone, so a task that kills workers
+    cannot take the tasks beside it to the dead-letter queue."""
 
     async def ack(self, result: StoredResult | None = None) -> bool:
         """Finish the delivery; store ``result`` with it when the broker holds results."""

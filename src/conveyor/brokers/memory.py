@@ -55,6 +55,7 @@ class _Job:
     attempts: int = 0
     lease_token: int = 0
     lease_expires: float = 0.0
+    crashes: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -213,6 +214,7 @@ class MemoryBroker:
                         job.attempts,
                         job.lease_token,
                         job.enqueued_at,
+                        job.crashes,
                     )
                 )
             if len(claimed) >= count:
@@ -254,6 +256,7 @@ class MemoryBroker:
                     if outcome.result is not None:
                         results.append(outcome.result)
                 elif isinstance(outcome, Retry):
+                    job.crashes = 0
                     job.available_at = now + max(outcome.delay, 0.0)
                     job.seq = next(self._seq)
                     self._schedule(job, now)
@@ -318,6 +321,7 @@ class MemoryBroker:
             for job in self._jobs.values():
                 if job.state == _LEASED and job.lease_expires <= now:
                     job.lease_token = 0  # keeps its seq: recovered work runs first (G3)
+                    job.crashes += 1
                     job.available_at = 0.0
                     self._schedule(job, now)
                     moved += 1

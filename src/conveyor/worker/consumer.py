@@ -26,7 +26,9 @@ from conveyor.worker.lease import LeaseRenewer
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
-__all__ = ["Worker", "run_worker"]
+__all__ = ["ISOLATE_AFTER_CRASHES", "Worker", "run_worker"]
+
+ISOLATE_AFTER_CRASHES = 2
 
 log = logging.getLogger("conveyor.worker")
 
@@ -70,6 +72,8 @@ class Worker:
         self._renewer: LeaseRenewer | None = None
         self._owns_connection = False
         self._broker: Broker  # set by start()
+        self._alone_waiting: Delivery | None = None
+        self._alone_running: Delivery | None = None
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -132,6 +136,10 @@ class Worker:
         self.request_stop()
         if self._fetcher is not None:
             await self._fetcher  # a fetch in progress returns within fetch_wait
+        if self._alone_waiting is not None:  # never started: hand it back uncharged
+            waiting, self._alone_waiting = self._alone_waiting, None
+            self._held.pop(id(waiting), None)
+            await self._release([waiting])
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=self.grace)
             if pending:
@@ -173,6 +181,17 @@ class Worker:
         wait = self.app.settings.fetch_wait
         pause = 0.05
         while not self._stopping.is_set():
+            if self._alone_waiting is not None or self._alone_running is not None:
+                # a recovered delivery runs alone: wait for the others to finish, run it,
+                # and fetch nothing meanwhile (its worker died; it may kill this one too)
+                if self._alone_running is None and not self._running:
+                    self._alone_running, self._alone_waiting = self._alone_waiting, None
+                    assert self._alone_running is not None
+                    self._spawn(self._alone_running)
+                    continue
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
             free = self.concurrency - len(self._running)
             if self.max_tasks is not None:
                 free = min(free, self.max_tasks - self.claimed)
@@ -195,8 +214,19 @@ class Worker:
             if self._stopping.is_set():
                 await self._release(deliveries)
                 break
+            surplus = []
             for delivery in deliveries:
-                self._spawn(delivery)
+                # a task whose workers died twice in a row may be what kills them: run it
+                # alone. After one crash it runs normally, so a dead worker's tasks still
+                # restart within lease + reap interval (G3)
+                if delivery.crashes < ISOLATE_AFTER_CRASHES:
+                    self._spawn(delivery)
+                elif self._alone_waiting is None:
+                    self._alone_waiting = delivery
+                    self._held[id(delivery)] = delivery  # keep its lease while it waits
+                else:
+                    surplus.append(delivery)  # one isolated run at a time per worker
+            await self._release(surplus)
 
     def _spawn(self, delivery: Delivery) -> None:
         assert self._executor is not None
@@ -220,6 +250,8 @@ class Worker:
             await delivery.release()
         finally:
             self._held.pop(id(delivery), None)
+            if self._alone_running is delivery:
+                self._alone_running = None
             # id() values are reused once a delivery is freed: a stale "lost" mark would make
             # an unrelated later delivery give up settling on its first transient error
             self._executor.lost.discard(id(delivery))

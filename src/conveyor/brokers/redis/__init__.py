@@ -265,7 +265,7 @@ class RedisBroker:
             flat = await self.scripts.call(
                 "fetch", self.keys.tag(queue), [self.keys.group, self.consumer, remaining]
             )
-            for i in range(0, len(flat), 5):
+            for i in range(0, len(flat), 6):
                 out.append(
                     Delivery(
                         self,
@@ -274,6 +274,7 @@ class RedisBroker:
                         flat[i + 3],
                         int(flat[i + 4]),
                         (flat[i], flat[i + 1]),
+                        crashes=int(flat[i + 5]),
                     )
                 )
         if out or wait <= 0:
@@ -341,7 +342,7 @@ class RedisBroker:
         for queue, rows in per_queue.items():
             args = [value for row in rows for value in row]
             flat = await self.scripts.call("start", self.keys.tag(queue), args)
-            for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 3), strict=True):
+            for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 4), strict=True):
                 out.append(
                     Delivery(
                         self,
@@ -350,6 +351,7 @@ class RedisBroker:
                         flat[i + 1],
                         int(flat[i + 2]),
                         (stream, entry_id),
+                        crashes=int(flat[i + 3]),
                     )
                 )
         return out

@@ -240,7 +240,7 @@ class SqliteBroker:
                 conn.execute(QUERIES.spend_lease_token)
                 rows.sort(key=lambda r: (-r[6], r[7]))  # RETURNING order is unspecified
                 claimed.extend(
-                    Delivery(self, r[1], r[0], bytes(r[2]), r[3], r[4], r[5]) for r in rows
+                    Delivery(self, r[1], r[0], bytes(r[2]), r[3], r[4], r[5], r[8]) for r in rows
                 )
                 if len(claimed) >= count:
                     break

@@ -212,9 +212,12 @@ def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+    # version 1 files lack tasks.crashes; CREATE TABLE IF NOT EXISTS would not add it
+    upgrade = "ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;"
     try:
         conn.executescript(
-            f"BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+            f"BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade if version == 1 else ''}\n"
+            f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
         )
     except BaseException:
         if conn.in_transaction:

@@ -21,7 +21,7 @@ from importlib import resources
 
 __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "Queries", "parse_queries"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tasks.crashes (version 1 files are upgraded in place)
 
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 

@@ -48,7 +48,7 @@ WHERE task_id IN (
     ORDER BY priority DESC, seq
     LIMIT :count
 )
-RETURNING task_id, queue, body, attempts, lease_token, enqueued_at, priority, seq;
+RETURNING task_id, queue, body, attempts, lease_token, enqueued_at, priority, seq, crashes;
 
 -- spend_lease_token --
 -- Consume the lease token the last fetch used, so every later claim is fenced by a larger one.
@@ -73,6 +73,7 @@ WHERE key = :key AND task_id = :task_id;
 -- Requeue a delivery we still own at the back of its priority, visible from :available_at; the attempt stays counted.
 UPDATE tasks
 SET state = CASE WHEN :available_at > :now THEN 'delayed' ELSE 'ready' END,
+    crashes = 0,
     available_at = :available_at,
     seq = :seq,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
@@ -105,6 +106,7 @@ WHERE task_id = :task_id AND state = 'leased' AND lease_token = :token;
 -- attempts stay counted and the old token is void.
 UPDATE tasks
 SET state = 'ready',
+    crashes = crashes + 1,
     available_at = 0,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE state = 'leased' AND lease_expires_at <= :now

@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_token      INTEGER,
     lease_expires_at REAL,
     key              TEXT,
-    key_ttl          REAL NOT NULL DEFAULT 0
+    key_ttl          REAL NOT NULL DEFAULT 0,
+    -- attempts in a row whose lease expired unsettled (the worker died)
+    crashes          INTEGER NOT NULL DEFAULT 0
 );
 
 -- The claim order: highest priority first, then publish order (seq), per queue.

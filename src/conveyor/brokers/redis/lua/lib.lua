@@ -83,7 +83,8 @@ local function entry_message(entry)
   return task_id, body
 end
 
--- Start an attempt: count it, mark the job running. Returns the attempt number.
+-- Start an attempt: count it, mark the job running. Returns the attempt number and how
+-- many attempts in a row ended with their worker dead (the 'r' counter of reap.lua).
 local function start(tag, task_id, prio, entry_id)
   local job = tag .. ':job:' .. task_id
   if redis.call('EXISTS', job) == 0 then
@@ -91,7 +92,8 @@ local function start(tag, task_id, prio, entry_id)
     redis.call('HSET', job, 'a', 0, 'p', prio, 'k', '', 'kt', 0)
   end
   redis.call('HSET', job, 's', 'running', 'e', entry_id)
-  return redis.call('HINCRBY', job, 'a', 1)
+  local attempt = redis.call('HINCRBY', job, 'a', 1)
+  return attempt, tonumber(redis.call('HGET', job, 'r') or '0')
 end
 
 -- Move due delayed messages (retries and delayed enqueues) to their streams.

@@ -25,7 +25,7 @@ for _, prio in ipairs(redis.call('ZREVRANGE', tag .. ':prios', 0, -1)) do
         redis.call('XDEL', stream, entry[1])
         local job = tag .. ':job:' .. task_id
         local e = enqueue_front(tag, group, task_id, body)
-        if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'e', e, 's', 'queued') end
+        if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'e', e, 's', 'queued'); redis.call('HINCRBY', job, 'r', 1) end
         moved = moved + 1
       else
         redis.call('XACK', stream, group, entry[1])  -- Redis 6.2: a nil entry stays pending

@@ -15,7 +15,7 @@ for i = 3, #ARGV do
       redis.call('XDEL', tag .. ':dlq', f[2])
       local e = enqueue(tag, group, task_id, body, f[3] or '0')
       redis.call('HSET', job, 'a', 0, 's', 'queued', 'e', e)
-      redis.call('HDEL', job, 'd')
+      redis.call('HDEL', job, 'd', 'r')
       redis.call('DEL', prefix .. ':result:' .. task_id)
       moved = moved + 1
     end

@@ -13,7 +13,7 @@ for i = 3, #ARGV, 5 do
     redis.call('XDEL', stream, id)
     local job = tag .. ':job:' .. task_id
     redis.call('HSET', job, 'b', ARGV[i + 4], 's', 'queued')
-    redis.call('HDEL', job, 'e')
+    redis.call('HDEL', job, 'e', 'r')
     redis.call('ZADD', tag .. ':delayed', now + tonumber(ARGV[i + 3]), task_id)
     out[#out + 1] = 1
   else

@@ -1,6 +1,6 @@
 -- start.lua: start messages that a blocking XREADGROUP delivered (attempts + 1).
 -- KEYS: tag.  ARGV: per message 3 values: stream, entry id, priority.
--- Returns a flat list: task id, body, attempt (3 per message; body is re-read from the
+-- Returns a flat list: task id, body, attempt, crashes (4 per message; body is re-read from the
 -- entry so raw entries are normalised exactly as fetch.lua does).
 local tag = KEYS[1]
 local out = {}
@@ -11,6 +11,8 @@ for i = 1, #ARGV, 3 do
   if #entries == 1 then task_id, body = entry_message(entries[1]) else task_id, body = id, '' end
   out[#out + 1] = task_id
   out[#out + 1] = body
-  out[#out + 1] = start(tag, task_id, prio, id)
+  local attempt, crashes = start(tag, task_id, prio, id)
+  out[#out + 1] = attempt
+  out[#out + 1] = crashes
 end
 return out
