@@ -196,7 +196,7 @@ class Task(Generic[P, R]):
                 kwargs[name] = _convert_named(name, value, self._conversions[name])
         return args, kwargs
 
-    async def run(self, args: list[Any], kwargs: dict[str, Any], context: Context) -> Any:
+    async def run(self, args: list[Any], kwargs: dict[str, Any], context: Context | None) -> Any:
         """Execute with dependencies resolved; sync functions run in the worker's threads."""
         if not self.has_dependencies:
             if self.is_async:

@@ -137,10 +137,19 @@ class Executor:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> TaskStatus | None:
-        context = Context(
-            self.app, message.task_id, task.name, delivery.attempt, message.queue, message.labels
-        )
-        if self._has_hooks["before_execute"]:
+        context = None
+        # a Context (and its Event) only for tasks that inject one or hooks that read it:
+        # most no-op tasks on the hot path need neither
+        if task.has_dependencies or self._has_hooks["before_execute"]:
+            context = Context(
+                self.app,
+                message.task_id,
+                task.name,
+                delivery.attempt,
+                message.queue,
+                message.labels,
+            )
+        if context is not None and self._has_hooks["before_execute"]:
             await self._hooks("before_execute", message, context)
         started = time.perf_counter()
         try:
