@@ -25,6 +25,12 @@ from conveyor.result import TaskStatus as TaskStatus
 from conveyor.retry import exponential as exponential
 from conveyor.retry import fixed as fixed
 from conveyor.retry import none as none
+from conveyor.scheduler import Schedule as Schedule
+from conveyor.scheduler import Scheduler as Scheduler
+from conveyor.scheduler import at as at
+from conveyor.scheduler import catch_up as catch_up
+from conveyor.scheduler import cron as cron
+from conveyor.scheduler import every as every
 from conveyor.settings import Settings as Settings
 from conveyor.task import Task as Task
 from conveyor.task import TaskHandle as TaskHandle
@@ -47,6 +53,8 @@ __all__ = [
     "Result",
     "ResultMissing",
     "ResultTimeout",
+    "Schedule",
+    "Scheduler",
     "Settings",
     "Task",
     "TaskFailed",
@@ -55,6 +63,10 @@ __all__ = [
     "TaskStatus",
     "TaskTimeout",
     "UnknownTask",
+    "at",
+    "catch_up",
+    "cron",
+    "every",
     "exponential",
     "fixed",
     "none",

@@ -31,6 +31,8 @@ from conveyor.hooks import Hook, overridden
 from conveyor.message import SCHEMA_VERSION, Message, encode_message, encode_value
 from conveyor.result import Result, TaskState, TaskStatus
 from conveyor.retry import Backoff, exponential
+from conveyor.scheduler.book import ScheduleBook
+from conveyor.scheduler.schedule import Schedule, schedule_from_entry
 from conveyor.settings import Settings
 from conveyor.task import CallOptions, Task, TaskHandle, TaskOptions, new_task_id, seconds
 
@@ -84,6 +86,8 @@ class Conveyor:
         self.settings = base
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
+        # what `Depends()` with no callable calls for an annotation (FastAPI's Request)
+        self.dependency_providers: dict[Any, Callable[..., Any]] = {}
         self.hooks: list[Hook] = []
         self._hook_cache: dict[str, list[Any]] = {}
         self.startup_handlers: list[Callable[[], Any]] = []
@@ -100,6 +104,7 @@ class Conveyor:
         self._portal: SyncPortal | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self.schedules = ScheduleBook(self)
 
     def __repr__(self) -> str:
         return f"<Conveyor {redact_url(self.settings.broker_url)} tasks={len(self.tasks)}>"
@@ -127,6 +132,7 @@ class Conveyor:
         result_ttl: float | timedelta | None = None,
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
+        schedule: Sequence[Schedule | Mapping[str, Any]] | None = None,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -143,20 +149,24 @@ class Conveyor:
         result_ttl: float | timedelta | None = None,
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
+        schedule: Sequence[Schedule | Mapping[str, Any]] | None = None,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=3, ...)``.
 
         ``async def`` tasks run on the worker's event loop; plain ``def`` tasks run in the
         worker's thread pool. ``retries`` is the number of runs after the first;
         ``retry_on`` filters which exceptions are retried; ``timeout`` and ``result_ttl``
-        are seconds.
+        are seconds. ``schedule`` runs the task on a timetable: ``cron(...)``,
+        ``every(...)``, ``at(...)`` or taskiq's ``{"cron": "..."}`` dicts.
         """
+        entries = [schedule_from_entry(entry) for entry in schedule or ()]
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if retries < 0:
                 raise ConfigurationError(f"task {func.__qualname__}: retries must be >= 0")
+            task_name = name or f"{func.__module__}:{func.__qualname__}"
             options = TaskOptions(
-                name=name or f"{func.__module__}:{func.__qualname__}",
+                name=task_name,
                 queue=queue or self.settings.default_queue,
                 retries=retries,
                 retry_on=tuple(retry_on),
@@ -165,8 +175,12 @@ class Conveyor:
                 result_ttl=seconds(result_ttl),
                 priority=priority,
                 labels=dict(labels or {}),
+                schedule=_bind_schedules(task_name, entries),
             )
-            return self.register(func, options)
+            task = self.register(func, options)
+            for entry in options.schedule:
+                self.schedules.check_call(task, entry.args, entry.kwargs)
+            return task
 
         return register(fn) if fn is not None else register
 
@@ -501,6 +515,22 @@ class _TaskDecorator(Protocol):
 
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+def _bind_schedules(task_name: str, entries: Sequence[Schedule]) -> tuple[Schedule, ...]:
+    bound: list[Schedule] = []
+    for entry in entries:
+        schedule = entry.bind(task_name)
+        taken = {s.id for s in bound}
+        if schedule.id in taken and not entry.id:
+            n = 2
+            while f"{schedule.id}#{n}" in taken:
+                n += 1
+            schedule = entry.bind(task_name, f"{schedule.id}#{n}")
+        elif schedule.id in taken:
+            raise ConfigurationError(f"task {task_name!r}: schedule id {schedule.id!r} is repeated")
+        bound.append(schedule)
+    return tuple(bound)
 
 
 def _name_bad_argument(task: Task[Any, Any], message: Message, exc: TypeError) -> TypeError:

@@ -4,6 +4,7 @@
 
     conveyor worker  pkg.tasks:app [more.modules ...] --workers 2 --concurrency 100 \\
                      --queues default,reports --max-tasks-per-child 1000 --grace 30 --reload
+    conveyor scheduler pkg.tasks:app [--skip-first-run]
     conveyor status  pkg.tasks:app
     conveyor dlq     pkg.tasks:app list|show|requeue|purge
     conveyor demo
@@ -87,6 +88,27 @@ def _run(app: Conveyor, job: Callable[[Conveyor], Awaitable[T]]) -> T:
 @click.version_option(package_name="conveyor-tasks")
 def main() -> None:
     """Conveyor: an async-first distributed task queue."""
+
+
+@main.command()
+@click.argument("app")
+@click.argument("modules", nargs=-1)
+@click.option(
+    "--skip-first-run",
+    is_flag=True,
+    help="Fire nothing due before this scheduler started, not even a tick within grace.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def scheduler(app: str, modules: tuple[str, ...], skip_first_run: bool, log_level: str) -> None:
+    """Run the scheduler for APP. Safe to run several: each tick is enqueued once."""
+    from conveyor.scheduler import Scheduler
+
+    configure_logging(log_level)
+    conveyor = import_app(app, modules)
+    try:
+        asyncio.run(Scheduler(conveyor, skip_first_run=skip_first_run).serve())
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

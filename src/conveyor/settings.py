@@ -43,6 +43,9 @@ class Settings:
     poison_after: int = 3
     unknown_task_retries: int = 0
     unknown_task_delay: float = 10.0
+    schedule_grace: float = 5.0
+    schedule_refresh: float = 2.0
+    schedule_send_timeout: float = 10.0
     sqlite_synchronous: str = "FULL"
     sqlite_busy_timeout: float = 5.0
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
@@ -82,9 +85,12 @@ class Settings:
             raise ConfigurationError(
                 "setting fetch_wait must be > 0 seconds (an idle fetch would spin)"
             )
-        for name in ("result_ttl", "sqlite_busy_timeout", "unknown_task_delay"):
+        for name in ("result_ttl", "sqlite_busy_timeout", "unknown_task_delay", "schedule_grace"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"setting {name} must be >= 0 seconds")
+        for name in ("schedule_refresh", "schedule_send_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"setting {name} must be > 0 seconds")
         if self.poison_after < 1:
             raise ConfigurationError("setting poison_after must be >= 1")
         if self.unknown_task_retries < 0:

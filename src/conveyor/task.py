@@ -27,6 +27,7 @@ from conveyor.retry import Backoff, exponential
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.scheduler.schedule import Schedule
 
 __all__ = ["CallOptions", "Task", "TaskHandle", "TaskOptions", "TaskWithOptions"]
 
@@ -56,6 +57,7 @@ class TaskOptions:
     result_ttl: float | None = None
     priority: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
+    schedule: tuple[Schedule, ...] = ()
 
     @property
     def max_attempts(self) -> int:
@@ -124,7 +126,11 @@ class Task(Generic[P, R]):
         """Run the task in this process, resolving its dependencies (for unit tests)."""
         async with AsyncExitStack() as stack:
             injected = await resolve_dependencies(
-                self.spec, None, stack, self.app.dependency_overrides
+                self.spec,
+                None,
+                stack,
+                self.app.dependency_overrides,
+                providers=self.app.dependency_providers,
             )
             if self.is_async:
                 return cast(R, await self.fn(*args, **kwargs, **injected))
@@ -204,7 +210,11 @@ class Task(Generic[P, R]):
             return await self.app.run_sync(self.fn, args, kwargs)
         async with AsyncExitStack() as stack:
             injected = await resolve_dependencies(
-                self.spec, context, stack, self.app.dependency_overrides
+                self.spec,
+                context,
+                stack,
+                self.app.dependency_overrides,
+                providers=self.app.dependency_providers,
             )
             if self.is_async:
                 return await self.fn(*args, **kwargs, **injected)

@@ -189,7 +189,7 @@ class QueueDepth(msgspec.Struct, frozen=True):
 
 
 class WorkerInfo(msgspec.Struct, frozen=True):
-    """A worker's heartbeat: who it is, what it serves and how busy it is."""
+    """A worker's (or scheduler's) heartbeat: who it is, what it serves and how busy it is."""
 
     worker_id: str
     hostname: str
@@ -201,6 +201,7 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     started_at: float
     last_seen: float
     current_tasks: list[str] = []
+    role: str = "worker"  # or "scheduler"
 
 
 class LeaseKeeper(Protocol):

@@ -1,0 +1,353 @@
+"""The scheduler: turns due ticks into enqueued tasks, exactly once per tick (G7).
+
+Every scheduler process computes every tick; none is a leader. Each tick is published
+with a deterministic idempotency key, ``tick:<schedule>:<fire time>``, so
+the broker's publish dedupe lets exactly one copy in, whichever scheduler is first, and
+whichever dies, pauses or reconnects in between. There is no window between "claimed"
+and "enqueued" for a crash to lose a tick: the claim *is* the enqueue.
+
+A tick is fired while it is at most the schedule's window late: ``schedule_grace`` for
+the default ``"skip"`` policy, ``within`` for ``catch_up(within=...)``. Older ticks are
+counted and logged as missed. The tick's key outlives that window (plus an hour), so a
+late scheduler can never publish a tick twice.
+
+A publish or a store read that fails or hangs (``schedule_send_timeout``) is logged and
+retried on the next pass; the loop itself never stops on a broker fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from conveyor.brokers.base import Outgoing, WorkerInfo
+from conveyor.scheduler.schedule import CatchUp, Schedule
+from conveyor.task import CallOptions
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+__all__ = ["Scheduler", "SchedulerStats", "Tick", "tick_key"]
+
+log = logging.getLogger("conveyor.scheduler")
+
+_KEY_MARGIN = 3600.0
+_MAX_TICKS_PER_PASS = 500
+
+
+def tick_key(schedule_id: str, fire_time: float) -> str:
+    """The idempotency key of one (schedule, fire time)."""
+    return f"tick:{schedule_id}:{fire_time:.3f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One (schedule, fire time) this scheduler published; ``fresh`` is False when
+    another scheduler had already enqueued it."""
+
+    schedule_id: str
+    fire_time: float
+    task_id: str
+    fresh: bool
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    """Counters since start: ticks enqueued here, ticks already enqueued by a peer,
+    ticks missed (too late for their policy), passes whose publish or read failed."""
+
+    enqueued: int = 0
+    duplicates: int = 0
+    missed: int = 0
+    errors: int = 0
+    last_pass: float = 0.0
+    recent: list[Tick] = field(default_factory=list)
+
+
+class Scheduler:
+    """Fires the app's schedules. ``await scheduler.run(stop)``, or ``async with
+    Scheduler(app): ...`` to run it in the background of the current loop.
+
+    ``skip_first_run`` ignores ticks from before the scheduler started, even those still
+    within their window (taskiq's ``--skip-first-run``).
+    """
+
+    def __init__(
+        self,
+        app: Conveyor,
+        *,
+        skip_first_run: bool = False,
+        grace: float | None = None,
+        refresh: float | None = None,
+        send_timeout: float | None = None,
+    ) -> None:
+        settings = app.settings
+        self.app = app
+        self.skip_first_run = skip_first_run
+        self.grace = settings.schedule_grace if grace is None else grace
+        self.refresh = settings.schedule_refresh if refresh is None else refresh
+        self.send_timeout = settings.schedule_send_timeout if send_timeout is None else send_timeout
+        self.stats = SchedulerStats()
+        self.scheduler_id = f"scheduler-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._clock = settings.clock
+        self._started = 0.0
+        self._cursors: dict[str, float] = {}
+        self._schedules: list[Schedule] = []
+        self._loaded_at = float("-inf")
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_heartbeat = float("-inf")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or :meth:`stop` is called)."""
+        if stop is not None:
+            self._stop = stop
+        self._started = self._clock.now()
+        log.info("scheduler %s started (grace %.1fs)", self.scheduler_id, self.grace)
+        while not self._stop.is_set():
+            try:
+                delay = await self.run_pass()
+            except Exception:  # a bug or an unexpected fault must not end the loop
+                log.exception("scheduler pass failed; retrying in 1s")
+                self.stats.errors += 1
+                delay = 1.0
+            await self._sleep(delay)
+        log.info("scheduler %s stopped", self.scheduler_id)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current pass."""
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Re-read schedules now (after a local change)."""
+        self._loaded_at = float("-inf")
+        self._wake.set()
+
+    async def serve(self) -> None:
+        """Connect the app and run until SIGTERM or SIGINT (``conveyor scheduler``)."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        try:
+            async with self.app:  # no startup handlers: they build state for tasks
+                await self.run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    async def __aenter__(self) -> Scheduler:
+        self._task = asyncio.create_task(self.run(), name="conveyor-scheduler")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
+        if self._task is not None:
+            await self._task
+
+    # -- one pass ------------------------------------------------------------------
+
+    async def run_pass(self) -> float:
+        """Publish every due tick once; returns seconds until the next one is due."""
+        now = self._clock.now()
+        if not self._started:
+            self._started = now
+        await self._reload(now)
+        await self._heartbeat(now)
+        due: list[tuple[Schedule, float]] = []
+        advanced: dict[str, float] = {}
+        for schedule in self._schedules:
+            if schedule.paused:
+                self._cursors[schedule.id] = now  # ticks while paused are skipped
+                continue
+            ticks, cursor = self._due(schedule, now)
+            due.extend((schedule, t) for t in ticks)
+            advanced[schedule.id] = cursor
+        if due and not await self._publish(due):
+            return 1.0  # keep the cursors: the same ticks are tried again
+        self._cursors.update(advanced)
+        self.stats.last_pass = now
+        return self._until_next(self._clock.now())
+
+    def _due(self, schedule: Schedule, now: float) -> tuple[list[float], float]:
+        window = schedule.window(self.grace)
+        cursor = self._cursors.get(schedule.id)
+        first_look = cursor is None
+        if cursor is None:
+            cursor = self._started if self.skip_first_run else now - window
+            cursor = max(cursor, schedule.created_at)
+        ticks: list[float] = []
+        fire = schedule.next_after(cursor)
+        missed = 0
+        while fire is not None and fire <= now and len(ticks) < _MAX_TICKS_PER_PASS:
+            if now - fire > window:
+                missed += 1
+                # jump to the window's start instead of walking every missed tick
+                skipped_to = schedule.next_after(now - window)
+                if skipped_to is not None and skipped_to > fire:
+                    missed += self._count_between(schedule, fire, skipped_to)
+                    fire = skipped_to
+                    continue
+            else:
+                ticks.append(fire)
+            cursor = fire
+            fire = schedule.next_after(fire)
+        if first_look and not isinstance(schedule.missed, CatchUp) and len(ticks) > 1:
+            # "skip" on a scheduler's first look: one late run at most, not a burst
+            ticks = ticks[-1:]
+        if missed:
+            self.stats.missed += missed
+            log.warning(
+                "schedule %r: %d run(s) missed, more than %.1fs late (policy %s)",
+                schedule.id,
+                missed,
+                window,
+                "catch_up" if isinstance(schedule.missed, CatchUp) else "skip",
+            )
+        return ticks, cursor
+
+    @staticmethod
+    def _count_between(schedule: Schedule, first: float, last: float) -> int:
+        # ticks strictly between first and last, capped: only the log line uses it
+        count, fire = 0, schedule.next_after(first)
+        while fire is not None and fire < last and count < 100_000:
+            count += 1
+            fire = schedule.next_after(fire)
+        return count
+
+    async def _publish(self, due: Sequence[tuple[Schedule, float]]) -> bool:
+        batch: list[tuple[Schedule, float, Outgoing, Any]] = []
+        for schedule, fire in due:
+            prepared = await self._prepare(schedule, fire)
+            if prepared is not None:
+                batch.append((schedule, fire, *prepared))
+        if not batch:
+            return True
+        try:
+            ids = await asyncio.wait_for(
+                self.app.broker.publish([out for _, _, out, _ in batch]), self.send_timeout
+            )
+        except Exception as exc:  # includes TimeoutError: a hung send is abandoned
+            self.stats.errors += 1
+            log.error(
+                "scheduler could not enqueue %d tick(s) (%s: %s); retrying",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        for (schedule, fire, out, message), task_id in zip(batch, ids, strict=True):
+            fresh = task_id == out.task_id
+            if fresh:
+                self.stats.enqueued += 1
+                for hook in self.app.hooks_for("after_enqueue"):
+                    try:
+                        await hook(message, task_id)
+                    except Exception:
+                        log.exception("after_enqueue hook failed for tick %s", out.key)
+            else:
+                self.stats.duplicates += 1
+            self.stats.recent.append(Tick(schedule.id, fire, task_id, fresh))
+        del self.stats.recent[:-100]
+        return True
+
+    async def _prepare(self, schedule: Schedule, fire: float) -> tuple[Outgoing, Any] | None:
+        task = self.app.tasks.get(schedule.task)
+        if task is None:
+            log.error(
+                "schedule %r: task %r is not registered in this app; tick skipped",
+                schedule.id,
+                schedule.task,
+            )
+            return None
+        labels = {
+            "schedule": schedule.id,
+            "scheduled_for": datetime.fromtimestamp(fire, UTC).isoformat(),
+        }
+        # the key is deterministic and does the dedupe; the task id is fresh, so a peer's
+        # earlier copy shows up as a different id in publish's answer
+        options = CallOptions(key=tick_key(schedule.id, fire), labels=labels)
+        try:
+            message = self.app.build_message(task, schedule.args, schedule.kwargs, options)
+            for hook in self.app.hooks_for("before_enqueue"):
+                message = await hook(message)
+            outgoing = self.app.encode(task, message)
+        except Exception as exc:
+            log.error("schedule %r: tick cannot be built (%s); skipped", schedule.id, exc)
+            return None
+        key_ttl = max(outgoing.key_ttl, schedule.window(self.grace) + _KEY_MARGIN)
+        return dataclasses.replace(outgoing, key_ttl=key_ttl), message
+
+    # -- schedules, heartbeat, sleeping ----------------------------------------------
+
+    async def _reload(self, now: float) -> None:
+        if now - self._loaded_at < self.refresh:
+            return
+        try:
+            self._schedules = await asyncio.wait_for(self.app.schedules.load(), self.send_timeout)
+            self._loaded_at = now
+        except Exception as exc:
+            self.stats.errors += 1
+            if not self._schedules:
+                self._schedules = self.app.schedules.in_code()
+            log.error(
+                "scheduler could not read the schedule store (%s: %s); using the last known "
+                "schedules",
+                type(exc).__name__,
+                exc,
+            )
+            self._loaded_at = now
+
+    async def _heartbeat(self, now: float) -> None:
+        interval = self.app.settings.heartbeat_interval
+        if now - self._last_heartbeat < interval:
+            return
+        self._last_heartbeat = now
+        info = WorkerInfo(
+            worker_id=self.scheduler_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=[],
+            concurrency=0,
+            running=0,
+            processed=self.stats.enqueued,
+            started_at=self._started,
+            last_seen=now,
+            role="scheduler",
+        )
+        try:
+            await asyncio.wait_for(
+                self.app.broker.heartbeat(info, ttl=max(3 * interval, 10.0)), self.send_timeout
+            )
+        except Exception as exc:
+            log.warning("scheduler heartbeat failed (%s: %s)", type(exc).__name__, exc)
+
+    def _until_next(self, now: float) -> float:
+        soonest = self.refresh
+        for schedule in self._schedules:
+            if schedule.paused:
+                continue
+            fire = schedule.next_after(self._cursors.get(schedule.id, now))
+            if fire is not None:
+                soonest = min(soonest, fire - now)
+        return max(soonest, 0.001)
+
+    async def _sleep(self, delay: float) -> None:
+        if self._stop.is_set():
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
