@@ -178,8 +178,12 @@ class Conveyor:
                 schedule=_bind_schedules(task_name, entries),
             )
             task = self.register(func, options)
-            for entry in options.schedule:
-                self.schedules.check_call(task, entry.args, entry.kwargs)
+            try:
+                for entry in options.schedule:
+                    self.schedules.check_call(task, entry.args, entry.kwargs)
+            except BaseException:
+                del self.tasks[task.name]
+                raise
             return task
 
         return register(fn) if fn is not None else register

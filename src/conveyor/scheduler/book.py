@@ -5,7 +5,7 @@
 >>> [(s.schedule.id, s.next_run) for s in await app.schedules.list()]  # doctest: +SKIP
 
 Code schedules (``@app.task(schedule=...)``) cannot be removed at run time, only paused:
-a pause is stored as an override record under the same id.
+a pause (and a resume) is stored as an override record under the same id.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ class ScheduleBook:
                 log.error("schedule %r skipped: %s", schedule_id, exc)
                 continue
             if schedule_id in code:
-                code[schedule_id] = msgspec.structs.replace(code[schedule_id], paused=record.paused)
+                code[schedule_id] = msgspec.structs.replace(
+                    code[schedule_id], paused=record.paused, active_from=record.active_from
+                )
             elif record.origin == "dynamic":
                 dynamic.append(record)
         return [*code.values(), *dynamic]
@@ -142,6 +144,7 @@ class ScheduleBook:
             origin="dynamic",
             paused=paused,
             created_at=self._app.settings.clock.now(),
+            active_from=self._app.settings.clock.now(),
         )
         await self._app.broker.schedule_store().save_schedule(
             schedule_id, encode_schedule(schedule)
@@ -175,12 +178,14 @@ class ScheduleBook:
     # -- helpers -------------------------------------------------------------------
 
     async def _set_paused(self, schedule_id: str, paused: bool) -> Schedule:
-        schedule = msgspec.structs.replace(await self.get(schedule_id), paused=paused)
-        store = self._app.broker.schedule_store()
-        if schedule.origin == "code" and not paused:
-            await store.delete_schedule(schedule_id)
-        else:
-            await store.save_schedule(schedule_id, encode_schedule(schedule))
+        schedule = await self.get(schedule_id)
+        changes: dict[str, Any] = {"paused": paused}
+        if schedule.paused and not paused:
+            changes["active_from"] = self._app.settings.clock.now()  # skip the paused ticks
+        schedule = msgspec.structs.replace(schedule, **changes)
+        await self._app.broker.schedule_store().save_schedule(
+            schedule_id, encode_schedule(schedule)
+        )
         return schedule
 
     def _task(self, task: Task[Any, Any] | str) -> Task[Any, Any]:

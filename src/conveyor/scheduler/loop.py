@@ -188,7 +188,8 @@ class Scheduler:
         first_look = cursor is None
         if cursor is None:
             cursor = self._started if self.skip_first_run else now - window
-            cursor = max(cursor, schedule.created_at)
+            self._cursors[schedule.id] = cursor  # safe now: nothing at or before it is due
+        cursor = max(cursor, schedule.active_from)
         ticks: list[float] = []
         fire = schedule.next_after(cursor)
         missed = 0
@@ -207,6 +208,7 @@ class Scheduler:
             fire = schedule.next_after(fire)
         if first_look and not isinstance(schedule.missed, CatchUp) and len(ticks) > 1:
             # "skip" on a scheduler's first look: one late run at most, not a burst
+            self._cursors[schedule.id] = ticks[-2]
             ticks = ticks[-1:]
         if missed:
             self.stats.missed += missed

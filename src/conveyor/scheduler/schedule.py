@@ -65,6 +65,7 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool = False
     origin: Literal["code", "dynamic"] = "code"
     created_at: float = 0.0
+    active_from: float = 0.0  # no tick at or before this fires (set on add and resume)
 
     def window(self, grace: float) -> float:
         """How late a tick may fire: the catch-up window, else the scheduler's grace."""
