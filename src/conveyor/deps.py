@@ -9,9 +9,11 @@
 
 Supported: async and sync callables, async and sync generators (cleaned up after the
 task), sub-dependencies, per-task caching (one call per dependency per task run, unless
-``use_cache=False``), ``Context`` by annotation, and ``app.dependency_overrides``.
-FastAPI's own ``fastapi.Depends(...)`` markers are understood too, so one provider serves
-a route and a task.
+``use_cache=False``), ``Context`` by annotation, ``Annotated[T, Depends(...)]``, and
+``app.dependency_overrides``. FastAPI's own ``fastapi.Depends(...)`` markers are
+understood too, so one provider serves a route and a task; parameters annotated with
+Starlette's ``Request``/``HTTPConnection`` are injected like FastAPI injects them, from
+``app.dependency_providers`` (which ``conveyor.integrations.fastapi`` fills).
 
 Why not fast-depends: we need Context injected by type, FastAPI's markers recognised, and
 a resolver that costs nothing for tasks without dependencies (the hot path); the whole
@@ -25,7 +27,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, get_type_hints
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, cast, get_origin, get_type_hints
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -117,8 +120,29 @@ def _as_dependency(default: Any) -> Dependency | None:
     return None
 
 
+def _annotated_dependency(annotation: Any) -> Dependency | None:
+    """The marker in ``Annotated[T, Depends(...)]``; FastAPI uses the last one."""
+    if get_origin(annotation) is not Annotated:
+        return None
+    for meta in reversed(annotation.__metadata__):
+        dependency = _as_dependency(meta)
+        if dependency is not None:
+            return dependency
+    return None
+
+
 def _is_context(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Context)
+
+
+def _is_connection(annotation: Any) -> bool:
+    """Starlette's ``HTTPConnection`` or a subclass (``Request``), without importing it:
+    FastAPI injects these by annotation alone, so providers written for routes take them
+    without ``Depends()``."""
+    return isinstance(annotation, type) and any(
+        cls.__name__ == "HTTPConnection" and cls.__module__ == "starlette.requests"
+        for cls in annotation.__mro__
+    )
 
 
 _specs: dict[Callable[..., Any], CallSpec] = {}
@@ -131,14 +155,17 @@ def split_signature(call: Callable[..., Any]) -> CallSpec:
         return cached
     try:
         hints = get_type_hints(call)
+        extras = get_type_hints(call, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to raw annotations
-        hints = {}
+        hints = extras = {}
     signature = inspect.signature(call)
     injected: list[_Param] = []
     arguments: list[inspect.Parameter] = []
     for param in signature.parameters.values():
         annotation = hints.get(param.name, param.annotation)
-        dependency = _as_dependency(param.default)
+        dependency = _as_dependency(param.default) or _annotated_dependency(extras.get(param.name))
+        if dependency is None and _is_connection(annotation):
+            dependency = Dependency(None)
         if dependency is not None:
             if dependency.call is None and _is_context(annotation):
                 injected.append(_Param(param.name, None, annotation))
@@ -153,15 +180,22 @@ def split_signature(call: Callable[..., Any]) -> CallSpec:
     return spec
 
 
+_NO_PROVIDERS: Mapping[Any, Callable[..., Any]] = MappingProxyType({})
+
+
 async def resolve_dependencies(
     spec: CallSpec,
     context: Context | None,
     stack: AsyncExitStack,
     overrides: Mapping[Callable[..., Any], Callable[..., Any]],
     cache: dict[Callable[..., Any], Any] | None = None,
+    providers: Mapping[Any, Callable[..., Any]] = _NO_PROVIDERS,
 ) -> dict[str, Any]:
     """Values for ``spec``'s injected parameters. Generator dependencies are entered on
-    ``stack``; closing the stack runs their cleanup (with the task's exception, if any)."""
+    ``stack``; closing the stack runs their cleanup (with the task's exception, if any).
+
+    ``Depends()`` without a callable calls the first of ``overrides[annotation]``,
+    ``providers[annotation]`` and the annotation itself."""
     cache = {} if cache is None else cache
     values: dict[str, Any] = {}
     for param in spec.injected:
@@ -170,16 +204,39 @@ async def resolve_dependencies(
                 raise RuntimeError(f"{param.name}: a Context is only available inside a task run")
             values[param.name] = context
             continue
-        target = param.dependency.call if param.dependency.call is not None else param.annotation
-        target = overrides.get(target, target)
+        call = param.dependency.call
+        if call is not None:
+            target = overrides.get(call, call)
+        else:
+            target = _provider_for(param, overrides, providers)
         if param.dependency.use_cache and target in cache:
             values[param.name] = cache[target]
             continue
-        value = await _call_dependency(target, context, stack, overrides, cache)
+        value = await _call_dependency(target, context, stack, overrides, cache, providers)
         if param.dependency.use_cache:
             cache[target] = value
         values[param.name] = value
     return values
+
+
+def _provider_for(
+    param: _Param,
+    overrides: Mapping[Callable[..., Any], Callable[..., Any]],
+    providers: Mapping[Any, Callable[..., Any]],
+) -> Callable[..., Any]:
+    """What ``Depends()`` without a callable calls: keyed by the annotation."""
+    annotation = param.annotation
+    found = overrides.get(annotation)
+    if found is None:
+        found = providers.get(annotation)
+    if found is not None:
+        return found
+    if _is_connection(annotation):
+        raise RuntimeError(
+            f"{param.name}: a {annotation.__name__} is injected only into tasks of an app "
+            "bound to a FastAPI app with conveyor.integrations.fastapi.init() or lifespan()"
+        )
+    return cast(Callable[..., Any], annotation)
 
 
 async def _call_dependency(
@@ -188,9 +245,10 @@ async def _call_dependency(
     stack: AsyncExitStack,
     overrides: Mapping[Callable[..., Any], Callable[..., Any]],
     cache: dict[Callable[..., Any], Any],
+    providers: Mapping[Any, Callable[..., Any]],
 ) -> Any:
     spec = split_signature(target)
-    kwargs = await resolve_dependencies(spec, context, stack, overrides, cache)
+    kwargs = await resolve_dependencies(spec, context, stack, overrides, cache, providers)
     if inspect.isasyncgenfunction(target):
         return await stack.enter_async_context(asynccontextmanager(target)(**kwargs))
     if inspect.isgeneratorfunction(target):

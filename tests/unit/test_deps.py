@@ -1,0 +1,49 @@
+"""Dependency resolution details: Annotated markers and providers by annotation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+
+from conveyor import Conveyor, Depends
+
+
+def get_name() -> str:
+    return "from get_name"
+
+
+class Mailer:
+    def __init__(self, sender: str = "constructed") -> None:
+        self.sender = sender
+
+
+async def test_annotated_depends_is_injected_and_not_an_argument() -> None:
+    app = Conveyor("memory://", environ={})
+
+    @app.task
+    async def greet(
+        user: str,
+        name: Annotated[str, "doc", Depends(get_name)],
+        mailer: Annotated[Mailer, Depends()],
+    ) -> str:
+        return f"{user}: {name} via {mailer.sender}"
+
+    assert [p.name for p in greet.spec.arguments] == ["user"]
+    assert await greet("ann") == "ann: from get_name via constructed"
+    with pytest.raises(TypeError, match="greet"):
+        greet.check_arguments(("ann", "extra"), {})
+
+
+async def test_depends_without_a_callable_prefers_overrides_then_providers() -> None:
+    app = Conveyor("memory://", environ={})
+
+    @app.task
+    async def sender(mailer: Mailer = Depends()) -> str:
+        return mailer.sender
+
+    assert await sender() == "constructed"
+    app.dependency_providers[Mailer] = lambda: Mailer("provided")
+    assert await sender() == "provided"
+    app.dependency_overrides[Mailer] = lambda: Mailer("overridden")
+    assert await sender() == "overridden"
