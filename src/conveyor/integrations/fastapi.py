@@ -36,6 +36,7 @@ __all__ = ["init", "lifespan"]
 _App = TypeVar("_App", bound=Starlette)
 _State = TypeVar("_State", bound=Mapping[str, Any] | None)
 
+
 class _Binding:
     """The FastAPI app bound to one Conveyor app, and who runs its lifespan."""
 
