@@ -3,7 +3,8 @@ with a live view in the terminal.
 
 The tasks mirror what a web backend sends to a queue: welcome emails, embeddings, image
 thumbnails (a plain ``def`` task, run in a thread), and a CRM sync that always fails, so
-you can watch it retry with backoff and land in the dead-letter queue.
+you can watch it retry with backoff and land in the dead-letter queue. A scheduler runs
+beside the worker and fires a health check every 5 seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from conveyor.hooks import Hook
 from conveyor.message import Message
 from conveyor.result import ErrorInfo, Result
 from conveyor.retry import exponential
+from conveyor.scheduler import Scheduler, every
 
 __all__ = ["DEMO_URL", "app", "run_demo"]
 
@@ -63,6 +65,12 @@ async def sync_with_crm(account_id: int) -> None:
     raise ConnectionError(f"CRM unreachable while syncing account {account_id}")
 
 
+@app.task(schedule=[every(seconds=5, id="demo-health-check")])
+async def health_check(ctx: Context = Depends()) -> str:
+    """Fired by the scheduler every 5 seconds (``ctx.labels`` says which tick)."""
+    return f"healthy at {ctx.labels.get('scheduled_for', 'now')}"
+
+
 @dataclass
 class _Tally(Hook):
     """Counts what the worker does, for the live view."""
@@ -74,6 +82,8 @@ class _Tally(Hook):
 
     async def after_execute(self, message: Message, result: Result[Any]) -> None:
         self.counts[result.status.value] += 1
+        if message.task == health_check.name and not result.is_err:
+            self.counts["health checks"] += 1
 
     async def on_retry(
         self, message: Message, attempt: int, delay: float, error: ErrorInfo
@@ -100,7 +110,8 @@ def _table(tally: _Tally, depth: dict[str, int], dead: int, elapsed: float) -> A
     from rich.table import Table
 
     table = Table(title=f"Conveyor demo on {redact_url(app.settings.broker_url)}  ({elapsed:.0f}s)")
-    for column in ("enqueued", "queued", "running", "succeeded", "retries", "failed → DLQ"):
+    columns = ("enqueued", "queued", "running", "succeeded", "retries", "failed → DLQ")
+    for column in (*columns, "scheduled runs"):
         table.add_column(column, justify="right")
     table.add_row(
         str(tally.counts["enqueued"]),
@@ -109,6 +120,7 @@ def _table(tally: _Tally, depth: dict[str, int], dead: int, elapsed: float) -> A
         str(tally.counts["succeeded"]),
         str(tally.counts["retries"]),
         str(dead),
+        str(tally.counts["health checks"]),
     )
     return table
 
@@ -127,7 +139,7 @@ async def run_demo(
     app.add_hook(tally)
     stop = asyncio.Event()
     started = time.monotonic()
-    async with app, app.worker(concurrency=8):
+    async with app, app.worker(concurrency=8), Scheduler(app):
         producer = asyncio.create_task(_produce(stop, rate))
         dead = 0
         depth: dict[str, int] = {}
@@ -155,10 +167,11 @@ async def run_demo(
         tally.counts["dead_letters"] = dead
     console.print(
         "\n[bold]Where to look next[/bold]\n"
-        f"  conveyor status conveyor.demo:app        queues, depths and workers\n"
-        f"  conveyor dlq conveyor.demo:app list      the failed CRM syncs and why\n"
-        f"  conveyor worker conveyor.demo:app -w 2   the same tasks in worker processes\n"
-        f"  docs/getting-started.md                  write your own tasks\n"
+        f"  conveyor status conveyor.demo:app          queues, depths, workers, schedules\n"
+        f"  conveyor dlq conveyor.demo:app list        the failed CRM syncs and why\n"
+        f"  conveyor schedules conveyor.demo:app list  the health check's next runs\n"
+        f"  conveyor worker conveyor.demo:app -w 2     the same tasks in worker processes\n"
+        f"  docs/getting-started.md                    write your own tasks\n"
         f"(state is kept in {redact_url(app.settings.broker_url)})"
     )
     return tally.counts

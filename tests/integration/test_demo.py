@@ -32,6 +32,9 @@ def test_demo_shows_progress_dead_letters_and_stops_on_ctrl_c(tmp_path: Path) ->
     assert process.returncode == 0, output
     assert "succeeded" in output
     assert "Where to look next" in output
+    final_row = [line for line in output.splitlines() if line.startswith("│")][-1]
+    scheduled_runs = int(final_row.strip("│ ").split("│")[-1])
+    assert scheduled_runs >= 1, output  # the in-process scheduler's health check ran
     listed = subprocess.run(
         [sys.executable, "-m", "conveyor.cli", "dlq", "conveyor.demo:app", "list"],
         env=env,
