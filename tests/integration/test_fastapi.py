@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import signal
 import sys
 import textwrap
 import uuid
@@ -29,6 +31,8 @@ from starlette.requests import HTTPConnection, Request
 from conveyor import ConfigurationError, Conveyor, ConveyorError, TaskStatus
 from conveyor.integrations.fastapi import init, lifespan
 from tests.conftest import fast_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Base(DeclarativeBase):
@@ -289,22 +293,30 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     tasks, main = f"proj_tasks_{suffix}", f"proj_main_{suffix}"
     (tmp_path / f"{tasks}.py").write_text(
         textwrap.dedent(f"""
+        import os
+
         from starlette.requests import Request
 
         from conveyor.integrations.fastapi import init
         from tests.conftest import fast_app
 
-        conveyor_app = fast_app()
+        conveyor_app = fast_app(os.environ.get("PROJECT_BROKER_URL", "memory://"))
         init(conveyor_app, "{main}:api")
 
 
         @conveyor_app.task
         async def read_state(request: Request) -> list[str]:
             return [request.app.state.pool, request.state.tenant]
+
+
+        @conveyor_app.task
+        async def worker_pid() -> int:
+            return os.getpid()
         """)
     )
     (tmp_path / f"{main}.py").write_text(
         textwrap.dedent(f"""
+        import os
         from contextlib import asynccontextmanager
 
         from fastapi import FastAPI
@@ -315,12 +327,19 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         events = []
 
 
+        def record(event):
+            events.append(event)
+            if "PROJECT_EVENTS" in os.environ:  # from a worker process
+                with open(os.environ["PROJECT_EVENTS"], "a") as file:
+                    file.write(f"{{event[0]}} {{os.getpid()}}\\n")
+
+
         @asynccontextmanager
         async def own(api):
-            events.append(("startup", conveyor_app.is_connected))
+            record(("startup", conveyor_app.is_connected))
             api.state.pool = "pool built by the lifespan"
             yield {{"tenant": "acme"}}
-            events.append(("shutdown", conveyor_app.is_connected))
+            record(("shutdown", conveyor_app.is_connected))
 
 
         api = FastAPI(lifespan=lifespan(conveyor_app, own))
@@ -445,3 +464,37 @@ async def test_a_request_without_a_bound_api_is_a_named_error() -> None:
     init(conveyor_app, "pkg.main:api")  # bound, but no worker has loaded the API yet
     with pytest.raises(ConveyorError, match="before its FastAPI app was loaded"):
         await needs_request()
+
+
+@pytest.mark.slow
+async def test_conveyor_worker_process_runs_the_apis_lifespan_and_its_tasks_read_app_state(
+    project: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    events = tmp_path / "events.txt"
+    monkeypatch.setenv("PROJECT_BROKER_URL", url)
+    tasks = importlib.import_module(f"proj_tasks_{project}")
+    env = {
+        **os.environ,
+        "PROJECT_EVENTS": str(events),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    worker = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "conveyor.cli", "worker", f"proj_tasks_{project}:conveyor_app"],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        async with tasks.conveyor_app:
+            state = await (await tasks.read_state.kiq()).get(timeout=20)
+            pid = await (await tasks.worker_pid.kiq()).get(timeout=5)
+        assert state == ["pool built by the lifespan", "acme"]
+        assert pid != os.getpid()  # a child of the `conveyor worker` supervisor
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 20) == 0
+    finally:
+        if worker.returncode is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            await worker.wait()
+    assert events.read_text().split("\n") == [f"startup {pid}", f"shutdown {pid}", ""]
