@@ -227,6 +227,56 @@ async def test_missing_directory_is_a_configuration_error(tmp_path: Path) -> Non
         await broker.connect()
 
 
+# -- schema versions -----------------------------------------------------------------
+
+
+def _tables(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
+
+
+def _user_version(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+async def test_version_2_file_is_upgraded_and_loses_the_unused_ticks_table(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "broker.db"
+    async with _broker(_url(tmp_path)) as broker:
+        assert "schedule_ticks" not in _tables(db)  # new files never get it
+        kept = _out(b"kept")
+        await broker.publish([kept])
+    with sqlite3.connect(db) as conn:  # what version 2 left behind
+        conn.executescript(
+            "CREATE TABLE schedule_ticks (schedule_id TEXT NOT NULL, fire_time REAL NOT NULL,"
+            " expires_at REAL NOT NULL, PRIMARY KEY (schedule_id, fire_time)) WITHOUT ROWID;"
+            "CREATE INDEX schedule_ticks_expiry ON schedule_ticks (expires_at);"
+            "INSERT INTO schedule_ticks VALUES ('nightly', 1.0, 2.0);"
+            "PRAGMA user_version = 2;"
+        )
+    async with _broker(_url(tmp_path)) as broker:
+        assert "schedule_ticks" not in _tables(db)
+        assert _user_version(db) == 3
+        (delivery,) = await broker.fetch(["default"], 1, 0)
+        assert (delivery.task_id, delivery.body) == (kept.task_id, b"kept")
+        assert await broker.reap() == 0  # maintenance no longer touches the table
+
+
+async def test_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "broker.db"
+    async with _broker(_url(tmp_path)):
+        pass
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigurationError, match="newer Conveyor"):
+        async with _broker(_url(tmp_path)):
+            pass
+
+
 # -- several processes on one file ---------------------------------------------------
 
 
@@ -325,12 +375,16 @@ async def test_stale_wake_socket_of_a_dead_process_is_removed(tmp_path: Path) ->
         assert not stale.exists()
 
 
-async def test_schedule_tick_is_claimed_once_across_connections(tmp_path: Path) -> None:
+async def test_one_key_admits_one_task_across_connections(tmp_path: Path) -> None:
+    # the scheduler's once-per-tick (G7): every scheduler publishes the tick's key
     url = _url(tmp_path)
     async with _broker(url) as first, _broker(url) as second:
-        stores = [first.schedule_store(), second.schedule_store()] * 5
-        wins = await asyncio.gather(*(s.claim_tick("nightly", 1234.0, 60.0) for s in stores))
-        assert wins.count(True) == 1
+        racers = [_out(key="tick:nightly:1234.000", key_ttl=60.0) for _ in range(10)]
+        brokers = [first, second] * 5
+        publishes = (b.publish([r]) for b, r in zip(brokers, racers, strict=True))
+        replies = await asyncio.gather(*publishes)
+        assert len({task_id for (task_id,) in replies}) == 1
+        assert _count(tmp_path / "broker.db", "tasks") == 1
 
 
 # -- leases --------------------------------------------------------------------------
@@ -395,13 +449,12 @@ async def test_expired_rows_are_deleted(tmp_path: Path) -> None:
         assert await delivery.ack()
         now = clock.now()
         await broker.heartbeat(WorkerInfo("w", "h", 1, ["default"], 1, 0, 0, now, now), 10.0)
-        assert await broker.schedule_store().claim_tick("s", 1.0, 10.0)
-        tables = ["results", "progress", "idempotency_keys", "workers", "schedule_ticks"]
-        assert [_count(db, t) for t in tables] == [2, 1, 1, 1, 1]
+        tables = ["results", "progress", "idempotency_keys", "workers"]
+        assert [_count(db, t) for t in tables] == [2, 1, 1, 1]
 
         clock.advance(11.0)
         await broker.reap()
-        assert [_count(db, t) for t in tables] == [1, 0, 0, 0, 0]
+        assert [_count(db, t) for t in tables] == [1, 0, 0, 0]
         assert await store.get("kept") == b"k"
 
 

@@ -347,7 +347,10 @@ class ResultStore(Protocol):
 
 @runtime_checkable
 class ScheduleStore(Protocol):
-    """Dynamic schedule definitions and the once-per-tick guard the scheduler relies on.
+    """Dynamic schedule definitions (``app.schedules``).
+
+    Once-per-tick needs nothing here: the scheduler publishes each tick with an
+    idempotency key (:attr:`Outgoing.key`), and the broker's publish admits one copy.
 
     ``spec`` bytes are opaque to the store (the scheduler encodes them).
     """
@@ -362,9 +365,4 @@ class ScheduleStore(Protocol):
 
     async def load_schedules(self) -> dict[str, bytes]:
         """Every stored schedule definition by id."""
-        ...
-
-    async def claim_tick(self, schedule_id: str, fire_time: float, ttl: float) -> bool:
-        """Atomically record that (schedule, fire time) fired. True for exactly one caller
-        across all processes; the record is kept at least ``ttl`` seconds."""
         ...

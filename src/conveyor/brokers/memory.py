@@ -526,13 +526,11 @@ class MemoryResultStore:
 
 
 class MemoryScheduleStore:
-    """Schedule definitions and fired ticks, in process."""
+    """Schedule definitions, in process."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self._clock = (settings or Settings()).clock
         self._lock = threading.Lock()
         self._specs: dict[str, bytes] = {}
-        self._ticks: dict[tuple[str, float], float] = {}
 
     async def save_schedule(self, schedule_id: str, spec: bytes) -> None:
         with self._lock:
@@ -545,12 +543,3 @@ class MemoryScheduleStore:
     async def load_schedules(self) -> dict[str, bytes]:
         with self._lock:
             return dict(self._specs)
-
-    async def claim_tick(self, schedule_id: str, fire_time: float, ttl: float) -> bool:
-        now = self._clock.now()
-        with self._lock:
-            self._ticks = {k: v for k, v in self._ticks.items() if v > now}
-            if (schedule_id, fire_time) in self._ticks:
-                return False
-            self._ticks[(schedule_id, fire_time)] = now + ttl
-            return True

@@ -803,7 +803,7 @@ def _notification(task_id: str, data: bytes) -> bytes:
 
 
 class RedisScheduleStore:
-    """Dynamic schedules in a hash; ``claim_tick`` is a ``SET NX PX`` per (schedule, tick)."""
+    """Dynamic schedules in one hash."""
 
     def __init__(self, broker: RedisBroker) -> None:
         self._broker = broker
@@ -817,10 +817,6 @@ class RedisScheduleStore:
     async def load_schedules(self) -> dict[str, bytes]:
         raw = await self._broker.client.hgetall(self._broker.keys.schedules)
         return {k.decode(): bytes(v) for k, v in raw.items()}
-
-    async def claim_tick(self, schedule_id: str, fire_time: float, ttl: float) -> bool:
-        key = self._broker.keys.tick(schedule_id, fire_time)
-        return bool(await self._broker.client.set(key, 1, nx=True, px=max(int(ttl * 1000), 1)))
 
 
 _ = Pipeline  # re-exported type for stubs

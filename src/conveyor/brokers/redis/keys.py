@@ -24,7 +24,6 @@ p:waiting:<task id>             string     set while a producer waits (PUBLISH o
 p:results                       channel    "<len>:<task id><result>" when a waited result lands
 p:workers / p:workers:expiry    hash/zset  heartbeat records and their expiry
 p:schedules                     hash       dynamic schedule specs
-p:tick:<schedule>:<fire time>   string     SET NX guard: one enqueue per tick
 ==============================  =========  =================================================
 """
 
@@ -92,6 +91,3 @@ class Keys:
     @property
     def schedules(self) -> str:
         return f"{self.prefix}:schedules"
-
-    def tick(self, schedule_id: str, fire_time: float) -> str:
-        return f"{self.prefix}:tick:{schedule_id}:{fire_time!r}"

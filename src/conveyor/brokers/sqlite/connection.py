@@ -212,11 +212,14 @@ def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
         )
     if version == SCHEMA_VERSION:
         return
-    # version 1 files lack tasks.crashes; CREATE TABLE IF NOT EXISTS would not add it
-    upgrade = "ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;"
+    upgrades: list[str] = []
+    if version == 1:  # lacks tasks.crashes; CREATE TABLE IF NOT EXISTS would not add it
+        upgrades.append("ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;")
+    if version < 3:  # the old once-per-tick table; ticks now carry a publish key
+        upgrades.append("DROP TABLE IF EXISTS schedule_ticks;")
     try:
         conn.executescript(
-            f"BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade if version == 1 else ''}\n"
+            f"BEGIN IMMEDIATE;\n{SCHEMA}\n{''.join(upgrades)}\n"
             f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
         )
     except BaseException:

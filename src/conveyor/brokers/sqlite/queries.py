@@ -21,7 +21,8 @@ from importlib import resources
 
 __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "Queries", "parse_queries"]
 
-SCHEMA_VERSION = 2  # 2: tasks.crashes (version 1 files are upgraded in place)
+# 2: tasks.crashes; 3: no schedule_ticks table. Older files are upgraded in place.
+SCHEMA_VERSION = 3
 
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
@@ -67,11 +68,9 @@ class Queries:
     purge_progress: str
     purge_keys: str
     purge_workers: str
-    purge_ticks: str
     save_schedule: str
     delete_schedule: str
     load_schedules: str
-    claim_tick: str
 
     def purges(self) -> tuple[str, ...]:
         """The statements that delete expired rows, for periodic maintenance."""
@@ -80,7 +79,6 @@ class Queries:
             self.purge_progress,
             self.purge_keys,
             self.purge_workers,
-            self.purge_ticks,
         )
 
 

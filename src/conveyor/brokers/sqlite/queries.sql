@@ -214,10 +214,6 @@ DELETE FROM idempotency_keys WHERE expires_at <= :now;
 -- Delete expired worker heartbeats.
 DELETE FROM workers WHERE expires_at <= :now;
 
--- purge_ticks --
--- Delete schedule tick records past their retention.
-DELETE FROM schedule_ticks WHERE expires_at <= :now;
-
 -- save_schedule --
 -- Insert or replace a schedule definition.
 INSERT INTO schedules (schedule_id, spec) VALUES (:schedule_id, :spec)
@@ -230,8 +226,3 @@ DELETE FROM schedules WHERE schedule_id = :schedule_id;
 -- load_schedules --
 -- Every schedule definition.
 SELECT schedule_id, spec FROM schedules ORDER BY schedule_id;
-
--- claim_tick --
--- Record that (schedule, fire time) fired; inserts a row for exactly one caller.
-INSERT OR IGNORE INTO schedule_ticks (schedule_id, fire_time, expires_at)
-VALUES (:schedule_id, :fire_time, :expires_at);

@@ -1,8 +1,7 @@
-"""The SQLite schedule store: dynamic schedules and the once-per-tick guard.
+"""The SQLite schedule store: dynamic schedule definitions in the ``schedules`` table.
 
-``claim_tick`` is an ``INSERT OR IGNORE`` on the ``(schedule_id, fire_time)`` primary key:
-whichever scheduler process commits first inserts the row, every other one inserts
-nothing, so each tick fires once however many schedulers run.
+Once-per-tick is not kept here: the scheduler publishes each tick with an idempotency
+key, and the broker's publish admits one copy (see ``conveyor.scheduler.loop``).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import os
 import sqlite3
 from collections.abc import Mapping
 
-from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database, transaction
+from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database
 from conveyor.brokers.sqlite.queries import QUERIES
 from conveyor.settings import DEFAULT_BROKER_URL, Settings
 
@@ -19,7 +18,7 @@ __all__ = ["SqliteScheduleStore"]
 
 
 class SqliteScheduleStore:
-    """Schedules and fired ticks in a SQLite file; ``broker.schedule_store()`` shares the
+    """Schedule definitions in a SQLite file; ``broker.schedule_store()`` shares the
     broker's connection, a standalone one opens its own on :meth:`connect`."""
 
     def __init__(
@@ -32,9 +31,9 @@ class SqliteScheduleStore:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
-        settings = settings or Settings()
-        self._clock = settings.clock
-        self._db = database or Database(url, settings, mounts_file=mounts_file, environ=environ)
+        self._db = database or Database(
+            url, settings or Settings(), mounts_file=mounts_file, environ=environ
+        )
 
     async def connect(self) -> None:
         """Open (or share) the database connection."""
@@ -61,12 +60,6 @@ class SqliteScheduleStore:
         """Every stored schedule definition by id."""
         return await self._db.run(_load_schedules)
 
-    async def claim_tick(self, schedule_id: str, fire_time: float, ttl: float) -> bool:
-        """True for exactly one caller per (schedule, fire time) across all processes; the
-        record is kept ``ttl`` seconds, then deleted."""
-        now = self._clock.now()
-        return await self._db.run(_claim_tick, schedule_id, fire_time, now + ttl, now)
-
 
 def _rowcount(conn: sqlite3.Connection, query: str, params: Mapping[str, object]) -> int:
     return conn.execute(query, params).rowcount
@@ -74,12 +67,3 @@ def _rowcount(conn: sqlite3.Connection, query: str, params: Mapping[str, object]
 
 def _load_schedules(conn: sqlite3.Connection) -> dict[str, bytes]:
     return {row[0]: bytes(row[1]) for row in conn.execute(QUERIES.load_schedules)}
-
-
-def _claim_tick(
-    conn: sqlite3.Connection, schedule_id: str, fire_time: float, expires_at: float, now: float
-) -> bool:
-    with transaction(conn):
-        conn.execute(QUERIES.purge_ticks, {"now": now})
-        params = {"schedule_id": schedule_id, "fire_time": fire_time, "expires_at": expires_at}
-        return conn.execute(QUERIES.claim_tick, params).rowcount == 1

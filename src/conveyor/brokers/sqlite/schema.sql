@@ -88,12 +88,3 @@ CREATE TABLE IF NOT EXISTS schedules (
     schedule_id TEXT PRIMARY KEY,
     spec        BLOB NOT NULL
 );
-
--- One row per (schedule, fire time) that fired: the primary key is the once-only guard.
-CREATE TABLE IF NOT EXISTS schedule_ticks (
-    schedule_id TEXT NOT NULL,
-    fire_time   REAL NOT NULL,
-    expires_at  REAL NOT NULL,
-    PRIMARY KEY (schedule_id, fire_time)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS schedule_ticks_expiry ON schedule_ticks (expires_at);

@@ -4,7 +4,8 @@
 --   key ttl ms (how long the key keeps pointing at the task after it ends).
 -- Returns, per message, the task id that stands for it: the existing one when the key or
 -- the task id is already known (nothing is written then), else its own. A dead-lettered
--- task's id may be reused: its dead letter is replaced by the new run.
+-- task's id may be reused: its dead letter is replaced by the new run, unless the
+-- message's key is still live (then nothing is written, the dead letter stays).
 local tag, group = KEYS[1], ARGV[1]
 local now = now_ms()
 local out = {}
@@ -12,14 +13,16 @@ for i = 2, #ARGV, 6 do
   local id, body, prio, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local key, key_ttl = ARGV[i + 4], ARGV[i + 5]
   local job = tag .. ':job:' .. id
-  local dead = redis.call('HMGET', job, 's', 'd')
-  if dead[1] == 'dead' then
-    -- the caller reuses a dead-lettered task's id on purpose: a new run replaces it
-    if dead[2] then redis.call('XDEL', tag .. ':dlq', dead[2]) end
-    redis.call('DEL', job)
-  end
   local existing = false
   if key ~= '' then existing = redis.call('GET', tag .. ':key:' .. key) end
+  if not existing then
+    local dead = redis.call('HMGET', job, 's', 'd')
+    if dead[1] == 'dead' then
+      -- the caller reuses a dead-lettered task's id on purpose: a new run replaces it
+      if dead[2] then redis.call('XDEL', tag .. ':dlq', dead[2]) end
+      redis.call('DEL', job)
+    end
+  end
   if existing then
     out[#out + 1] = existing
   elseif redis.call('EXISTS', job) == 1 then
