@@ -451,10 +451,14 @@ class Conveyor:
         from conveyor.task import decode_result
 
         raw = await self.result_store.get(task_id)
+        found = None if raw is not None else await self.broker.task_status(task_id)
+        if raw is None and found is None:
+            # it may have finished between the two reads: a task's result is stored before
+            # (or with) the ack after which the broker forgets it, so a second read finds it
+            raw = await self.result_store.get(task_id)
         if raw is not None:
             result = decode_result(raw)
             return TaskState(task_id, result.status, result.attempts, result=result)
-        found = await self.broker.task_status(task_id)
         if found is None:
             raise ConveyorError(
                 f"unknown task id {task_id!r} (never enqueued, or its result expired)"

@@ -15,6 +15,7 @@ import pytest
 from conveyor import (
     Context,
     Conveyor,
+    ConveyorError,
     Depends,
     ErrorInfo,
     PayloadTooLarge,
@@ -330,3 +331,34 @@ async def test_status_reports_progress_while_running(app: Conveyor) -> None:
     assert final.status is TaskStatus.SUCCEEDED
     assert final.result is not None
     assert final.result.return_value == "done"
+
+
+async def test_status_of_a_task_that_finishes_between_its_two_reads_is_its_result(
+    app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status() reads the result store, then the broker. A task that completes in between
+    is gone from the broker by the second read; it must be reported done, not unknown."""
+
+    @app.task
+    async def quick() -> int:
+        return 7
+
+    async with app.worker():
+        handle = await quick.kiq()
+        await handle.get(timeout=5)
+    store = app.result_store
+    real_get = store.get
+    reads = 0
+
+    async def get_as_if_before_the_result(task_id: str) -> bytes | None:
+        nonlocal reads
+        reads += 1
+        return None if reads == 1 else await real_get(task_id)
+
+    monkeypatch.setattr(store, "get", get_as_if_before_the_result)
+    state = await handle.status()
+    assert reads == 2  # the second read, after the broker forgot the task
+    assert state.status is TaskStatus.SUCCEEDED
+    assert state.result is not None and state.result.return_value == 7
+    with pytest.raises(ConveyorError, match="unknown task id 'nope'"):
+        await app.handle("nope").status()
