@@ -123,7 +123,9 @@ class ScheduleBook:
         arguments must fit its signature; both are checked now."""
         if not schedule_id or not isinstance(schedule_id, str):
             raise InvalidSchedule("a schedule id must be a non-empty string")
-        given = [name for name, v in (("cron", cron), ("every", every), ("at", at)) if v]
+        given = [
+            name for name, v in (("cron", cron), ("every", every), ("at", at)) if v is not None
+        ]
         if len(given) != 1:
             raise InvalidSchedule("give exactly one of cron=, every= or at=")
         resolved = self._task(task)
