@@ -3,8 +3,10 @@
 ::
 
     conveyor worker  pkg.tasks:app [more.modules ...] --workers 2 --concurrency 100 \\
-                     --queues default,reports --max-tasks-per-child 1000 --grace 30 --reload
+                     --queues default,reports --max-tasks-per-child 1000 --grace 30 --reload \\
+                     --with-scheduler [--skip-first-run]
     conveyor scheduler pkg.tasks:app [--skip-first-run]
+    conveyor schedules pkg.tasks:app [-m more.modules] list|add|remove|pause|resume|run-now
     conveyor status  pkg.tasks:app
     conveyor dlq     pkg.tasks:app list|show|requeue|purge
     conveyor demo
@@ -14,18 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from conveyor.app import Conveyor
 from conveyor.brokers import redact_url
 from conveyor.errors import ConveyorError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from conveyor.scheduler import Schedule, ScheduleInfo
+    from conveyor.scheduler.schedule import MissedPolicy
 
 __all__ = ["configure_logging", "import_app", "main"]
 
@@ -132,6 +141,16 @@ def scheduler(app: str, modules: tuple[str, ...], skip_first_run: bool, log_leve
 )
 @click.option("--grace", type=float, default=None, help="Seconds in-flight tasks get on shutdown.")
 @click.option("--reload", is_flag=True, help="Restart workers when Python files change.")
+@click.option(
+    "--with-scheduler",
+    is_flag=True,
+    help="Also run one scheduler process (safe next to other schedulers).",
+)
+@click.option(
+    "--skip-first-run",
+    is_flag=True,
+    help="With --with-scheduler: fire nothing due before the scheduler started.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def worker(
     app: str,
@@ -142,11 +161,15 @@ def worker(
     max_tasks_per_child: int | None,
     grace: float | None,
     reload: bool,
+    with_scheduler: bool,
+    skip_first_run: bool,
     log_level: str,
 ) -> None:
     """Run workers for APP (``pkg.module:app``), importing task MODULES too."""
-    from conveyor.worker.supervisor import Supervisor, WorkerSpec
+    from conveyor.worker.supervisor import SchedulerSpec, Supervisor, WorkerSpec
 
+    if skip_first_run and not with_scheduler:
+        raise click.UsageError("--skip-first-run needs --with-scheduler")
     configure_logging(log_level)
     conveyor = import_app(app, modules)  # fail fast, in the parent, on a bad import path
     spec = WorkerSpec(
@@ -158,23 +181,37 @@ def worker(
         max_tasks=max_tasks_per_child,
         log_level=log_level,
     )
+    scheduler_spec = None
+    if with_scheduler:
+        scheduler_spec = SchedulerSpec(
+            app=app, modules=list(modules), skip_first_run=skip_first_run, log_level=log_level
+        )
     effective_grace = grace if grace is not None else conveyor.settings.grace
-    sys.exit(Supervisor(spec, workers, reload=reload, stop_timeout=effective_grace + 10).run())
+    supervisor = Supervisor(
+        spec,
+        workers,
+        reload=reload,
+        stop_timeout=effective_grace + 10,
+        scheduler=scheduler_spec,
+    )
+    sys.exit(supervisor.run())
 
 
 @main.command()
 @click.argument("app")
 def status(app: str) -> None:
-    """Show queues, depths and live workers."""
+    """Show queues, depths, live workers and schedulers, and the schedules."""
     from rich.console import Console
     from rich.table import Table
 
     conveyor = import_app(app)
 
-    async def collect(c: Conveyor) -> tuple[Any, Any]:
-        return await c.broker.queue_depths(), await c.broker.workers()
+    async def collect(c: Conveyor) -> tuple[Any, Any, list[ScheduleInfo]]:
+        return await c.broker.queue_depths(), await c.broker.workers(), await c.schedules.list()
 
-    depths, workers = _run(conveyor, collect)
+    depths, heartbeats, schedule_infos = _run(conveyor, collect)
+    workers = [w for w in heartbeats if w.role != "scheduler"]
+    schedulers = [w for w in heartbeats if w.role == "scheduler"]
     console = Console()
     console.print(f"broker: {redact_url(conveyor.settings.broker_url)}")
     queues = Table("queue", "ready", "delayed", "running", "dead", title="Queues")
@@ -187,18 +224,257 @@ def status(app: str) -> None:
         "worker", "queues", "running", "concurrency", "processed", "last seen", title="Workers"
     )
     for w in workers:
-        seen = datetime.fromtimestamp(w.last_seen, UTC).strftime("%H:%M:%S")
         table.add_row(
             w.worker_id,
             ",".join(w.queues),
             str(w.running),
             str(w.concurrency),
             str(w.processed),
-            seen,
+            _clock_time(w.last_seen),
         )
     console.print(table)
     if not workers:
         console.print("no live workers")
+    if schedulers:
+        running = Table("scheduler", "enqueued", "started", "last seen", title="Schedulers")
+        for w in schedulers:
+            running.add_row(
+                w.worker_id, str(w.processed), _clock_time(w.started_at), _clock_time(w.last_seen)
+            )
+        console.print(running)
+    if schedule_infos:
+        console.print(_schedules_table([(i.schedule, _runs(i)) for i in schedule_infos]))
+        if not schedulers and any(not i.schedule.paused for i in schedule_infos):
+            console.print(
+                "no live scheduler: schedules fire only while `conveyor scheduler` or "
+                "`conveyor worker --with-scheduler` runs"
+            )
+
+
+def _clock_time(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%H:%M:%S")
+
+
+def _runs(info: ScheduleInfo) -> list[datetime]:
+    return [] if info.next_run is None else [info.next_run]
+
+
+def _schedules_table(rows: Sequence[tuple[Schedule, list[datetime]]]) -> Table:
+    from rich.table import Table
+
+    from conveyor.scheduler import CatchUp
+
+    table = Table("id", "task", "trigger", "missed", "paused", "origin", "next run (UTC)")
+    table.title = "Schedules"
+    for schedule, runs in rows:
+        missed = (
+            f"catch_up({timedelta(seconds=schedule.missed.within)})"
+            if isinstance(schedule.missed, CatchUp)
+            else "skip"
+        )
+        if schedule.paused:
+            upcoming = "-"
+        elif not runs:
+            upcoming = "never again"
+        else:
+            upcoming = "\n".join(_fire_time(schedule, run) for run in runs)
+        table.add_row(
+            schedule.id,
+            schedule.task,
+            schedule.describe(),
+            missed,
+            "yes" if schedule.paused else "no",
+            schedule.origin,
+            upcoming,
+        )
+    return table
+
+
+def _fire_time(schedule: Schedule, run: datetime) -> str:
+    """``2026-03-09 11:00:00``, plus the wall time in the schedule's zone for a zoned cron."""
+    from zoneinfo import ZoneInfo
+
+    from conveyor.scheduler.triggers import Cron
+
+    shown = run.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(schedule.trigger, Cron) and schedule.trigger.tz != "UTC":
+        local = run.astimezone(ZoneInfo(schedule.trigger.tz))
+        shown += f" ({local:%H:%M:%S %Z})"
+    return shown
+
+
+@main.group()
+@click.argument("app")
+@click.option(
+    "-m",
+    "--module",
+    "modules",
+    multiple=True,
+    help="Another module to import, so its tasks register (repeatable).",
+)
+@click.pass_context
+def schedules(ctx: click.Context, app: str, modules: tuple[str, ...]) -> None:
+    """List and change the schedules of APP: those in code and the dynamic ones kept in
+    the broker. Running schedulers pick changes up within schedule_refresh seconds."""
+    ctx.obj = import_app(app, modules)
+
+
+@schedules.command("list")
+@click.option(
+    "--next",
+    "count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many upcoming fire times to show per schedule.",
+)
+@click.pass_obj
+def schedules_list(app: Conveyor, count: int) -> None:
+    """Show every schedule with its next fire time(s)."""
+    from rich.console import Console
+
+    loaded = _run(app, lambda c: c.schedules.load())
+    if not loaded:
+        click.echo("no schedules")
+        return
+    now = app.settings.clock.now()
+    rows = [(s, [] if s.paused else s.next_runs(now, count)) for s in loaded]
+    Console().print(_schedules_table(rows))
+
+
+@schedules.command("add")
+@click.argument("schedule_id")
+@click.argument("task")
+@click.option("--cron", "cron_expr", default=None, help="Cron expression (5 fields, or 6).")
+@click.option("--tz", default=None, help="IANA time zone of --cron (default UTC).")
+@click.option(
+    "--every", "interval", type=float, default=None, help="Interval in seconds (epoch-aligned)."
+)
+@click.option("--at", "when", default=None, help="One run at an ISO 8601 time (UTC if naive).")
+@click.option("--args", "args_json", default="[]", help="JSON list of positional arguments.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+@click.option(
+    "--catch-up",
+    type=float,
+    default=None,
+    help="Run missed ticks up to SECONDS late (default: skip them).",
+)
+@click.option("--paused", is_flag=True, help="Store it paused; `resume` starts it.")
+@click.pass_obj
+def schedules_add(
+    app: Conveyor,
+    schedule_id: str,
+    task: str,
+    cron_expr: str | None,
+    tz: str | None,
+    interval: float | None,
+    when: str | None,
+    args_json: str,
+    kwargs_json: str,
+    catch_up: float | None,
+    paused: bool,
+) -> None:
+    """Create or replace the dynamic schedule SCHEDULE_ID running TASK (its registered
+    name, or the function name if that is unambiguous)."""
+    from conveyor.scheduler import catch_up as catch_up_policy
+
+    if sum(option is not None for option in (cron_expr, interval, when)) != 1:
+        raise click.UsageError("give exactly one of --cron, --every or --at")
+    if tz is not None and cron_expr is None:
+        raise click.UsageError("--tz applies to --cron only")
+    at_time = None
+    if when is not None:
+        try:
+            at_time = datetime.fromisoformat(when)
+        except ValueError:
+            raise click.BadParameter(
+                f"{when!r} is not an ISO 8601 time such as 2026-07-01T09:30:00+02:00",
+                param_hint="--at",
+            ) from None
+    args = _json_option(args_json, list, "--args", "a JSON list, such as '[1, \"a\"]'")
+    kwargs = _json_option(kwargs_json, dict, "--kwargs", "a JSON object, such as '{\"n\": 1}'")
+
+    async def add(c: Conveyor) -> Schedule:
+        missed: MissedPolicy = "skip" if catch_up is None else catch_up_policy(catch_up)
+        try:
+            return await c.schedules.add(
+                schedule_id,
+                _task_name(c, task),
+                cron=cron_expr,
+                every=interval,
+                at=at_time,
+                tz=tz or "UTC",
+                args=args,
+                kwargs=kwargs,
+                missed=missed,
+                paused=paused,
+            )
+        except TypeError as exc:  # arguments that do not fit the task
+            raise click.ClickException(str(exc)) from exc
+
+    added = _run(app, add)
+    runs = added.next_runs(app.settings.clock.now(), 1)
+    upcoming = _fire_time(added, runs[0]) if runs else "never (the time has passed)"
+    state = "paused; next run would be (UTC)" if added.paused else "next run (UTC)"
+    click.echo(f"added {added.id!r}: {added.task} {added.describe()}; {state} {upcoming}")
+
+
+@schedules.command("remove")
+@click.argument("schedule_id")
+@click.pass_obj
+def schedules_remove(app: Conveyor, schedule_id: str) -> None:
+    """Delete a dynamic schedule (code schedules can only be paused)."""
+    if not _run(app, lambda c: c.schedules.remove(schedule_id)):
+        raise click.ClickException(f"no dynamic schedule with id {schedule_id!r}")
+    click.echo(f"removed {schedule_id!r}")
+
+
+@schedules.command("pause")
+@click.argument("schedule_id")
+@click.pass_obj
+def schedules_pause(app: Conveyor, schedule_id: str) -> None:
+    """Stop firing a schedule until `resume`; ticks while paused are skipped."""
+    _run(app, lambda c: c.schedules.pause(schedule_id))
+    click.echo(f"paused {schedule_id!r}")
+
+
+@schedules.command("resume")
+@click.argument("schedule_id")
+@click.pass_obj
+def schedules_resume(app: Conveyor, schedule_id: str) -> None:
+    """Fire a paused schedule again, from its next tick."""
+    _run(app, lambda c: c.schedules.resume(schedule_id))
+    click.echo(f"resumed {schedule_id!r}")
+
+
+@schedules.command("run-now")
+@click.argument("schedule_id")
+@click.pass_obj
+def schedules_run_now(app: Conveyor, schedule_id: str) -> None:
+    """Enqueue a schedule's task with its arguments now, outside its ticks."""
+    handle = _run(app, lambda c: c.schedules.run_now(schedule_id))
+    click.echo(f"enqueued {handle.task_id} for {schedule_id!r}")
+
+
+def _json_option(raw: str, kind: type, option: str, expected: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        message = f"not valid JSON ({exc}); give {expected}"
+        raise click.BadParameter(message, param_hint=option) from None
+    if not isinstance(value, kind):
+        raise click.BadParameter(f"{raw!r} is not {expected}", param_hint=option)
+    return value
+
+
+def _task_name(app: Conveyor, name: str) -> str:
+    """``name`` as registered: a full name, or a function name that only one task has."""
+    if name in app.tasks:
+        return name
+    matches = [full for full in app.tasks if full.rpartition(":")[2] == name]
+    if len(matches) > 1:
+        raise click.ClickException(f"task name {name!r} is ambiguous: {', '.join(matches)}")
+    return matches[0] if matches else name  # unknown: the library's error names it
 
 
 @main.group()

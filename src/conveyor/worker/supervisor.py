@@ -1,12 +1,15 @@
 """``conveyor worker``: N worker processes, restarted when they crash, recycled after
-``--max-tasks-per-child`` tasks, and restarted on code changes with ``--reload``.
+``--max-tasks-per-child`` tasks, and restarted on code changes with ``--reload``; with
+``--with-scheduler``, one scheduler process too, kept alive the same way.
 
 Each child is ``python -m conveyor.worker.supervisor '<json spec>'``: a fresh interpreter
-that imports the app by its ``module:attribute`` path, exactly as a user would.
+that imports the app by its ``module:attribute`` path, exactly as a user would. The spec's
+``kind`` says what the child runs: ``"worker"`` (the default) or ``"scheduler"``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
@@ -17,8 +20,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-__all__ = ["Supervisor", "WorkerSpec"]
+__all__ = ["SchedulerSpec", "Supervisor", "WorkerSpec"]
 
 log = logging.getLogger("conveyor.supervisor")
 
@@ -38,15 +42,34 @@ class WorkerSpec:
     max_tasks: int | None = None
     log_level: str = "INFO"
 
+    kind = "worker"
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """What the scheduler process runs (``conveyor worker --with-scheduler``)."""
+
+    app: str
+    modules: list[str] = field(default_factory=list)
+    skip_first_run: bool = False
+    log_level: str = "INFO"
+
+    kind = "scheduler"
+
+
+ChildSpec = WorkerSpec | SchedulerSpec
+
 
 @dataclass
 class _Child:
+    spec: ChildSpec
     process: subprocess.Popen[bytes]
     started: float
 
 
 class Supervisor:
-    """Keeps ``processes`` workers alive until SIGTERM/SIGINT."""
+    """Keeps ``processes`` workers, and the ``scheduler`` process if one is given, alive
+    until SIGTERM/SIGINT."""
 
     def __init__(
         self,
@@ -57,8 +80,10 @@ class Supervisor:
         reload_dirs: list[Path] | None = None,
         stop_timeout: float | None = None,
         restart_backoff_cap: float = 10.0,
+        scheduler: SchedulerSpec | None = None,
     ) -> None:
         self.spec = spec
+        self.scheduler = scheduler
         self.processes = max(processes, 1)
         self.reload = reload
         self.reload_dirs = reload_dirs or [Path.cwd()]
@@ -68,7 +93,9 @@ class Supervisor:
         self._children: list[_Child] = []
         self._stopping = threading.Event()
         self._reload_requested = threading.Event()
-        self._crashes = 0
+        # consecutive crashes per kind: a crash-looping scheduler does not slow down the
+        # restart of a worker, nor the other way round
+        self._crashes = {WorkerSpec.kind: 0, SchedulerSpec.kind: 0}
 
     def run(self) -> int:
         """Run until told to stop; returns the exit code for the CLI."""
@@ -77,14 +104,17 @@ class Supervisor:
         }
         watcher = self._start_reload_watcher() if self.reload else None
         try:
-            for _ in range(self.processes):
-                self._children.append(self._spawn())
+            self._children = self._spawn_all()
             while not self._stopping.is_set():
                 if self._reload_requested.is_set():
                     self._reload_requested.clear()
-                    log.info("code changed: restarting %d worker(s)", len(self._children))
+                    log.info(
+                        "code changed: restarting %d worker(s)%s",
+                        self.processes,
+                        " and the scheduler" if self.scheduler is not None else "",
+                    )
                     self._stop_children()
-                    self._children = [self._spawn() for _ in range(self.processes)]
+                    self._children = self._spawn_all()
                 self._replace_exited()
                 self._stopping.wait(0.2)
         finally:
@@ -99,34 +129,43 @@ class Supervisor:
         log.info("received %s: stopping workers gracefully", signal.Signals(signum).name)
         self._stopping.set()
 
-    def _spawn(self) -> _Child:
-        payload = json.dumps(asdict(self.spec))
+    def _spawn_all(self) -> list[_Child]:
+        children = [self._spawn(self.spec) for _ in range(self.processes)]
+        if self.scheduler is not None:
+            children.append(self._spawn(self.scheduler))
+        return children
+
+    def _spawn(self, spec: ChildSpec) -> _Child:
+        payload = json.dumps({"kind": spec.kind, **asdict(spec)})
         process = subprocess.Popen([sys.executable, "-m", "conveyor.worker.supervisor", payload])
-        log.info("started worker process %d", process.pid)
-        return _Child(process, time.monotonic())
+        log.info("started %s process %d", spec.kind, process.pid)
+        return _Child(spec, process, time.monotonic())
 
     def _replace_exited(self) -> None:
         for index, child in enumerate(self._children):
             code = child.process.poll()
             if code is None or self._stopping.is_set():
                 continue
+            kind = child.spec.kind
             if code == RECYCLE_EXIT_CODE:
-                log.info("worker %d recycled after its max tasks", child.process.pid)
-                self._crashes = 0
+                why = "recycled after its max tasks" if kind == WorkerSpec.kind else "exited"
+                log.info("%s %d %s", kind, child.process.pid, why)
+                self._crashes[kind] = 0
             else:
-                self._crashes += 1
-                pause = min(0.5 * 2 ** (self._crashes - 1), self.restart_backoff_cap)
+                self._crashes[kind] += 1
+                pause = min(0.5 * 2 ** (self._crashes[kind] - 1), self.restart_backoff_cap)
                 if time.monotonic() - child.started > 60:
-                    self._crashes, pause = 1, 0.5
+                    self._crashes[kind], pause = 1, 0.5
                 log.error(
-                    "worker %d exited with code %d; restarting in %.1fs",
+                    "%s %d exited with code %d; restarting in %.1fs",
+                    kind,
                     child.process.pid,
                     code,
                     pause,
                 )
                 if self._stopping.wait(pause):
                     return
-            self._children[index] = self._spawn()
+            self._children[index] = self._spawn(child.spec)
 
     def _stop_children(self) -> None:
         for child in self._children:
@@ -139,7 +178,8 @@ class Supervisor:
                 child.process.wait(remaining)
             except subprocess.TimeoutExpired:
                 log.error(
-                    "worker %d did not stop in %.0fs: killing it",
+                    "%s %d did not stop in %.0fs: killing it",
+                    child.spec.kind,
                     child.process.pid,
                     self.stop_timeout,
                 )
@@ -161,13 +201,24 @@ class Supervisor:
 
 
 def child_main(payload: str) -> int:
-    """Entry point of one worker process."""
+    """Entry point of one child process: a worker, or the scheduler."""
     from conveyor.cli import configure_logging, import_app
-    from conveyor.worker.consumer import run_worker
 
-    spec = WorkerSpec(**json.loads(payload))
+    fields: dict[str, Any] = json.loads(payload)
+    spec: ChildSpec
+    if fields.pop("kind", WorkerSpec.kind) == SchedulerSpec.kind:
+        spec = SchedulerSpec(**fields)
+    else:
+        spec = WorkerSpec(**fields)
     configure_logging(spec.log_level)
     app = import_app(spec.app, spec.modules)
+    if isinstance(spec, SchedulerSpec):
+        from conveyor.scheduler import Scheduler
+
+        asyncio.run(Scheduler(app, skip_first_run=spec.skip_first_run).serve())
+        return 0
+    from conveyor.worker.consumer import run_worker
+
     return run_worker(
         app,
         concurrency=spec.concurrency,
