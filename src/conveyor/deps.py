@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast, get_origin, get_type_hin
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.message import Message
 
 __all__ = ["Context", "Dependency", "Depends", "resolve_dependencies", "split_signature"]
 
@@ -57,10 +58,11 @@ class Context:
     """What a running task can know about itself; inject with ``ctx: Context = Depends()``.
 
     ``attempt`` is 1 on the first run. ``progress()`` publishes a fraction (0..1) and a
-    message that ``TaskHandle.status()`` and the dashboard show.
+    message that ``TaskHandle.status()`` and the dashboard show. ``message`` is the
+    envelope being run (its arguments as sent, labels, headers), None outside a worker.
     """
 
-    __slots__ = ("_abort", "app", "attempt", "labels", "queue", "task_id", "task_name")
+    __slots__ = ("_abort", "app", "attempt", "labels", "message", "queue", "task_id", "task_name")
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class Context:
         attempt: int,
         queue: str,
         labels: Mapping[str, str],
+        message: Message | None = None,
     ) -> None:
         self.app = app
         self.task_id = task_id
@@ -77,6 +80,7 @@ class Context:
         self.attempt = attempt
         self.queue = queue
         self.labels = labels
+        self.message = message
         self._abort = asyncio.Event()
 
     @property

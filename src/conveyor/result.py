@@ -55,6 +55,10 @@ class ErrorInfo(msgspec.Struct, frozen=True):
         text = "".join(traceback.format_exception(exc))
         return cls(type=name, message=str(exc), traceback=text)
 
+    def __str__(self) -> str:
+        """``ValueError: bad input``, as the exception itself would print in a traceback."""
+        return f"{self.type}: {self.message}" if self.message else self.type
+
 
 class Result(msgspec.Struct, Generic[R], frozen=True, omit_defaults=True):
     """The outcome of one task.
@@ -77,6 +81,15 @@ class Result(msgspec.Struct, Generic[R], frozen=True, omit_defaults=True):
     def is_err(self) -> bool:
         """True when the task did not succeed."""
         return self.status is not TaskStatus.SUCCEEDED
+
+    def raise_for_error(self) -> Result[R]:
+        """This result, or raise :class:`TaskFailed` carrying ``error`` (taskiq's name).
+
+        >>> value = (await handle.wait_result()).raise_for_error().return_value  # doctest: +SKIP
+        """
+        if self.is_err:
+            raise TaskFailed(self.task_id, self.error or ErrorInfo(self.status.value, ""))
+        return self
 
     def unwrap(self) -> R:
         """The return value, or raise :class:`TaskFailed` carrying ``error``."""

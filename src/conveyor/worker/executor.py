@@ -148,6 +148,7 @@ class Executor:
                 delivery.attempt,
                 message.queue,
                 message.labels,
+                message,
             )
         if context is not None and self._has_hooks["before_execute"]:
             await self._hooks("before_execute", message, context)
