@@ -200,6 +200,10 @@ class Scheduler:
                 skipped_to = schedule.next_after(now - window)
                 if skipped_to is not None and skipped_to > fire:
                     missed += self._count_between(schedule, fire, skipped_to)
+                    # past every missed tick even when skipped_to is not due yet: else the
+                    # next pass finds them again, and sleeps 1 ms (next_after(cursor) is
+                    # in the past) until skipped_to, logging them each time
+                    cursor = now - window
                     fire = skipped_to
                     continue
             else:
