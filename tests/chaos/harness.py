@@ -2,10 +2,10 @@
 
 A :class:`Cluster` starts real worker processes for one broker URL (``python -m
 conveyor.worker.supervisor '<spec>'`` children, or a whole ``conveyor worker``
-supervisor), each in its own process group with its log in a file. A :class:`Producer`
-enqueues ``probe`` calls and writes the ledger. :func:`drain` waits until the broker is
-empty and records its dead letters and results, so :func:`~tests.chaos.ledger.check` can
-judge the run.
+supervisor) and ``conveyor scheduler`` processes, each in its own process group with its
+log in a file. A :class:`Producer` enqueues ``probe`` calls and writes the ledger.
+:func:`drain` waits until the broker is empty and records its dead letters and results,
+so :func:`~tests.chaos.ledger.check` can judge the run.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -28,11 +29,22 @@ from conveyor import Conveyor
 from conveyor.task import Task
 from tests.chaos.ledger import LEDGER_DIR_ENV, Ledger, Record, read_ledger
 
-__all__ = ["APP", "ROOT", "Cluster", "Proc", "Producer", "drain", "wait_for", "wait_for_ledger"]
+__all__ = [
+    "APP",
+    "ROOT",
+    "Cluster",
+    "Proc",
+    "Producer",
+    "TcpProxy",
+    "drain",
+    "wait_for",
+    "wait_for_ledger",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.chaos.chaos_app:app"
 _STARTED = re.compile(rb"worker \S+:(\d+):\w+ started")
+_SCHEDULER_STARTED = re.compile(rb"scheduler \S+ started")
 
 T = TypeVar("T")
 
@@ -79,6 +91,34 @@ class Proc:
         """Pids of the workers that logged "worker ... started" (children too)."""
         return [int(m) for m in _STARTED.findall(self.log_path.read_bytes())]
 
+    def wait_logged(self, pattern: str | re.Pattern[bytes], timeout: float = 20.0) -> bytes:
+        """Wait until the log has a line matching ``pattern``; returns the first match."""
+        regex = re.compile(pattern.encode()) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.search(self.log_path.read_bytes())
+            if found:
+                return found.group(0)
+            if self.popen.poll() is not None:
+                raise AssertionError(f"{self} exited with {self.popen.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self}: no {regex.pattern!r} in the log:\n{self.log()}")
+            time.sleep(0.05)
+
+    def terminate(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait up to ``timeout``; the exit code, or None if it did not exit
+        (then the group is SIGKILLed)."""
+        code: int | None = None
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self.popen.wait(timeout)
+        else:
+            code = self.popen.returncode
+        self.kill()
+        return code
+
     def wait_started(self, count: int = 1, timeout: float = 20.0) -> list[int]:
         deadline = time.monotonic() + timeout
         while True:
@@ -120,10 +160,15 @@ class Cluster:
         return proc
 
     def worker(
-        self, concurrency: int = 8, *, grace: float | None = None, wait: bool = True
+        self,
+        concurrency: int = 8,
+        *,
+        grace: float | None = None,
+        wait: bool = True,
+        app: str = APP,
     ) -> Proc:
         """One worker process, exactly as ``conveyor worker`` starts each child."""
-        spec = {"app": APP, "concurrency": concurrency, "grace": grace, "log_level": "INFO"}
+        spec = {"app": app, "concurrency": concurrency, "grace": grace, "log_level": "INFO"}
         argv = [sys.executable, "-m", "conveyor.worker.supervisor", json.dumps(spec)]
         proc = self._start(argv, "worker")
         if wait:
@@ -137,6 +182,16 @@ class Cluster:
         proc = self._start(argv, "supervisor")
         if wait:
             proc.wait_started(workers)
+        return proc
+
+    def scheduler(self, app: str, *, skip_first_run: bool = False, wait: bool = True) -> Proc:
+        """``conveyor scheduler APP``; waits for its "scheduler ... started" line."""
+        argv = [sys.executable, "-m", "conveyor.cli", "scheduler", app]
+        if skip_first_run:
+            argv.append("--skip-first-run")
+        proc = self._start(argv, "scheduler")
+        if wait:
+            proc.wait_logged(_SCHEDULER_STARTED)
         return proc
 
     def stop(self) -> None:
@@ -244,6 +299,99 @@ async def drain(
         if result is not None:
             ledger.result(task_id, result.status.value)
     return time.monotonic() - started
+
+
+class _Link:
+    __slots__ = ("silent", "writers")
+
+    def __init__(self) -> None:
+        self.silent = False
+        self.writers: list[asyncio.StreamWriter] = []
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``host:target_port`` on a thread (and event
+    loop) of its own, so a test that blocks does not stall it.
+
+    :meth:`silence` turns every connection open now into a black hole: bytes both ways
+    are read and dropped while the sockets stay open, as with a dead NAT entry or a
+    half-open TCP connection; a client waiting for a reply waits for ever. Connections
+    opened afterwards are forwarded as before.
+    """
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.target_port = target_port
+        self.port = 0
+        self.accepted = 0
+        self._links: set[_Link] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        return self
+
+    def silence(self) -> int:
+        """Black-hole the open connections; returns how many."""
+        return asyncio.run_coroutine_threadsafe(self._silence(), self._loop).result(10)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop.close()
+
+    async def _listen(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _silence(self) -> int:
+        for link in self._links:
+            link.silent = True
+        return len(self._links)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in self._links:
+            for writer in link.writers:
+                writer.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        except OSError:
+            writer.close()
+            return
+        link = _Link()
+        link.writers = [writer, up_writer]
+        self._links.add(link)
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer, link), self._pipe(up_reader, writer, link)
+            )
+        finally:
+            self._links.discard(link)
+
+    @staticmethod
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if not link.silent:
+                    writer.write(data)
+                    await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()  # one side's end ends the other's
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:

@@ -18,6 +18,9 @@ fault_start    nemesis (test, or a task)   fid, kind, target (a pid, or None: ev
 fault_end      nemesis                     fid, kind, target
 dlq            drain, read from the broker id, reason, attempts
 result         drain, read from the store  id, status
+tick_send      scheduler, before_enqueue   schedule, fire, scheduled_for, id (the copy's id)
+tick_enqueued  scheduler, after_enqueue    schedule, fire, scheduled_for, id (admitted copy)
+tick_run       worker, in a scheduled task schedule, fire, scheduled_for, id, attempt
 =============  ==========================  ==================================================
 
 The checker is Jepsen's ``total-queue`` plus the duplicate rule of G2, with
@@ -31,12 +34,17 @@ A = invoked, OK = enqueue returned, C = completed (``exec_end ok`` *and* a store
   attempt raised (an explicit retry), or a fault touching the pid that ran it (or every
   process) was active between the earlier start and the later one (G2);
 - attempt numbers of one id never go down.
+
+Scheduler ticks (G7) are judged per schedule by :func:`check_ticks`: every tick in a
+window ran, under exactly one task id, exactly once, never before its fire time, and the
+broker admitted at most one copy of it, whatever the schedulers did.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 import uuid
@@ -48,12 +56,18 @@ from typing import Any
 
 __all__ = [
     "LEDGER_DIR_ENV",
+    "TICK_LEDGER_ENV",
     "Duplicate",
     "Ledger",
     "Recovery",
     "Report",
+    "Rerun",
+    "TickReport",
     "check",
+    "check_ticks",
+    "fire_key",
     "read_ledger",
+    "tick_ledger",
     "worker_ledger",
 ]
 
@@ -70,11 +84,17 @@ class Ledger:
 
     _fault_ids = itertools.count(1)
 
-    def __init__(self, directory: str | Path, role: str) -> None:
+    def __init__(self, directory: str | Path, role: str, *, path: str | Path | None = None) -> None:
+        """A file of this process's own in ``directory``; or, with ``path``, that file,
+        which several processes may share (each record is one ``O_APPEND`` write)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.pid = os.getpid()
-        self.path = self.directory / f"{role}-{self.pid}-{uuid.uuid4().hex[:6]}.jsonl"
+        self.path = (
+            Path(path)
+            if path is not None
+            else self.directory / f"{role}-{self.pid}-{uuid.uuid4().hex[:6]}.jsonl"
+        )
         self._fd: int | None = os.open(
             self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
         )
@@ -361,3 +381,233 @@ def _explain(first: Record, second: Record, ends: list[Record], faults: list[Fau
         if fault.touches(first["pid"], first["t"], second["t"]):
             return fault.kind
     return None
+
+
+# -- scheduler ticks (G7) ------------------------------------------------------------
+
+TICK_LEDGER_ENV = "CONVEYOR_CHAOS_TICKS"
+TICKS_FILE = "ticks.jsonl"
+
+_tick_ledger: Ledger | None = None
+
+
+def tick_ledger() -> Ledger:
+    """This process's writer of the tick ledger: the file named by
+    ``$CONVEYOR_CHAOS_TICKS``, else ``ticks.jsonl`` in ``$CONVEYOR_CHAOS_LEDGER``. Every
+    scheduler and worker process appends to that one file (one ``O_APPEND`` write per
+    record), so :func:`read_ledger` on the directory sees ticks and faults together."""
+    global _tick_ledger
+    if _tick_ledger is None or _tick_ledger.pid != os.getpid():
+        directory = os.environ.get(LEDGER_DIR_ENV)
+        path = os.environ.get(TICK_LEDGER_ENV)
+        if not path:
+            if not directory:
+                raise RuntimeError(f"set {TICK_LEDGER_ENV} or {LEDGER_DIR_ENV}")
+            path = str(Path(directory) / TICKS_FILE)
+        _tick_ledger = Ledger(directory or Path(path).parent, "ticks", path=path)
+    return _tick_ledger
+
+
+def fire_key(fire: float) -> float:
+    """A fire time as the checker keys it (the scheduler's keys use milliseconds too)."""
+    return round(fire, 3)
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """One task id of a tick that started more than once (a worker redelivery, not a
+    second enqueue); ``because`` is the fault that explains it, if any."""
+
+    fire: float
+    id: str
+    pids: tuple[int, ...]
+    because: str | None
+
+
+@dataclass
+class TickReport:
+    """What the tick ledger says about one schedule (see :func:`check_ticks`).
+
+    Records: ``tick_send`` (a scheduler prepared a copy of a tick; ``id`` is the copy's
+    fresh task id), ``tick_enqueued`` (the broker admitted that copy: ``after_enqueue``),
+    ``tick_run`` (a worker ran the tick's task: ``id`` = ``ctx.task_id``). All carry
+    ``schedule`` and ``fire`` (Unix seconds, from the ``scheduled_for`` label)."""
+
+    schedule: str
+    interval: float
+    clock_slack: float
+    runs: dict[float, list[Record]] = field(default_factory=dict)
+    sends: dict[float, list[Record]] = field(default_factory=dict)
+    admissions: dict[float, list[Record]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+
+    # -- per tick ------------------------------------------------------------------
+
+    def ids(self, fire: float) -> set[str]:
+        return {r["id"] for r in self.runs.get(fire_key(fire), [])}
+
+    def executions(self, fire: float) -> int:
+        return len(self.runs.get(fire_key(fire), []))
+
+    def expected(self, start: float, end: float) -> list[float]:
+        """Every fire time of the schedule in [start, end] (epoch-aligned interval)."""
+        first = math.ceil(start / self.interval - 1e-9)
+        last = math.floor(end / self.interval + 1e-9)
+        return [fire_key(k * self.interval) for k in range(first, last + 1)]
+
+    def ran(self, start: float, end: float) -> list[float]:
+        """Fire times in [start, end] that ran at least once."""
+        return sorted(f for f in self.runs if start <= f <= end)
+
+    def missing(self, start: float, end: float) -> list[float]:
+        return [f for f in self.expected(start, end) if f not in self.runs]
+
+    # -- whole-ledger problems -------------------------------------------------------
+
+    @property
+    def doubled(self) -> dict[float, set[str]]:
+        """Ticks that ran under more than one task id: enqueued twice (G7 broken)."""
+        return {f: ids for f in self.runs if len(ids := self.ids(f)) > 1}
+
+    @property
+    def reruns(self) -> list[Rerun]:
+        out = []
+        for fire, runs in sorted(self.runs.items()):
+            by_id: dict[str, list[Record]] = defaultdict(list)
+            for r in runs:
+                by_id[r["id"]].append(r)
+            for task_id, same in by_id.items():
+                if len(same) < 2:
+                    continue
+                because: str | None = None
+                for first, second in itertools.pairwise(same):
+                    because = _explain_rerun(first, second, self.faults)
+                    if because is None:
+                        break
+                out.append(Rerun(fire, task_id, tuple(r["pid"] for r in same), because))
+        return out
+
+    @property
+    def early(self) -> list[Record]:
+        """Runs that started before their fire time (beyond the clock slack)."""
+        return [
+            r for runs in self.runs.values() for r in runs if r["t"] < r["fire"] - self.clock_slack
+        ]
+
+    @property
+    def off_grid(self) -> list[float]:
+        """Fire times that are not ticks of the schedule."""
+        return sorted(
+            f for f in self.runs if abs(f / self.interval - round(f / self.interval)) > 1e-6
+        )
+
+    @property
+    def over_admitted(self) -> dict[float, list[str]]:
+        """Ticks the broker admitted more than one copy of."""
+        return {f: [r["id"] for r in a] for f, a in self.admissions.items() if len(a) > 1}
+
+    @property
+    def mismatched(self) -> dict[float, tuple[str, set[str]]]:
+        """Ticks whose admitted copy is not the task that ran."""
+        out = {}
+        for fire, admitted in self.admissions.items():
+            ran = self.ids(fire)
+            if len(admitted) == 1 and ran and ran != {admitted[0]["id"]}:
+                out[fire] = (admitted[0]["id"], ran)
+        return out
+
+    # -- counts --------------------------------------------------------------------
+
+    @property
+    def copies(self) -> int:
+        """Copies of ticks the schedulers prepared (every scheduler, every retry)."""
+        return sum(len(s) for s in self.sends.values())
+
+    @property
+    def admitted(self) -> int:
+        return sum(len(a) for a in self.admissions.values())
+
+    @property
+    def rejected(self) -> int:
+        """Copies that did not become a task: refused by the broker's dedupe (another
+        scheduler's or an earlier attempt's copy was in), or lost with a failed send."""
+        return self.copies - self.admitted
+
+    def lateness(self, start: float, end: float) -> list[float]:
+        """Seconds from fire time to the first run, for ticks in [start, end] that ran."""
+        return [min(r["t"] for r in self.runs[f]) - f for f in self.ran(start, end)]
+
+    def summary(self, start: float | None = None, end: float | None = None) -> str:
+        text = (
+            f"{self.schedule}: ticks ran={len(self.runs)} copies sent={self.copies} "
+            f"admitted={self.admitted} rejected={self.rejected} doubled={len(self.doubled)} "
+            f"reruns={len(self.reruns)} early={len(self.early)} "
+            f"over_admitted={len(self.over_admitted)}"
+        )
+        if start is not None and end is not None:
+            late = self.lateness(start, end)
+            text += (
+                f"; window {len(self.expected(start, end))} ticks, "
+                f"missing={len(self.missing(start, end))}, "
+                f"max lateness {max(late, default=0.0):.2f}s"
+            )
+        return text
+
+    # -- verdicts ------------------------------------------------------------------
+
+    def problems(self, *, allow_explained_reruns: bool = False) -> list[str]:
+        """What breaks "each tick enqueued once and run once", over every tick seen."""
+        problems = []
+        if self.doubled:
+            problems.append(f"ticks enqueued more than once (task ids): {self.doubled}")
+        reruns = [r for r in self.reruns if not (allow_explained_reruns and r.because is not None)]
+        if reruns:
+            problems.append(f"ticks run more than once: {reruns}")
+        if self.early:
+            problems.append(f"ticks run before their fire time: {self.early}")
+        if self.off_grid:
+            problems.append(f"runs at times that are not ticks: {self.off_grid}")
+        if self.over_admitted:
+            problems.append(f"ticks the broker admitted twice: {self.over_admitted}")
+        if self.mismatched:
+            problems.append(f"the admitted copy is not the one that ran: {self.mismatched}")
+        return problems
+
+    def assert_at_most_once(self, *, allow_explained_reruns: bool = False) -> None:
+        problems = self.problems(allow_explained_reruns=allow_explained_reruns)
+        assert not problems, self.summary() + "\n" + "\n".join(problems)
+
+    def assert_exactly_once(
+        self, start: float, end: float, *, allow_explained_reruns: bool = False
+    ) -> None:
+        """Every tick in [start, end] ran, under one task id, once; nothing anywhere was
+        doubled or early."""
+        problems = self.problems(allow_explained_reruns=allow_explained_reruns)
+        missing = self.missing(start, end)
+        if missing:
+            problems.append(f"ticks in the window that never ran: {missing}")
+        assert not problems, self.summary(start, end) + "\n" + "\n".join(problems)
+
+
+def _explain_rerun(first: Record, second: Record, faults: list[Fault]) -> str | None:
+    for fault in faults:
+        if fault.touches(first["pid"], first["t"], second["t"]):
+            return fault.kind
+    return None
+
+
+def check_ticks(
+    records: list[Record], schedule: str, *, interval: float = 1.0, clock_slack: float = 0.05
+) -> TickReport:
+    """Collect one schedule's tick records (and the fault windows) from a ledger."""
+    report = TickReport(schedule, interval, clock_slack, faults=_faults(records))
+    buckets = {
+        "tick_run": report.runs,
+        "tick_send": report.sends,
+        "tick_enqueued": report.admissions,
+    }
+    for r in records:
+        bucket = buckets.get(r["ev"])
+        if bucket is not None and r["schedule"] == schedule:
+            bucket.setdefault(fire_key(r["fire"]), []).append(r)
+    return report

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.ledger import Ledger, Record, check, read_ledger
+from tests.chaos.ledger import (
+    LEDGER_DIR_ENV,
+    TICK_LEDGER_ENV,
+    Ledger,
+    Record,
+    check,
+    check_ticks,
+    read_ledger,
+    tick_ledger,
+)
 
 A, B = 101, 202  # worker pids
 
@@ -164,3 +173,100 @@ def test_the_ledger_round_trips_through_files(tmp_path: Path) -> None:
     report.assert_valid()
     assert report.completed == {"x"}
     assert [f.kind for f in report.faults] == ["sigstop"]
+
+
+# -- the tick checker (G7) -----------------------------------------------------------
+
+S = "every-second"
+
+
+def tick(ev: str, fire: float, task_id: str, t: float | None = None, pid: int = A) -> Record:
+    return rec(ev, fire + 0.01 if t is None else t, pid, schedule=S, fire=fire, id=task_id)
+
+
+def ticks_ran(*fires: float) -> list[Record]:
+    out = []
+    for fire in fires:
+        out += [
+            tick("tick_send", fire, f"t{fire}", fire + 0.001),
+            tick("tick_enqueued", fire, f"t{fire}", fire + 0.002),
+            tick("tick_run", fire, f"t{fire}"),
+        ]
+    return out
+
+
+def test_every_tick_once_passes_and_other_schedules_are_ignored() -> None:
+    other = {**tick("tick_run", 10, "o"), "schedule": "other"}
+    report = check_ticks([*ticks_ran(10, 11, 12), other, other], S)
+    report.assert_exactly_once(10, 12)
+    assert report.expected(9.5, 12.5) == [10, 11, 12]
+    assert (report.copies, report.admitted, report.rejected) == (3, 3, 0)
+
+
+def test_a_missing_tick_fails() -> None:
+    report = check_ticks(ticks_ran(10, 12), S)
+    assert report.missing(10, 12) == [11]
+    report.assert_at_most_once()  # nothing doubled: only the window check catches it
+    with pytest.raises(AssertionError, match="never ran"):
+        report.assert_exactly_once(10, 12)
+
+
+def test_a_tick_enqueued_twice_fails_even_outside_the_window() -> None:
+    doubled = [*ticks_ran(10, 11), tick("tick_run", 5, "a"), tick("tick_run", 5, "b", 5.5)]
+    report = check_ticks(doubled, S)
+    assert report.doubled == {5: {"a", "b"}}
+    with pytest.raises(AssertionError, match="enqueued more than once"):
+        report.assert_exactly_once(10, 11)
+
+
+def test_a_tick_run_twice_fails_unless_a_fault_explains_it_and_that_is_allowed() -> None:
+    rerun = [*ticks_ran(10), tick("tick_run", 10, "t10", 12, pid=B)]
+    with pytest.raises(AssertionError, match="run more than once"):
+        check_ticks(rerun, S).assert_exactly_once(10, 10)
+    explained = check_ticks([*rerun, *fault("client_kill", None, 10.5, 11)], S)
+    assert [r.because for r in explained.reruns] == ["client_kill"]
+    with pytest.raises(AssertionError, match="run more than once"):
+        explained.assert_exactly_once(10, 10)
+    explained.assert_exactly_once(10, 10, allow_explained_reruns=True)
+
+
+def test_early_runs_off_grid_runs_and_double_admissions_fail() -> None:
+    early = check_ticks([tick("tick_run", 10, "a", 9.9)], S)
+    assert early.early
+    with pytest.raises(AssertionError, match="before their fire time"):
+        early.assert_at_most_once()
+    assert check_ticks([tick("tick_run", 10, "a", 9.97)], S).early == []  # clock slack
+    with pytest.raises(AssertionError, match="not ticks"):
+        check_ticks([tick("tick_run", 10.5, "a")], S).assert_at_most_once()
+    admitted_twice = [*ticks_ran(10), tick("tick_enqueued", 10, "b")]
+    with pytest.raises(AssertionError, match="admitted twice"):
+        check_ticks(admitted_twice, S).assert_at_most_once()
+    wrong = [tick("tick_enqueued", 10, "a"), tick("tick_run", 10, "b")]
+    with pytest.raises(AssertionError, match="admitted copy is not the one that ran"):
+        check_ticks(wrong, S).assert_at_most_once()
+
+
+def test_rejected_copies_are_counted() -> None:
+    copies = [*ticks_ran(10), tick("tick_send", 10, "peer", pid=B)]
+    report = check_ticks(copies, S)
+    report.assert_exactly_once(10, 10)
+    assert (report.copies, report.admitted, report.rejected) == (2, 1, 1)
+
+
+def test_the_tick_ledger_is_one_shared_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(LEDGER_DIR_ENV, str(tmp_path))
+    monkeypatch.delenv(TICK_LEDGER_ENV, raising=False)
+    monkeypatch.setattr("tests.chaos.ledger._tick_ledger", None)  # this process's writer
+    writer = tick_ledger()
+    other = Ledger(tmp_path, "ticks", path=tmp_path / "ticks.jsonl")
+    try:
+        assert tick_ledger() is writer
+        writer.record("tick_run", schedule=S, fire=10.0, id="x")
+        other.record("tick_run", schedule=S, fire=11.0, id="y")
+    finally:
+        writer.close()
+        other.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["ticks.jsonl"]
+    check_ticks(read_ledger(tmp_path), S).assert_exactly_once(10, 11)
