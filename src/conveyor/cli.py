@@ -52,7 +52,10 @@ def configure_logging(level: str) -> None:
 
 def import_app(path: str, modules: Sequence[str] = ()) -> Conveyor:
     """Import ``module:attribute`` (or a module holding one Conveyor app) and the extra
-    task ``modules``, the way taskiq's worker does. The current directory is importable."""
+    task ``modules``, the way taskiq's worker does. The current directory is importable.
+
+    The attribute may also be any object holding its app as ``.conveyor``, such as a
+    ``conveyor.compat.taskiq`` broker or scheduler."""
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -72,6 +75,9 @@ def import_app(path: str, modules: Sequence[str] = ()) -> Conveyor:
                 f"{module_name!r} holds {len(found)} Conveyor apps; name one as {module_name}:app"
             )
         app = found[0]
+    wrapped = getattr(app, "conveyor", None)
+    if not isinstance(app, Conveyor) and isinstance(wrapped, Conveyor):
+        app = wrapped
     if not isinstance(app, Conveyor):
         raise click.UsageError(f"{path!r} is a {type(app).__name__}, not a Conveyor app")
     for extra in modules:
@@ -80,6 +86,56 @@ def import_app(path: str, modules: Sequence[str] = ()) -> Conveyor:
         except ImportError as exc:
             raise click.UsageError(f"cannot import task module {extra!r}: {exc}") from exc
     return app
+
+
+def discover_modules(patterns: Sequence[str], root: Path | None = None) -> list[str]:
+    """Module names of the files under ``root`` (default: the current directory) that
+    match the glob ``patterns``, as taskiq's ``--fs-discover``; a pattern without a ``/``
+    matches at any depth. Hidden directories and ``site-packages`` are skipped."""
+    base = Path.cwd() if root is None else root
+    names: list[str] = []
+    for pattern in patterns:
+        for path in sorted(base.glob(pattern if "/" in pattern else f"**/{pattern}")):
+            parts = path.relative_to(base).with_suffix("").parts
+            skipped = any(p.startswith(".") or p in {"site-packages", "__pycache__"} for p in parts)
+            if path.suffix != ".py" or skipped:
+                continue
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def _task_modules(
+    modules: Sequence[str], fs_discover: bool, tasks_patterns: Sequence[str]
+) -> list[str]:
+    if tasks_patterns and not fs_discover:
+        raise click.UsageError("--tasks-pattern needs --fs-discover")
+    found = discover_modules(tasks_patterns or ["tasks.py"]) if fs_discover else []
+    return [*modules, *(name for name in found if name not in modules)]
+
+
+_discovery_options = (
+    click.option(
+        "-fsd",
+        "--fs-discover",
+        is_flag=True,
+        help="Also import every tasks.py under the current directory (see --tasks-pattern).",
+    ),
+    click.option(
+        "-tp",
+        "--tasks-pattern",
+        "tasks_patterns",
+        multiple=True,
+        help="With --fs-discover: glob of the files to import (default tasks.py; repeatable).",
+    ),
+)
+
+
+def _with_discovery(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_discovery_options):
+        command = option(command)
+    return command
 
 
 def _run(app: Conveyor, job: Callable[[Conveyor], Awaitable[T]]) -> T:
@@ -107,13 +163,21 @@ def main() -> None:
     is_flag=True,
     help="Fire nothing due before this scheduler started, not even a tick within grace.",
 )
+@_with_discovery
 @click.option("--log-level", default="INFO", show_default=True)
-def scheduler(app: str, modules: tuple[str, ...], skip_first_run: bool, log_level: str) -> None:
+def scheduler(
+    app: str,
+    modules: tuple[str, ...],
+    skip_first_run: bool,
+    fs_discover: bool,
+    tasks_patterns: tuple[str, ...],
+    log_level: str,
+) -> None:
     """Run the scheduler for APP. Safe to run several: each tick is enqueued once."""
     from conveyor.scheduler import Scheduler
 
     configure_logging(log_level)
-    conveyor = import_app(app, modules)
+    conveyor = import_app(app, _task_modules(modules, fs_discover, tasks_patterns))
     try:
         asyncio.run(Scheduler(conveyor, skip_first_run=skip_first_run).serve())
     except ConveyorError as exc:
@@ -139,8 +203,24 @@ def scheduler(app: str, modules: tuple[str, ...], skip_first_run: bool, log_leve
     default=None,
     help="Recycle a process after M tasks.",
 )
-@click.option("--grace", type=float, default=None, help="Seconds in-flight tasks get on shutdown.")
-@click.option("--reload", is_flag=True, help="Restart workers when Python files change.")
+@click.option(
+    "--grace",
+    "--wait-tasks-timeout",
+    "--shutdown-timeout",
+    "grace",
+    type=float,
+    default=None,
+    help="Seconds in-flight tasks get on shutdown.",
+)
+@click.option("-r", "--reload", is_flag=True, help="Restart workers when Python files change.")
+@click.option(
+    "--reload-dir",
+    "reload_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="With --reload: a directory to watch (repeatable; default the current one).",
+)
+@_with_discovery
 @click.option(
     "--with-scheduler",
     is_flag=True,
@@ -161,6 +241,9 @@ def worker(
     max_tasks_per_child: int | None,
     grace: float | None,
     reload: bool,
+    reload_dirs: tuple[Path, ...],
+    fs_discover: bool,
+    tasks_patterns: tuple[str, ...],
     with_scheduler: bool,
     skip_first_run: bool,
     log_level: str,
@@ -170,7 +253,10 @@ def worker(
 
     if skip_first_run and not with_scheduler:
         raise click.UsageError("--skip-first-run needs --with-scheduler")
+    if reload_dirs and not reload:
+        raise click.UsageError("--reload-dir needs --reload")
     configure_logging(log_level)
+    modules = tuple(_task_modules(modules, fs_discover, tasks_patterns))
     conveyor = import_app(app, modules)  # fail fast, in the parent, on a bad import path
     spec = WorkerSpec(
         app=app,
@@ -191,6 +277,7 @@ def worker(
         spec,
         workers,
         reload=reload,
+        reload_dirs=list(reload_dirs) or None,
         stop_timeout=effective_grace + 10,
         scheduler=scheduler_spec,
     )
