@@ -6,7 +6,7 @@
                      --queues default,reports --max-tasks-per-child 1000 --grace 30 --reload \\
                      --with-scheduler [--skip-first-run]
     conveyor scheduler pkg.tasks:app [--skip-first-run]
-    conveyor schedules pkg.tasks:app [-m more.modules] list|add|remove|pause|resume|run-now
+    conveyor schedules [-m more.modules] pkg.tasks:app list|add|remove|pause|resume|run-now
     conveyor status  pkg.tasks:app
     conveyor dlq     pkg.tasks:app list|show|requeue|purge
     conveyor demo
@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -397,13 +398,22 @@ def _fire_time(schedule: Schedule, run: datetime) -> str:
     "--module",
     "modules",
     multiple=True,
-    help="Another module to import, so its tasks register (repeatable).",
+    help="Another module to import, so its tasks register (repeatable; before APP).",
 )
 @click.pass_context
 def schedules(ctx: click.Context, app: str, modules: tuple[str, ...]) -> None:
     """List and change the schedules of APP: those in code and the dynamic ones kept in
     the broker. Running schedulers pick changes up within schedule_refresh seconds."""
-    ctx.obj = import_app(app, modules)
+    ctx.obj = _AppPath(app, modules)  # imported by the subcommand, so --help needs no app
+
+
+@dataclass(frozen=True)
+class _AppPath:
+    path: str
+    modules: tuple[str, ...]
+
+    def load(self) -> Conveyor:
+        return import_app(self.path, self.modules)
 
 
 @schedules.command("list")
@@ -416,10 +426,11 @@ def schedules(ctx: click.Context, app: str, modules: tuple[str, ...]) -> None:
     help="How many upcoming fire times to show per schedule.",
 )
 @click.pass_obj
-def schedules_list(app: Conveyor, count: int) -> None:
+def schedules_list(where: _AppPath, count: int) -> None:
     """Show every schedule with its next fire time(s)."""
     from rich.console import Console
 
+    app = where.load()
     loaded = _run(app, lambda c: c.schedules.load())
     if not loaded:
         click.echo("no schedules")
@@ -449,7 +460,7 @@ def schedules_list(app: Conveyor, count: int) -> None:
 @click.option("--paused", is_flag=True, help="Store it paused; `resume` starts it.")
 @click.pass_obj
 def schedules_add(
-    app: Conveyor,
+    where: _AppPath,
     schedule_id: str,
     task: str,
     cron_expr: str | None,
@@ -480,6 +491,7 @@ def schedules_add(
             ) from None
     args = _json_option(args_json, list, "--args", "a JSON list, such as '[1, \"a\"]'")
     kwargs = _json_option(kwargs_json, dict, "--kwargs", "a JSON object, such as '{\"n\": 1}'")
+    app = where.load()
 
     async def add(c: Conveyor) -> Schedule:
         missed: MissedPolicy = "skip" if catch_up is None else catch_up_policy(catch_up)
@@ -509,8 +521,9 @@ def schedules_add(
 @schedules.command("remove")
 @click.argument("schedule_id")
 @click.pass_obj
-def schedules_remove(app: Conveyor, schedule_id: str) -> None:
+def schedules_remove(where: _AppPath, schedule_id: str) -> None:
     """Delete a dynamic schedule (code schedules can only be paused)."""
+    app = where.load()
     if not _run(app, lambda c: c.schedules.remove(schedule_id)):
         raise click.ClickException(f"no dynamic schedule with id {schedule_id!r}")
     click.echo(f"removed {schedule_id!r}")
@@ -519,8 +532,9 @@ def schedules_remove(app: Conveyor, schedule_id: str) -> None:
 @schedules.command("pause")
 @click.argument("schedule_id")
 @click.pass_obj
-def schedules_pause(app: Conveyor, schedule_id: str) -> None:
+def schedules_pause(where: _AppPath, schedule_id: str) -> None:
     """Stop firing a schedule until `resume`; ticks while paused are skipped."""
+    app = where.load()
     _run(app, lambda c: c.schedules.pause(schedule_id))
     click.echo(f"paused {schedule_id!r}")
 
@@ -528,8 +542,9 @@ def schedules_pause(app: Conveyor, schedule_id: str) -> None:
 @schedules.command("resume")
 @click.argument("schedule_id")
 @click.pass_obj
-def schedules_resume(app: Conveyor, schedule_id: str) -> None:
+def schedules_resume(where: _AppPath, schedule_id: str) -> None:
     """Fire a paused schedule again, from its next tick."""
+    app = where.load()
     _run(app, lambda c: c.schedules.resume(schedule_id))
     click.echo(f"resumed {schedule_id!r}")
 
@@ -537,8 +552,9 @@ def schedules_resume(app: Conveyor, schedule_id: str) -> None:
 @schedules.command("run-now")
 @click.argument("schedule_id")
 @click.pass_obj
-def schedules_run_now(app: Conveyor, schedule_id: str) -> None:
+def schedules_run_now(where: _AppPath, schedule_id: str) -> None:
     """Enqueue a schedule's task with its arguments now, outside its ticks."""
+    app = where.load()
     handle = _run(app, lambda c: c.schedules.run_now(schedule_id))
     click.echo(f"enqueued {handle.task_id} for {schedule_id!r}")
 

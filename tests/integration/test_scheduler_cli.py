@@ -230,6 +230,16 @@ def test_schedules_cli_adds_lists_pauses_resumes_runs_now_and_removes(
     # run-now enqueues the schedule's task with the schedule's arguments
     assert asyncio.run(run_it(enqueued[1])) == (TaskStatus.QUEUED, "hello a?")
 
+    # -m imports more task modules, as `conveyor worker APP MODULES...` does
+    extra = ["-m", "tests.integration.sched_extra", APP]
+    unknown = cli("schedules", APP, "add", "purge", "purge", "--every", "60", "--args", "[7]")
+    assert "task 'purge' is not registered" in unknown.stderr
+    added = cli("schedules", *extra, "add", "purge", "purge", "--every", "60", "--args", "[7]")
+    assert added.returncode == 0, added.stderr
+    listed = cli("schedules", *extra, "list").stdout
+    assert _row(listed, "purge")[1] == "tests.integration.sched_extra:purge"
+    assert cli("schedules", "no_such_module:app", "add", "--help").returncode == 0
+
     assert ok("remove", "ping") == "removed 'ping'\n"
     assert "ping" not in ok("list")
     gone = cli("schedules", APP, "remove", "ping")
