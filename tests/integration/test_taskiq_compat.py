@@ -351,3 +351,20 @@ async def _beats_at_least(module: ModuleType, count: int) -> bool:
 
 async def _records_at_least(module: ModuleType, count: int) -> bool:
     return (await _data(module, "records")).count("dynamic") >= count
+
+
+@pytest.mark.slow
+def test_the_migration_example_runs_and_finishes_by_itself() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    done = subprocess.run(
+        [sys.executable, "examples/taskiq_migration.py"],
+        cwd=ROOT,
+        env={**env, "CONVEYOR_FETCH_WAIT": "0.1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "after a retry: <2@mail> welcome (tenant acme, run 2)" in done.stdout
+    assert "error: ZeroDivisionError: division by zero" in done.stdout
+    assert "raise_for_error(): TaskFailed" in done.stdout
