@@ -1,4 +1,5 @@
-"""What a task produced: :class:`Result`, its :class:`ErrorInfo`, and :class:`TaskStatus`."""
+"""What a task produced: :class:`Result`, its :class:`ErrorInfo`, :class:`TaskStatus`, and
+what an abort request did (:class:`AbortOutcome`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import msgspec
 
 from conveyor.errors import TaskFailed
 
-__all__ = ["ErrorInfo", "Result", "TaskState", "TaskStatus"]
+__all__ = ["AbortOutcome", "ErrorInfo", "Result", "TaskState", "TaskStatus", "aborted_result"]
 
 R = TypeVar("R")
 
@@ -34,6 +35,23 @@ class TaskStatus(enum.StrEnum):
 _TERMINAL = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.ABORTED}
 )
+
+
+class AbortOutcome(enum.StrEnum):
+    """What ``handle.abort()`` did.
+
+    ``DEQUEUED``: the task was queued, delayed or waiting for a retry; it was removed and
+    will never run, and its result (status ``aborted``) is stored. ``SIGNALLED``: it is
+    running; its worker cancels it and stores the ``aborted`` result (a task that finishes
+    first keeps its own outcome). ``FINISHED``: it had already ended (succeeded, failed,
+    dead or aborted); nothing changed. ``UNKNOWN``: no such task (never enqueued, or its
+    result expired).
+    """
+
+    DEQUEUED = "dequeued"
+    SIGNALLED = "signalled"
+    FINISHED = "finished"
+    UNKNOWN = "unknown"
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -96,6 +114,33 @@ class Result(msgspec.Struct, Generic[R], frozen=True, omit_defaults=True):
         if self.is_err:
             raise TaskFailed(self.task_id, self.error or ErrorInfo(self.status.value, ""))
         return self.return_value  # type: ignore[return-value]
+
+
+def aborted_result(
+    task_id: str,
+    task: str,
+    *,
+    attempts: int,
+    finished_at: float,
+    running: bool,
+    execution_time: float = 0.0,
+) -> Result[Any]:
+    """The result of a task ended by ``handle.abort()``: status ``aborted``, error type
+    ``conveyor.Aborted`` (``get()`` raises :class:`TaskFailed` carrying it)."""
+    detail = (
+        f"aborted by request while attempt {attempts} was running"
+        if running
+        else "aborted by request while it waited to run"
+    )
+    return Result(
+        task_id=task_id,
+        task=task,
+        status=TaskStatus.ABORTED,
+        error=ErrorInfo("conveyor.Aborted", detail),
+        execution_time=execution_time,
+        attempts=attempts,
+        finished_at=finished_at,
+    )
 
 
 class TaskState(msgspec.Struct, frozen=True, omit_defaults=True):

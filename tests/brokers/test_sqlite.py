@@ -22,8 +22,9 @@ import pytest
 from conveyor.brokers.base import Outgoing, StoredResult, WorkerInfo
 from conveyor.brokers.sqlite import SqliteBroker
 from conveyor.brokers.sqlite.connection import WAL_LIMIT_BYTES, check_local_filesystem
+from conveyor.brokers.sqlite.queries import SCHEMA_VERSION
 from conveyor.errors import ConfigurationError
-from conveyor.result import TaskStatus
+from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 
 # One script for every child process: `python -c CHILD <mode> <url> <args...>`.
@@ -260,10 +261,63 @@ async def test_version_2_file_is_upgraded_and_loses_the_unused_ticks_table(
         )
     async with _broker(_url(tmp_path)) as broker:
         assert "schedule_ticks" not in _tables(db)
-        assert _user_version(db) == 3
+        assert _user_version(db) == SCHEMA_VERSION
         (delivery,) = await broker.fetch(["default"], 1, 0)
         assert (delivery.task_id, delivery.body) == (kept.task_id, b"kept")
         assert await broker.reap() == 0  # maintenance no longer touches the table
+
+
+def _without_abort_column(db: Path) -> None:
+    """Make ``db`` what version 3 left behind: no tasks.abort_requested."""
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            "ALTER TABLE tasks DROP COLUMN abort_requested; PRAGMA user_version = 3;"
+        )
+
+
+async def test_version_3_file_gains_the_abort_mark(tmp_path: Path) -> None:
+    db = tmp_path / "broker.db"
+    async with _broker(_url(tmp_path)) as broker:
+        queued, running = _out(b"queued"), _out(b"running")
+        await broker.publish([running])
+        assert len(await broker.fetch(["default"], 1, 0)) == 1
+        await broker.publish([queued])
+    _without_abort_column(db)
+    async with _broker(_url(tmp_path)) as broker:
+        assert _user_version(db) == SCHEMA_VERSION
+        assert await broker.abort(running.task_id, lambda body, attempts: None) == (
+            AbortOutcome.SIGNALLED
+        )
+        (kept,) = await broker.fetch(["default"], 1, 0)
+        assert (kept.task_id, kept.abort_requested) == (queued.task_id, False)
+
+
+@pytest.mark.slow
+async def test_processes_opening_an_old_file_at_once_all_upgrade_it(tmp_path: Path) -> None:
+    db = tmp_path / "broker.db"
+    async with _broker(_url(tmp_path)):
+        pass
+    _without_abort_column(db)
+    # each child reads the columns, then takes the write lock: all but one find the
+    # column added by then (sqlite3 "duplicate column"), which must not fail the connect
+    script = (
+        "import asyncio, sys, time\n"
+        "from conveyor.brokers.sqlite import SqliteBroker\n"
+        "async def main():\n"
+        "    broker = SqliteBroker(sys.argv[1])\n"
+        "    time.sleep(max(float(sys.argv[2]) - time.time(), 0))\n"
+        "    await broker.connect()\n"
+        "    await broker.close()\n"
+        "asyncio.run(main())\n"
+    )
+    start = str(time.time() + 2.0)  # all at once, after every interpreter has started
+    children = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", script, _url(tmp_path), start)
+        for _ in range(6)
+    ]
+    codes = [await child.wait() for child in children]
+    assert codes == [0] * 6
+    assert _user_version(db) == SCHEMA_VERSION
 
 
 async def test_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:

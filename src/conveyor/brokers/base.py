@@ -17,21 +17,29 @@ retry            retry.lua (ZADD)    ack + delayed publish  nak(delay)          
 dead_letter      XADD dlq + XACK     reject -> DLX          term + publish dlq        move row to dlq
 release          release.lua (front) nack(requeue)          nak()                     lease_expires=now
 extend leases    XCLAIM JUSTID       (consumer timeout)     in_progress()             lease_expires+=d
+abort            abort.lua           mark; skip at start    mark; skip at start       DELETE / mark row
 ===============  ==================  =====================  ========================  ===================
+
+``abort`` is not a settlement: anyone may call it, for any task id. A queued message is
+removed at once with its ``aborted`` result; a leased one gets an *abort mark* that its
+worker finds through :meth:`Broker.abort_marks` (polled) and
+:meth:`Broker.wait_abort_signal` (pushed), and that ``fetch`` reports on a later claim
+(:attr:`Delivery.abort_requested`), so a marked task never starts again.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from conveyor.result import TaskStatus
+from conveyor.result import AbortOutcome, TaskStatus
 
 __all__ = [
+    "AbortResult",
     "Ack",
     "Broker",
     "DeadLetter",
@@ -119,6 +127,11 @@ class Release:
 
 Outcome = Ack | Retry | DeadLetter | Release
 
+AbortResult = Callable[[bytes, int], "StoredResult | None"]
+"""Builds the ``aborted`` result of a task removed before it ran, from its message body and
+its started attempts (None: store nothing). It must be pure and quick: a broker may call
+it inside a transaction, or more than once (it stores the result of one call)."""
+
 
 @dataclass(slots=True, eq=False)
 class Delivery:
@@ -142,6 +155,10 @@ class Delivery:
     """How many attempts in a row ended with the lease expiring unsettled (the worker
     died). From two on, the worker runs the task alone, so a task that kills workers
     cannot take the tasks beside it to the dead-letter queue."""
+    abort_requested: bool = False
+    """The task carried an abort mark when it was claimed (it was aborted while an earlier
+    attempt ran, or between a blocking read and its start): the worker settles it as
+    aborted without running it."""
 
     async def ack(self, result: StoredResult | None = None) -> bool:
         """Finish the delivery; store ``result`` with it when the broker holds results."""
@@ -263,6 +280,25 @@ class Broker(Protocol):
 
     async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
         """(queued|running|retrying|dead, attempts) while the broker holds the task."""
+        ...
+
+    async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
+        """Abort a task, atomically: a queued, delayed or retry-waiting message is removed
+        and ``result(body, attempts)`` stored in the broker's own result store
+        (``DEQUEUED``); a leased one gets the abort mark and its workers are signalled
+        (``SIGNALLED``); a dead-lettered one is ``FINISHED``; else ``UNKNOWN`` (the broker
+        forgets acked tasks: the caller looks for their result)."""
+        ...
+
+    async def abort_marks(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Which of these deliveries' tasks carry the abort mark (one round trip)."""
+        ...
+
+    async def wait_abort_signal(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` seconds for an abort of a running task anywhere; returns
+        the task ids signalled since the last call (possibly none: signals are hints that
+        may be lost or merged, :meth:`abort_marks` is the truth). A worker calls this in a
+        loop; the first call starts listening, :meth:`close` stops."""
         ...
 
     async def queue_depths(self) -> list[QueueDepth]:

@@ -16,10 +16,12 @@ import contextlib
 import heapq
 import itertools
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from conveyor.brokers.base import (
+    AbortResult,
     Ack,
     DeadLetter,
     DeadLetterEntry,
@@ -32,7 +34,7 @@ from conveyor.brokers.base import (
     StoredResult,
     WorkerInfo,
 )
-from conveyor.result import TaskStatus
+from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 
 __all__ = ["MemoryBroker", "MemoryResultStore", "MemoryScheduleStore"]
@@ -56,6 +58,7 @@ class _Job:
     lease_token: int = 0
     lease_expires: float = 0.0
     crashes: int = 0
+    abort: bool = False  # the abort mark: set while leased, kept until the task ends
 
 
 @dataclass(slots=True, eq=False)
@@ -67,6 +70,15 @@ class _Waiter:
         # RuntimeError: the waiter's loop is closed; nobody is listening any more
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.event.set)
+
+
+@dataclass(slots=True, eq=False)
+class _AbortSignals:
+    """Task ids whose abort was signalled, waiting for one event loop's worker to take them."""
+
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    task_ids: list[str] = field(default_factory=list)
 
 
 class MemoryBroker:
@@ -87,6 +99,9 @@ class MemoryBroker:
         self._dead_jobs: dict[str, _Job] = {}
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._waiters: set[_Waiter] = set()
+        self._abort_signals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AbortSignals] = (
+            weakref.WeakKeyDictionary()
+        )
         self._results = MemoryResultStore(url, self._settings)
         self._schedules = MemoryScheduleStore(self._settings)
 
@@ -215,6 +230,7 @@ class MemoryBroker:
                         job.lease_token,
                         job.enqueued_at,
                         job.crashes,
+                        job.abort,
                     )
                 )
             if len(claimed) >= count:
@@ -329,6 +345,52 @@ class MemoryBroker:
         if moved:
             self._wake_all()
         return moved
+
+    # -- abort ---------------------------------------------------------------------
+
+    async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
+        now = self._clock.now()
+        with self._lock:
+            job = self._jobs.get(task_id)
+            if job is None:
+                return AbortOutcome.FINISHED if task_id in self._dead else AbortOutcome.UNKNOWN
+            if job.state == _LEASED:
+                job.abort = True
+                boxes = list(self._abort_signals.values())
+                for box in boxes:
+                    box.task_ids.append(task_id)
+            else:
+                self._finish(job, now)  # its heap entry goes stale and is skipped
+                stored = result(job.body, job.attempts)
+                if stored is not None:  # stored under the lock: no moment without either
+                    self._results.store([stored])
+                return AbortOutcome.DEQUEUED
+        for box in boxes:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                box.loop.call_soon_threadsafe(box.event.set)
+        return AbortOutcome.SIGNALLED
+
+    async def abort_marks(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        with self._lock:
+            return [
+                job is not None and job.abort
+                for job in (self._jobs.get(d.task_id) for d in deliveries)
+            ]
+
+    async def wait_abort_signal(self, timeout: float) -> list[str]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            box = self._abort_signals.get(loop)
+            if box is None:
+                box = self._abort_signals[loop] = _AbortSignals(loop)
+            if not box.task_ids:
+                box.event.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await box.event.wait()
+        with self._lock:
+            taken, box.task_ids = box.task_ids, []
+        return taken
 
     # -- inspection ----------------------------------------------------------------
 
@@ -464,6 +526,10 @@ class MemoryResultStore:
         return None
 
     async def put(self, batch: Sequence[StoredResult]) -> None:
+        self.store(batch)
+
+    def store(self, batch: Sequence[StoredResult]) -> None:
+        """:meth:`put` without an event loop (the broker calls it under its own lock)."""
         now = self._clock.now()
         woken: list[_Waiter] = []
         with self._lock:

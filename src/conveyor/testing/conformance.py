@@ -25,8 +25,16 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from conveyor.brokers.base import Ack, Broker, Delivery, Outgoing, StoredResult, WorkerInfo
-from conveyor.result import TaskStatus
+from conveyor.brokers.base import (
+    AbortResult,
+    Ack,
+    Broker,
+    Delivery,
+    Outgoing,
+    StoredResult,
+    WorkerInfo,
+)
+from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 
 __all__ = ["CHECKS", "BrokerFactory", "Check", "conformance_settings"]
@@ -316,6 +324,125 @@ async def check_ack_stores_result_atomically(factory: BrokerFactory) -> None:
         assert await broker.result_store().get(item.task_id) == b"value"
 
 
+def _aborted_as(calls: list[tuple[str, bytes, int]], task_id: str) -> AbortResult:
+    """An abort result builder that records its calls and stores b"aborted:<body>"."""
+
+    def build(body: bytes, attempts: int) -> StoredResult:
+        calls.append((task_id, body, attempts))
+        return StoredResult(task_id, b"aborted:" + body, 60.0)
+
+    return build
+
+
+def _never_called(body: bytes, attempts: int) -> StoredResult:
+    raise AssertionError("abort() built a result for a task it did not remove")
+
+
+async def check_abort(factory: BrokerFactory) -> None:
+    """abort() removes a queued, delayed or retry-waiting message with its result (it is
+    never fetched); marks a leased one, which abort_marks and the abort signal report and a
+    later claim carries; leaves a dead letter alone; and knows no other id."""
+    async with factory(conformance_settings()) as broker:
+        store = broker.result_store()
+        calls: list[tuple[str, bytes, int]] = []
+        queued = _out(b"q", key="abort-key", key_ttl=30.0)
+        delayed = _out(b"d", not_before=time.time() + 60)
+        await broker.publish([queued, delayed])
+        for item in (queued, delayed):
+            outcome = await broker.abort(item.task_id, _aborted_as(calls, item.task_id))
+            assert outcome is AbortOutcome.DEQUEUED
+            assert await store.get(item.task_id) == b"aborted:" + item.body
+            assert await broker.task_status(item.task_id) is None
+            assert await broker.abort(item.task_id, _never_called) is AbortOutcome.UNKNOWN
+        assert calls[-2:] == [(queued.task_id, b"q", 0), (delayed.task_id, b"d", 0)]
+        await broker.reap()
+        assert await broker.fetch(["default"], 10, 0.0) == []
+        # an aborted task ended: its idempotency key answers for it, like a finished one's
+        assert await broker.publish([_out(b"again", key="abort-key", key_ttl=30.0)]) == [
+            queued.task_id
+        ]
+        assert await broker.fetch(["default"], 10, 0.0) == []
+
+        waiting = _out(b"w")
+        await broker.publish([waiting])
+        (first,) = await broker.fetch(["default"], 1, 1.0)
+        assert await first.retry(30.0)
+        outcome = await broker.abort(waiting.task_id, _aborted_as(calls, waiting.task_id))
+        assert outcome is AbortOutcome.DEQUEUED
+        assert calls[-1] == (waiting.task_id, b"w", 1), "the started attempts are passed on"
+
+        running = _out(b"run")
+        await broker.publish([running])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        assert d.abort_requested is False
+        assert await broker.wait_abort_signal(0.01) == []  # listening from now on
+        signal = asyncio.create_task(broker.wait_abort_signal(5.0))
+        assert await broker.abort_marks([d]) == [False]
+        assert await broker.abort(running.task_id, _never_called) is AbortOutcome.SIGNALLED
+        assert running.task_id in await asyncio.wait_for(signal, 5.0)
+        assert await broker.abort_marks([d]) == [True]
+        assert await broker.abort(running.task_id, _never_called) is AbortOutcome.SIGNALLED
+        assert await broker.task_status(running.task_id) == (TaskStatus.RUNNING, 1)
+        assert await store.get(running.task_id) is None, "the worker stores the result"
+        # its worker died: the mark survives the reap, and the next claim carries it
+        await asyncio.sleep(LEASE + 0.3)
+        (again,) = await _fetch_all(broker, ["default"], 1)
+        assert (again.task_id, again.attempt, again.abort_requested) == (running.task_id, 2, True)
+        assert await again.ack(StoredResult(running.task_id, b"aborted by its worker", 60.0))
+        assert await d.ack(StoredResult(running.task_id, b"zombie", 60.0)) is False
+        assert await store.get(running.task_id) == b"aborted by its worker"
+        assert await broker.abort(running.task_id, _never_called) is AbortOutcome.UNKNOWN
+
+        dead = _out(b"x")
+        await broker.publish([dead])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        assert await d.dead_letter("test")
+        entries = await broker.dead_letters()
+        assert await broker.abort(dead.task_id, _never_called) is AbortOutcome.FINISHED
+        assert await broker.dead_letters() == entries
+        assert await broker.abort("no-such-task", _never_called) is AbortOutcome.UNKNOWN
+
+
+async def check_abort_races_fetch(factory: BrokerFactory) -> None:
+    """Aborts racing fetches: every task is either removed unfetched (DEQUEUED, result
+    stored) or fetched and marked (SIGNALLED), never both and never neither."""
+    async with factory(conformance_settings()) as broker:
+        items = [_out(str(i).encode()) for i in range(40)]
+        await broker.publish(items)
+        fetched: list[Delivery] = []
+        outcomes: dict[str, AbortOutcome] = {}
+        calls: list[tuple[str, bytes, int]] = []
+
+        async def fetch() -> None:  # from the front, one at a time, while abort() works back
+            while True:
+                got = await broker.fetch(["default"], 1, 0.05)
+                fetched.extend(got)
+                if not got and len(outcomes) == len(items):
+                    return
+                await asyncio.sleep(0)
+
+        async def abort() -> None:
+            for item in reversed(items):
+                outcomes[item.task_id] = await broker.abort(
+                    item.task_id, _aborted_as(calls, item.task_id)
+                )
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(asyncio.gather(fetch(), abort()), 30.0)
+        by_id = {d.task_id: d for d in fetched}
+        assert len(by_id) == len(fetched), "a task was fetched twice"
+        marks = dict(zip(by_id, await broker.abort_marks(list(by_id.values())), strict=True))
+        for item in items:
+            outcome = outcomes[item.task_id]
+            if outcome is AbortOutcome.DEQUEUED:
+                assert item.task_id not in by_id, "a removed task was fetched"
+                assert await broker.result_store().get(item.task_id) == b"aborted:" + item.body
+            else:
+                assert outcome is AbortOutcome.SIGNALLED, outcome
+                assert marks[item.task_id], "a fetched task lost its mark"
+        assert {o for o in outcomes.values()} <= {AbortOutcome.DEQUEUED, AbortOutcome.SIGNALLED}
+
+
 async def check_workers_heartbeat(factory: BrokerFactory) -> None:
     """Heartbeats list live workers and forget expired ones."""
     async with factory(conformance_settings()) as broker:
@@ -418,6 +545,8 @@ CHECKS: list[Check] = [
     check_task_status_and_depths,
     check_result_store,
     check_ack_stores_result_atomically,
+    check_abort,
+    check_abort_races_fetch,
     check_workers_heartbeat,
     check_schedule_store,
 ]

@@ -5,7 +5,10 @@ key layout is in :mod:`keys`. Publishes and settlements are batched into one pip
 per call. Leases are the consumer group's pending-entry idle time: renewed with an
 owner-checked ``XCLAIM ... JUSTID`` from the worker's lease thread, and reaped with an
 ``XAUTOCLAIM`` cursor loop whose min-idle is the only guard. Results are written by the
-same script that acknowledges, and waiters are woken by pub/sub, never by polling.
+same script that acknowledges, and waiters are woken by pub/sub, never by polling. An
+abort of a running task sets a mark on its job and is announced on a pub/sub channel that
+workers listen to; the mark itself is what they check (pub/sub drops messages while a
+connection is down).
 
 URL: ``redis://[:password@]host:port/db?prefix=conveyor``.
 """
@@ -20,7 +23,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,6 +36,7 @@ from redis.retry import Retry as RedisRetry
 
 from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
+    AbortResult,
     Ack,
     DeadLetter,
     DeadLetterEntry,
@@ -47,7 +51,7 @@ from conveyor.brokers.base import (
 from conveyor.brokers.redis.keys import Keys
 from conveyor.brokers.redis.scripts import SCRIPT_NAMES, load_sources
 from conveyor.errors import BrokerUnavailable
-from conveyor.result import TaskStatus
+from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 
 __all__ = ["RedisBroker", "RedisResultStore", "RedisScheduleStore"]
@@ -132,6 +136,14 @@ class RedisBroker:
         self._scripts: _Scripts | None = None
         self._known_queues: set[str] = set()
         self._results = RedisResultStore(url, self._settings, broker=self)
+        self._aborts = _AbortSignals()
+        self._abort_listener = _ChannelListener(
+            "conveyor-redis-aborts",
+            lambda: self.client,
+            self.keys.aborts_channel,
+            self._aborts.receive,
+            self._aborts.resubscribed,
+        )
         self._schedules = RedisScheduleStore(self)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -159,6 +171,7 @@ class RedisBroker:
             await self._register_queue(queue)
 
     async def close(self) -> None:
+        await self._abort_listener.close()
         await self._results.close()
         for client in (self._client, self._blocking):
             if client is not None:
@@ -265,7 +278,7 @@ class RedisBroker:
             flat = await self.scripts.call(
                 "fetch", self.keys.tag(queue), [self.keys.group, self.consumer, remaining]
             )
-            for i in range(0, len(flat), 6):
+            for i in range(0, len(flat), 7):
                 out.append(
                     Delivery(
                         self,
@@ -275,6 +288,7 @@ class RedisBroker:
                         int(flat[i + 4]),
                         (flat[i], flat[i + 1]),
                         crashes=int(flat[i + 5]),
+                        abort_requested=flat[i + 6] == 1,
                     )
                 )
         if out or wait <= 0:
@@ -342,7 +356,7 @@ class RedisBroker:
         for queue, rows in per_queue.items():
             args = [value for row in rows for value in row]
             flat = await self.scripts.call("start", self.keys.tag(queue), args)
-            for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 4), strict=True):
+            for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 5), strict=True):
                 out.append(
                     Delivery(
                         self,
@@ -352,6 +366,7 @@ class RedisBroker:
                         int(flat[i + 2]),
                         (stream, entry_id),
                         crashes=int(flat[i + 3]),
+                        abort_requested=flat[i + 4] == 1,
                     )
                 )
         return out
@@ -454,17 +469,75 @@ class RedisBroker:
                 )
         return moved
 
+    # -- abort ---------------------------------------------------------------------
+
+    async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
+        """Read where the task is (and its body, for the result), then run abort.lua, which
+        re-checks that nothing moved; a move between the two (a fetch, a retry) is rare
+        and just means another round."""
+        for _ in range(10):
+            found = await self._find_job(task_id, ("s", "a", "e", "b", "p"))
+            if found is None:
+                return AbortOutcome.UNKNOWN
+            queue, (state, attempts, entry, body, prio) = found
+            expected: bytes = b""
+            data, ttl = b"", 0
+            if state == b"queued":
+                if entry is not None:
+                    expected = entry
+                    body = await self._entry_body(queue, prio or b"0", entry, task_id)
+                data, ttl = _result_args(result(body or b"", int(attempts or 0)))
+            answer = await self.scripts.call(
+                "abort",
+                self.keys.tag(queue),
+                [self.keys.group, self.keys.prefix, task_id, expected, data, ttl],
+            )
+            if answer != b"changed":
+                return AbortOutcome(answer.decode())
+        raise BrokerUnavailable(
+            f"could not abort task {task_id}: it kept moving between queue states; try again"
+        )
+
+    async def _entry_body(self, queue: str, prio: bytes, entry: bytes, task_id: str) -> bytes:
+        """The body of a queued message's stream entry (its priority's stream, or the
+        front stream); b"" when it is gone (abort.lua then sees the change)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for level in (prio.decode(), "front"):
+                pipe.xrange(self.keys.stream(queue, level), entry, entry)
+            answers = await pipe.execute()
+        for rows in answers:
+            for _, fields in rows:
+                if fields.get(b"i") == task_id.encode():
+                    return bytes(fields.get(b"b", b""))
+        return b""
+
+    async def abort_marks(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        if not deliveries:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for delivery in deliveries:
+                pipe.hget(self.keys.job(delivery.queue, delivery.task_id), "x")
+            marks = await pipe.execute()
+        return [mark is not None for mark in marks]
+
+    async def wait_abort_signal(self, timeout: float) -> list[str]:
+        await self._abort_listener.start()
+        return await self._aborts.wait(timeout)
+
     # -- inspection ----------------------------------------------------------------
 
-    async def _find_job(self, task_id: str) -> tuple[str, list[Any]] | None:
+    async def _find_job(
+        self, task_id: str, fields: Sequence[str] = ("s", "a", "d")
+    ) -> tuple[str, list[Any]] | None:
+        """The queue holding the task's job record and ``fields`` of it, or None."""
         queues = await self._all_queues()
         async with self.client.pipeline(transaction=False) as pipe:
             for queue in queues:
-                pipe.hmget(self.keys.job(queue, task_id), ["s", "a", "d"])
+                pipe.hmget(self.keys.job(queue, task_id), list(fields))
             answers = await pipe.execute()
-        for queue, fields in zip(queues, answers, strict=True):
-            if fields[0] is not None:
-                return queue, fields
+        for queue, values in zip(queues, answers, strict=True):
+            if values[0] is not None:
+                return queue, values
         return None
 
     async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
@@ -613,6 +686,93 @@ def _dead_entry(queue: str, fields: dict[bytes, bytes]) -> DeadLetterEntry:
     )
 
 
+class _ChannelListener:
+    """Listens to one pub/sub channel from a task that resubscribes after a lost
+    connection; ``on_subscribed`` runs after every (re)subscription, to catch up on what
+    was published meanwhile (pub/sub keeps nothing for absent listeners)."""
+
+    def __init__(
+        self,
+        name: str,
+        client: Callable[[], Any],
+        channel: str,
+        on_message: Callable[[bytes], None],
+        on_subscribed: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._name = name
+        self._client = client
+        self._channel = channel
+        self._on_message = on_message
+        self._on_subscribed = on_subscribed
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start listening (once) and wait until the first subscription holds."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen(), name=self._name)
+        await asyncio.wait_for(self._subscribed.wait(), 10.0)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            self._subscribed = asyncio.Event()
+
+    async def _listen(self) -> None:
+        pause = 0.05
+        while True:
+            pubsub = self._client().pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                self._subscribed.set()
+                await self._on_subscribed()
+                pause = 0.05
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self._on_message(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning(
+                    "listener of %s lost its connection; resubscribing",
+                    self._channel,
+                    exc_info=True,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+
+class _AbortSignals:
+    """Task ids announced on the aborts channel, until the worker takes them."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._task_ids: list[str] = []
+
+    def receive(self, payload: bytes) -> None:
+        self._task_ids.append(payload.decode())
+        self._event.set()
+
+    async def resubscribed(self) -> None:
+        self._event.set()  # anything published while we were away: the worker re-checks
+
+    async def wait(self, timeout: float) -> list[str]:
+        if not self._event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._event.wait()
+        self._event.clear()
+        taken, self._task_ids = self._task_ids, []
+        return taken
+
+
 class RedisLeaseKeeper:
     """Renews leases from the worker's lease thread over its own synchronous connection."""
 
@@ -659,8 +819,13 @@ class RedisResultStore:
         self._broker = broker
         self._own_client: Any = None
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._listener = _ChannelListener(
+            "conveyor-redis-results",
+            lambda: self.client,
+            self.keys.results_channel,
+            self._deliver,
+            self._recheck_waiters,
+        )
 
     @property
     def client(self) -> Any:
@@ -678,12 +843,7 @@ class RedisResultStore:
         self._own_client = await _reachable_client(self.url, self._redis_url, self._settings)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-            self._subscribed = asyncio.Event()
+        await self._listener.close()
         for futures in self._waiters.values():
             for future in futures:
                 future.cancel()
@@ -718,7 +878,7 @@ class RedisResultStore:
         return bytes(value) if value is not None else None
 
     async def wait(self, task_id: str, timeout: float) -> bytes | None:
-        await self._ensure_listener()
+        await self._listener.start()
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiters[task_id].append(future)
         try:
@@ -742,34 +902,6 @@ class RedisResultStore:
                 if not waiters:
                     del self._waiters[task_id]
 
-    async def _ensure_listener(self) -> None:
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(), name="conveyor-redis-results")
-        await asyncio.wait_for(self._subscribed.wait(), 10.0)
-
-    async def _listen(self) -> None:
-        pause = 0.05
-        while True:
-            pubsub = self.client.pubsub()
-            try:
-                await pubsub.subscribe(self.keys.results_channel)
-                self._subscribed.set()
-                await self._recheck_waiters()  # results that landed while we were away
-                pause = 0.05
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message["type"] == "message":
-                        self._deliver(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("result listener lost its connection; resubscribing", exc_info=True)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-
     def _deliver(self, payload: bytes) -> None:
         size, _, rest = payload.partition(b":")
         length = int(size)
@@ -779,6 +911,7 @@ class RedisResultStore:
                 future.set_result(data)
 
     async def _recheck_waiters(self) -> None:
+        """Look up every waited result: those that landed while the listener was away."""
         for task_id in list(self._waiters):
             found = await self.get(task_id)
             if found is not None:

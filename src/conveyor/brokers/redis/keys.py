@@ -15,13 +15,15 @@ key                             type       holds
 {p:q}:dlq                       stream     dead letters (i, b, r=reason, a=attempts, t=ms)
 {p:q}:job:<task id>             hash       q, s=state, a=attempts, p=priority, k=key,
                                            kt=key ttl ms, e=stream entry, b=body (delayed),
-                                           d=dlq entry (dead)
+                                           d=dlq entry (dead), r=crashes in a row,
+                                           x=1 once aborted while running
 {p:q}:key:<idempotency key>     string     the task id that owns the key
 p:queues                        set        every queue name seen
 p:result:<task id>              string     the encoded Result (PX = result ttl)
 p:progress:<task id>            string     the latest progress snapshot
 p:waiting:<task id>             string     set while a producer waits (PUBLISH only then)
 p:results                       channel    "<len>:<task id><result>" when a waited result lands
+p:aborts                        channel    the task id, when a running task is aborted
 p:workers / p:workers:expiry    hash/zset  heartbeat records and their expiry
 p:schedules                     hash       dynamic schedule specs
 ==============================  =========  =================================================
@@ -79,6 +81,10 @@ class Keys:
     @property
     def results_channel(self) -> str:
         return f"{self.prefix}:results"
+
+    @property
+    def aborts_channel(self) -> str:
+        return f"{self.prefix}:aborts"
 
     @property
     def workers(self) -> str:

@@ -24,6 +24,7 @@ SCRIPT_NAMES = (
     "reap",
     "requeue_dead",
     "delete_dead",
+    "abort",
 )
 
 

@@ -12,13 +12,15 @@ dead_letter   dead_letter, ack (+ finish_key, put_result)
 release       take_seq, release
 extend_lease  extend_lease per delivery
 reap          reap (+ spend_seq), promote
+abort         abort (+ finish_key, put_result), else mark_abort, else dead_status
 ============  ==============================================================
 
 Every claim counts the attempt and stamps the rows with a lease token larger than any
 before it, and every settlement or renewal matches ``state = 'leased' AND lease_token =
 :token``: a zombie whose lease was reaped and re-claimed changes nothing and gets False.
 After a commit that makes work ready (or delayed, so waiters can re-aim their timers),
-the queues it touched are announced through the wake directory (see ``wake.py``).
+the queues it touched are announced through the wake directory (see ``wake.py``); an
+abort mark is announced, by task id, to the workers listening in ``<db>.wake/aborts/``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 import msgspec
 
 from conveyor.brokers.base import (
+    AbortResult,
     Ack,
     DeadLetter,
     DeadLetterEntry,
@@ -59,9 +62,10 @@ from conveyor.brokers.sqlite.connection import (
 from conveyor.brokers.sqlite.queries import QUERIES
 from conveyor.brokers.sqlite.results import SqliteResultStore, store_results
 from conveyor.brokers.sqlite.schedules import SqliteScheduleStore
+from conveyor.brokers.sqlite.wake import Subscription
 from conveyor.clock import Clock
 from conveyor.errors import BrokerUnavailable
-from conveyor.result import TaskStatus
+from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import DEFAULT_BROKER_URL, Settings
 
 __all__ = ["SqliteBroker", "SqliteLeaseKeeper"]
@@ -97,6 +101,7 @@ class SqliteBroker:
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._results = SqliteResultStore(url, self._settings, database=self._db)
         self._schedules = SqliteScheduleStore(url, self._settings, database=self._db)
+        self._abort_signals: Subscription | None = None
 
     @property
     def path(self) -> Path:
@@ -109,6 +114,9 @@ class SqliteBroker:
 
     async def close(self) -> None:
         """Close the connection; unsettled deliveries are left to lease expiry."""
+        if self._abort_signals is not None:
+            signals, self._abort_signals = self._abort_signals, None
+            signals.__exit__(None, None, None)
         await self._db.close()
 
     def result_store(self) -> SqliteResultStore:
@@ -240,7 +248,8 @@ class SqliteBroker:
                 conn.execute(QUERIES.spend_lease_token)
                 rows.sort(key=lambda r: (-r[6], r[7]))  # RETURNING order is unspecified
                 claimed.extend(
-                    Delivery(self, r[1], r[0], bytes(r[2]), r[3], r[4], r[5], r[8]) for r in rows
+                    Delivery(self, r[1], r[0], bytes(r[2]), r[3], r[4], r[5], r[8], bool(r[9]))
+                    for r in rows
                 )
                 if len(claimed) >= count:
                     break
@@ -328,6 +337,62 @@ class SqliteBroker:
         self._db.queue_wake.notify(row[0] for row in [*reaped, *promoted])
         self._db.maintain(conn, now)
         return len(reaped) + len(promoted)
+
+    # -- abort ---------------------------------------------------------------------
+
+    async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
+        """Remove a queued task with its aborted result, or mark a leased one, in one
+        transaction; a mark is announced to the workers of every process."""
+        return await self._db.run(self._abort, task_id, result, self._clock.now())
+
+    def _abort(
+        self, conn: sqlite3.Connection, task_id: str, result: AbortResult, now: float
+    ) -> AbortOutcome:
+        params = {"task_id": task_id}
+        stored: StoredResult | None = None
+        with transaction(conn):
+            row = conn.execute(QUERIES.abort, params).fetchone()
+            if row is not None:
+                body, attempts, key, key_ttl = row
+                if key is not None:
+                    conn.execute(
+                        QUERIES.finish_key,
+                        {"key": key, "key_ttl": key_ttl, "task_id": task_id, "now": now},
+                    )
+                stored = result(bytes(body), attempts)
+                if stored is not None:
+                    store_results(conn, [stored], now)
+                outcome = AbortOutcome.DEQUEUED
+            elif conn.execute(QUERIES.mark_abort, params).rowcount == 1:
+                outcome = AbortOutcome.SIGNALLED
+            elif conn.execute(QUERIES.dead_status, params).fetchone() is not None:
+                outcome = AbortOutcome.FINISHED
+            else:
+                outcome = AbortOutcome.UNKNOWN
+        if stored is not None:
+            self._db.result_wake.notify([task_id])
+        if outcome is AbortOutcome.SIGNALLED:
+            self._db.abort_wake.notify([task_id])
+        return outcome
+
+    async def abort_marks(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Which deliveries' tasks carry the abort mark, in one query."""
+        if not deliveries:
+            return []
+        ids = msgspec.json.encode([d.task_id for d in deliveries]).decode()
+        rows = await self._db.run(_fetch_all, QUERIES.abort_marks, {"task_ids": ids})
+        marked = {row[0] for row in rows}
+        return [d.task_id in marked for d in deliveries]
+
+    async def wait_abort_signal(self, timeout: float) -> list[str]:
+        """Wait for an abort datagram from any process; the ids it named. Datagrams are
+        hints (one can be lost when a socket's queue is full): :meth:`abort_marks` is the
+        truth."""
+        if self._abort_signals is None:
+            self._abort_signals = self._db.abort_wake.subscribe(None).__enter__()
+        signals = self._abort_signals
+        await signals.wait(timeout)
+        return signals.take()
 
     # -- inspection ----------------------------------------------------------------
 
@@ -514,6 +579,12 @@ def _delete_dead(conn: sqlite3.Connection, entry_ids: list[str] | None, queue: s
 
 def _execute(conn: sqlite3.Connection, query: str, params: Mapping[str, object]) -> None:
     conn.execute(query, params)
+
+
+def _fetch_all(
+    conn: sqlite3.Connection, query: str, params: Mapping[str, object]
+) -> list[tuple[object, ...]]:
+    return conn.execute(query, params).fetchall()
 
 
 def _workers(conn: sqlite3.Connection, now: float) -> list[WorkerInfo]:

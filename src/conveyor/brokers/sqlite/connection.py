@@ -217,11 +217,23 @@ def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
         upgrades.append("ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;")
     if version < 3:  # the old once-per-tick table; ticks now carry a publish key
         upgrades.append("DROP TABLE IF EXISTS schedule_ticks;")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+    if columns and "abort_requested" not in columns:  # files of versions 1 to 3
+        upgrades.append("ALTER TABLE tasks ADD COLUMN abort_requested INTEGER NOT NULL DEFAULT 0;")
     try:
         conn.executescript(
             f"BEGIN IMMEDIATE;\n{SCHEMA}\n{''.join(upgrades)}\n"
             f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
         )
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        # Several processes opening an old file at once (`conveyor worker --workers 4`):
+        # the columns were read before the write lock, and another process added them
+        # meanwhile, in the transaction that also set the version. Its upgrade is ours.
+        (now,) = conn.execute("PRAGMA user_version").fetchone()
+        if "duplicate column" not in str(exc) or now != SCHEMA_VERSION:
+            raise
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -252,6 +264,7 @@ class Database:
         wake_root = self.path.with_name(self.path.name + ".wake")
         self.queue_wake = WakeDir(wake_root / "queues")
         self.result_wake = WakeDir(wake_root / "results")
+        self.abort_wake = WakeDir(wake_root / "aborts")
         self._lock = threading.Lock()
         self._users = 0
         self._executor: ThreadPoolExecutor | None = None
@@ -355,6 +368,7 @@ class Database:
             _apply_schema(conn, self.path)
             self.queue_wake.open()
             self.result_wake.open()
+            self.abort_wake.open()
         except BaseException:
             conn.close()
             raise
@@ -364,6 +378,7 @@ class Database:
     def _close_sync(self) -> None:
         self.queue_wake.close()
         self.result_wake.close()
+        self.abort_wake.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

@@ -21,8 +21,9 @@ from importlib import resources
 
 __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "Queries", "parse_queries"]
 
-# 2: tasks.crashes; 3: no schedule_ticks table. Older files are upgraded in place.
-SCHEMA_VERSION = 3
+# 2: tasks.crashes; 3: no schedule_ticks table; 4: tasks.abort_requested. Older files are
+# upgraded in place.
+SCHEMA_VERSION = 4
 
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
@@ -47,6 +48,9 @@ class Queries:
     extend_lease: str
     reap: str
     spend_seq: str
+    abort: str
+    mark_abort: str
+    abort_marks: str
     task_status: str
     dead_status: str
     queue_depths: str

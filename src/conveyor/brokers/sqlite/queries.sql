@@ -48,7 +48,8 @@ WHERE task_id IN (
     ORDER BY priority DESC, seq
     LIMIT :count
 )
-RETURNING task_id, queue, body, attempts, lease_token, enqueued_at, priority, seq, crashes;
+RETURNING task_id, queue, body, attempts, lease_token, enqueued_at, priority, seq, crashes,
+          abort_requested;
 
 -- spend_lease_token --
 -- Consume the lease token the last fetch used, so every later claim is fenced by a larger one.
@@ -115,6 +116,22 @@ RETURNING queue;
 -- spend_seq --
 -- Consume the publish-order number the last reap used.
 UPDATE counters SET value = value + 1 WHERE name = 'seq';
+
+-- abort --
+-- Remove a queued, delayed or retry-waiting message so it never runs; returns what its aborted result and idempotency key need.
+DELETE FROM tasks
+WHERE task_id = :task_id AND state IN ('ready', 'delayed')
+RETURNING body, attempts, key, key_ttl;
+
+-- mark_abort --
+-- Set the abort mark of a leased message: its worker cancels it, and a later claim ends it unrun.
+UPDATE tasks SET abort_requested = 1
+WHERE task_id = :task_id AND state = 'leased';
+
+-- abort_marks --
+-- Which of the task ids (a JSON array) carry the abort mark.
+SELECT task_id FROM tasks
+WHERE abort_requested = 1 AND task_id IN (SELECT value FROM json_each(:task_ids));
 
 -- task_status --
 -- The state and attempts of a message the broker holds.

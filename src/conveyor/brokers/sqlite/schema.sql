@@ -21,7 +21,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     key              TEXT,
     key_ttl          REAL NOT NULL DEFAULT 0,
     -- attempts in a row whose lease expired unsettled (the worker died)
-    crashes          INTEGER NOT NULL DEFAULT 0
+    crashes          INTEGER NOT NULL DEFAULT 0,
+    -- 1 once abort() was asked while the task was leased: its worker cancels it and a
+    -- later claim (after a reap or retry) ends it as aborted without running it
+    abort_requested  INTEGER NOT NULL DEFAULT 0
 );
 
 -- The claim order: highest priority first, then publish order (seq), per queue.

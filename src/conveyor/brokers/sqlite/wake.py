@@ -132,8 +132,9 @@ class WakeDir:
                 except OSError:  # gone meanwhile, or its queue is full (it will wake anyway)
                     break
 
-    def subscribe(self, topics: Sequence[str]) -> Subscription:
-        """A registration for wake-ups about ``topics``; use it as a context manager."""
+    def subscribe(self, topics: Sequence[str] | None) -> Subscription:
+        """A registration for wake-ups about ``topics`` (None: every topic, collected for
+        :meth:`Subscription.take`); use it as a context manager."""
         return Subscription(self, topics)
 
     def _listener(self, loop: asyncio.AbstractEventLoop) -> _Listener:
@@ -151,15 +152,20 @@ class Subscription:
     (microseconds), so "subscribed, then looked" holds without any await in between.
     """
 
-    def __init__(self, wake: WakeDir, topics: Sequence[str]) -> None:
+    def __init__(self, wake: WakeDir, topics: Sequence[str] | None) -> None:
         self._wake = wake
-        self._topics = [t.encode("utf-8", "surrogateescape") for t in topics]
+        self._topics = [t.encode("utf-8", "surrogateescape") for t in topics or ()]
         self._event = asyncio.Event()
         self._listener: _Listener | None = None
+        # every topic, when subscribed to all of them; None when subscribed to some
+        self.received: set[bytes] | None = None if topics is not None else set()
 
     def __enter__(self) -> Subscription:
         listener = self._wake._listener(asyncio.get_running_loop())
-        listener.add(self._topics, self._event)
+        if self.received is not None:
+            listener.add_catch_all(self)
+        else:
+            listener.add(self._topics, self._event)
         self._listener = listener
         return self
 
@@ -170,12 +176,30 @@ class Subscription:
         tb: TracebackType | None,
     ) -> None:
         if self._listener is not None:
-            self._listener.discard(self._topics, self._event)
+            if self.received is not None:
+                self._listener.discard_catch_all(self)
+            else:
+                self._listener.discard(self._topics, self._event)
             self._listener = None
 
     def clear(self) -> None:
         """Forget wake-ups received so far; call it right before re-checking."""
         self._event.clear()
+
+    def take(self) -> list[str]:
+        """The topics received since the last take (a subscription to every topic), and
+        clear the wake-up."""
+        self._event.clear()
+        if not self.received:
+            return []
+        taken, self.received = self.received, set()
+        return [t.decode("utf-8", "surrogateescape") for t in taken]
+
+    def notice(self, topics: set[bytes]) -> None:
+        """Called by the listener: ``topics`` arrived (only for a catch-all subscription)."""
+        if self.received is not None:
+            self.received.update(topics)
+        self._event.set()
 
     async def wait(self, timeout: float) -> bool:
         """Wait for a wake-up; False after ``timeout`` seconds without one."""
@@ -196,6 +220,7 @@ class _Listener:
         self._wake = wake
         self._loop = loop
         self._subscribers: dict[bytes, set[asyncio.Event]] = {}
+        self._catch_all: set[Subscription] = set()
         self._sock: socket.socket | None = None
         self._path = ""
 
@@ -212,7 +237,17 @@ class _Listener:
                 events.discard(event)
                 if not events:
                     del self._subscribers[topic]
-        if not self._subscribers:
+        if not self._subscribers and not self._catch_all:
+            self._unbind()
+
+    def add_catch_all(self, subscription: Subscription) -> None:
+        if self._sock is None:
+            self._bind()
+        self._catch_all.add(subscription)
+
+    def discard_catch_all(self, subscription: Subscription) -> None:
+        self._catch_all.discard(subscription)
+        if not self._subscribers and not self._catch_all:
             self._unbind()
 
     def _bind(self) -> None:
@@ -259,3 +294,7 @@ class _Listener:
             woken = set().union(*(self._subscribers.get(t, ()) for t in topics))
         for event in woken:
             event.set()
+        topics.discard(b"")
+        if received:
+            for subscription in self._catch_all:
+                subscription.notice(topics)

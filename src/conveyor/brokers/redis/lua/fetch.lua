@@ -1,7 +1,8 @@
 -- fetch.lua: claim up to COUNT new messages of one queue, highest priority first, and
 -- start them (attempts + 1). Due delayed messages are promoted first.
 -- KEYS: tag.  ARGV: group, consumer, count.
--- Returns a flat list: stream, entry id, task id, body, attempt, crashes (6 per message).
+-- Returns a flat list: stream, entry id, task id, body, attempt, crashes, abort mark (7 per
+-- message).
 -- Expired leases are not claimed here: reap.lua re-adds them as new entries, so this
 -- script only ever reads '>' and the hot path never scans the pending list.
 local tag, group, consumer, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -21,9 +22,10 @@ for _, prio in ipairs(prios) do
       out[#out + 1] = entry[1]
       out[#out + 1] = task_id
       out[#out + 1] = body
-      local attempt, crashes = start(tag, task_id, prio, entry[1])
+      local attempt, crashes, aborted = start(tag, task_id, prio, entry[1])
       out[#out + 1] = attempt
       out[#out + 1] = crashes
+      out[#out + 1] = aborted
       count = count - 1
     end
   end

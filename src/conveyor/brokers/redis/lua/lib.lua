@@ -83,8 +83,9 @@ local function entry_message(entry)
   return task_id, body
 end
 
--- Start an attempt: count it, mark the job running. Returns the attempt number and how
--- many attempts in a row ended with their worker dead (the 'r' counter of reap.lua).
+-- Start an attempt: count it, mark the job running. Returns the attempt number, how
+-- many attempts in a row ended with their worker dead (the 'r' counter of reap.lua), and
+-- the abort mark (1: abort.lua marked it while an earlier attempt ran; do not run it).
 local function start(tag, task_id, prio, entry_id)
   local job = tag .. ':job:' .. task_id
   if redis.call('EXISTS', job) == 0 then
@@ -93,7 +94,8 @@ local function start(tag, task_id, prio, entry_id)
   end
   redis.call('HSET', job, 's', 'running', 'e', entry_id)
   local attempt = redis.call('HINCRBY', job, 'a', 1)
-  return attempt, tonumber(redis.call('HGET', job, 'r') or '0')
+  local f = redis.call('HMGET', job, 'r', 'x')
+  return attempt, tonumber(f[1] or '0'), tonumber(f[2] or '0')
 end
 
 -- Move due delayed messages (retries and delayed enqueues) to their streams.

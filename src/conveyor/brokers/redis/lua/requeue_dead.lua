@@ -1,5 +1,5 @@
--- requeue_dead.lua: move dead letters back to their queue with attempts reset, and drop
--- their stored (dead) result so waiters wait for the new run.
+-- requeue_dead.lua: move dead letters back to their queue with attempts reset (and no
+-- abort mark), and drop their stored (dead) result so waiters wait for the new run.
 -- KEYS: tag.  ARGV: group, prefix, then task ids.
 -- Returns how many were requeued.
 local tag, group, prefix = KEYS[1], ARGV[1], ARGV[2]
@@ -15,7 +15,7 @@ for i = 3, #ARGV do
       redis.call('XDEL', tag .. ':dlq', f[2])
       local e = enqueue(tag, group, task_id, body, f[3] or '0')
       redis.call('HSET', job, 'a', 0, 's', 'queued', 'e', e)
-      redis.call('HDEL', job, 'd', 'r')
+      redis.call('HDEL', job, 'd', 'r', 'x')
       redis.call('DEL', prefix .. ':result:' .. task_id)
       moved = moved + 1
     end
