@@ -18,6 +18,7 @@ from conveyor.errors import TaskFailed as TaskFailed
 from conveyor.errors import UnknownTask as UnknownTask
 from conveyor.hooks import Hook as Hook
 from conveyor.message import Message as Message
+from conveyor.result import AbortOutcome as AbortOutcome
 from conveyor.result import ErrorInfo as ErrorInfo
 from conveyor.result import Result as Result
 from conveyor.result import TaskState as TaskState
@@ -39,6 +40,7 @@ from conveyor.worker.executor import TaskTimeout as TaskTimeout
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbortOutcome",
     "BrokerUnavailable",
     "ConfigurationError",
     "Context",

@@ -25,11 +25,18 @@ import msgspec
 
 from conveyor.batching import Batcher
 from conveyor.brokers import broker_class_for, redact_url, result_store_class_for
-from conveyor.brokers.base import Broker, Outgoing, ResultStore
+from conveyor.brokers.base import Broker, Outgoing, ResultStore, StoredResult
 from conveyor.errors import ConfigurationError, ConveyorError, PayloadTooLarge
 from conveyor.hooks import Hook, overridden
-from conveyor.message import SCHEMA_VERSION, Message, encode_message, encode_value
-from conveyor.result import Result, TaskState, TaskStatus
+from conveyor.message import (
+    SCHEMA_VERSION,
+    MalformedMessage,
+    Message,
+    decode_message,
+    encode_message,
+    encode_value,
+)
+from conveyor.result import AbortOutcome, Result, TaskState, TaskStatus, aborted_result
 from conveyor.retry import Backoff, exponential
 from conveyor.scheduler.book import ScheduleBook
 from conveyor.scheduler.schedule import Schedule, schedule_from_entry
@@ -469,6 +476,59 @@ class Conveyor:
             snapshot = msgspec.msgpack.decode(progress, type=_Progress)
             return TaskState(task_id, status, attempts, snapshot.fraction, snapshot.message)
         return TaskState(task_id, status, attempts)
+
+    async def abort(self, task_id: str) -> AbortOutcome:
+        """Abort a task by id (``TaskHandle.abort()`` lands here).
+
+        Queued, delayed or waiting for a retry: it is removed and never runs, and its
+        result (status ``aborted``) is stored at once (``DEQUEUED``). Running: its worker
+        cancels it within milliseconds and stores the ``aborted`` result (``SIGNALLED``;
+        a sync task's thread runs on, see docs/aborting.md). Already ended: ``FINISHED``,
+        nothing changes. ``UNKNOWN``: never enqueued, or its result expired.
+
+        >>> await app.abort(task_id)                     # doctest: +SKIP
+        <AbortOutcome.DEQUEUED: 'dequeued'>
+        """
+        connection = self._connection()
+        broker, store = connection.broker, connection.result_store
+        finished_at = self.settings.clock.now()
+
+        def result_for(body: bytes, attempts: int) -> StoredResult | None:
+            try:
+                message = decode_message(body)
+            except MalformedMessage:
+                name, ttl = "", self.settings.result_ttl
+            else:
+                name = message.task
+                ttl = self.settings.result_ttl if message.result_ttl is None else message.result_ttl
+            if ttl == 0:  # the task stores no results
+                return None
+            result = aborted_result(
+                task_id, name, attempts=attempts, finished_at=finished_at, running=False
+            )
+            return StoredResult(task_id, encode_value(result), ttl)
+
+        if store is broker.result_store():
+            outcome = await broker.abort(task_id, result_for)
+        else:
+            # results live elsewhere: the broker removes the message, then we store its
+            # result (a crash in between leaves the task unknown rather than queued)
+            built: list[StoredResult] = []
+
+            def build(body: bytes, attempts: int) -> None:
+                stored = result_for(body, attempts)
+                built[:] = [stored] if stored is not None else []
+
+            outcome = await broker.abort(task_id, build)
+            if outcome is AbortOutcome.DEQUEUED and built:
+                await store.put(built)
+        if outcome is AbortOutcome.UNKNOWN and await store.get(task_id) is not None:
+            return AbortOutcome.FINISHED  # brokers forget acked tasks; their result remains
+        return outcome
+
+    def abort_sync(self, task_id: str) -> AbortOutcome:
+        """:meth:`abort` from synchronous code, through the portal's event loop."""
+        return self.portal.call(lambda: self.abort(task_id))
 
     async def record_progress(self, task_id: str, fraction: float, message: str | None) -> None:
         """Store a progress snapshot (``Context.progress`` calls this)."""

@@ -37,6 +37,7 @@ class Settings:
     reap_interval: float = 5.0
     grace: float = 30.0
     heartbeat_interval: float = 5.0
+    abort_check_interval: float = 1.0
     fetch_wait: float = 1.0
     max_payload_bytes: int = 1024 * 1024
     result_ttl: float = 24 * 3600.0
@@ -88,7 +89,7 @@ class Settings:
         for name in ("result_ttl", "sqlite_busy_timeout", "unknown_task_delay", "schedule_grace"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"setting {name} must be >= 0 seconds")
-        for name in ("schedule_refresh", "schedule_send_timeout"):
+        for name in ("schedule_refresh", "schedule_send_timeout", "abort_check_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be > 0 seconds")
         if self.poison_after < 1:

@@ -22,7 +22,7 @@ import msgspec
 
 from conveyor.deps import CallSpec, Context, resolve_dependencies, split_signature
 from conveyor.errors import ResultMissing, ResultTimeout
-from conveyor.result import Result, TaskState
+from conveyor.result import AbortOutcome, Result, TaskState
 from conveyor.retry import Backoff, exponential
 
 if TYPE_CHECKING:
@@ -299,6 +299,19 @@ class TaskHandle(Generic[R]):
         """Where the task is now: queued, running, retrying, or its terminal status,
         with progress."""
         return await self._app.task_state(self.task_id)
+
+    async def abort(self) -> AbortOutcome:
+        """Abort the task: if queued it never runs; if running its worker cancels it. The
+        task then ends with status ``aborted``, without retries (docs/aborting.md).
+
+        >>> await handle.abort()                       # doctest: +SKIP
+        <AbortOutcome.SIGNALLED: 'signalled'>
+        """
+        return await self._app.abort(self.task_id)
+
+    def abort_sync(self) -> AbortOutcome:
+        """:meth:`abort` for synchronous code."""
+        return self._app.abort_sync(self.task_id)
 
     def wait_result_sync(self, timeout: Seconds = 60.0) -> Result[R]:
         """:meth:`wait_result` for synchronous code (not from the thread running the

@@ -4,6 +4,11 @@ asyncio task, and own the background jobs (reaper, heartbeat, lease thread).
 Shutdown (``stop()``, or SIGTERM/SIGINT through :func:`run_worker`): stop fetching, let
 in-flight tasks finish within ``grace`` seconds, then cancel the rest and release them
 uncharged so they restart at once elsewhere.
+
+Abort: the abort watcher waits for the broker's abort signals (pushed) and, on each one or
+every ``abort_check_interval``, asks for the abort marks of the deliveries it holds; a
+marked one is handed to :meth:`Executor.request_abort`. Nothing is added to the hot path:
+the only per-task cost is a set lookup.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ if TYPE_CHECKING:
 __all__ = ["ISOLATE_AFTER_CRASHES", "Worker", "run_worker"]
 
 ISOLATE_AFTER_CRASHES = 2
+# how long a signalled task id is remembered, for a delivery claimed just before its abort
+# whose signal arrives before the worker starts it
+_SIGNAL_MEMORY = 10.0
 
 log = logging.getLogger("conveyor.worker")
 
@@ -74,6 +82,8 @@ class Worker:
         self._broker: Broker  # set by start()
         self._alone_waiting: Delivery | None = None
         self._alone_running: Delivery | None = None
+        self._abort_watch: asyncio.Task[None] | None = None
+        self._signalled: dict[str, float] = {}  # task id -> when its abort was signalled
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -102,7 +112,10 @@ class Worker:
             broker.lease_keeper, self._held, settings.lease, self._lease_lost_threadsafe()
         )
         self._renewer.start()
+        # listen for abort signals before the first fetch, so none for our tasks is missed
+        self._signalled = dict.fromkeys(await broker.wait_abort_signal(0), time.monotonic())
         self._fetcher = asyncio.create_task(self._fetch_loop(), name="conveyor-fetch")
+        self._abort_watch = asyncio.create_task(self._watch_aborts(), name="conveyor-aborts")
         self._loops = [
             asyncio.create_task(
                 self._every(settings.reap_interval, self._reap), name="conveyor-reap"
@@ -154,6 +167,9 @@ class Worker:
                     task.cancel()
                 await asyncio.wait(pending, timeout=max(self.app.settings.lease, 5.0))
         self._halt.set()
+        if self._abort_watch is not None:  # a pure waiter: cancelling it is its way out
+            self._abort_watch.cancel()
+            await asyncio.wait([self._abort_watch], timeout=5.0)
         _, stuck = await asyncio.wait(self._loops, timeout=5.0)
         for loop_task in stuck:
             loop_task.cancel()
@@ -232,6 +248,8 @@ class Worker:
         assert self._executor is not None
         self.claimed += 1
         self._held[id(delivery)] = delivery
+        if self._signalled and delivery.task_id in self._signalled:
+            self._executor.request_abort(delivery)  # it never starts
         task = asyncio.create_task(
             self._execute(delivery), name=f"conveyor-task-{delivery.task_id}"
         )
@@ -255,6 +273,7 @@ class Worker:
             # id() values are reused once a delivery is freed: a stale "lost" mark would make
             # an unrelated later delivery give up settling on its first transient error
             self._executor.lost.discard(id(delivery))
+            self._executor.aborting.discard(delivery)
             self.processed += 1
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -300,6 +319,41 @@ class Worker:
                     getattr(job, "__name__", job),
                     exc_info=True,
                 )
+
+    async def _watch_aborts(self) -> None:
+        """Hand deliveries whose abort was requested to the executor. Woken by the broker's
+        signal within milliseconds; every ``abort_check_interval`` it asks for the marks
+        of what it holds anyway, so a lost signal costs at most that long."""
+        assert self._executor is not None
+        broker, executor = self._broker, self._executor
+        interval = self.app.settings.abort_check_interval
+        pause = 0.05
+        while True:
+            try:
+                signalled = await broker.wait_abort_signal(interval)
+                now = time.monotonic()
+                for task_id in signalled:
+                    self._signalled[task_id] = now
+                held = list(self._held.values())
+                if held:
+                    marks = await broker.abort_marks(held)
+                    for delivery, marked in zip(held, marks, strict=True):
+                        if marked and delivery not in executor.aborting:
+                            log.info("task %s: abort requested; cancelling it", delivery.task_id)
+                            executor.request_abort(delivery)
+                while self._signalled:
+                    oldest = next(iter(self._signalled))
+                    if now - self._signalled[oldest] < _SIGNAL_MEMORY:
+                        break
+                    del self._signalled[oldest]
+                pause = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # G6: a broker fault never kills the worker; marks are checked again later
+                log.warning("abort check failed; retrying in %.2fs", pause, exc_info=True)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     async def _reap(self) -> None:
         moved = await self._broker.reap()

@@ -32,7 +32,7 @@ from conveyor.deps import Context
 from conveyor.errors import ConveyorError
 from conveyor.hooks import HOOK_METHODS
 from conveyor.message import MalformedMessage, Message, decode_message, encode_value
-from conveyor.result import ErrorInfo, Result, TaskStatus
+from conveyor.result import ErrorInfo, Result, TaskStatus, aborted_result
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -98,6 +98,9 @@ class Executor:
         self.settle_retry_for = settle_retry_for
         self.shutting_down = False
         self.lost: set[int] = set()
+        # deliveries whose abort was requested, and the bodies running now (to cancel them)
+        self.aborting: set[Delivery] = set()
+        self._bodies: dict[Delivery, tuple[asyncio.Task[Any] | None, Context | None]] = {}
         # hooks are fixed while a worker runs; skip the await entirely when there are none
         self._has_hooks = {name: bool(app.hooks_for(name)) for name in HOOK_METHODS}
 
@@ -107,6 +110,8 @@ class Executor:
             message = decode_message(delivery.body)
         except MalformedMessage as exc:
             return await self._reject(delivery, None, exc.reason)
+        if delivery.abort_requested or delivery in self.aborting:
+            return await self._aborted(delivery, message, 0.0, running=False)
         task = self.app.tasks.get(message.task)
         if task is None:
             return await self._unknown_task(delivery, message)
@@ -152,7 +157,10 @@ class Executor:
             )
         if context is not None and self._has_hooks["before_execute"]:
             await self._hooks("before_execute", message, context)
+        if delivery in self.aborting:  # requested while the hooks above ran
+            return await self._aborted(delivery, message, 0.0, running=False)
         started = time.perf_counter()
+        self._bodies[delivery] = (asyncio.current_task(), context)
         try:
             if message.timeout:
                 try:
@@ -165,7 +173,12 @@ class Executor:
             else:
                 value = await task.run(args, kwargs, context)
         except asyncio.CancelledError as exc:
+            del self._bodies[delivery]
             current = asyncio.current_task()
+            if delivery in self.aborting:
+                if current is not None and current.cancelling():
+                    current.uncancel()  # our own cancellation, now handled
+                return await self._aborted(delivery, message, time.perf_counter() - started)
             if current is not None and current.cancelling():
                 if self.shutting_down:
                     await self._settle(delivery, Release())
@@ -174,7 +187,16 @@ class Executor:
             # the task itself raised CancelledError: a failure like any other
             return await self._failed(delivery, message, task, exc, time.perf_counter() - started)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code: settle it
+            del self._bodies[delivery]
+            if delivery in self.aborting:  # a library turned our cancellation into its error
+                return await self._aborted(delivery, message, time.perf_counter() - started)
             return await self._failed(delivery, message, task, exc, time.perf_counter() - started)
+        del self._bodies[delivery]
+        if delivery in self.aborting:  # it swallowed the cancellation: still aborted, value dropped
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                current.uncancel()
+            return await self._aborted(delivery, message, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         result: Result[Any] = Result(
             task_id=message.task_id,
@@ -197,6 +219,39 @@ class Executor:
             await self._hooks("after_execute", message, result)
         await self._settle(delivery, Ack(stored))
         return TaskStatus.SUCCEEDED
+
+    def request_abort(self, delivery: Delivery) -> None:
+        """Abort ``delivery``: if its body runs, set its Context's ``abort_requested`` and
+        cancel it (a sync task's thread runs on; its value is discarded); if it has not
+        started, it never will. Either way it settles as aborted: acked, no retry."""
+        if delivery in self.aborting:
+            return
+        self.aborting.add(delivery)
+        running = self._bodies.get(delivery)
+        if running is not None:
+            task, context = running
+            if context is not None:
+                context.request_abort()
+            if task is not None:
+                task.cancel()
+
+    async def _aborted(
+        self, delivery: Delivery, message: Message, elapsed: float, *, running: bool = True
+    ) -> TaskStatus:
+        """Ack with an ``aborted`` result; an abort is never retried nor dead-lettered."""
+        result = aborted_result(
+            message.task_id,
+            message.task,
+            attempts=delivery.attempt,
+            finished_at=self.app.settings.clock.now(),
+            running=running,
+            execution_time=elapsed,
+        )
+        log.info("task %s %s aborted (attempt %d)", message.task, message.task_id, delivery.attempt)
+        if self._has_hooks["after_execute"]:
+            await self._hooks("after_execute", message, result)
+        await self._settle(delivery, Ack(self._store(message, result)))
+        return TaskStatus.ABORTED
 
     async def _failed(
         self,
