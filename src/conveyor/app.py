@@ -56,6 +56,7 @@ T = TypeVar("T")
 class _Progress(msgspec.Struct, frozen=True):
     fraction: float
     message: str | None = None
+    attempt: int = 0  # 0: unknown (written by an older version)
 
 
 @dataclass(slots=True)
@@ -474,7 +475,8 @@ class Conveyor:
         progress = await self.result_store.get_progress(task_id)
         if progress is not None and status is TaskStatus.RUNNING:
             snapshot = msgspec.msgpack.decode(progress, type=_Progress)
-            return TaskState(task_id, status, attempts, snapshot.fraction, snapshot.message)
+            if snapshot.attempt in (0, attempts):  # not an earlier attempt's last report
+                return TaskState(task_id, status, attempts, snapshot.fraction, snapshot.message)
         return TaskState(task_id, status, attempts)
 
     async def abort(self, task_id: str) -> AbortOutcome:
@@ -530,10 +532,15 @@ class Conveyor:
         """:meth:`abort` from synchronous code, through the portal's event loop."""
         return self.portal.call(lambda: self.abort(task_id))
 
-    async def record_progress(self, task_id: str, fraction: float, message: str | None) -> None:
-        """Store a progress snapshot (``Context.progress`` calls this)."""
-        data = encode_value(_Progress(fraction, message))
-        await self.result_store.set_progress(task_id, data, self.settings.result_ttl)
+    async def record_progress(
+        self, task_id: str, fraction: float, message: str | None, attempt: int = 0
+    ) -> None:
+        """Store a progress snapshot of ``attempt`` (``Context.progress`` calls this).
+
+        It is kept ``result_ttl`` seconds (an hour when results are not stored), and
+        replaced by the task's result when it ends."""
+        data = encode_value(_Progress(fraction, message, attempt))
+        await self.result_store.set_progress(task_id, data, self.settings.result_ttl or 3600.0)
 
     async def get_result(self, task_id: str) -> Result[Any] | None:
         """The stored result of ``task_id``, or None."""

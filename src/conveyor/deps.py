@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from conveyor.message import Message
 
 __all__ = ["Context", "Dependency", "Depends", "resolve_dependencies", "split_signature"]
+
+log = logging.getLogger("conveyor.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +61,23 @@ class Context:
     """What a running task can know about itself; inject with ``ctx: Context = Depends()``.
 
     ``attempt`` is 1 on the first run. ``progress()`` publishes a fraction (0..1) and a
-    message that ``TaskHandle.status()`` and the dashboard show. ``message`` is the
-    envelope being run (its arguments as sent, labels, headers), None outside a worker.
+    message that ``TaskHandle.status()`` and the dashboard show (``progress_sync()`` from a
+    ``def`` task). ``message`` is the envelope being run (its arguments as sent, labels,
+    headers), None outside a worker. ``abort_requested`` turns True when the task is
+    aborted: an ``async def`` task is cancelled too, a ``def`` task should poll it.
     """
 
-    __slots__ = ("_abort", "app", "attempt", "labels", "message", "queue", "task_id", "task_name")
+    __slots__ = (
+        "_abort",
+        "_loop",
+        "app",
+        "attempt",
+        "labels",
+        "message",
+        "queue",
+        "task_id",
+        "task_name",
+    )
 
     def __init__(
         self,
@@ -82,20 +97,52 @@ class Context:
         self.labels = labels
         self.message = message
         self._abort = asyncio.Event()
+        try:  # the worker's loop, for progress_sync() from a def task's thread
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     @property
     def abort_requested(self) -> bool:
-        """True once an abort was requested for this task (sync tasks poll this)."""
+        """True once the task was aborted (``handle.abort()``); safe to read from any thread.
+
+        >>> while not ctx.abort_requested:            # doctest: +SKIP
+        ...     process(next_chunk())
+        """
         return self._abort.is_set()
 
     def request_abort(self) -> None:
+        """Set :attr:`abort_requested` (the worker calls this when the task is aborted)."""
         self._abort.set()
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
-        """Record progress, e.g. ``await ctx.progress(0.5, "halfway")``."""
+        """Record progress, e.g. ``await ctx.progress(0.5, "halfway")``.
+
+        Best effort: a broker error is logged, not raised, so a reporting hiccup never
+        fails the task. A fraction outside 0..1 raises ``ValueError``.
+        """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"progress fraction must be within 0..1, got {fraction}")
-        await self.app.record_progress(self.task_id, fraction, message)
+        try:
+            await self.app.record_progress(self.task_id, fraction, message, self.attempt)
+        except Exception:
+            log.warning("could not record the progress of task %s", self.task_id, exc_info=True)
+
+    def progress_sync(self, fraction: float, message: str | None = None) -> None:
+        """:meth:`progress` for a ``def`` task, from its worker thread.
+
+        >>> ctx.progress_sync(0.5, "halfway")           # doctest: +SKIP
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("progress_sync() needs the Context of a task run by a worker")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("progress_sync() would block the event loop: await ctx.progress()")
+        asyncio.run_coroutine_threadsafe(self.progress(fraction, message), loop).result()
 
 
 @dataclass(frozen=True, slots=True)
