@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conveyor.deps import Context
     from conveyor.message import Message
+    from conveyor.observability.events import Event
     from conveyor.result import ErrorInfo, Result
 
 __all__ = ["HOOK_METHODS", "Hook"]
@@ -27,6 +28,7 @@ HOOK_METHODS = (
     "after_execute",
     "on_retry",
     "on_dead_letter",
+    "on_event",
 )
 
 
@@ -55,6 +57,14 @@ class Hook:
     async def on_dead_letter(self, message: Message | None, task_id: str, reason: str) -> None:
         """Called when a message goes to the dead-letter queue (``message`` is None when
         it could not be decoded)."""
+
+    def on_event(self, event: Event) -> None:
+        """Called for every event a worker or scheduler emits (task received, started,
+        succeeded, failed, retried, dead, aborted; worker heartbeats; scheduler ticks).
+
+        Synchronous, unlike the other methods: it runs inline several times per task, so
+        it must not block; buffer and ship from a task of your own (the built-in event
+        recorder does). See :mod:`conveyor.observability.events`."""
 
 
 def overridden(hooks: list[Hook], method: str) -> list[Any]:

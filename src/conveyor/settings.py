@@ -49,6 +49,8 @@ class Settings:
     schedule_send_timeout: float = 10.0
     sqlite_synchronous: str = "FULL"
     sqlite_busy_timeout: float = 5.0
+    events: bool = True
+    events_max: int = 10_000
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
     @classmethod
@@ -98,6 +100,8 @@ class Settings:
             raise ConfigurationError("setting unknown_task_retries must be >= 0")
         if self.concurrency < 1:
             raise ConfigurationError("setting concurrency must be >= 1")
+        if self.events_max < 1:
+            raise ConfigurationError("setting events_max must be >= 1")
         if self.max_payload_bytes < 1:
             raise ConfigurationError("setting max_payload_bytes must be >= 1")
         if not self.queues:

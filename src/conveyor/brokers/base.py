@@ -45,6 +45,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterEntry",
     "Delivery",
+    "EventStore",
     "LeaseKeeper",
     "Outcome",
     "Outgoing",
@@ -344,6 +345,10 @@ class Broker(Protocol):
         """Where dynamic schedules and fired ticks are kept, on the same server."""
         ...
 
+    def event_store(self) -> EventStore:
+        """The capped log of worker and scheduler events, on the same server."""
+        ...
+
 
 @runtime_checkable
 class ResultStore(Protocol):
@@ -401,4 +406,29 @@ class ScheduleStore(Protocol):
 
     async def load_schedules(self) -> dict[str, bytes]:
         """Every stored schedule definition by id."""
+        ...
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """A capped, append-only log of encoded events shared by every process of a broker
+    (``conveyor.observability.events.EventLog`` encodes and decodes them).
+
+    Each record gets an id that orders it after every earlier record; ids are opaque
+    strings, compared only by the store. The store keeps about the last ``events_max``
+    records (setting) and drops older ones; it is best-effort telemetry, not a durable
+    history.
+    """
+
+    async def append(self, records: Sequence[bytes]) -> None:
+        """Append records in order, in one round trip or transaction."""
+        ...
+
+    async def read(self, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` (id, record) pairs after id ``after`` ("" = the oldest kept),
+        oldest first."""
+        ...
+
+    async def recent(self, limit: int = 100) -> list[tuple[str, bytes]]:
+        """The last ``limit`` (id, record) pairs, oldest first."""
         ...

@@ -12,6 +12,7 @@ State is guarded by one :class:`threading.Lock`, because the lease thread and
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -37,7 +38,7 @@ from conveyor.brokers.base import (
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 
-__all__ = ["MemoryBroker", "MemoryResultStore", "MemoryScheduleStore"]
+__all__ = ["MemoryBroker", "MemoryEventStore", "MemoryResultStore", "MemoryScheduleStore"]
 
 _READY, _DELAYED, _LEASED = "ready", "delayed", "leased"
 
@@ -104,6 +105,7 @@ class MemoryBroker:
         )
         self._results = MemoryResultStore(url, self._settings)
         self._schedules = MemoryScheduleStore(self._settings)
+        self._events = MemoryEventStore(self._settings.events_max)
 
     async def connect(self) -> None:
         return None
@@ -116,6 +118,9 @@ class MemoryBroker:
 
     def schedule_store(self) -> MemoryScheduleStore:
         return self._schedules
+
+    def event_store(self) -> MemoryEventStore:
+        return self._events
 
     def clone(self) -> MemoryBroker:
         return self  # thread-safe, and its state must be shared to mean anything
@@ -609,3 +614,27 @@ class MemoryScheduleStore:
     async def load_schedules(self) -> dict[str, bytes]:
         with self._lock:
             return dict(self._specs)
+
+
+class MemoryEventStore:
+    """The event log, in process: the last ``capacity`` records, ids counting from 1."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._records: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=capacity)
+        self._ids = itertools.count(1)
+
+    async def append(self, records: Sequence[bytes]) -> None:
+        with self._lock:
+            self._records.extend((next(self._ids), record) for record in records)
+
+    async def read(self, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:
+        cursor = int(after) if after else 0
+        with self._lock:
+            found = [(str(i), r) for i, r in self._records if i > cursor]
+        return found[:limit]
+
+    async def recent(self, limit: int = 100) -> list[tuple[str, bytes]]:
+        with self._lock:
+            tail = list(self._records)[-limit:] if limit > 0 else []
+        return [(str(i), r) for i, r in tail]

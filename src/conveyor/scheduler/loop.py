@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.brokers.base import Outgoing, WorkerInfo
+from conveyor.observability.events import EventLog, SchedulerTick
 from conveyor.scheduler.schedule import CatchUp, Schedule
 from conveyor.task import CallOptions
 
@@ -268,7 +269,43 @@ class Scheduler:
                 self.stats.duplicates += 1
             self.stats.recent.append(Tick(schedule.id, fire, task_id, fresh))
         del self.stats.recent[:-100]
+        await self._emit_ticks(
+            [
+                (s, fire, task_id, out.task_id)
+                for (s, fire, out, _), task_id in zip(batch, ids, strict=True)
+            ]
+        )
         return True
+
+    async def _emit_ticks(self, ticks: Sequence[tuple[Schedule, float, str, str]]) -> None:
+        """Tell on_event hooks about the ticks, and write them to the event log."""
+        listeners = self.app.hooks_for("on_event")
+        if not listeners and not self.app.settings.events:
+            return
+        now = self._clock.now()
+        events = [
+            SchedulerTick(
+                at=now,
+                scheduler=self.scheduler_id,
+                schedule_id=schedule.id,
+                fire_time=fire,
+                task_id=task_id,
+                task=schedule.task,
+                fresh=task_id == own_id,
+            )
+            for schedule, fire, task_id, own_id in ticks
+        ]
+        for event in events:
+            for listener in listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("an on_event hook raised on a tick; ignoring it")
+        if self.app.settings.events:
+            try:  # telemetry: a failed write is logged, never retried
+                await asyncio.wait_for(EventLog.of(self.app).append(events), self.send_timeout)
+            except Exception as exc:
+                log.warning("could not write %d tick event(s): %s", len(events), exc)
 
     async def _prepare(self, schedule: Schedule, fire: float) -> tuple[Outgoing, Any] | None:
         task = self.app.tasks.get(schedule.task)

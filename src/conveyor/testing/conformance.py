@@ -526,6 +526,32 @@ async def check_schedule_store(factory: BrokerFactory) -> None:
         assert await store.load_schedules() == {"s1": b"spec-1b"}
 
 
+async def check_event_store(factory: BrokerFactory) -> None:
+    """The event log keeps records in order, pages by cursor, and is capped."""
+    async with factory(conformance_settings(events_max=50)) as broker:
+        store = broker.event_store()
+        assert await store.read() == [] and await store.recent() == []
+        await store.append([b"e1", b"e2"])
+        await store.append([b"e3"])
+        rows = await store.read()
+        assert [r for _, r in rows] == [b"e1", b"e2", b"e3"]
+        assert [r for _, r in await store.read(rows[0][0])] == [b"e2", b"e3"]
+        assert [r for _, r in await store.read(rows[0][0], limit=1)] == [b"e2"]
+        assert await store.read(rows[-1][0]) == []
+        assert await store.recent(2) == rows[1:]
+        await asyncio.sleep(0.15)  # past one reap_interval: a store may trim once per interval
+        await store.append([str(i).encode() for i in range(200)])
+        await asyncio.sleep(0.15)
+        await store.append([b"last"])
+        kept = await store.recent(1000)
+        # Redis trims approximately (whole stream nodes): at least the cap, fewer than all
+        assert 50 <= len(kept) < 204
+        assert kept[-1][1] == b"last"
+        assert [r for _, r in kept[-3:]] == [b"198", b"199", b"last"]
+        # reading after a trimmed cursor starts at the oldest record kept
+        assert (await store.read(rows[0][0], limit=1))[0] == kept[0]
+
+
 CHECKS: list[Check] = [
     check_publish_fetch_ack,
     check_fetch_respects_count,
@@ -549,4 +575,5 @@ CHECKS: list[Check] = [
     check_abort_races_fetch,
     check_workers_heartbeat,
     check_schedule_store,
+    check_event_store,
 ]

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.brokers.base import Broker, Delivery, Release, WorkerInfo
+from conveyor.observability.events import Event, EventLog, EventRecorder, WorkerHeartbeat
+from conveyor.observability.logging import install_task_context
 from conveyor.worker.executor import Executor, Settler
 from conveyor.worker.lease import LeaseRenewer
 
@@ -78,6 +80,8 @@ class Worker:
         self._executor: Executor | None = None
         self._settler: Settler | None = None
         self._renewer: LeaseRenewer | None = None
+        self._recorder: EventRecorder | None = None
+        self._on_event: list[Callable[[Event], None]] = []
         self._owns_connection = False
         self._broker: Broker  # set by start()
         self._alone_waiting: Delivery | None = None
@@ -103,11 +107,20 @@ class Worker:
         await self.app.call_handlers(self.app.startup_handlers)
         settings = self.app.settings
         self.started_at = settings.clock.now()
+        install_task_context()
+        broker = self._broker = self.app.broker
+        self._on_event = list(self.app.hooks_for("on_event"))
+        if settings.events and hasattr(broker, "event_store"):
+            self._recorder = EventRecorder(EventLog(broker.event_store()))
+            self._on_event.append(self._recorder.on_event)
         self._settler = Settler(self.app)
         self._executor = Executor(
-            self.app, self._settler, settle_retry_for=max(settings.lease, 1.0)
+            self.app,
+            self._settler,
+            settle_retry_for=max(settings.lease, 1.0),
+            worker_id=self.worker_id,
+            on_event=self._on_event,
         )
-        broker = self._broker = self.app.broker
         self._renewer = LeaseRenewer(
             broker.lease_keeper, self._held, settings.lease, self._lease_lost_threadsafe()
         )
@@ -176,6 +189,8 @@ class Worker:
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self._settler is not None:
             await self._settler.aclose()
+        if self._recorder is not None:
+            await self._recorder.aclose()
         if self._renewer is not None:
             await asyncio.to_thread(self._renewer.stop)
         try:  # leave `conveyor status` at once rather than after the heartbeat expires
@@ -378,7 +393,26 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         ttl = max(self.app.settings.heartbeat_interval * 3, 1.0)
-        await self._broker.heartbeat(self.info(), ttl)
+        info = self.info()
+        await self._broker.heartbeat(info, ttl)
+        if self._on_event:
+            event = WorkerHeartbeat(
+                at=info.last_seen,
+                worker=info.worker_id,
+                hostname=info.hostname,
+                pid=info.pid,
+                queues=info.queues,
+                concurrency=info.concurrency,
+                running=info.running,
+                processed=info.processed,
+                utilization=info.running / info.concurrency,
+                current_tasks=info.current_tasks,
+            )
+            for listener in self._on_event:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("an on_event hook raised on a heartbeat; ignoring it")
 
 
 def run_worker(

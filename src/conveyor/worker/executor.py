@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -32,6 +32,15 @@ from conveyor.deps import Context
 from conveyor.errors import ConveyorError
 from conveyor.hooks import HOOK_METHODS
 from conveyor.message import MalformedMessage, Message, decode_message, encode_value
+from conveyor.observability.events import (
+    Event,
+    TaskDead,
+    TaskReceived,
+    TaskRetried,
+    TaskStarted,
+    finished_event,
+)
+from conveyor.observability.logging import TASK_CONTEXT
 from conveyor.result import ErrorInfo, Result, TaskStatus, aborted_result
 
 if TYPE_CHECKING:
@@ -92,7 +101,15 @@ def _without_result(outcome: Outcome) -> Outcome:
 class Executor:
     """Runs deliveries for one worker."""
 
-    def __init__(self, app: Conveyor, settler: Settler, settle_retry_for: float) -> None:
+    def __init__(
+        self,
+        app: Conveyor,
+        settler: Settler,
+        settle_retry_for: float,
+        *,
+        worker_id: str = "",
+        on_event: Sequence[Callable[[Event], None]] = (),
+    ) -> None:
         self.app = app
         self.settler = settler
         self.settle_retry_for = settle_retry_for
@@ -103,6 +120,11 @@ class Executor:
         self._bodies: dict[Delivery, tuple[asyncio.Task[Any] | None, Context | None]] = {}
         # hooks are fixed while a worker runs; skip the await entirely when there are none
         self._has_hooks = {name: bool(app.hooks_for(name)) for name in HOOK_METHODS}
+        # events are built only when someone listens (hooks' on_event, the event recorder)
+        self.worker_id = worker_id
+        self._on_event = list(on_event)
+        if self._on_event:  # terminal events ride on after_execute (see _hooks)
+            self._has_hooks["after_execute"] = True
 
     async def execute(self, delivery: Delivery) -> TaskStatus | None:
         """Run ``delivery`` and settle it; returns the status it ended in (None if released)."""
@@ -110,6 +132,9 @@ class Executor:
             message = decode_message(delivery.body)
         except MalformedMessage as exc:
             return await self._reject(delivery, None, exc.reason)
+        TASK_CONTEXT.set((message.task_id, message.task, delivery.attempt))  # for log records
+        if self._on_event:
+            self._emit(self._task_event(TaskReceived, message, delivery.attempt))
         if delivery.abort_requested or delivery in self.aborting:
             return await self._aborted(delivery, message, 0.0, running=False)
         task = self.app.tasks.get(message.task)
@@ -159,6 +184,8 @@ class Executor:
             await self._hooks("before_execute", message, context)
         if delivery in self.aborting:  # requested while the hooks above ran
             return await self._aborted(delivery, message, 0.0, running=False)
+        if self._on_event:
+            self._emit(self._task_event(TaskStarted, message, delivery.attempt))
         started = time.perf_counter()
         self._bodies[delivery] = (asyncio.current_task(), context)
         try:
@@ -272,6 +299,21 @@ class Executor:
         if retryable:
             delay = task.options.backoff(delivery.attempt)
             await self._hooks("on_retry", message, delivery.attempt, delay, error)
+            if self._on_event:
+                self._emit(
+                    TaskRetried(
+                        at=self.app.settings.clock.now(),
+                        task_id=message.task_id,
+                        task=message.task,
+                        queue=message.queue,
+                        attempt=delivery.attempt,
+                        worker=self.worker_id,
+                        duration=elapsed,
+                        delay=delay,
+                        error_type=error.type,
+                        error_message=error.message,
+                    )
+                )
             log.info(
                 "task %s %s failed (attempt %d/%d), retrying in %.2fs: %s",
                 task.name,
@@ -325,6 +367,18 @@ class Executor:
             finished_at=self.app.settings.clock.now(),
         )
         await self._hooks("on_dead_letter", message, delivery.task_id, reason)
+        if self._on_event:
+            self._emit(
+                TaskDead(
+                    at=result.finished_at,
+                    task_id=delivery.task_id,
+                    task=task_name,
+                    queue=delivery.queue,
+                    attempt=delivery.attempt,
+                    worker=self.worker_id,
+                    reason=reason,
+                )
+            )
         ttl = self._ttl(message)
         stored = None if ttl == 0 else StoredResult(delivery.task_id, encode_value(result), ttl)
         await self._settle(delivery, DeadLetter(reason, stored))
@@ -332,6 +386,9 @@ class Executor:
 
     async def _hooks(self, method: str, *args: Any) -> None:
         """Run hooks; a hook that raises is logged and never changes the task's outcome."""
+        if method == "after_execute" and self._on_event:
+            # every terminal result (succeeded, failed, aborted) passes here exactly once
+            self._emit(finished_event(args[0], args[1], self.worker_id))
         for hook in self.app.hooks_for(method):
             try:
                 await hook(*args)
@@ -339,6 +396,29 @@ class Executor:
                 log.exception(
                     "hook %s.%s raised; ignoring it", type(hook.__self__).__name__, method
                 )
+
+    def _task_event(
+        self, kind: type[TaskReceived] | type[TaskStarted], message: Message, attempt: int
+    ) -> Event:
+        return kind(
+            at=self.app.settings.clock.now(),
+            task_id=message.task_id,
+            task=message.task,
+            queue=message.queue,
+            attempt=attempt,
+            worker=self.worker_id,
+            enqueued_at=message.enqueued_at,
+            not_before=message.not_before,
+        )
+
+    def _emit(self, event: Event) -> None:
+        """Hand ``event`` to every listener; one that raises is logged and skipped."""
+        for listener in self._on_event:
+            try:
+                listener(event)
+            except Exception:
+                owner = getattr(listener, "__self__", listener)
+                log.exception("hook %s.on_event raised; ignoring it", type(owner).__name__)
 
     def _ttl(self, message: Message | None) -> float:
         if message is not None and message.result_ttl is not None:

@@ -48,6 +48,7 @@ from conveyor.brokers.base import (
     StoredResult,
     WorkerInfo,
 )
+from conveyor.brokers.redis.events import RedisEventStore
 from conveyor.brokers.redis.keys import Keys
 from conveyor.brokers.redis.scripts import SCRIPT_NAMES, load_sources
 from conveyor.errors import BrokerUnavailable
@@ -145,6 +146,7 @@ class RedisBroker:
             self._aborts.resubscribed,
         )
         self._schedules = RedisScheduleStore(self)
+        self._events = RedisEventStore(self, self._settings.events_max)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -186,6 +188,9 @@ class RedisBroker:
 
     def schedule_store(self) -> RedisScheduleStore:
         return self._schedules
+
+    def event_store(self) -> RedisEventStore:
+        return self._events
 
     async def _check_server(self) -> None:
         """Warn about settings that lose tasks (reliability.md §4.1, operational checks)."""

@@ -26,6 +26,8 @@ p:results                       channel    "<len>:<task id><result>" when a wait
 p:aborts                        channel    the task id, when a running task is aborted
 p:workers / p:workers:expiry    hash/zset  heartbeat records and their expiry
 p:schedules                     hash       dynamic schedule specs
+p:events                        stream     the event log (field e = one encoded event),
+                                           MAXLEN ~ events_max
 ==============================  =========  =================================================
 """
 
@@ -97,3 +99,7 @@ class Keys:
     @property
     def schedules(self) -> str:
         return f"{self.prefix}:schedules"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"

@@ -59,6 +59,7 @@ from conveyor.brokers.sqlite.connection import (
     snapshot,
     transaction,
 )
+from conveyor.brokers.sqlite.events import SqliteEventStore
 from conveyor.brokers.sqlite.queries import QUERIES
 from conveyor.brokers.sqlite.results import SqliteResultStore, store_results
 from conveyor.brokers.sqlite.schedules import SqliteScheduleStore
@@ -102,6 +103,7 @@ class SqliteBroker:
         self._results = SqliteResultStore(url, self._settings, database=self._db)
         self._schedules = SqliteScheduleStore(url, self._settings, database=self._db)
         self._abort_signals: Subscription | None = None
+        self._events = SqliteEventStore(self._db, self._settings.events_max)
 
     @property
     def path(self) -> Path:
@@ -126,6 +128,10 @@ class SqliteBroker:
     def schedule_store(self) -> SqliteScheduleStore:
         """The schedule store in the same file, sharing this broker's connection."""
         return self._schedules
+
+    def event_store(self) -> SqliteEventStore:
+        """The event log in the same file, sharing this broker's connection."""
+        return self._events
 
     def clone(self) -> SqliteBroker:
         """An unconnected broker on the same file, for another event loop."""
