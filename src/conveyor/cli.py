@@ -42,13 +42,15 @@ __all__ = ["configure_logging", "import_app", "main"]
 T = TypeVar("T")
 
 
-def configure_logging(level: str) -> None:
-    """Plain, timestamped log lines on stderr."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Timestamped log lines on stderr, plain or JSON (one object per line); lines
+    written inside a task carry its id, name and attempt (docs/observability.md)."""
+    from conveyor.observability.logging import JsonFormatter, TextFormatter, install_task_context
+
+    install_task_context()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def import_app(path: str, modules: Sequence[str] = ()) -> Conveyor:
@@ -156,6 +158,15 @@ def main() -> None:
     """Conveyor: an async-first distributed task queue."""
 
 
+_log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with task_id, task and attempt inside tasks.",
+)
+
+
 @main.command()
 @click.argument("app")
 @click.argument("modules", nargs=-1)
@@ -166,6 +177,7 @@ def main() -> None:
 )
 @_with_discovery
 @click.option("--log-level", default="INFO", show_default=True)
+@_log_format_option
 def scheduler(
     app: str,
     modules: tuple[str, ...],
@@ -173,11 +185,12 @@ def scheduler(
     fs_discover: bool,
     tasks_patterns: tuple[str, ...],
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the scheduler for APP. Safe to run several: each tick is enqueued once."""
     from conveyor.scheduler import Scheduler
 
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     conveyor = import_app(app, _task_modules(modules, fs_discover, tasks_patterns))
     try:
         asyncio.run(Scheduler(conveyor, skip_first_run=skip_first_run).serve())
@@ -232,7 +245,18 @@ def scheduler(
     is_flag=True,
     help="With --with-scheduler: fire nothing due before the scheduler started.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve Prometheus /metrics on this port: every process's task metrics, summed, "
+    "and the broker's (needs the metrics extra).",
+)
+@click.option(
+    "--metrics-host", default="0.0.0.0", show_default=True, help="Address of --metrics-port."
+)
 @click.option("--log-level", default="INFO", show_default=True)
+@_log_format_option
 def worker(
     app: str,
     modules: tuple[str, ...],
@@ -247,7 +271,10 @@ def worker(
     tasks_patterns: tuple[str, ...],
     with_scheduler: bool,
     skip_first_run: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run workers for APP (``pkg.module:app``), importing task MODULES too."""
     from conveyor.worker.supervisor import SchedulerSpec, Supervisor, WorkerSpec
@@ -256,7 +283,7 @@ def worker(
         raise click.UsageError("--skip-first-run needs --with-scheduler")
     if reload_dirs and not reload:
         raise click.UsageError("--reload-dir needs --reload")
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     modules = tuple(_task_modules(modules, fs_discover, tasks_patterns))
     conveyor = import_app(app, modules)  # fail fast, in the parent, on a bad import path
     spec = WorkerSpec(
@@ -267,11 +294,36 @@ def worker(
         grace=grace,
         max_tasks=max_tasks_per_child,
         log_level=log_level,
+        log_format=log_format,
+        metrics=metrics_port is not None,
     )
     scheduler_spec = None
     if with_scheduler:
         scheduler_spec = SchedulerSpec(
-            app=app, modules=list(modules), skip_first_run=skip_first_run, log_level=log_level
+            app=app,
+            modules=list(modules),
+            skip_first_run=skip_first_run,
+            log_level=log_level,
+            log_format=log_format,
+            metrics=metrics_port is not None,
+        )
+    metrics = None
+    if metrics_port is not None:
+        try:
+            from conveyor.observability.metrics import MultiprocessMetrics
+        except ImportError as exc:
+            raise click.UsageError(
+                f"--metrics-port needs prometheus-client ({exc}); "
+                "pip install 'conveyor-tasks[metrics]'"
+            ) from exc
+        try:
+            metrics = MultiprocessMetrics(conveyor, metrics_port, metrics_host)
+        except OSError as exc:
+            raise click.UsageError(
+                f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}"
+            ) from exc
+        logging.getLogger("conveyor.supervisor").info(
+            "serving metrics on http://%s:%d/metrics", metrics_host, metrics.port
         )
     effective_grace = grace if grace is not None else conveyor.settings.grace
     supervisor = Supervisor(
@@ -281,8 +333,15 @@ def worker(
         reload_dirs=list(reload_dirs) or None,
         stop_timeout=effective_grace + 10,
         scheduler=scheduler_spec,
+        child_env=metrics.child_env if metrics is not None else None,
+        on_child_exit=metrics.process_exited if metrics is not None else None,
     )
-    sys.exit(supervisor.run())
+    try:
+        code = supervisor.run()
+    finally:
+        if metrics is not None:
+            metrics.close()
+    sys.exit(code)
 
 
 @main.command()

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -41,6 +43,8 @@ class WorkerSpec:
     grace: float | None = None
     max_tasks: int | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics: bool = False  # count task metrics (PROMETHEUS_MULTIPROC_DIR is in the env)
 
     kind = "worker"
 
@@ -53,6 +57,8 @@ class SchedulerSpec:
     modules: list[str] = field(default_factory=list)
     skip_first_run: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics: bool = False
 
     kind = "scheduler"
 
@@ -81,8 +87,14 @@ class Supervisor:
         stop_timeout: float | None = None,
         restart_backoff_cap: float = 10.0,
         scheduler: SchedulerSpec | None = None,
+        child_env: Mapping[str, str] | None = None,
+        on_child_exit: Callable[[int], None] | None = None,
     ) -> None:
         self.spec = spec
+        # extra environment for the children (PROMETHEUS_MULTIPROC_DIR), and who is told
+        # the pid of every child that exited (to tidy its metric files)
+        self.child_env = dict(child_env or {})
+        self.on_child_exit = on_child_exit
         self.scheduler = scheduler
         self.processes = max(processes, 1)
         self.reload = reload
@@ -137,7 +149,10 @@ class Supervisor:
 
     def _spawn(self, spec: ChildSpec) -> _Child:
         payload = json.dumps({"kind": spec.kind, **asdict(spec)})
-        process = subprocess.Popen([sys.executable, "-m", "conveyor.worker.supervisor", payload])
+        env = {**os.environ, **self.child_env} if self.child_env else None
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor.worker.supervisor", payload], env=env
+        )
         log.info("started %s process %d", spec.kind, process.pid)
         return _Child(spec, process, time.monotonic())
 
@@ -147,6 +162,7 @@ class Supervisor:
             if code is None or self._stopping.is_set():
                 continue
             kind = child.spec.kind
+            self._exited(child)
             if code == RECYCLE_EXIT_CODE:
                 why = "recycled after its max tasks" if kind == WorkerSpec.kind else "exited"
                 log.info("%s %d %s", kind, child.process.pid, why)
@@ -185,6 +201,15 @@ class Supervisor:
                 )
                 child.process.kill()
                 child.process.wait()
+            self._exited(child)
+
+    def _exited(self, child: _Child) -> None:
+        if self.on_child_exit is None:
+            return
+        try:
+            self.on_child_exit(child.process.pid)
+        except Exception:
+            log.exception("on_child_exit failed for process %d", child.process.pid)
 
     def _start_reload_watcher(self) -> threading.Thread:
         from watchfiles import PythonFilter, watch
@@ -210,8 +235,12 @@ def child_main(payload: str) -> int:
         spec = SchedulerSpec(**fields)
     else:
         spec = WorkerSpec(**fields)
-    configure_logging(spec.log_level)
+    configure_logging(spec.log_level, spec.log_format)
     app = import_app(spec.app, spec.modules)
+    if spec.metrics:
+        from conveyor.observability.metrics import PrometheusHook
+
+        app.add_hook(PrometheusHook())
     if isinstance(spec, SchedulerSpec):
         from conveyor.scheduler import Scheduler
 
