@@ -174,6 +174,7 @@ class RedisBroker:
 
     async def close(self) -> None:
         await self._abort_listener.close()
+        self._aborts.reset()  # its event may be bound to this event loop
         await self._results.close()
         for client in (self._client, self._blocking):
             if client is not None:
@@ -760,6 +761,10 @@ class _AbortSignals:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self._task_ids: list[str] = []
+
+    def reset(self) -> None:
+        self._event = asyncio.Event()
+        self._task_ids = []
 
     def receive(self, payload: bytes) -> None:
         self._task_ids.append(payload.decode())
