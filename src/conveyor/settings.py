@@ -46,7 +46,7 @@ class Settings:
     unknown_task_delay: float = 10.0
     schedule_grace: float = 5.0
     schedule_refresh: float = 2.0
-    schedule_send_timeout: float = 10.0
+    schedule_send_timeout: float = 3.0
     sqlite_synchronous: str = "FULL"
     sqlite_busy_timeout: float = 5.0
     events: bool = True

@@ -117,7 +117,7 @@ async def test_a_tick_enqueued_by_a_dead_scheduler_is_not_repeated_by_a_new_one(
     second = Scheduler(app)  # sees the same tick within grace
     await second.run_pass()
     assert second.stats.enqueued == 0
-    assert second.stats.duplicates == first.stats.enqueued == 31  # 1 + 30 catch-up
+    assert second.stats.duplicates == first.stats.enqueued == 1
 
 
 async def test_skip_fires_late_ticks_only_within_grace(app: Conveyor, clock: DrivenClock) -> None:
@@ -146,7 +146,7 @@ async def test_first_look_fires_at_most_one_late_run_for_skip(
     ping = [t for t in scheduler.stats.recent if t.schedule_id == "ping-1s"]
     assert [t.fire_time for t in ping] == [math.floor(clock.now())]
     catchup = [t for t in scheduler.stats.recent if t.schedule_id == "cu-1s"]
-    assert len(catchup) == 30  # the whole catch-up window
+    assert catchup == []  # a code catch_up schedule seen for the first time: live from now
 
 
 async def test_skip_first_run_fires_nothing_from_before_start(
@@ -302,3 +302,31 @@ async def test_an_unreadable_stored_schedule_is_logged_and_skipped(
         ids = {s.id for s in await app.schedules.load()}
     assert "good" in ids and "garbled" not in ids
     assert "schedule 'garbled' skipped" in caplog.text
+
+
+async def test_a_new_code_catch_up_schedule_does_not_replay_its_window(
+    app: Conveyor, clock: DrivenClock
+) -> None:
+    @app.task(schedule=[every(seconds=1, id="nightly", missed=catch_up(600))])
+    async def nightly() -> None: ...
+
+    first = Scheduler(app)
+    await first.run_pass()
+    assert first.stats.enqueued == 0  # deployed now: nothing from the last 600 s
+    clock.advance(3.0)
+    restarted = Scheduler(app)  # a later scheduler catches up from the deploy, not before
+    await restarted.run_pass()
+    assert restarted.stats.enqueued == 3
+    stored = {s.id: s for s in await app.schedules.load()}
+    assert stored["nightly"].active_from == clock.now() - 3.0
+
+
+async def test_a_stopped_scheduler_leaves_status_at_once(app: Conveyor) -> None:
+    ticked(app)
+    async with Scheduler(app, refresh=0.05):
+        for _ in range(100):
+            if any(w.role == "scheduler" for w in await app.broker.workers()):
+                break
+            await asyncio.sleep(0.01)
+        assert any(w.role == "scheduler" for w in await app.broker.workers())
+    assert not any(w.role == "scheduler" for w in await app.broker.workers())

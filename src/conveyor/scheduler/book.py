@@ -170,6 +170,22 @@ class ScheduleBook:
         """Fire ``schedule_id`` again from its next tick."""
         return await self._set_paused(schedule_id, False)
 
+    async def activate(self, schedule: Schedule, now: float) -> Schedule:
+        """Record that the code schedule ``schedule`` is live from ``now`` (its catch-up
+        window starts there), unless a scheduler already did; returns the stored view."""
+        store = self._app.broker.schedule_store()
+        stored = (await store.load_schedules()).get(schedule.id)
+        if stored is not None:
+            try:
+                return msgspec.structs.replace(
+                    schedule, active_from=decode_schedule(stored).active_from or now
+                )
+            except InvalidSchedule:
+                pass  # an unreadable override is replaced below
+        active = msgspec.structs.replace(schedule, active_from=now)
+        await store.save_schedule(schedule.id, encode_schedule(active))
+        return active
+
     async def run_now(self, schedule_id: str) -> TaskHandle[Any]:
         """Enqueue ``schedule_id``'s task with its arguments now, outside its ticks."""
         schedule = await self.get(schedule_id)

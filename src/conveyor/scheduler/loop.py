@@ -126,6 +126,7 @@ class Scheduler:
                 self.stats.errors += 1
                 delay = 1.0
             await self._sleep(delay)
+        await self._clear_heartbeat()
         log.info("scheduler %s stopped", self.scheduler_id)
 
     def stop(self) -> None:
@@ -342,6 +343,7 @@ class Scheduler:
         try:
             self._schedules = await asyncio.wait_for(self.app.schedules.load(), self.send_timeout)
             self._loaded_at = now
+            await self._activate_new_catch_ups(now)
         except Exception as exc:
             self.stats.errors += 1
             if not self._schedules:
@@ -354,12 +356,28 @@ class Scheduler:
             )
             self._loaded_at = now
 
-    async def _heartbeat(self, now: float) -> None:
-        interval = self.app.settings.heartbeat_interval
-        if now - self._last_heartbeat < interval:
-            return
-        self._last_heartbeat = now
-        info = WorkerInfo(
+    async def _activate_new_catch_ups(self, now: float) -> None:
+        # A code schedule has no "added at" time. For catch_up, the first scheduler that sees
+        # one records it, so a first deploy does not replay the whole window as missed.
+        for index, schedule in enumerate(self._schedules):
+            if (
+                schedule.origin == "code"
+                and isinstance(schedule.missed, CatchUp)
+                and not schedule.active_from
+            ):
+                self._schedules[index] = await asyncio.wait_for(
+                    self.app.schedules.activate(schedule, now), self.send_timeout
+                )
+
+    async def _clear_heartbeat(self) -> None:
+        info = self._info(self._clock.now())
+        try:  # leave `conveyor status` at once rather than when the heartbeat expires
+            await asyncio.wait_for(self.app.broker.heartbeat(info, -1.0), self.send_timeout)
+        except Exception:
+            log.debug("could not clear the scheduler heartbeat", exc_info=True)
+
+    def _info(self, now: float) -> WorkerInfo:
+        return WorkerInfo(
             worker_id=self.scheduler_id,
             hostname=socket.gethostname(),
             pid=os.getpid(),
@@ -371,6 +389,13 @@ class Scheduler:
             last_seen=now,
             role="scheduler",
         )
+
+    async def _heartbeat(self, now: float) -> None:
+        interval = self.app.settings.heartbeat_interval
+        if now - self._last_heartbeat < interval:
+            return
+        self._last_heartbeat = now
+        info = self._info(now)
         try:
             await asyncio.wait_for(
                 self.app.broker.heartbeat(info, ttl=max(3 * interval, 10.0)), self.send_timeout
