@@ -9,6 +9,7 @@
     conveyor schedules [-m more.modules] pkg.tasks:app list|add|remove|pause|resume|run-now
     conveyor status  pkg.tasks:app
     conveyor dlq     pkg.tasks:app list|show|requeue|purge
+    conveyor abort   pkg.tasks:app TASK_ID [TASK_ID ...]
     conveyor demo
 """
 
@@ -709,6 +710,32 @@ def dlq_purge(app: Conveyor, queue: str | None, yes: bool) -> None:
     if not yes:
         click.confirm("delete these dead letters for good?", abort=True)
     click.echo(f"deleted {_run(app, lambda c: c.broker.delete_dead(None, queue))} message(s)")
+
+
+_ABORTED = {
+    "dequeued": "it was waiting: removed, it never runs",
+    "signalled": "running: its worker cancels it",
+    "finished": "it had already ended: nothing changed",
+    "unknown": "no such task, or its result expired",
+}
+
+
+@main.command()
+@click.argument("app")
+@click.argument("task_ids", nargs=-1, required=True)
+def abort(app: str, task_ids: tuple[str, ...]) -> None:
+    """Abort tasks of APP by id: queued ones never run, running ones are cancelled by
+    their worker, and they end with status aborted (docs/aborting.md). Exits with 1 if
+    an id is unknown."""
+
+    async def abort_all(c: Conveyor) -> list[str]:
+        return [(await c.abort(task_id)).value for task_id in task_ids]
+
+    outcomes = _run(import_app(app), abort_all)
+    for task_id, outcome in zip(task_ids, outcomes, strict=True):
+        click.echo(f"{task_id}: {outcome} ({_ABORTED[outcome]})")
+    if "unknown" in outcomes:
+        sys.exit(1)
 
 
 @main.command()

@@ -1,0 +1,139 @@
+"""`conveyor abort` against a real `conveyor worker` process, on SQLite and Redis: a long
+task is cancelled in its worker, and the worker keeps taking work afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor import BrokerUnavailable, Conveyor, TaskStatus
+from tests.brokers.conftest import REDIS_URL, _cleanup, service_unavailable
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "tests.integration.abort_app:app"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'abort.db'}"
+    else:
+        url = f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
+    yield {
+        **os.environ,
+        "CONVEYOR_BROKER_URL": url,
+        "CONVEYOR_LEASE": "2.0",
+        "CONVEYOR_REAP_INTERVAL": "0.2",
+        "CONVEYOR_FETCH_WAIT": "0.2",
+        "CONVEYOR_HEARTBEAT_INTERVAL": "0.5",
+        "CONVEYOR_GRACE": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    asyncio.run(_cleanup(url))
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.integration import abort_app
+
+    client = Conveyor(env["CONVEYOR_BROKER_URL"], environ=env)
+    long_task = client.register(abort_app.long_task.fn, abort_app.long_task.options)
+    double = client.register(abort_app.double.fn, abort_app.double.options)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    async def until_running(task_id: str) -> tuple[float | None, str | None]:
+        async with client:
+            handle = client.handle(task_id)
+            for _ in range(300):
+                state = await handle.status()
+                if state.status is TaskStatus.RUNNING and state.progress is not None:
+                    return state.progress, state.progress_message
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"the task never ran with progress: {state}")
+
+    async def enqueue_long() -> tuple[str, str]:
+        async with client:
+            running = await long_task.kiq(str(marks))
+            delayed = await long_task.with_options(delay=120).kiq(str(marks))
+            return running.task_id, delayed.task_id
+
+    async def wait_result(task_id: str) -> TaskStatus:
+        async with client:
+            return (await client.handle(task_id).wait_result(timeout=10)).status
+
+    async def doubles() -> list[int]:
+        async with client:
+            handles = [await double.kiq(n) for n in range(10)]
+            return [await h.get(timeout=20) for h in handles]
+
+    try:
+        running, delayed = asyncio.run(enqueue_long())
+    except BrokerUnavailable as exc:
+        service_unavailable(str(exc))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli", "worker", APP, "--concurrency", "4"],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        # progress written in the worker process is read here, from another process
+        assert asyncio.run(until_running(running)) == (0.5, "half")
+
+        asked = time.monotonic()
+        aborted = _cli(env, "abort", APP, running)
+        assert aborted.returncode == 0, aborted.stderr
+        assert f"{running}: signalled" in aborted.stdout
+        assert asyncio.run(wait_result(running)) is TaskStatus.ABORTED
+        took = time.monotonic() - asked  # includes starting the `conveyor abort` interpreter
+        assert took < 5.0, f"aborted {took:.2f}s after `conveyor abort` started"
+        assert (marks / "cancelled").exists()
+        assert not (marks / "finished").exists()
+
+        dequeued = _cli(env, "abort", APP, delayed)
+        assert f"{delayed}: dequeued" in dequeued.stdout
+        assert asyncio.run(wait_result(delayed)) is TaskStatus.ABORTED
+
+        # the worker is still up and takes new work
+        assert asyncio.run(doubles()) == [n * 2 for n in range(10)]
+        assert worker.poll() is None
+
+        again = _cli(env, "abort", APP, running)
+        assert again.returncode == 0 and f"{running}: finished" in again.stdout
+        unknown = _cli(env, "abort", APP, "no-such-task")
+        assert unknown.returncode == 1 and "no-such-task: unknown" in unknown.stdout
+        time.sleep(0.5)  # a retry, if there were one, would have started by now
+        assert sorted(p.name for p in marks.iterdir()) == ["cancelled", "started-1"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            raise
+    assert code == 0
