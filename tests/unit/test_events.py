@@ -284,3 +284,22 @@ async def test_the_recorder_skips_heartbeats() -> None:
     recorder.on_event(beat)
     await recorder.aclose()
     assert store.appended == []
+
+
+async def test_aborting_a_running_task_emits_aborted(app: Conveyor) -> None:
+    listener = Listener()
+    app.add_hook(listener)
+
+    @app.task(name="sleeps")
+    async def sleeps() -> None:
+        await asyncio.sleep(30)
+
+    async with app.worker(concurrency=1):
+        handle = await sleeps.kiq()
+        await _wait_for(lambda: any(e.kind == "started" for e in listener.of(handle.task_id)))
+        await handle.abort()
+        await _wait_for(lambda: any(e.kind == "aborted" for e in listener.of(handle.task_id)))
+    kinds = [e.kind for e in listener.of(handle.task_id)]
+    assert kinds == ["received", "started", "aborted"]
+    timeline = await EventLog.of(app).timeline(handle.task_id)
+    assert [e.kind for e in timeline] == kinds
