@@ -135,6 +135,7 @@ async def _wait_for_worker_and_scheduler(example: Example) -> None:
     """Until the worker and the scheduler (`--with-scheduler`) heartbeat on the broker."""
     roles: set[str] = set()
     for _ in range(200):
+        assert example.process.returncode is None, f"python -m app exited:\n{example.output()}"
         roles = {w.role for w in await example.tasks.conveyor_app.broker.workers()}
         if roles == {"worker", "scheduler"}:
             return
