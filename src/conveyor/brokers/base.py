@@ -39,6 +39,7 @@ import msgspec
 from conveyor.result import AbortOutcome, TaskStatus
 
 __all__ = [
+    "MAX_ABORT_SIGNALS",
     "AbortResult",
     "Ack",
     "Broker",
@@ -85,6 +86,12 @@ class StoredResult:
     task_id: str
     data: bytes
     ttl: float | None
+
+
+# A listener keeps at most this many signalled task ids until its worker takes them (one
+# that stopped taking them must not grow without bound); a worker that misses ids beyond
+# it still finds the marks with abort_marks.
+MAX_ABORT_SIGNALS = 1000
 
 
 class _Kind(enum.Enum):

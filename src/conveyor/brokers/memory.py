@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from conveyor.brokers.base import (
+    MAX_ABORT_SIGNALS,
     AbortResult,
     Ack,
     DeadLetter,
@@ -363,7 +364,8 @@ class MemoryBroker:
                 job.abort = True
                 boxes = list(self._abort_signals.values())
                 for box in boxes:
-                    box.task_ids.append(task_id)
+                    if len(box.task_ids) < MAX_ABORT_SIGNALS:
+                        box.task_ids.append(task_id)
             else:
                 self._finish(job, now)  # its heap entry goes stale and is skipped
                 stored = result(job.body, job.attempts)

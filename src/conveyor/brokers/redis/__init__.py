@@ -36,6 +36,7 @@ from redis.retry import Retry as RedisRetry
 
 from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
+    MAX_ABORT_SIGNALS,
     AbortResult,
     Ack,
     DeadLetter,
@@ -767,7 +768,8 @@ class _AbortSignals:
         self._task_ids = []
 
     def receive(self, payload: bytes) -> None:
-        self._task_ids.append(payload.decode())
+        if len(self._task_ids) < MAX_ABORT_SIGNALS:
+            self._task_ids.append(payload.decode())
         self._event.set()
 
     async def resubscribed(self) -> None:

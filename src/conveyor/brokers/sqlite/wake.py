@@ -40,6 +40,8 @@ _PROC_FD = sys.platform.startswith("linux")
 # and refuses the rest. A drain that reads this many may have missed some topics, so it
 # wakes every subscriber instead of guessing.
 _OVERFLOW = 8
+# a catch-all subscription keeps at most this many topics until they are taken
+_MAX_RECEIVED = 1000
 
 
 def _pack(topics: Iterable[str]) -> list[bytes]:
@@ -196,8 +198,9 @@ class Subscription:
         return [t.decode("utf-8", "surrogateescape") for t in taken]
 
     def notice(self, topics: set[bytes]) -> None:
-        """Called by the listener: ``topics`` arrived (only for a catch-all subscription)."""
-        if self.received is not None:
+        """Called by the listener: ``topics`` arrived (only for a catch-all subscription).
+        At most ``_MAX_RECEIVED`` are kept until taken; a wake-up is a hint anyway."""
+        if self.received is not None and len(self.received) < _MAX_RECEIVED:
             self.received.update(topics)
         self._event.set()
 

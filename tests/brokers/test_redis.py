@@ -1,0 +1,70 @@
+"""Redis only: paths of the Redis broker that the conformance suite cannot reach on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from conveyor.brokers.base import Delivery, Outgoing, StoredResult
+from conveyor.brokers.redis import RedisBroker
+from conveyor.errors import BrokerUnavailable
+from conveyor.result import AbortOutcome
+from conveyor.testing.conformance import conformance_settings
+
+from .conftest import REDIS_URL, _cleanup, service_unavailable
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[RedisBroker]:
+    url = f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
+    redis_broker = RedisBroker(url, conformance_settings(broker_url=url))
+    try:
+        await redis_broker.connect()
+    except BrokerUnavailable as exc:
+        service_unavailable(str(exc))
+    try:
+        yield redis_broker
+    finally:
+        await redis_broker.close()
+        await _cleanup(url)
+
+
+async def test_abort_between_a_blocking_read_and_its_start_marks_the_delivery(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocking XREADGROUP delivers the entry, then start.lua runs in a second call: an
+    abort in between finds the entry pending (not queued any more) and marks it, and the
+    start reports the mark, so the worker never runs it."""
+    outcomes: list[AbortOutcome] = []
+    start = broker._start
+
+    async def abort_then_start(reply: list[Any], streams: Any) -> list[Delivery]:
+        for _, entries in reply:
+            for _, fields in entries:
+                task_id = fields[b"i"].decode()
+                # the body is read before abort.lua decides, so a result may be built;
+                # it must not be stored
+                outcomes.append(await broker.abort(task_id, _result_for(task_id)))
+        return await start(reply, streams)
+
+    monkeypatch.setattr(broker, "_start", abort_then_start)
+    item = Outgoing(task_id=uuid.uuid4().hex, queue="default", body=b"x")
+    waiting = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
+    await asyncio.sleep(0.2)  # the fetch found nothing and is blocked in XREADGROUP
+    await broker.publish([item])
+    (delivery,) = await asyncio.wait_for(waiting, 5.0)
+    assert outcomes == [AbortOutcome.SIGNALLED]
+    assert (delivery.task_id, delivery.abort_requested) == (item.task_id, True)
+    assert await broker.abort_marks([delivery]) == [True]
+    assert await broker.result_store().get(item.task_id) is None
+
+
+def _result_for(task_id: str) -> Any:
+    def build(body: bytes, attempts: int) -> StoredResult:
+        return StoredResult(task_id, b"must not be stored", 60.0)
+
+    return build
