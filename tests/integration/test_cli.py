@@ -94,6 +94,35 @@ def test_worker_processes_run_tasks_and_stop_on_sigterm(start_worker, client_app
     assert time.monotonic() - started < 10
 
 
+def test_workers_stop_when_their_supervisor_is_killed(start_worker, client_app: Conveyor) -> None:  # type: ignore[no-untyped-def]
+    supervisor = start_worker("--workers", "2", "--concurrency", "2", "--with-scheduler")
+    pids = set(asyncio.run(_results(client_app, "whoami", [(n,) for n in range(20)], timeout=30)))
+    assert len(pids) == 2
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids), "a worker outlived its SIGKILLed supervisor"
+    while time.monotonic() < deadline and _live_group_members(supervisor.pid):
+        time.sleep(0.1)
+    assert _live_group_members(supervisor.pid) == [], "orphans left (the scheduler child?)"
+
+
+def _live_group_members(group: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split() if _alive(int(pid))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split()[2] == "Z")
+
+
 def test_crashed_worker_is_restarted_and_its_task_finishes(
     start_worker, client_app: Conveyor, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
