@@ -51,6 +51,7 @@ class Settings:
     sqlite_busy_timeout: float = 5.0
     events: bool = True
     events_max: int = 10_000
+    event_args_preview: int = 256
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
     @classmethod
@@ -102,6 +103,8 @@ class Settings:
             raise ConfigurationError("setting concurrency must be >= 1")
         if self.events_max < 1:
             raise ConfigurationError("setting events_max must be >= 1")
+        if self.event_args_preview < 0:
+            raise ConfigurationError("setting event_args_preview must be >= 0 (0: no preview)")
         if self.max_payload_bytes < 1:
             raise ConfigurationError("setting max_payload_bytes must be >= 1")
         if not self.queues:

@@ -11,7 +11,8 @@ A worker emits task and heartbeat events, a scheduler emits tick events, through
 ================  ==================================================  ============================
 event (``kind``)  when                                                fields beyond the common ones
 ================  ==================================================  ============================
-TaskReceived      a worker decoded a delivery (``received``)          enqueued_at, not_before
+TaskReceived      a worker decoded a delivery (``received``)          enqueued_at, not_before,
+                                                                      args (a capped preview)
 TaskStarted       the task function is about to run (``started``)     enqueued_at, not_before
 TaskSucceeded     it returned (``succeeded``)                         duration
 TaskRetried       it failed and runs again after ``delay``            duration, delay, error_type,
@@ -79,9 +80,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import reprlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -111,6 +114,7 @@ __all__ = [
     "TaskStarted",
     "TaskSucceeded",
     "WorkerHeartbeat",
+    "args_preview",
     "finished_event",
 ]
 
@@ -139,10 +143,13 @@ class TaskEvent(Event, frozen=True, kw_only=True):
 
 
 class TaskReceived(TaskEvent, frozen=True, kw_only=True, tag="received"):
-    """A worker decoded a delivery. ``not_before`` is 0 unless it was delayed."""
+    """A worker decoded a delivery. ``not_before`` is 0 unless it was delayed. ``args`` is
+    a preview of the call's arguments for the dashboard, at most ``event_args_preview``
+    characters ("" when that setting is 0)."""
 
     enqueued_at: float
     not_before: float = 0.0
+    args: str = ""
 
 
 class TaskStarted(TaskEvent, frozen=True, kw_only=True, tag="started"):
@@ -224,6 +231,29 @@ AnyEvent = (
     | WorkerHeartbeat
     | SchedulerTick
 )
+
+
+def args_preview(args: Sequence[Any], kwargs: Mapping[str, Any], limit: int) -> str:
+    """The call as ``'a', 1, key=[1, 2]``, at most ``limit`` characters (ending in "...").
+
+    reprlib bounds the work as well as the text: a 1 MB argument costs no more than a
+    short one."""
+    if limit <= 0:
+        return ""
+    shown = _preview_repr(limit)
+    parts = [shown.repr(value) for value in args]
+    parts += [f"{name}={shown.repr(value)}" for name, value in kwargs.items()]
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+@functools.lru_cache(maxsize=4)
+def _preview_repr(limit: int) -> reprlib.Repr:
+    shown = reprlib.Repr()
+    shown.maxlevel = 3
+    shown.maxstring = shown.maxother = shown.maxlong = max(limit, 8)
+    shown.maxlist = shown.maxtuple = shown.maxdict = shown.maxset = 10
+    return shown
 
 
 def finished_event(

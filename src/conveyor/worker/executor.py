@@ -38,6 +38,7 @@ from conveyor.observability.events import (
     TaskReceived,
     TaskRetried,
     TaskStarted,
+    args_preview,
     finished_event,
 )
 from conveyor.observability.logging import TASK_CONTEXT
@@ -400,7 +401,7 @@ class Executor:
     def _task_event(
         self, kind: type[TaskReceived] | type[TaskStarted], message: Message, attempt: int
     ) -> Event:
-        return kind(
+        event = kind(
             at=self.app.settings.clock.now(),
             task_id=message.task_id,
             task=message.task,
@@ -410,6 +411,11 @@ class Executor:
             enqueued_at=message.enqueued_at,
             not_before=message.not_before,
         )
+        limit = self.app.settings.event_args_preview
+        if kind is TaskReceived and limit:  # what the dashboard shows as the task's args
+            preview = args_preview(message.args, message.kwargs, limit)
+            return msgspec.structs.replace(event, args=preview)
+        return event
 
     def _emit(self, event: Event) -> None:
         """Hand ``event`` to every listener; one that raises is logged and skipped."""
