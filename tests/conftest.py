@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -24,13 +25,15 @@ def fast_app(url: str = "memory://", **overrides: object) -> Conveyor:
     return Conveyor(url, **settings)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Conveyor]:
-    """The same behaviour tests run on every broker."""
+@asynccontextmanager
+async def connected_app(
+    scheme: str, tmp_path: Path, **overrides: object
+) -> AsyncIterator[Conveyor]:
+    """A connected :func:`fast_app` on ``scheme``'s broker; its keys are removed after."""
     from tests.brokers.conftest import _cleanup, _url_for, service_unavailable
 
-    url = _url_for(request.param, tmp_path)
-    conveyor = fast_app(url)
+    url = _url_for(scheme, tmp_path)
+    conveyor = fast_app(url, **overrides)
     try:
         await conveyor.connect()
     except BrokerUnavailable as exc:
@@ -40,3 +43,10 @@ async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C
     finally:
         await conveyor.close()
         await _cleanup(url)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Conveyor]:
+    """The same behaviour tests run on every broker."""
+    async with connected_app(request.param, tmp_path) as conveyor:
+        yield conveyor

@@ -17,6 +17,7 @@ import pytest
 
 from conveyor import BrokerUnavailable, Conveyor, TaskStatus
 from tests.brokers.conftest import REDIS_URL, _cleanup, service_unavailable
+from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -41,18 +42,6 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, st
         "PYTHONPATH": str(ROOT),
     }
     asyncio.run(_cleanup(url))
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
@@ -106,7 +95,7 @@ def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
         assert asyncio.run(until_running(running)) == (0.5, "half")
 
         asked = time.monotonic()
-        aborted = _cli(env, "abort", APP, running)
+        aborted = run_cli(env, "abort", APP, running)
         assert aborted.returncode == 0, aborted.stderr
         assert f"{running}: signalled" in aborted.stdout
         assert asyncio.run(wait_result(running)) is TaskStatus.ABORTED
@@ -115,7 +104,7 @@ def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
         assert (marks / "cancelled").exists()
         assert not (marks / "finished").exists()
 
-        dequeued = _cli(env, "abort", APP, delayed)
+        dequeued = run_cli(env, "abort", APP, delayed)
         assert f"{delayed}: dequeued" in dequeued.stdout
         assert asyncio.run(wait_result(delayed)) is TaskStatus.ABORTED
 
@@ -123,9 +112,9 @@ def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
         assert asyncio.run(doubles()) == [n * 2 for n in range(10)]
         assert worker.poll() is None
 
-        again = _cli(env, "abort", APP, running)
+        again = run_cli(env, "abort", APP, running)
         assert again.returncode == 0 and f"{running}: finished" in again.stdout
-        unknown = _cli(env, "abort", APP, "no-such-task")
+        unknown = run_cli(env, "abort", APP, "no-such-task")
         assert unknown.returncode == 1 and "no-such-task: unknown" in unknown.stdout
         time.sleep(0.5)  # a retry, if there were one, would have started by now
         assert sorted(p.name for p in marks.iterdir()) == ["cancelled", "started-1"]

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from conveyor import Conveyor
 from conveyor.cli import main
+from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -147,15 +148,7 @@ def test_max_tasks_per_child_recycles_processes(start_worker, client_app: Convey
 
 def test_status_and_dlq_commands(start_worker, client_app: Conveyor, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "conveyor.cli", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(env, *args)
 
     supervisor = start_worker("--workers", "1")
 

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conveyor import Conveyor, TaskStatus
+from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -52,15 +53,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def cli(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "conveyor.cli", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(env, *args)
 
     return run
 

@@ -18,7 +18,6 @@ import msgspec
 import pytest
 
 from conveyor import (
-    BrokerUnavailable,
     Context,
     Conveyor,
     Depends,
@@ -30,7 +29,7 @@ from conveyor import (
 from conveyor.brokers.base import Outgoing
 from conveyor.scheduler import InvalidSchedule, UnknownSchedule
 from conveyor.scheduler.schedule import encode_schedule
-from tests.conftest import fast_app
+from tests.conftest import connected_app
 
 
 class DrivenClock:
@@ -55,19 +54,8 @@ def clock() -> DrivenClock:
 async def app(
     request: pytest.FixtureRequest, tmp_path: Path, clock: DrivenClock
 ) -> AsyncIterator[Conveyor]:
-    from tests.brokers.conftest import _cleanup, _url_for, service_unavailable
-
-    url = _url_for(request.param, tmp_path)
-    conveyor = fast_app(url, clock=clock, schedule_grace=2.0)
-    try:
-        await conveyor.connect()
-    except BrokerUnavailable as exc:
-        service_unavailable(str(exc))
-    try:
+    async with connected_app(request.param, tmp_path, clock=clock, schedule_grace=2.0) as conveyor:
         yield conveyor
-    finally:
-        await conveyor.close()
-        await _cleanup(url)
 
 
 def ticked(app: Conveyor) -> dict[str, Any]:
