@@ -1,7 +1,7 @@
 """Brokers and result stores, found by URL scheme and imported only when used.
 
 >>> broker_class_for("redis://localhost:6379/0")  # doctest: +SKIP
-<class 'conveyor.brokers.redis.RedisBroker'>
+<class 'conveyor.brokers.redis.broker.RedisBroker'>
 """
 
 from __future__ import annotations

@@ -1,0 +1,657 @@
+"""The Redis Streams broker: each Delivery transition is one Lua script in ``lua/``.
+
+============  ==============================================================
+transition    script (one call per queue, batched in one pipeline)
+============  ==============================================================
+publish       publish.lua
+fetch         fetch.lua, else XREADGROUP BLOCK then start.lua
+ack           ack.lua (stores the result too)
+retry         retry.lua
+dead_letter   dead_letter.lua
+release       release.lua
+extend_lease  extend_lease.lua (here, or from the lease keeper's thread)
+reap          reap.lua (an XAUTOCLAIM cursor loop)
+abort         abort.lua
+============  ==============================================================
+
+The header of each script states its contract; the key layout is in ``keys.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from conveyor.brokers import redact_url
+from conveyor.brokers.base import (
+    MAX_ABORT_SIGNALS,
+    AbortResult,
+    Ack,
+    DeadLetter,
+    DeadLetterEntry,
+    Delivery,
+    Outgoing,
+    QueueDepth,
+    Retry,
+    Settlement,
+    StoredResult,
+    WorkerInfo,
+)
+from conveyor.brokers.redis.connection import Scripts, new_client, reachable_client, split_url
+from conveyor.brokers.redis.events import RedisEventStore
+from conveyor.brokers.redis.keys import Keys
+from conveyor.brokers.redis.lease import RedisLeaseKeeper, idle_ms
+from conveyor.brokers.redis.pubsub import ChannelListener
+from conveyor.brokers.redis.results import RedisResultStore
+from conveyor.brokers.redis.schedules import RedisScheduleStore
+from conveyor.errors import BrokerUnavailable
+from conveyor.result import AbortOutcome, TaskStatus
+from conveyor.settings import Settings
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("conveyor.redis")
+
+_STATUS = {b"running": TaskStatus.RUNNING, b"dead": TaskStatus.DEAD}
+
+
+class RedisBroker:
+    """Redis Streams broker: ``Conveyor("redis://localhost:6379/0")``."""
+
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        self.url = url
+        self._settings = settings or Settings()
+        self._redis_url, prefix = split_url(url)
+        self.keys = Keys(prefix)
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._client: Any = None  # redis-py's reply types are too loose to narrow usefully
+        self._blocking: Any = None
+        self._scripts: Scripts | None = None
+        self._known_queues: set[str] = set()
+        self._results = RedisResultStore(url, self._settings, broker=self)
+        self._aborts = _AbortSignals()
+        self._abort_listener = ChannelListener(
+            "conveyor-redis-aborts",
+            lambda: self.client,
+            self.keys.aborts_channel,
+            self._aborts.receive,
+            self._aborts.resubscribed,
+        )
+        self._schedules = RedisScheduleStore(self)
+        self._events = RedisEventStore(self, self._settings.events_max)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise BrokerUnavailable(f"the Redis broker {redact_url(self.url)} is not connected")
+        return self._client
+
+    @property
+    def scripts(self) -> Scripts:
+        assert self._scripts is not None, "connect() first"
+        return self._scripts
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = await reachable_client(self.url, self._redis_url, self._settings)
+        self._client = client
+        self._blocking = new_client(self._redis_url, self._settings, blocking=True)
+        self._scripts = Scripts(client)
+        await self._check_server()
+        for queue in self._settings.queues:
+            await self._register_queue(queue)
+
+    async def close(self) -> None:
+        await self._abort_listener.close()
+        self._aborts.reset()  # its event may be bound to this event loop
+        await self._results.close()
+        for client in (self._client, self._blocking):
+            if client is not None:
+                await client.aclose()
+        self._client = self._blocking = None
+
+    def clone(self) -> RedisBroker:
+        return RedisBroker(self.url, self._settings)
+
+    def result_store(self) -> RedisResultStore:
+        return self._results
+
+    def schedule_store(self) -> RedisScheduleStore:
+        return self._schedules
+
+    def event_store(self) -> RedisEventStore:
+        return self._events
+
+    async def _check_server(self) -> None:
+        """Warn about settings that lose tasks (reliability.md §4.1, operational checks)."""
+        try:
+            config = await self.client.config_get("maxmemory-policy")
+            policy = config.get(b"maxmemory-policy", config.get("maxmemory-policy", b""))
+            if policy not in (b"noeviction", "noeviction", b"", ""):
+                log.warning(
+                    "Redis %s evicts keys (maxmemory-policy=%s): queued tasks can be lost; "
+                    "set maxmemory-policy noeviction",
+                    redact_url(self.url),
+                    policy,
+                )
+            persistence = await self.client.config_get("appendonly")
+            save = await self.client.config_get("save")
+            aof = persistence.get(b"appendonly", persistence.get("appendonly"))
+            snapshots = save.get(b"save", save.get("save"))
+            if aof in (b"no", "no") and not snapshots:
+                log.warning(
+                    "Redis %s has persistence off (appendonly no, no save points): a Redis "
+                    "restart loses every queued task; use appendonly yes with appendfsync always "
+                    "for durable enqueues",
+                    redact_url(self.url),
+                )
+        except redis.ResponseError:
+            log.debug("CONFIG is not available on %s; skipping checks", redact_url(self.url))
+
+    async def _register_queue(self, queue: str) -> None:
+        if queue in self._known_queues:
+            return
+        # priority 0 and the front stream exist from the start, so a blocking read that
+        # begins on an empty queue already watches the stream recovered work lands in
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.sadd(self.keys.queues, queue)
+            pipe.zadd(self.keys.priorities(queue), {"0": 0, "front": float("inf")}, nx=True)
+            for level in (0, "front"):
+                pipe.xgroup_create(
+                    self.keys.stream(queue, level), self.keys.group, id="0", mkstream=True
+                )
+            results = await pipe.execute(raise_on_error=False)
+        for error in results[2:]:
+            if isinstance(error, Exception) and "BUSYGROUP" not in str(error):
+                raise error
+        self._known_queues.add(queue)
+
+    async def _all_queues(self) -> list[str]:
+        members = await self.client.smembers(self.keys.queues)
+        return sorted(m.decode() for m in members)
+
+    # -- publish -------------------------------------------------------------------
+
+    async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, item in enumerate(batch):
+            by_queue[item.queue].append(index)
+        for queue in by_queue:
+            await self._register_queue(queue)
+        ids: list[str] = [""] * len(batch)
+        async with self.client.pipeline(transaction=False) as pipe:
+            order = []
+            for queue, indexes in by_queue.items():
+                args: list[Any] = [self.keys.group]
+                for i in indexes:
+                    item = batch[i]
+                    args += [
+                        item.task_id,
+                        item.body,
+                        item.priority,
+                        int(item.not_before * 1000),
+                        item.key or "",
+                        int(item.key_ttl * 1000),
+                    ]
+                await self.scripts.call("publish", self.keys.tag(queue), args, client=pipe)
+                order.append(indexes)
+            answers = await pipe.execute()
+        for indexes, answer in zip(order, answers, strict=True):
+            for i, task_id in zip(indexes, answer, strict=True):
+                ids[i] = task_id.decode() if isinstance(task_id, bytes) else str(task_id)
+        return ids
+
+    # -- fetch ---------------------------------------------------------------------
+
+    async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
+        out: list[Delivery] = []
+        for queue in queues:
+            remaining = count - len(out)
+            if remaining <= 0:
+                break
+            await self._register_queue(queue)
+            flat = await self.scripts.call(
+                "fetch", self.keys.tag(queue), [self.keys.group, self.consumer, remaining]
+            )
+            for i in range(0, len(flat), 7):
+                out.append(
+                    Delivery(
+                        self,
+                        queue,
+                        flat[i + 2].decode(),
+                        flat[i + 3],
+                        int(flat[i + 4]),
+                        (flat[i], flat[i + 1]),
+                        crashes=int(flat[i + 5]),
+                        abort_requested=flat[i + 6] == 1,
+                    )
+                )
+        if out or wait <= 0:
+            return out
+        return await self._blocking_fetch(queues, count, wait)
+
+    async def _blocking_fetch(
+        self, queues: Sequence[str], count: int, wait: float
+    ) -> list[Delivery]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zrevrange(self.keys.priorities(queue), 0, -1)
+                pipe.zrange(self.keys.delayed(queue), 0, 0, withscores=True)
+            answers = await pipe.execute()
+        streams: dict[bytes | str, str] = {}
+        stream_queue: dict[bytes | str, tuple[str, bytes]] = {}
+        block = wait
+        now = time.time()
+        for queue, prios, first_due in zip(queues, answers[::2], answers[1::2], strict=True):
+            for prio in prios:
+                key = self.keys.stream(queue, prio.decode())
+                streams[key] = ">"
+                stream_queue[key.encode()] = (queue, prio)
+            if first_due:
+                block = min(block, max(first_due[0][1] / 1000.0 - now, 0.0))
+        if block <= 0.001 or not streams:
+            return []
+        assert self._blocking is not None
+        try:
+            reply = await self._blocking.xreadgroup(
+                self.keys.group,
+                self.consumer,
+                streams,
+                count=count,
+                block=max(int(block * 1000), 1),
+            )
+        except redis.ResponseError as exc:
+            # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while we waited.
+            # Both mean the server lost data (restart without persistence, FLUSHALL):
+            # recreate the groups at 0 and carry on (reliability.md S9)
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                raise
+            log.error(
+                "Redis %s lost queue state (%s); recreating consumer groups at 0",
+                redact_url(self.url),
+                exc,
+            )
+            self._known_queues.clear()
+            for queue in queues:
+                await self._register_queue(queue)
+            return []
+        if not reply:
+            return []
+        return await self._start(reply, stream_queue)
+
+    async def _start(
+        self, reply: list[Any], stream_queue: dict[bytes | str, tuple[str, bytes]]
+    ) -> list[Delivery]:
+        per_queue: dict[str, list[tuple[bytes, bytes, bytes]]] = defaultdict(list)
+        for stream, entries in reply:
+            queue, prio = stream_queue[stream]
+            for entry_id, _fields in entries:
+                per_queue[queue].append((stream, entry_id, prio))
+        out: list[Delivery] = []
+        for queue, rows in per_queue.items():
+            args = [value for row in rows for value in row]
+            flat = await self.scripts.call("start", self.keys.tag(queue), args)
+            for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 5), strict=True):
+                out.append(
+                    Delivery(
+                        self,
+                        queue,
+                        flat[i].decode(),
+                        flat[i + 1],
+                        int(flat[i + 2]),
+                        (stream, entry_id),
+                        crashes=int(flat[i + 3]),
+                        abort_requested=flat[i + 4] == 1,
+                    )
+                )
+        return out
+
+    # -- settle --------------------------------------------------------------------
+
+    async def settle(self, batch: Sequence[Settlement]) -> list[bool]:
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index, (delivery, outcome) in enumerate(batch):
+            groups[(type(outcome).__name__, delivery.queue)].append(index)
+        keys = self.keys
+        done = [False] * len(batch)
+        async with self.client.pipeline(transaction=False) as pipe:
+            order = []
+            for (kind, queue), indexes in groups.items():
+                args = self._settle_args(kind, [batch[i] for i in indexes])
+                await self.scripts.call(_SCRIPT_FOR[kind], keys.tag(queue), args, client=pipe)
+                order.append(indexes)
+            answers = await pipe.execute()
+        for indexes, answer in zip(order, answers, strict=True):
+            for i, ok in zip(indexes, answer, strict=True):
+                done[i] = ok == 1
+        return done
+
+    def _settle_args(self, kind: str, items: Sequence[Settlement]) -> list[Any]:
+        group, consumer, prefix = self.keys.group, self.consumer, self.keys.prefix
+        args: list[Any]
+        if kind == "Ack":
+            args = [group, consumer, prefix]
+            for delivery, outcome in items:
+                assert isinstance(outcome, Ack)
+                stream, entry = delivery.token
+                data, ttl = _result_args(outcome.result)
+                args += [stream, entry, delivery.task_id, data, ttl]
+        elif kind == "Retry":
+            args = [group, consumer]
+            for delivery, outcome in items:
+                assert isinstance(outcome, Retry)
+                stream, entry = delivery.token
+                delay_ms = int(max(outcome.delay, 0.0) * 1000)
+                args += [stream, entry, delivery.task_id, delay_ms, delivery.body]
+        elif kind == "DeadLetter":
+            args = [group, consumer, prefix]
+            for delivery, outcome in items:
+                assert isinstance(outcome, DeadLetter)
+                stream, entry = delivery.token
+                data, ttl = _result_args(outcome.result)
+                args += [stream, entry, delivery.task_id, delivery.body, outcome.reason, data, ttl]
+        else:
+            args = [group, consumer]
+            for delivery, _ in items:
+                stream, entry = delivery.token
+                args += [stream, entry, delivery.task_id, delivery.body]
+        return args
+
+    # -- leases --------------------------------------------------------------------
+
+    async def extend_leases(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for i, delivery in enumerate(deliveries):
+            by_queue[delivery.queue].append(i)
+        out = [False] * len(deliveries)
+        async with self.client.pipeline(transaction=False) as pipe:
+            order = []
+            for queue, indexes in by_queue.items():
+                args: list[Any] = [
+                    self.keys.group,
+                    self.consumer,
+                    idle_ms(self._settings.lease, seconds),
+                ]
+                for i in indexes:
+                    args += list(deliveries[i].token)
+                await self.scripts.call("extend_lease", self.keys.tag(queue), args, client=pipe)
+                order.append(indexes)
+            answers = await pipe.execute()
+        for indexes, answer in zip(order, answers, strict=True):
+            for i, ok in zip(indexes, answer, strict=True):
+                out[i] = ok == 1
+        return out
+
+    def lease_keeper(self) -> RedisLeaseKeeper:
+        return RedisLeaseKeeper(self._redis_url, self.keys, self.consumer, self._settings.lease)
+
+    async def reap(self) -> int:
+        lease_ms = max(int(self._settings.lease * 1000), 1)
+        moved = 0
+        for queue in await self._all_queues():
+            answer = await self.scripts.call(
+                "reap", self.keys.tag(queue), [self.keys.group, self.consumer, lease_ms, 1000]
+            )
+            moved += int(answer[0]) + int(answer[1])
+            lost = [x.decode() for x in answer[2:]]
+            if lost:
+                log.error(
+                    "queue %s: %d leased message(s) were deleted from the stream by someone "
+                    "else (XTRIM/XDEL?) and are lost: %s",
+                    queue,
+                    len(lost),
+                    ", ".join(lost),
+                )
+        return moved
+
+    # -- abort ---------------------------------------------------------------------
+
+    async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
+        """Read where the task is (and its body, for the result), then run abort.lua, which
+        re-checks that nothing moved; a move between the two (a fetch, a retry) is rare
+        and just means another round."""
+        for _ in range(10):
+            found = await self._find_job(task_id, ("s", "a", "e", "b", "p"))
+            if found is None:
+                return AbortOutcome.UNKNOWN
+            queue, (state, attempts, entry, body, prio) = found
+            expected: bytes = b""
+            data, ttl = b"", 0
+            if state == b"queued":
+                if entry is not None:
+                    expected = entry
+                    body = await self._entry_body(queue, prio or b"0", entry, task_id)
+                data, ttl = _result_args(result(body or b"", int(attempts or 0)))
+            answer = await self.scripts.call(
+                "abort",
+                self.keys.tag(queue),
+                [self.keys.group, self.keys.prefix, task_id, expected, data, ttl],
+            )
+            if answer != b"changed":
+                return AbortOutcome(answer.decode())
+        raise BrokerUnavailable(
+            f"could not abort task {task_id}: it kept moving between queue states; try again"
+        )
+
+    async def _entry_body(self, queue: str, prio: bytes, entry: bytes, task_id: str) -> bytes:
+        """The body of a queued message's stream entry (its priority's stream, or the
+        front stream); b"" when it is gone (abort.lua then sees the change)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for level in (prio.decode(), "front"):
+                pipe.xrange(self.keys.stream(queue, level), entry, entry)
+            answers = await pipe.execute()
+        for rows in answers:
+            for _, fields in rows:
+                if fields.get(b"i") == task_id.encode():
+                    return bytes(fields.get(b"b", b""))
+        return b""
+
+    async def abort_marks(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        if not deliveries:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for delivery in deliveries:
+                pipe.hget(self.keys.job(delivery.queue, delivery.task_id), "x")
+            marks = await pipe.execute()
+        return [mark is not None for mark in marks]
+
+    async def wait_abort_signal(self, timeout: float) -> list[str]:
+        await self._abort_listener.start()
+        return await self._aborts.wait(timeout)
+
+    # -- inspection ----------------------------------------------------------------
+
+    async def _find_job(
+        self, task_id: str, fields: Sequence[str] = ("s", "a", "d")
+    ) -> tuple[str, list[Any]] | None:
+        """The queue holding the task's job record and ``fields`` of it, or None."""
+        queues = await self._all_queues()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.hmget(self.keys.job(queue, task_id), list(fields))
+            answers = await pipe.execute()
+        for queue, values in zip(queues, answers, strict=True):
+            if values[0] is not None:
+                return queue, values
+        return None
+
+    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
+        found = await self._find_job(task_id)
+        if found is None:
+            return None
+        state, attempts = found[1][0], int(found[1][1] or 0)
+        status = _STATUS.get(state)
+        if status is None:
+            status = TaskStatus.RETRYING if attempts > 0 else TaskStatus.QUEUED
+        return status, attempts
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        queues = await self._all_queues()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zrevrange(self.keys.priorities(queue), 0, -1)
+            prios = await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue, levels in zip(queues, prios, strict=True):
+                for prio in levels:
+                    stream = self.keys.stream(queue, prio.decode())
+                    pipe.xlen(stream)
+                    pipe.xpending(stream, self.keys.group)
+                pipe.zcard(self.keys.delayed(queue))
+                pipe.xlen(self.keys.dlq(queue))
+            answers = iter(await pipe.execute(raise_on_error=False))
+        depths = []
+        for queue, levels in zip(queues, prios, strict=True):
+            length = pending = 0
+            for _ in levels:
+                xlen, summary = next(answers), next(answers)
+                length += xlen if isinstance(xlen, int) else 0
+                pending += summary["pending"] if isinstance(summary, dict) else 0
+            delayed, dead = next(answers), next(answers)
+            depths.append(
+                QueueDepth(
+                    queue, ready=length - pending, delayed=delayed, running=pending, dead=dead
+                )
+            )
+        return depths
+
+    # -- dead letters --------------------------------------------------------------
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        queues = [queue] if queue else await self._all_queues()
+        entries: list[DeadLetterEntry] = []
+        for name in queues:
+            rows = await self.client.xrevrange(self.keys.dlq(name), count=offset + limit)
+            entries += [_dead_entry(name, fields) for _, fields in rows]
+        entries.sort(key=lambda e: e.failed_at, reverse=True)
+        return entries[offset : offset + limit]
+
+    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+        found = await self._find_job(entry_id)
+        if found is None or found[1][0] != b"dead" or found[1][2] is None:
+            return None
+        queue, fields = found
+        rows = await self.client.xrange(self.keys.dlq(queue), fields[2], fields[2])
+        return _dead_entry(queue, rows[0][1]) if rows else None
+
+    async def requeue_dead(self, entry_ids: Sequence[str]) -> int:
+        moved = 0
+        for queue, ids in (await self._group_by_queue(entry_ids)).items():
+            moved += int(
+                await self.scripts.call(
+                    "requeue_dead", self.keys.tag(queue), [self.keys.group, self.keys.prefix, *ids]
+                )
+            )
+        return moved
+
+    async def delete_dead(self, entry_ids: Sequence[str] | None, queue: str | None = None) -> int:
+        if entry_ids is None:
+            grouped: dict[str, list[str]] = {}
+            for name in [queue] if queue else await self._all_queues():
+                rows = await self.client.xrange(self.keys.dlq(name))
+                grouped[name] = [_dead_entry(name, fields).id for _, fields in rows]
+        else:
+            grouped = await self._group_by_queue(entry_ids)
+        deleted = 0
+        for name, ids in grouped.items():
+            if ids:
+                deleted += int(await self.scripts.call("delete_dead", self.keys.tag(name), ids))
+        return deleted
+
+    async def _group_by_queue(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for task_id in task_ids:
+            found = await self._find_job(task_id)
+            if found is not None:
+                grouped[found[0]].append(task_id)
+        return grouped
+
+    # -- workers -------------------------------------------------------------------
+
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        from conveyor.message import encode_value
+
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.workers, info.worker_id, encode_value(info))
+            pipe.zadd(self.keys.workers_expiry, {info.worker_id: time.time() + ttl})
+            await pipe.execute()
+
+    async def workers(self) -> list[WorkerInfo]:
+        import msgspec
+
+        now = time.time()
+        expired = await self.client.zrangebyscore(self.keys.workers_expiry, "-inf", now)
+        if expired:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hdel(self.keys.workers, *expired)
+                pipe.zrem(self.keys.workers_expiry, *expired)
+                await pipe.execute()
+        alive = await self.client.zrangebyscore(self.keys.workers_expiry, now, "+inf")
+        if not alive:
+            return []
+        records = await self.client.hmget(self.keys.workers, alive)
+        return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in records if r is not None]
+
+
+_SCRIPT_FOR = {"Ack": "ack", "Retry": "retry", "DeadLetter": "dead_letter", "Release": "release"}
+
+
+def _result_args(result: StoredResult | None) -> tuple[bytes, int]:
+    if result is None:
+        return b"", 0
+    return result.data, -1 if result.ttl is None else max(int(result.ttl * 1000), 1)
+
+
+def _dead_entry(queue: str, fields: dict[bytes, bytes]) -> DeadLetterEntry:
+    return DeadLetterEntry(
+        id=fields[b"i"].decode(),
+        queue=queue,
+        body=fields[b"b"],
+        reason=fields[b"r"].decode(errors="replace"),
+        attempts=int(fields.get(b"a", b"0")),
+        failed_at=int(fields.get(b"t", b"0")) / 1000.0,
+    )
+
+
+class _AbortSignals:
+    """Task ids announced on the aborts channel, until the worker takes them."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._task_ids: list[str] = []
+
+    def reset(self) -> None:
+        self._event = asyncio.Event()
+        self._task_ids = []
+
+    def receive(self, payload: bytes) -> None:
+        if len(self._task_ids) < MAX_ABORT_SIGNALS:
+            self._task_ids.append(payload.decode())
+        self._event.set()
+
+    async def resubscribed(self) -> None:
+        self._event.set()  # anything published while we were away: the worker re-checks
+
+    async def wait(self, timeout: float) -> list[str]:
+        if not self._event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._event.wait()
+        self._event.clear()
+        taken, self._task_ids = self._task_ids, []
+        return taken
