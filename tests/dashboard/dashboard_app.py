@@ -41,3 +41,10 @@ async def nightly_cleanup() -> int:
 @app.task(name="heartbeat_check", schedule=[every(3600, id="hourly-check")])
 async def heartbeat_check() -> str:
     return "ok"
+
+
+@app.task(name="import_file")
+async def import_file(path: str) -> int:
+    """Fails (no retry: straight to the dead-letter queue) until the file exists."""
+    with open(path, encoding="utf-8") as rows:  # noqa: ASYNC230 - a tiny local file
+        return sum(1 for _ in rows)

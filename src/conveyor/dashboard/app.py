@@ -128,6 +128,12 @@ def _short_clock(stamp: float | None) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%H:%M:%S")
 
 
+def _precise_clock(stamp: float | None) -> str:
+    if not stamp:
+        return "-"
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -151,6 +157,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["clock"] = _clock
     env.filters["short_clock"] = _short_clock
+    env.filters["precise_clock"] = _precise_clock
     env.filters["duration"] = _duration
     return env
 

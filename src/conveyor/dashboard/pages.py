@@ -16,7 +16,13 @@ from conveyor.dashboard.activity import STATUSES, per_minute, search, summarize
 from conveyor.dashboard.charts import failure_rate_chart, throughput_chart
 from conveyor.errors import ConveyorError
 from conveyor.message import MalformedMessage, Message, decode_message
-from conveyor.observability.events import AnyEvent, EventLog, TaskEvent, TaskReceived
+from conveyor.observability.events import (
+    AnyEvent,
+    EventLog,
+    TaskEvent,
+    TaskReceived,
+    args_preview,
+)
 from conveyor.result import TaskStatus
 
 if TYPE_CHECKING:
@@ -195,7 +201,7 @@ async def task(dash: Dashboard, request: Request) -> Response:
     if state is not None and state.result is not None:
         name = state.result.task or name
     if message is not None:
-        call = _pretty({"args": message.args, "kwargs": message.kwargs})
+        call = args_preview(message.args, message.kwargs, PREVIEW_CHARS)
     elif received and received[-1].args:
         call = received[-1].args
     else:
@@ -263,7 +269,7 @@ async def dead_letter(dash: Dashboard, request: Request) -> Response:
         {
             "entry": entry,
             "message": message,
-            "call": _pretty({"args": message.args, "kwargs": message.kwargs}) if message else "",
+            "call": args_preview(message.args, message.kwargs, PREVIEW_CHARS) if message else "",
             "labels": _pretty(message.labels) if message and message.labels else "",
             "raw": _raw(entry.body),
         },
