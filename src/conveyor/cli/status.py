@@ -1,0 +1,82 @@
+"""``conveyor status``: queues and their depths, live workers and schedulers, and the
+schedules, in one screen.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from conveyor.app import Conveyor
+from conveyor.brokers import redact_url
+from conveyor.cli import _run, import_app, main
+from conveyor.cli.schedules import schedules_table
+
+if TYPE_CHECKING:
+    from conveyor.scheduler import ScheduleInfo
+
+__all__ = ["status"]
+
+
+@main.command()
+@click.argument("app")
+def status(app: str) -> None:
+    """Show queues, depths, live workers and schedulers, and the schedules."""
+    from rich.console import Console
+    from rich.table import Table
+
+    conveyor = import_app(app)
+
+    async def collect(c: Conveyor) -> tuple[Any, Any, list[ScheduleInfo]]:
+        return await c.broker.queue_depths(), await c.broker.workers(), await c.schedules.list()
+
+    depths, heartbeats, schedule_infos = _run(conveyor, collect)
+    workers = [w for w in heartbeats if w.role != "scheduler"]
+    schedulers = [w for w in heartbeats if w.role == "scheduler"]
+    console = Console()
+    console.print(f"broker: {redact_url(conveyor.settings.broker_url)}")
+    queues = Table("queue", "ready", "delayed", "running", "dead", title="Queues")
+    for depth in depths:
+        queues.add_row(
+            depth.queue, str(depth.ready), str(depth.delayed), str(depth.running), str(depth.dead)
+        )
+    console.print(queues)
+    table = Table(
+        "worker", "queues", "running", "concurrency", "processed", "last seen", title="Workers"
+    )
+    for w in workers:
+        table.add_row(
+            w.worker_id,
+            ",".join(w.queues),
+            str(w.running),
+            str(w.concurrency),
+            str(w.processed),
+            _clock_time(w.last_seen),
+        )
+    console.print(table)
+    if not workers:
+        console.print("no live workers")
+    if schedulers:
+        running = Table("scheduler", "enqueued", "started", "last seen", title="Schedulers")
+        for w in schedulers:
+            running.add_row(
+                w.worker_id, str(w.processed), _clock_time(w.started_at), _clock_time(w.last_seen)
+            )
+        console.print(running)
+    if schedule_infos:
+        console.print(schedules_table([(i.schedule, _runs(i)) for i in schedule_infos]))
+        if not schedulers and any(not i.schedule.paused for i in schedule_infos):
+            console.print(
+                "no live scheduler: schedules fire only while `conveyor scheduler` or "
+                "`conveyor worker --with-scheduler` runs"
+            )
+
+
+def _clock_time(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%H:%M:%S")
+
+
+def _runs(info: ScheduleInfo) -> list[datetime]:
+    return [] if info.next_run is None else [info.next_run]
