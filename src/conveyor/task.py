@@ -82,6 +82,8 @@ _NO_CONVERSION = {str, int, float, bool, bytes, Any, inspect.Parameter.empty, ty
 
 
 def _dec_hook(kind: type, obj: Any) -> Any:
+    if kind is object:  # msgspec asks the hook about ``object`` once a hook is given
+        return obj
     validate = getattr(kind, "model_validate", None)  # pydantic v2 models
     if callable(validate):
         return validate(obj)

@@ -362,3 +362,13 @@ async def test_status_of_a_task_that_finishes_between_its_two_reads_is_its_resul
     assert state.result is not None and state.result.return_value == 7
     with pytest.raises(ConveyorError, match="unknown task id 'nope'"):
         await app.handle("nope").status()
+
+
+async def test_object_annotations_pass_values_through(app: Conveyor) -> None:
+    @app.task
+    async def describe(extra: dict[str, object]) -> dict[str, object]:
+        return {"got": extra, "n": 1}
+
+    async with app.worker(concurrency=2):
+        handle = await describe.kiq({"a": [1, "x"]})
+        assert await handle.get(timeout=5) == {"got": {"a": [1, "x"]}, "n": 1}
