@@ -4,7 +4,8 @@ with a live view in the terminal.
 The tasks mirror what a web backend sends to a queue: welcome emails, embeddings, image
 thumbnails (a plain ``def`` task, run in a thread), and a CRM sync that always fails, so
 you can watch it retry with backoff and land in the dead-letter queue. A scheduler runs
-beside the worker and fires a health check every 5 seconds.
+beside the worker and fires a health check every 5 seconds, and the web dashboard is
+served on 127.0.0.1 when the ``dashboard`` extra is installed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,10 +109,64 @@ async def _produce(stop: asyncio.Event, rate: float) -> None:
             await asyncio.wait_for(stop.wait(), 1.0 / rate)
 
 
-def _table(tally: _Tally, depth: dict[str, int], dead: int, elapsed: float) -> Any:
+class _DashboardServer:
+    """The dashboard on 127.0.0.1 in the demo's event loop, if its extra is installed.
+
+    Signals stay with the demo (Ctrl-C stops everything), so uvicorn's are not captured.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url: str | None = None
+        self.note = ""
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _DashboardServer:
+        if not self.port:
+            return self
+        try:
+            import uvicorn
+
+            from conveyor.dashboard import create_dashboard
+        except ImportError:
+            self.note = "pip install -e '.[dashboard]' to watch this in the web dashboard"
+            return self
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                self.note = f"port {self.port} is taken: no dashboard (--dashboard-port)"
+                return self
+
+        class QuietServer(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        config = uvicorn.Config(
+            create_dashboard(app, allowed_hosts=["localhost", "127.0.0.1"]),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
+        self._server = QuietServer(config)
+        self._task = asyncio.create_task(self._server.serve())
+        self.url = f"http://127.0.0.1:{self.port}/"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+
+
+def _table(
+    tally: _Tally, depth: dict[str, int], dead: int, elapsed: float, web: str | None = None
+) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"Conveyor demo on {redact_url(app.settings.broker_url)}  ({elapsed:.0f}s)")
+    title = f"Conveyor demo on {redact_url(app.settings.broker_url)}  ({elapsed:.0f}s)"
+    caption = f"dashboard: {web}" if web else None
+    table = Table(title=title, caption=caption)
     columns = ("enqueued", "queued", "running", "succeeded", "retries", "failed → DLQ")
     for column in (*columns, "scheduled runs"):
         table.add_column(column, justify="right")
@@ -126,9 +183,10 @@ def _table(tally: _Tally, depth: dict[str, int], dead: int, elapsed: float) -> A
 
 
 async def run_demo(
-    duration: float | None = None, rate: float = 5.0, live: bool = True
+    duration: float | None = None, rate: float = 5.0, live: bool = True, dashboard_port: int = 8000
 ) -> Counter[str]:
-    """Run the demo until Ctrl-C (or ``duration`` seconds); returns the final tally."""
+    """Run the demo until Ctrl-C (or ``duration`` seconds); returns the final tally.
+    ``dashboard_port`` 0 serves no dashboard."""
     from rich.console import Console
     from rich.live import Live
 
@@ -139,12 +197,15 @@ async def run_demo(
     app.add_hook(tally)
     stop = asyncio.Event()
     started = time.monotonic()
-    async with app, app.worker(concurrency=8), Scheduler(app):
+    web = _DashboardServer(dashboard_port)
+    async with app, app.worker(concurrency=8), Scheduler(app), web:
+        if web.note:
+            console.print(web.note)
         producer = asyncio.create_task(_produce(stop, rate))
         dead = 0
         depth: dict[str, int] = {}
         with Live(
-            _table(tally, depth, dead, 0),
+            _table(tally, depth, dead, 0, web.url),
             console=console,
             refresh_per_second=4,
             transient=False,
@@ -158,7 +219,8 @@ async def run_demo(
                     for row in rows:
                         depth.update(ready=row.ready, delayed=row.delayed, running=row.running)
                     dead = sum(row.dead for row in rows)
-                    view.update(_table(tally, depth, dead, time.monotonic() - started))
+                    elapsed = time.monotonic() - started
+                    view.update(_table(tally, depth, dead, elapsed, web.url))
             except asyncio.CancelledError:
                 pass
             finally:
@@ -167,6 +229,7 @@ async def run_demo(
         tally.counts["dead_letters"] = dead
     console.print(
         "\n[bold]Where to look next[/bold]\n"
+        f"  conveyor dashboard conveyor.demo:app       the web dashboard, on its own\n"
         f"  conveyor status conveyor.demo:app          queues, depths, workers, schedules\n"
         f"  conveyor dlq conveyor.demo:app list        the failed CRM syncs and why\n"
         f"  conveyor schedules conveyor.demo:app list  the health check's next runs\n"
@@ -177,10 +240,10 @@ async def run_demo(
     return tally.counts
 
 
-def main(duration: float | None, rate: float) -> None:
+def main(duration: float | None, rate: float, dashboard_port: int = 8000) -> None:
     """Entry point for the CLI: Ctrl-C stops the demo cleanly."""
     try:
-        asyncio.run(run_demo(duration, rate, live=True))
+        asyncio.run(run_demo(duration, rate, live=True, dashboard_port=dashboard_port))
     except KeyboardInterrupt:
         pass
     except ConveyorError as exc:

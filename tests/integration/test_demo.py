@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -18,20 +20,36 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_shows_progress_dead_letters_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, "CONVEYOR_DEMO_URL": f"sqlite:///{tmp_path / 'demo.db'}", "COLUMNS": "120"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "conveyor.cli", "demo", "--rate", "10"],
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "demo",
+            "--rate",
+            "10",
+            "--dashboard-port",
+            str(port),
+        ],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(6)
+    time.sleep(5)
+    page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)  # the demo serves the dashboard
+    assert page.status_code == 200 and "succeeded, last 30 min" in page.text
+    time.sleep(1)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "succeeded" in output
     assert "Where to look next" in output
+    assert f"dashboard: http://127.0.0.1:{port}/" in output
     final_row = [line for line in output.splitlines() if line.startswith("│")][-1]
     scheduled_runs = int(final_row.strip("│ ").split("│")[-1])
     assert scheduled_runs >= 1, output  # the in-process scheduler's health check ran

@@ -20,11 +20,19 @@ __all__ = ["demo"]
     show_default=True,
     help="Producer rounds a second.",
 )
-def demo(duration: float | None, rate: float) -> None:
-    """Run a worker, example tasks and a stream of work on the embedded default."""
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(min=0, max=65535),
+    default=8000,
+    show_default=True,
+    help="Serve the web dashboard on 127.0.0.1 at this port (0: none).",
+)
+def demo(duration: float | None, rate: float, dashboard_port: int) -> None:
+    """Run a worker, a scheduler, example tasks, a stream of work and the dashboard on the
+    embedded default."""
     import os
 
     os.environ.setdefault("CONVEYOR_DEMO_URL", "sqlite:///conveyor-demo.db")
     from conveyor.demo import main as run
 
-    run(duration, rate)
+    run(duration, rate, dashboard_port)
