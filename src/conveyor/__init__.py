@@ -15,6 +15,7 @@ from conveyor.errors import PayloadTooLarge as PayloadTooLarge
 from conveyor.errors import ResultMissing as ResultMissing
 from conveyor.errors import ResultTimeout as ResultTimeout
 from conveyor.errors import TaskFailed as TaskFailed
+from conveyor.errors import TaskNotFound as TaskNotFound
 from conveyor.errors import UnknownTask as UnknownTask
 from conveyor.hooks import Hook as Hook
 from conveyor.message import Message as Message
@@ -61,6 +62,7 @@ __all__ = [
     "Task",
     "TaskFailed",
     "TaskHandle",
+    "TaskNotFound",
     "TaskState",
     "TaskStatus",
     "TaskTimeout",

@@ -26,7 +26,7 @@ import msgspec
 from conveyor.batching import Batcher
 from conveyor.brokers import broker_class_for, redact_url, result_store_class_for
 from conveyor.brokers.base import Broker, Outgoing, ResultStore, StoredResult
-from conveyor.errors import ConfigurationError, ConveyorError, PayloadTooLarge
+from conveyor.errors import ConfigurationError, ConveyorError, PayloadTooLarge, TaskNotFound
 from conveyor.hooks import Hook, overridden
 from conveyor.message import (
     SCHEMA_VERSION,
@@ -468,7 +468,7 @@ class Conveyor:
             result = decode_result(raw)
             return TaskState(task_id, result.status, result.attempts, result=result)
         if found is None:
-            raise ConveyorError(
+            raise TaskNotFound(
                 f"unknown task id {task_id!r} (never enqueued, or its result expired)"
             )
         status, attempts = found

@@ -60,6 +60,10 @@ class UnknownTask(ConveyorError):
     """A task name that is not registered on this app or worker."""
 
 
+class TaskNotFound(ConveyorError, LookupError):
+    """No task has this id: it was never enqueued, or it ended and its result expired."""
+
+
 class ResultTimeout(ConveyorError, TimeoutError):
     """No result arrived within the timeout given to ``wait_result``/``get``."""
 

@@ -15,12 +15,12 @@ import pytest
 from conveyor import (
     Context,
     Conveyor,
-    ConveyorError,
     Depends,
     ErrorInfo,
     PayloadTooLarge,
     ResultTimeout,
     TaskFailed,
+    TaskNotFound,
     TaskStatus,
     fixed,
 )
@@ -360,7 +360,7 @@ async def test_status_of_a_task_that_finishes_between_its_two_reads_is_its_resul
     assert reads == 2  # the second read, after the broker forgot the task
     assert state.status is TaskStatus.SUCCEEDED
     assert state.result is not None and state.result.return_value == 7
-    with pytest.raises(ConveyorError, match="unknown task id 'nope'"):
+    with pytest.raises(TaskNotFound, match="unknown task id 'nope'"):
         await app.handle("nope").status()
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from app.db import DbSession, database
 from app.models import Report, User
 from app.tasks import conveyor_app, generate_embedding, process_report, send_email
-from conveyor import BrokerUnavailable, ConveyorError, TaskStatus
+from conveyor import TaskNotFound, TaskStatus
 from conveyor.integrations.fastapi import lifespan
 
 api = FastAPI(title="Conveyor FastAPI example", lifespan=lifespan(conveyor_app, database))
@@ -108,9 +108,7 @@ async def create_report(body: ReportIn, db: DbSession) -> ReportEnqueued:
 async def task_status(task_id: str) -> TaskOut:
     try:
         state = await conveyor_app.handle(task_id).status()
-    except BrokerUnavailable:
-        raise  # a 500: the queue is down, not the id unknown
-    except ConveyorError as exc:  # never enqueued, or its result expired
+    except TaskNotFound as exc:  # never enqueued, or its result expired
         raise HTTPException(404, str(exc)) from None
     result = state.result
     error = result.error if result is not None else None

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from conveyor.brokers.base import DeadLetterEntry, WorkerInfo
 from conveyor.dashboard.activity import STATUSES, per_minute, search, summarize
 from conveyor.dashboard.charts import failure_rate_chart, throughput_chart
-from conveyor.errors import ConveyorError
+from conveyor.errors import TaskNotFound
 from conveyor.message import MalformedMessage, Message, decode_message
 from conveyor.observability.events import (
     AnyEvent,
@@ -189,7 +189,7 @@ async def task(dash: Dashboard, request: Request) -> Response:
     task_id = request.path_params["task_id"]
     try:
         state = await app.task_state(task_id)
-    except ConveyorError:
+    except TaskNotFound:
         state = None
     timeline = await EventLog.of(app).timeline(task_id, scan=dash.event_scan)
     dead = await app.broker.dead_letter(task_id)
