@@ -34,6 +34,7 @@ from conveyor.brokers.base import (
     StoredResult,
     WorkerInfo,
 )
+from conveyor.message import SCHEMA_VERSION, Message, encode_message
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 
@@ -175,6 +176,23 @@ async def check_dead_letter(factory: BrokerFactory) -> None:
         assert await again.dead_letter("second")
         assert await broker.delete_dead(None) == 1
         assert await broker.dead_letters() == []
+
+
+async def check_requeue_dead_keeps_priority(factory: BrokerFactory) -> None:
+    """A requeued dead letter comes back at the priority it was sent with."""
+    async with factory(conformance_settings()) as broker:
+        body = encode_message(
+            Message(version=SCHEMA_VERSION, task_id="p", task="t", queue="default", priority=7)
+        )
+        urgent = _out(body, priority=7)
+        await broker.publish([urgent])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        assert await d.dead_letter("test")
+        plain = _out(b"plain")
+        await broker.publish([plain])
+        assert await broker.requeue_dead([urgent.task_id]) == 1
+        first, second = await _fetch_all(broker, ["default"], 2)
+        assert [first.task_id, second.task_id] == [urgent.task_id, plain.task_id]
 
 
 async def check_lease_expiry_redelivers_and_fences(factory: BrokerFactory) -> None:
@@ -560,6 +578,7 @@ CHECKS: list[Check] = [
     check_delay,
     check_retry_with_delay,
     check_dead_letter,
+    check_requeue_dead_keeps_priority,
     check_lease_expiry_redelivers_and_fences,
     check_extend_lease_keeps_ownership,
     check_release_is_uncharged,

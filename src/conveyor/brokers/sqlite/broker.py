@@ -66,6 +66,7 @@ from conveyor.brokers.sqlite.schedules import SqliteScheduleStore
 from conveyor.brokers.sqlite.wake import Subscription
 from conveyor.clock import Clock
 from conveyor.errors import BrokerUnavailable
+from conveyor.message import MalformedMessage, decode_message
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import DEFAULT_BROKER_URL, Settings
 
@@ -436,7 +437,9 @@ class SqliteBroker:
         with transaction(conn):
             (last,) = conn.execute(QUERIES.take_seq, {"n": len(entry_ids)}).fetchone()
             for seq, entry_id in enumerate(entry_ids, start=last - len(entry_ids) + 1):
-                params = {"id": entry_id, "seq": seq, "now": now}
+                found = conn.execute(QUERIES.get_dead_letter, {"id": entry_id}).fetchone()
+                priority = _priority_of(found[2]) if found else 0
+                params = {"id": entry_id, "seq": seq, "now": now, "priority": priority}
                 rows = conn.execute(QUERIES.requeue_dead, params).fetchall()
                 if not rows:
                     continue
@@ -596,3 +599,11 @@ def _fetch_all(
 def _workers(conn: sqlite3.Connection, now: float) -> list[WorkerInfo]:
     rows = conn.execute(QUERIES.workers, {"now": now}).fetchall()
     return [msgspec.msgpack.decode(row[0], type=WorkerInfo) for row in rows]
+
+
+def _priority_of(body: bytes) -> int:
+    """The priority a dead-lettered message was sent with; 0 for a malformed body."""
+    try:
+        return decode_message(body).priority
+    except MalformedMessage:
+        return 0

@@ -165,9 +165,9 @@ LIMIT :limit OFFSET :offset;
 SELECT id, queue, body, reason, attempts, failed_at FROM dead_letters WHERE id = :id;
 
 -- requeue_dead --
--- Put a dead-lettered message back on its queue as new (attempts reset) unless its task id is live again; returns its queue.
+-- Put a dead-lettered message back on its queue as new (attempts reset), at :priority (read from its body), unless its task id is live again; returns its queue.
 INSERT INTO tasks (task_id, queue, body, priority, seq, state, available_at, enqueued_at)
-SELECT id, queue, body, 0, :seq, 'ready', 0, :now FROM dead_letters WHERE id = :id
+SELECT id, queue, body, :priority, :seq, 'ready', 0, :now FROM dead_letters WHERE id = :id
 ON CONFLICT (task_id) DO NOTHING
 RETURNING queue;
 
