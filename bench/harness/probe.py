@@ -9,7 +9,9 @@ measured just before (other clients of the same server).
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import threading
 import time
 import uuid
@@ -78,6 +80,11 @@ class Monitor(threading.Thread):
 
     def stop(self) -> None:
         self.stopped = True
+        # Wake the reader first: closing the file while run() blocks in readline() (an idle
+        # server sends no MONITOR lines) waits for the file's lock, i.e. forever.
+        with contextlib.suppress(OSError):
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.join(timeout=5.0)
         self.conn.close()
 
 

@@ -13,9 +13,11 @@ from benchkit.driver import PeerApp
 from conveyor import Conveyor, Task
 
 
-def make(url: str) -> tuple[Conveyor, Task[Any, int], type[PeerApp]]:
-    """The benchmark app, task and producer for one broker URL."""
-    app = Conveyor(url, result_ttl=300.0 if CONFIG.results else 0.0, fetch_wait=1.0)
+def make(url: str, **settings: Any) -> tuple[Conveyor, Task[Any, int], type[PeerApp]]:
+    """The benchmark app, task and producer for one broker URL (``settings``: more
+    Conveyor settings, e.g. ``events=False``)."""
+    app = Conveyor(url, result_ttl=300.0 if CONFIG.results else 0.0, fetch_wait=1.0,
+                   **settings)
 
     @app.task(name="bench_task")
     async def bench_task(task_id: int, sleep: float) -> int:

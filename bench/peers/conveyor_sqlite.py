@@ -10,7 +10,11 @@ class ConveyorSqlite(ConveyorRedis):
     requirements = ("-e", f"{REPO}[redis]")  # the app module is shared with the Redis adapter
     backend = "sqlite"
     results_note = "stored in the same SQLite file (synchronous=FULL, WAL)"
-    notes = ("one SQLite file per run (fresh), shared by the producer and all worker processes",)
+    notes = (
+        "one SQLite file per run (fresh), shared by the producer and all worker processes",
+        "event log on (the default: ~3 events per task written in batches to the `events` "
+        "table of the same file)",
+    )
 
 
 ADAPTER = ConveyorSqlite()
