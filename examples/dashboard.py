@@ -22,7 +22,7 @@ from conveyor import Context, Conveyor, Depends, fixed
 from conveyor.dashboard import create_dashboard
 from conveyor.integrations.fastapi import lifespan
 
-app = Conveyor("memory://", fetch_wait=0.1, heartbeat_interval=0.5)
+app = Conveyor("memory://", fetch_wait=0.1, heartbeat_interval=0.5, events=True)
 
 
 @app.task(name="send_email")

@@ -26,7 +26,7 @@ def discover() -> dict[str, Adapter]:
 # the embedded and PostgreSQL peers. Unknown adapters go last, alphabetically.
 ORDER = {
     name: i for i, name in enumerate(
-        ["conveyor", "conveyor-noevents", "ardiq", "taskiq", "streaq", "saq", "arq",
+        ["conveyor", "conveyor-events", "ardiq", "taskiq", "streaq", "saq", "arq",
          "dramatiq", "celery", "conveyor-sqlite", "huey", "procrastinate"]
     )
 }

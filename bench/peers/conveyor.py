@@ -19,8 +19,8 @@ class ConveyorRedis(Adapter):
     notes = (
         "each worker process is `conveyor worker --workers 1` (a supervisor plus one worker "
         "process), acks after the result is stored, lease renewal on a thread",
-        "event log on (the default: ~3 events per task appended in batches to a capped "
-        "stream; `conveyor-noevents` is the same with `events=False`, i.e. `CONVEYOR_EVENTS=0`)",
+        "event log off (the default; `conveyor-events` is the same with `events=True`, "
+        "i.e. `CONVEYOR_EVENTS=1`)",
     )
 
     def worker_commands(self, venv: Venv, spec: WorkerSpec) -> list[list[str]]:

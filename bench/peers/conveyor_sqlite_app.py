@@ -9,4 +9,6 @@ from benchkit.config import CONFIG
 
 from peers.conveyor_app import make
 
-app, bench_task, App = make(f"sqlite:///{os.path.join(CONFIG.workdir, 'conveyor.db')}")
+app, bench_task, App = make(
+    f"sqlite:///{os.path.join(CONFIG.workdir, 'conveyor.db')}", events=True
+)

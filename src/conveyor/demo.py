@@ -36,7 +36,7 @@ __all__ = ["DEMO_URL", "app", "run_demo"]
 
 DEMO_URL = os.environ.get("CONVEYOR_DEMO_URL", "sqlite:///conveyor-demo.db")
 
-app = Conveyor(DEMO_URL)
+app = Conveyor(DEMO_URL, events=True)  # the dashboard it serves reads the event log
 
 
 @app.task(queue="default")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,9 +14,18 @@ import pytest
 from starlette.types import ASGIApp
 
 from conveyor import Conveyor
+from tests.conftest import connected_app
 from tests.dashboard import dashboard_app
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Conveyor]:
+    """The suite's ``app`` on every broker, with the event log on (the dashboard's task
+    list and charts read it)."""
+    async with connected_app(request.param, tmp_path, events=True) as conveyor:
+        yield conveyor
 
 
 @pytest.fixture

@@ -103,6 +103,7 @@ def process_env(url: str, **extra: str) -> dict[str, str]:
         "CONVEYOR_HEARTBEAT_INTERVAL": "0.5",
         "CONVEYOR_SCHEDULE_REFRESH": "0.5",
         "CONVEYOR_GRACE": "2",
+        "CONVEYOR_EVENTS": "1",  # the task list and charts read the event log
         "PYTHONPATH": str(ROOT),
         **extra,
     }

@@ -4,8 +4,11 @@ broker's capped event log, on every broker."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conveyor import Conveyor, Hook, Result, Scheduler, TaskStatus, every, fixed
 from conveyor.brokers.base import Outgoing
@@ -26,7 +29,7 @@ from conveyor.observability.events import (
     finished_event,
 )
 from conveyor.worker.executor import Executor
-from tests.conftest import fast_app
+from tests.conftest import connected_app, fast_app
 
 
 class Listener(Hook):
@@ -45,6 +48,13 @@ async def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Conveyor]:
+    """The suite's ``app`` with the event log on (it is off by default)."""
+    async with connected_app(request.param, tmp_path, events=True) as conveyor:
+        yield conveyor
 
 
 async def test_a_task_emits_received_started_then_its_outcome(app: Conveyor) -> None:

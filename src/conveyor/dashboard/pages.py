@@ -97,7 +97,8 @@ async def overview(dash: Dashboard, request: Request) -> Response:
     now = app.settings.clock.now()
     depths = await app.broker.queue_depths()
     working, schedulers = _worker_rows(await app.broker.workers(), now)
-    minutes = per_minute(await _events(dash), now, CHART_MINUTES)
+    logged = await _events(dash)
+    minutes = per_minute(logged, now, CHART_MINUTES)
     totals = {
         "succeeded": sum(m.succeeded for m in minutes),
         "failed": sum(m.failed for m in minutes),
@@ -121,7 +122,9 @@ async def overview(dash: Dashboard, request: Request) -> Response:
             "throughput": throughput_chart(minutes),
             "failures": failure_rate_chart(minutes),
             "minutes": CHART_MINUTES,
-            "events_on": app.settings.events,
+            # workers write the log only with `events` on; the dashboard cannot see their
+            # setting, so an empty log is the hint
+            "events_on": bool(logged),
         },
     )
 
@@ -157,7 +160,7 @@ async def tasks(dash: Dashboard, request: Request) -> Response:
             "statuses": STATUSES,
             "names": names,
             "shown": TASKS_SHOWN,
-            "events_on": app.settings.events,
+            "events_on": bool(rows),
         },
     )
 
