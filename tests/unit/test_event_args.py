@@ -37,5 +37,5 @@ async def test_received_events_carry_the_preview_unless_turned_off() -> None:
                 await asyncio.sleep(0.02)
         raise AssertionError("no received event")
 
-    assert await run(fast_app("memory://")) == ["'hi', times=2"]
-    assert await run(fast_app("memory://", event_args_preview=0)) == [""]
+    assert await run(fast_app("memory://", events=True)) == ["'hi', times=2"]
+    assert await run(fast_app("memory://", events=True, event_args_preview=0)) == [""]
