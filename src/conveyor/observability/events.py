@@ -84,7 +84,7 @@ import functools
 import logging
 import reprlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -116,6 +116,7 @@ __all__ = [
     "WorkerHeartbeat",
     "args_preview",
     "finished_event",
+    "notify",
 ]
 
 log = logging.getLogger("conveyor.events")
@@ -231,6 +232,19 @@ AnyEvent = (
     | WorkerHeartbeat
     | SchedulerTick
 )
+
+
+def notify(listeners: Sequence[Callable[[Event], None]], event: Event) -> None:
+    """Hand ``event`` to every listener; one that raises is logged and skipped, so a
+    listener never changes what the worker or the scheduler does."""
+    for listener in listeners:
+        try:
+            listener(event)
+        except Exception:
+            owner = getattr(listener, "__self__", listener)
+            log.exception(
+                "%s.on_event raised on a %s event; ignoring it", type(owner).__name__, event.kind
+            )
 
 
 def args_preview(args: Sequence[Any], kwargs: Mapping[str, Any], limit: int) -> str:

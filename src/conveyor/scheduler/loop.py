@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.brokers.base import Outgoing, WorkerInfo
-from conveyor.observability.events import EventLog, SchedulerTick
+from conveyor.observability.events import EventLog, SchedulerTick, notify
 from conveyor.scheduler.schedule import CatchUp, Schedule
 from conveyor.task import CallOptions
 
@@ -297,11 +297,7 @@ class Scheduler:
             for schedule, fire, task_id, own_id in ticks
         ]
         for event in events:
-            for listener in listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("an on_event hook raised on a tick; ignoring it")
+            notify(listeners, event)
         if self.app.settings.events:
             try:  # telemetry: a failed write is logged, never retried
                 await asyncio.wait_for(EventLog.of(self.app).append(events), self.send_timeout)

@@ -25,7 +25,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.brokers.base import Broker, Delivery, Release, WorkerInfo
-from conveyor.observability.events import Event, EventLog, EventRecorder, WorkerHeartbeat
+from conveyor.observability.events import (
+    Event,
+    EventLog,
+    EventRecorder,
+    WorkerHeartbeat,
+    notify,
+)
 from conveyor.observability.logging import install_task_context
 from conveyor.worker.executor import Executor, Settler
 from conveyor.worker.lease import LeaseRenewer
@@ -408,11 +414,7 @@ class Worker:
                 utilization=info.running / info.concurrency,
                 current_tasks=info.current_tasks,
             )
-            for listener in self._on_event:
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("an on_event hook raised on a heartbeat; ignoring it")
+            notify(self._on_event, event)
 
 
 def run_worker(

@@ -40,6 +40,7 @@ from conveyor.observability.events import (
     TaskStarted,
     args_preview,
     finished_event,
+    notify,
 )
 from conveyor.observability.logging import TASK_CONTEXT
 from conveyor.result import ErrorInfo, Result, TaskStatus, aborted_result
@@ -401,7 +402,11 @@ class Executor:
     def _task_event(
         self, kind: type[TaskReceived] | type[TaskStarted], message: Message, attempt: int
     ) -> Event:
-        event = kind(
+        extra: dict[str, Any] = {}
+        limit = self.app.settings.event_args_preview
+        if kind is TaskReceived and limit:  # what the dashboard shows as the task's args
+            extra["args"] = args_preview(message.args, message.kwargs, limit)
+        return kind(
             at=self.app.settings.clock.now(),
             task_id=message.task_id,
             task=message.task,
@@ -410,21 +415,11 @@ class Executor:
             worker=self.worker_id,
             enqueued_at=message.enqueued_at,
             not_before=message.not_before,
+            **extra,
         )
-        limit = self.app.settings.event_args_preview
-        if kind is TaskReceived and limit:  # what the dashboard shows as the task's args
-            preview = args_preview(message.args, message.kwargs, limit)
-            return msgspec.structs.replace(event, args=preview)
-        return event
 
     def _emit(self, event: Event) -> None:
-        """Hand ``event`` to every listener; one that raises is logged and skipped."""
-        for listener in self._on_event:
-            try:
-                listener(event)
-            except Exception:
-                owner = getattr(listener, "__self__", listener)
-                log.exception("hook %s.on_event raised; ignoring it", type(owner).__name__)
+        notify(self._on_event, event)
 
     def _ttl(self, message: Message | None) -> float:
         if message is not None and message.result_ttl is not None:
