@@ -16,7 +16,7 @@ import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry as RedisRetry
+from redis.asyncio.retry import Retry as RedisRetry
 
 from conveyor.brokers import redact_url
 from conveyor.brokers.redis.scripts import SCRIPT_NAMES, load_sources
