@@ -37,11 +37,20 @@ from conveyor.message import (
     encode_value,
 )
 from conveyor.result import AbortOutcome, Result, TaskState, TaskStatus, aborted_result
-from conveyor.retry import Backoff, exponential
+from conveyor.retry import Backoff
 from conveyor.scheduler.book import ScheduleBook
 from conveyor.scheduler.schedule import Schedule, schedule_from_entry
 from conveyor.settings import Settings
-from conveyor.task import CallOptions, Task, TaskHandle, TaskOptions, new_task_id, seconds
+from conveyor.task import (
+    CallOptions,
+    Task,
+    TaskHandle,
+    TaskOptions,
+    backoff_option,
+    new_task_id,
+    retry_on_option,
+    seconds,
+)
 
 if TYPE_CHECKING:
     from conveyor.worker.consumer import Worker
@@ -134,8 +143,8 @@ class Conveyor:
         name: str | None = None,
         queue: str | None = None,
         retries: int = 0,
-        retry_on: Sequence[type[BaseException]] = (Exception,),
-        backoff: Backoff | None = None,
+        retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
+        backoff: Backoff | float | timedelta | None = None,
         timeout: float | timedelta | None = None,
         result_ttl: float | timedelta | None = None,
         priority: int = 0,
@@ -151,8 +160,8 @@ class Conveyor:
         name: str | None = None,
         queue: str | None = None,
         retries: int = 0,
-        retry_on: Sequence[type[BaseException]] = (Exception,),
-        backoff: Backoff | None = None,
+        retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
+        backoff: Backoff | float | timedelta | None = None,
         timeout: float | timedelta | None = None,
         result_ttl: float | timedelta | None = None,
         priority: int = 0,
@@ -163,24 +172,28 @@ class Conveyor:
 
         ``async def`` tasks run on the worker's event loop; plain ``def`` tasks run in the
         worker's thread pool. ``retries`` is the number of runs after the first;
-        ``retry_on`` filters which exceptions are retried; ``timeout`` and ``result_ttl``
-        are seconds. ``schedule`` runs the task on a timetable: ``cron(...)``,
-        ``every(...)``, ``at(...)`` or taskiq's ``{"cron": "..."}`` dicts.
+        ``retry_on`` filters which exceptions are retried; ``backoff`` is a policy
+        (``exponential()``, the default; ``fixed(5)``) or a number of seconds;
+        ``timeout`` and ``result_ttl`` are seconds. ``schedule`` runs the task on a
+        timetable: ``cron(...)``, ``every(...)``, ``at(...)`` or taskiq's
+        ``{"cron": "..."}`` dicts. A wrong option raises ``TypeError`` or ``ValueError``
+        naming it, here rather than in a worker.
         """
         entries = [schedule_from_entry(entry) for entry in schedule or ()]
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            if retries < 0:
-                raise ConfigurationError(f"task {func.__qualname__}: retries must be >= 0")
+            if not callable(func):
+                raise TypeError(f"@app.task decorates a function, got {func!r}")
             task_name = name or f"{func.__module__}:{func.__qualname__}"
+            where = f"task {task_name!r}: option"
             options = TaskOptions(
                 name=task_name,
-                queue=queue or self.settings.default_queue,
+                queue=self.settings.default_queue if queue is None else queue,
                 retries=retries,
-                retry_on=tuple(retry_on),
-                backoff=backoff or exponential(),
-                timeout=seconds(timeout),
-                result_ttl=seconds(result_ttl),
+                retry_on=retry_on_option(task_name, retry_on),
+                backoff=backoff_option(task_name, backoff),
+                timeout=seconds(timeout, f"{where} 'timeout'"),
+                result_ttl=seconds(result_ttl, f"{where} 'result_ttl'"),
                 priority=priority,
                 labels=dict(labels or {}),
                 schedule=_bind_schedules(task_name, entries),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +23,7 @@ import msgspec
 from conveyor.deps import CallSpec, Context, resolve_dependencies, split_signature
 from conveyor.errors import ResultMissing, ResultTimeout
 from conveyor.result import AbortOutcome, Result, TaskState
-from conveyor.retry import Backoff, exponential
+from conveyor.retry import Backoff, exponential, fixed
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -37,11 +37,18 @@ R = TypeVar("R")
 Seconds = float | timedelta
 
 
-def seconds(value: Seconds | None) -> float | None:
-    """Normalise a public duration (float seconds or timedelta) to float seconds."""
+def seconds(value: Seconds | None, what: str = "duration") -> float | None:
+    """Normalise a public duration (float seconds or timedelta) to float seconds; raise
+    ``TypeError`` naming ``what`` for anything else (a string, a bool)."""
     if value is None:
         return None
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(
+        f"{what} must be seconds (a number or a timedelta), got {type(value).__name__} {value!r}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +66,104 @@ class TaskOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     schedule: tuple[Schedule, ...] = ()
 
+    def __post_init__(self) -> None:
+        _check_options(self)
+
     @property
     def max_attempts(self) -> int:
         return self.retries + 1
+
+
+def _check_options(options: TaskOptions) -> None:
+    """Refuse, at declaration, an option that would only fail later inside a worker:
+    ``TypeError`` for a wrong type, ``ValueError`` for a wrong value, naming the option."""
+    where = f"task {options.name!r}"
+
+    def wrong(option: str, expected: str, value: object) -> TypeError:
+        return TypeError(f"{where}: option {option!r} must be {expected}, got {value!r}")
+
+    if not isinstance(options.name, str) or not options.name:
+        raise wrong("name", "a non-empty str", options.name)
+    if not isinstance(options.queue, str) or not options.queue:
+        raise wrong("queue", "a non-empty str", options.queue)
+    if not _is_int(options.retries):
+        raise wrong("retries", "an int (runs after the first)", options.retries)
+    if options.retries < 0:
+        raise ValueError(f"{where}: option 'retries' must be >= 0, got {options.retries}")
+    if not _is_int(options.priority):
+        raise wrong("priority", "an int (higher runs first)", options.priority)
+    if not isinstance(options.retry_on, tuple) or not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in options.retry_on
+    ):
+        raise wrong("retry_on", "exception classes", options.retry_on)
+    for option in ("timeout", "result_ttl"):
+        value = getattr(options, option)
+        if value is not None and (not isinstance(value, float) or value < 0):
+            raise ValueError(f"{where}: option {option!r} must be >= 0 seconds, got {value!r}")
+    if options.timeout == 0:
+        raise ValueError(f"{where}: option 'timeout' must be > 0 seconds (None: no timeout)")
+    if not isinstance(options.labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in options.labels.items()
+    ):
+        raise wrong("labels", "a mapping of str to str", options.labels)
+    _check_backoff(where, options.backoff)
+
+
+def _check_backoff(where: str, backoff: Backoff) -> None:
+    """A backoff is called with the failed attempt's number and returns seconds; probe it
+    once, so ``backoff=exponential`` (not called) fails here rather than at a retry."""
+    if not callable(backoff) or isinstance(backoff, type):
+        raise TypeError(
+            f"{where}: option 'backoff' must be a policy such as exponential(), fixed(5) or a "
+            f"number of seconds, got {backoff!r}"
+        )
+    try:
+        delay = backoff(1)
+    except Exception as exc:
+        raise TypeError(
+            f"{where}: option 'backoff' {backoff!r} cannot be called with an attempt number "
+            f"({type(exc).__name__}: {exc}); pass exponential(), fixed(5) or a number of seconds"
+        ) from None
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+        raise TypeError(
+            f"{where}: option 'backoff' {backoff!r} returned {delay!r} for attempt 1, not a "
+            "number of seconds >= 0; pass exponential(), fixed(5) or a number of seconds"
+        )
+
+
+def backoff_option(task_name: str, value: Backoff | Seconds | None) -> Backoff:
+    """The task option ``backoff``: a policy, a fixed delay in seconds, or None (the
+    default exponential backoff)."""
+    if value is None:
+        return exponential()
+    if isinstance(value, bool):
+        raise TypeError(f"task {task_name!r}: option 'backoff' must be a policy, got {value!r}")
+    if isinstance(value, timedelta | int | float):
+        delay = seconds(value) or 0.0
+        if delay < 0:
+            raise ValueError(
+                f"task {task_name!r}: option 'backoff' must be >= 0 seconds, got {delay:g}"
+            )
+        return fixed(delay)
+    return value
+
+
+def retry_on_option(
+    task_name: str, value: type[BaseException] | Iterable[type[BaseException]]
+) -> tuple[type[BaseException], ...]:
+    """The task option ``retry_on``: one exception class or several."""
+    if isinstance(value, type):
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"task {task_name!r}: option 'retry_on' must be exception classes, got {value!r}"
+        ) from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)

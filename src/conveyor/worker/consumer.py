@@ -283,10 +283,15 @@ class Worker:
             await self._executor.execute(delivery)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # the executor settles every path itself; this is a bug guard, not a flow
-            log.exception("worker bug while running %s; releasing it", delivery.task_id)
-            await delivery.release()
+            try:
+                await self._executor.contain_bug(delivery, exc)
+            except Exception:
+                log.exception(
+                    "could not settle %s after a worker bug; it returns after its lease",
+                    delivery.task_id,
+                )
         finally:
             self._held.pop(id(delivery), None)
             if self._alone_running is delivery:

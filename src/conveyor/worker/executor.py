@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,11 @@ if TYPE_CHECKING:
 __all__ = ["Executor", "Settler", "TaskTimeout"]
 
 log = logging.getLogger("conveyor.worker")
+
+# how many task ids a worker remembers as having hit a worker bug, and how long a first
+# hit waits before its one retry
+_BUG_MEMORY = 1000
+_BUG_RETRY_DELAY = 1.0
 
 
 class TaskTimeout(ConveyorError, TimeoutError):
@@ -120,6 +126,7 @@ class Executor:
         # deliveries whose abort was requested, and the bodies running now (to cancel them)
         self.aborting: set[Delivery] = set()
         self._bodies: dict[Delivery, tuple[asyncio.Task[Any] | None, Context | None]] = {}
+        self._bug_hits: dict[str, int] = {}  # task id -> worker bugs seen (oldest first)
         # hooks are fixed while a worker runs; skip the await entirely when there are none
         self._has_hooks = {name: bool(app.hooks_for(name)) for name in HOOK_METHODS}
         # events are built only when someone listens (hooks' on_event, the event recorder)
@@ -342,6 +349,34 @@ class Executor:
         await self._hooks("on_dead_letter", message, message.task_id, reason)
         await self._settle(delivery, DeadLetter(reason, self._store(message, result)))
         return TaskStatus.FAILED
+
+    async def contain_bug(self, delivery: Delivery, exc: Exception) -> TaskStatus:
+        """Settle a delivery whose run escaped :meth:`execute` (a bug in Conveyor, a hook or
+        the broker client): retried once after ``bug_retry_delay``, charged, then
+        dead-lettered with the traceback the second time this worker sees it, so it can
+        never loop (G5). Across workers the started-attempts limit bounds it too."""
+        hits = self._bug_hits.pop(delivery.task_id, 0) + 1
+        self._bug_hits[delivery.task_id] = hits
+        while len(self._bug_hits) > _BUG_MEMORY:
+            del self._bug_hits[next(iter(self._bug_hits))]
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        if hits == 1:
+            log.error(
+                "worker bug while running %s; retrying it once in %.1fs\n%s",
+                delivery.task_id,
+                _BUG_RETRY_DELAY,
+                trace,
+            )
+            await self._settle(delivery, Retry(_BUG_RETRY_DELAY))
+            return TaskStatus.RETRYING
+        del self._bug_hits[delivery.task_id]
+        try:
+            message: Message | None = decode_message(delivery.body)
+        except Exception:
+            message = None
+        return await self._reject(
+            delivery, message, f"worker bug, hit twice while running it: {trace}"
+        )
 
     async def _unknown_task(self, delivery: Delivery, message: Message) -> TaskStatus | None:
         if delivery.attempt <= self.app.settings.unknown_task_retries:
