@@ -117,4 +117,3 @@ async def test_a_message_that_hits_a_worker_bug_twice_is_dead_lettered_not_loope
     assert [entry.reason.split(":")[0] for entry in dead] == [
         "worker bug, hit twice while running it"
     ]
-

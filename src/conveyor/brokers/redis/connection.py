@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import hiredis
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
 
 from conveyor.brokers import redact_url
 from conveyor.brokers.redis.scripts import SCRIPT_NAMES, load_sources
