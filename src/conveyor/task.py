@@ -22,6 +22,7 @@ import msgspec
 
 from conveyor.deps import CallSpec, Context, resolve_dependencies, split_signature
 from conveyor.errors import ResultMissing, ResultTimeout
+from conveyor.message import encode_value
 from conveyor.result import AbortOutcome, Result, TaskState
 from conveyor.retry import Backoff, exponential, fixed
 
@@ -275,19 +276,39 @@ class Task(Generic[P, R]):
     # -- worker side ---------------------------------------------------------------
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-        """Raise ``TypeError`` naming the task when the call does not fit the signature
-        or a plainly typed argument has the wrong type."""
+        """Raise ``TypeError`` naming the task and the argument when the call does not fit
+        the signature or an argument does not fit its annotation.
+
+        An argument with a richer annotation (``list[int]``, a dataclass, a model) is
+        checked as the worker will convert it: encoded, decoded and converted, so a call
+        the worker would dead-letter fails here, in the caller."""
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"task {self.name!r}: {exc}") from None
         for name, value in bound.arguments.items():
             expected = self.spec.hints.get(name)
-            if expected in _PLAIN and not _fits(value, expected):
-                raise TypeError(
-                    f"task {self.name!r}: argument {name!r} must be {expected.__name__}, "
-                    f"got {type(value).__name__}"
-                )
+            if expected in _PLAIN:
+                if not _fits(value, expected):
+                    raise TypeError(
+                        f"task {self.name!r}: argument {name!r} must be {expected.__name__}, "
+                        f"got {type(value).__name__}"
+                    )
+            elif name in self._conversions:
+                self._check_conversion(name, value)
+
+    def _check_conversion(self, name: str, value: Any) -> None:
+        try:
+            wire = msgspec.msgpack.decode(encode_value(value))
+        except TypeError:
+            return  # not serializable: the encoder names the argument (app.encode)
+        try:
+            convert(wire, self._conversions[name])
+        except (msgspec.ValidationError, ValueError, TypeError) as exc:
+            raise TypeError(
+                f"task {self.name!r}: argument {name!r} does not fit its annotation "
+                f"{_type_name(self._conversions[name])}: {exc}"
+            ) from None
 
     def convert_arguments(
         self, args: list[Any], kwargs: dict[str, Any]
@@ -331,6 +352,12 @@ def _fits(value: Any, expected: type) -> bool:
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, expected)
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return str(annotation).replace("typing.", "")
 
 
 def _convert_named(name: str, value: Any, annotation: Any) -> Any:

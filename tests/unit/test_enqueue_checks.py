@@ -1,0 +1,74 @@
+"""A call the worker could not run fails in the caller, naming the argument."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+from pydantic import BaseModel
+
+from conveyor import Conveyor, TaskStatus
+from tests.conftest import fast_app
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Order(BaseModel):
+    sku: str
+    quantity: int
+
+
+def _app() -> Conveyor:
+    app = fast_app()
+
+    @app.task(name="total")
+    async def total(values: list[int]) -> int:
+        return sum(values)
+
+    @app.task(name="plot")
+    async def plot(point: Point, at: datetime | None = None) -> int:
+        return point.x + point.y
+
+    @app.task(name="order")
+    async def order(item: Order, tags: dict[str, int] | None = None) -> int:
+        return item.quantity
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "match"),
+    [
+        ("total", (["a"],), r"argument 'values' does not fit its annotation list\[int\]"),
+        ("total", ([1, "2"],), r"Expected `int`, got `str` - at `\$\[1\]`"),
+        ("plot", ({"x": 1},), r"argument 'point' does not fit its annotation .*Point"),
+        ("plot", (Point(1, 2), "yesterday"), r"argument 'at'"),
+        ("order", ({"sku": "a", "quantity": "many"},), r"argument 'item'"),
+        ("order", (Order(sku="a", quantity=1), {"a": "b"}), r"argument 'tags'"),
+    ],
+)
+async def test_a_wrongly_typed_argument_fails_at_enqueue_naming_it(
+    task: str, args: tuple[object, ...], match: str
+) -> None:
+    app = _app()
+    async with app:
+        with pytest.raises(TypeError, match=match):
+            await app.tasks[task].kiq(*args)
+        assert sum(depth.ready for depth in await app.broker.queue_depths()) == 0
+
+
+async def test_arguments_the_worker_converts_are_accepted_and_converted() -> None:
+    app = _app()
+    async with app, app.worker():
+        assert await (await app.tasks["total"].kiq([1, 2, 3])).get(timeout=5) == 6
+        plotted = await app.tasks["plot"].kiq({"x": 1, "y": 2}, "2026-01-01T00:00:00")
+        assert await plotted.get(timeout=5) == 3
+        ordered = await app.tasks["order"].kiq(Order(sku="a", quantity=4), {"a": 1})
+        result = await ordered.wait_result(timeout=5)
+    assert result.status is TaskStatus.SUCCEEDED
+    assert result.return_value == 4
