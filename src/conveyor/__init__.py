@@ -34,6 +34,7 @@ from conveyor.scheduler import catch_up as catch_up
 from conveyor.scheduler import cron as cron
 from conveyor.scheduler import every as every
 from conveyor.settings import Settings as Settings
+from conveyor.task import SyncTask as SyncTask
 from conveyor.task import Task as Task
 from conveyor.task import TaskHandle as TaskHandle
 from conveyor.worker.executor import TaskTimeout as TaskTimeout
@@ -59,6 +60,7 @@ __all__ = [
     "Schedule",
     "Scheduler",
     "Settings",
+    "SyncTask",
     "Task",
     "TaskFailed",
     "TaskHandle",

@@ -43,6 +43,7 @@ from conveyor.scheduler.schedule import Schedule, schedule_from_entry
 from conveyor.settings import Settings
 from conveyor.task import (
     CallOptions,
+    SyncTask,
     Task,
     TaskHandle,
     TaskOptions,
@@ -128,11 +129,14 @@ class Conveyor:
 
     # -- tasks ---------------------------------------------------------------------
 
+    # an async def matches both overloads; the first wins, so it is a Task, not a SyncTask
     @overload
-    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    def task(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Task[P, R]: ...
 
     @overload
-    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    def task(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
     @overload
     def task(
@@ -216,7 +220,8 @@ class Conveyor:
             raise ConfigurationError(
                 f"task name {options.name!r} is already registered by {existing.fn.__qualname__}"
             )
-        task: Task[Any, Any] = Task(self, fn, options)
+        kind = Task if inspect.iscoroutinefunction(fn) else SyncTask
+        task: Task[Any, Any] = kind(self, fn, options)
         self.tasks[options.name] = task
         return task
 
@@ -599,10 +604,12 @@ class _TaskDecorator(Protocol):
     """What ``@app.task(...)`` returns: turns a function into a :class:`Task`."""
 
     @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Task[P, R]: ...
 
     @overload
-    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
 
 def _bind_schedules(task_name: str, entries: Sequence[Schedule]) -> tuple[Schedule, ...]:

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.scheduler.schedule import Schedule
 
-__all__ = ["CallOptions", "Task", "TaskHandle", "TaskOptions", "TaskWithOptions"]
+__all__ = ["CallOptions", "SyncTask", "Task", "TaskHandle", "TaskOptions", "TaskWithOptions"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -227,8 +230,15 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.name!r} queue={self.options.queue!r}>"
 
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the task in this process, resolving its dependencies (for unit tests)."""
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        """Run the task here, in this process, resolving its dependencies (unit tests,
+        reuse): ``await task(...)`` for an ``async def`` task; a plain ``def`` task
+        (:class:`SyncTask`) just runs and returns its value."""
+        if not self.is_async:
+            return self._call_sync(args, kwargs)  # type: ignore[return-value]
+        return self._call_here(args, kwargs)
+
+    async def _call_here(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         async with AsyncExitStack() as stack:
             injected = await resolve_dependencies(
                 self.spec,
@@ -237,9 +247,34 @@ class Task(Generic[P, R]):
                 self.app.dependency_overrides,
                 providers=self.app.dependency_providers,
             )
-            if self.is_async:
-                return cast(R, await self.fn(*args, **kwargs, **injected))
-            return cast(R, self.fn(*args, **kwargs, **injected))
+            value = self.fn(*args, **kwargs, **injected)
+            return cast(R, await value if self.is_async else value)
+
+    def _call_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if not self.has_dependencies:
+            return cast(R, self.fn(*args, **kwargs))
+        # dependencies may be async: resolve them on a private loop, in a thread of its
+        # own when this one already runs a loop (which a blocking call must not nest in)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._call_here(args, kwargs))
+        context = contextvars.copy_context()
+        with ThreadPoolExecutor(1, thread_name_prefix="conveyor-direct-call") as pool:
+            return pool.submit(context.run, asyncio.run, self._call_here(args, kwargs)).result()
+
+    if not TYPE_CHECKING:  # type checkers report the unknown attribute themselves
+
+        def __getattr__(self, name: str) -> Any:
+            hint = _OTHER_QUEUES_NAMES.get(name)
+            if hint is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            raise AttributeError(
+                f"task {self.name!r} has no {name}() ({hint}): enqueue with "
+                "`await task.kiq(...)` from async code or `task.kiq_sync(...)` from sync "
+                "code; per-call options (delay, eta, priority, queue, key) go through "
+                "task.with_options(...)"
+            )
 
     # -- enqueue -------------------------------------------------------------------
 
@@ -367,6 +402,25 @@ def _convert_named(name: str, value: Any, annotation: Any) -> Any:
         raise msgspec.ValidationError(f"argument {name!r}: {exc}") from None
 
 
+class SyncTask(Task[P, R]):
+    """A task whose function is a plain ``def``. In a worker it runs in a thread;
+    called directly it just runs and returns its value: ``resize("a.png") == "a.png"``."""
+
+    if TYPE_CHECKING:
+        # the same object as Task.__call__ at run time; only its type differs
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:  # type: ignore[override]
+            ...
+
+
+_OTHER_QUEUES_NAMES = {
+    "delay": "Celery's name",
+    "apply_async": "Celery's name",
+    "send": "Dramatiq's name",
+    "send_with_options": "Dramatiq's name",
+    "enqueue_job": "arq's name",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class TaskWithOptions(Generic[P, R]):
     """A task bound to per-call options; enqueue it with ``kiq``/``enqueue``/``kiq_sync``."""
@@ -443,6 +497,14 @@ class TaskHandle(Generic[R]):
     def abort_sync(self) -> AbortOutcome:
         """:meth:`abort` for synchronous code."""
         return self._app.abort_sync(self.task_id)
+
+    def status_sync(self) -> TaskState:
+        """:meth:`status` for synchronous code (a Django view polling a task)."""
+        return self._app.portal.call(self.status)
+
+    def result_sync(self) -> Result[R]:
+        """:meth:`result` for synchronous code; raises :class:`ResultMissing`."""
+        return self._app.portal.call(self.result)
 
     def wait_result_sync(self, timeout: Seconds = 60.0) -> Result[R]:
         """:meth:`wait_result` for synchronous code (not from the thread running the

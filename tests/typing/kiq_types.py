@@ -28,3 +28,8 @@ async def usage() -> None:
     assert_type(await resize.with_options(delay=5).kiq("a.png"), TaskHandle[str])
     assert_type(resize.kiq_sync("a.png"), TaskHandle[str])
     assert_type(await embed("1", "direct"), list[float])
+
+
+def sync_usage() -> None:
+    assert_type(resize("a.png", width=10), str)
+    assert_type(resize.kiq_sync("a.png").status_sync().status.is_terminal, bool)
