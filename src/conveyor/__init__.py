@@ -12,10 +12,12 @@ from conveyor.errors import ConfigurationError as ConfigurationError
 from conveyor.errors import ConveyorError as ConveyorError
 from conveyor.errors import EnqueueError as EnqueueError
 from conveyor.errors import PayloadTooLarge as PayloadTooLarge
+from conveyor.errors import RemoteTraceback as RemoteTraceback
 from conveyor.errors import ResultMissing as ResultMissing
 from conveyor.errors import ResultTimeout as ResultTimeout
 from conveyor.errors import TaskFailed as TaskFailed
 from conveyor.errors import TaskNotFound as TaskNotFound
+from conveyor.errors import TaskTimeout as TaskTimeout
 from conveyor.errors import UnknownTask as UnknownTask
 from conveyor.hooks import Hook as Hook
 from conveyor.message import Message as Message
@@ -37,7 +39,6 @@ from conveyor.settings import Settings as Settings
 from conveyor.task import SyncTask as SyncTask
 from conveyor.task import Task as Task
 from conveyor.task import TaskHandle as TaskHandle
-from conveyor.worker.executor import TaskTimeout as TaskTimeout
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ __all__ = [
     "Hook",
     "Message",
     "PayloadTooLarge",
+    "RemoteTraceback",
     "Result",
     "ResultMissing",
     "ResultTimeout",

@@ -10,7 +10,11 @@ Every error Conveyor raises on purpose derives from :class:`ConveyorError`::
     ├── UnknownTask               a task name that is not registered
     ├── ResultTimeout             wait_result()/get() gave up (also a TimeoutError)
     ├── ResultMissing             no result is stored (not finished, expired, or result_ttl=0)
-    └── TaskFailed                get() on a task that ended in error; carries .error
+    ├── TaskNotFound              no task has this id (also a LookupError)
+    ├── TaskTimeout               raised inside a worker when a task exceeds its timeout
+    │                             (also a TimeoutError)
+    └── TaskFailed                get() on a task that ended in error; carries .error, and
+                                  the remote traceback as its __cause__ (RemoteTraceback)
 
 A non-serializable argument raises the built-in :class:`TypeError`, naming the task and
 the argument, before anything is sent.
@@ -29,9 +33,12 @@ __all__ = [
     "ConveyorError",
     "EnqueueError",
     "PayloadTooLarge",
+    "RemoteTraceback",
     "ResultMissing",
     "ResultTimeout",
     "TaskFailed",
+    "TaskNotFound",
+    "TaskTimeout",
     "UnknownTask",
 ]
 
@@ -72,13 +79,42 @@ class ResultMissing(ConveyorError):
     """There is no stored result for the task id."""
 
 
+class TaskTimeout(ConveyorError, TimeoutError):
+    """A task ran longer than its ``timeout`` (raised inside the worker; the task's
+    result carries it as ``error.type == "conveyor.TaskTimeout"``)."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of a task's exception in its worker, as text: the ``__cause__`` of
+    :class:`TaskFailed`, so that printing one shows where the task failed."""
+
+    def __init__(self, traceback: str) -> None:
+        super().__init__(traceback)
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.traceback.rstrip()}\n"""'
+
+
 class TaskFailed(ConveyorError):
     """Raised by ``TaskHandle.get()`` when the task ended in error.
 
-    ``error`` carries the remote exception's type, message and traceback text.
+    ``error`` carries the remote exception's type, message and traceback text; the
+    traceback is also chained as ``__cause__`` (a :class:`RemoteTraceback`), so an
+    uncaught ``TaskFailed`` prints where the task failed in its worker, then where
+    ``get()`` was called.
     """
 
     def __init__(self, task_id: str, error: ErrorInfo) -> None:
         super().__init__(f"task {task_id} failed: {error.type}: {error.message}")
         self.task_id = task_id
         self.error = error
+        if error.traceback:
+            self.__cause__ = RemoteTraceback(error.traceback)
+
+
+# Errors print as what users import (conveyor.TaskTimeout, not conveyor.errors.TaskTimeout):
+# in tracebacks, in reprs, and as the error type a task's result stores.
+for _name in __all__:
+    globals()[_name].__module__ = "conveyor"
+del _name

@@ -47,3 +47,31 @@ async def test_context_carries_the_message_as_sent() -> None:
         "labels": {"team": "billing"},
         "task_id": handle.task_id,
     }
+
+
+async def test_a_printed_task_failure_shows_the_remote_traceback_first() -> None:
+    import traceback
+
+    from conveyor import RemoteTraceback
+
+    app = fast_app()
+
+    def parse_row(row: str) -> int:
+        return int(row)
+
+    @app.task
+    async def import_rows(rows: list[str]) -> int:
+        return sum(parse_row(row) for row in rows)
+
+    async with app, app.worker():
+        handle = await import_rows.kiq(["1", "two"])
+        with pytest.raises(TaskFailed) as raised:
+            await handle.get(timeout=5)
+    printed = "".join(traceback.format_exception(raised.value))
+    remote, _, local = printed.partition(
+        "The above exception was the direct cause of the following exception:"
+    )
+    assert isinstance(raised.value.__cause__, RemoteTraceback)
+    assert "in parse_row" in remote and "in import_rows" in remote
+    assert "ValueError: invalid literal for int() with base 10: 'two'" in remote
+    assert f"conveyor.TaskFailed: task {handle.task_id} failed: ValueError" in local

@@ -177,7 +177,7 @@ async def test_async_timeout_cancels_the_task(app: Conveyor) -> None:
     async with app.worker():
         result = await (await slow.kiq()).wait_result(timeout=5)
     assert result.error is not None
-    assert result.error.type == "conveyor.worker.executor.TaskTimeout"
+    assert result.error.type == "conveyor.TaskTimeout"  # the public name
     assert "timeout of 0.1 s" in result.error.message
     assert not finished.is_set()
 

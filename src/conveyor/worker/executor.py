@@ -30,7 +30,7 @@ from conveyor.brokers.base import (
     StoredResult,
 )
 from conveyor.deps import Context
-from conveyor.errors import ConveyorError
+from conveyor.errors import TaskTimeout
 from conveyor.hooks import HOOK_METHODS
 from conveyor.message import MalformedMessage, Message, decode_message, encode_value
 from conveyor.observability.events import (
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.task import Task
 
-__all__ = ["Executor", "Settler", "TaskTimeout"]
+__all__ = ["Executor", "Settler"]
 
 log = logging.getLogger("conveyor.worker")
 
@@ -58,10 +58,6 @@ log = logging.getLogger("conveyor.worker")
 # hit waits before its one retry
 _BUG_MEMORY = 1000
 _BUG_RETRY_DELAY = 1.0
-
-
-class TaskTimeout(ConveyorError, TimeoutError):
-    """A task ran longer than its ``timeout``."""
 
 
 class Settler:
