@@ -1,0 +1,97 @@
+"""``launched``: the programs of every selected test in tests/docs, started together.
+
+Each test case carries its programs as a parameter (a ``Program``, or ``.programs``). The
+first test that asks for an outcome starts all of them, a few at a time, in collection
+order; a test then waits for its own only. A program that needs Redis is not started
+when Redis is down: its test skips locally and fails with ``CI=true``, like the broker
+tests (``service_unavailable``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.brokers.conftest import REDIS_URL, service_unavailable
+from tests.docs.programs import Outcome, Program, run
+
+
+def _redis_down() -> str | None:
+    """Why Redis cannot be used, or None when it answers."""
+    try:
+        import redis
+    except ImportError as exc:
+        return f"redis-py is not installed: {exc}"
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"redis at {REDIS_URL}: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def programs_of(value: object) -> tuple[Program, ...]:
+    """A test parameter's programs: itself, or its ``.programs``."""
+    if isinstance(value, Program):
+        return (value,)
+    programs = getattr(value, "programs", ())
+    return tuple(p for p in programs if isinstance(p, Program))
+
+
+class Launcher:
+    def __init__(self, workdir: Path, workers: int) -> None:
+        self._workdir = workdir
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docs-run")
+        self._started: dict[str, Future[Outcome]] = {}
+        self._unavailable: dict[str, str | None] = {}
+
+    def unavailable(self, service: str | None) -> str | None:
+        if service is None:
+            return None
+        if service not in self._unavailable:
+            if service != "redis":
+                raise AssertionError(f"unknown service {service!r}")
+            self._unavailable[service] = _redis_down()
+        return self._unavailable[service]
+
+    def start(self, program: Program) -> None:
+        if program.id in self._started or self.unavailable(program.needs):
+            return
+        workdir = self._workdir / f"{len(self._started):03d}"
+        self._started[program.id] = self._pool.submit(run, program, workdir)
+
+    def outcome(self, program: Program) -> Outcome:
+        """Wait for ``program`` (starting it if it is not yet); skip (or, in CI, fail)
+        when the service it needs is down."""
+        reason = self.unavailable(program.needs)
+        if reason:
+            service_unavailable(reason)
+        self.start(program)
+        return self._started[program.id].result()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session")
+def launched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Launcher]:
+    workers = min(8, 3 * (os.cpu_count() or 1))
+    launcher = Launcher(tmp_path_factory.mktemp("programs"), workers)
+    here = Path(__file__).parent
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or here not in Path(str(item.path)).parents:
+            continue
+        for value in callspec.params.values():
+            for program in programs_of(value):
+                launcher.start(program)
+    yield launcher
+    launcher.shutdown()
