@@ -13,7 +13,7 @@ The first line of a block says what it is:
     occurs in ``print(result.status)``, not in ``result.status_code``. An import line
     matches when the example imports the same names from the same module.
 
-``# <path>.py`` (a file name, such as ``# myapp/tasks.py`` or ``# test_api.py``)
+``# <path>.py`` (only a file name, such as ``# myapp/tasks.py`` or ``# test_api.py``)
     One file of a program laid out over several blocks of the same page. Every block of
     the page runs with all of the page's files written next to it. A ``test_*.py`` file
     is run with ``python -m pytest`` (pytest-asyncio in auto mode, as docs/testing.md
@@ -50,7 +50,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^`]*)$")
 FROM_EXAMPLE = re.compile(r"^#\s*from\s+(?P<path>examples/\S+?\.py)\b")
 NOT_RUN = re.compile(r"^#\s*not run:(?P<reason>.*)$")
-FILE = re.compile(r"^#\s*(?P<path>[\w./-]+\.py)\b")
+FILE = re.compile(r"^#\s*(?P<path>[\w./-]+\.py)\s*$")
 
 
 @dataclass(frozen=True)
