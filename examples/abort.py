@@ -1,7 +1,7 @@
 """Aborting tasks: queued and delayed ones never run, a running async task is cancelled in
 its worker, a running sync task sees ctx.abort_requested; progress while it runs.
 
-Run: .venv/bin/python examples/abort.py                  (docs/aborting.md)
+Run: python examples/abort.py                  (docs/aborting.md)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Swap MemoryBroker for your own class to see which contracts it keeps. Takes ~6 s: the
 checks use real sub-second leases and delays.
 
-Run: .venv/bin/python examples/conformance.py        (docs/brokers.md, docs/testing.md)
+Run: python examples/conformance.py        (docs/brokers.md, docs/testing.md)
 """
 
 from __future__ import annotations

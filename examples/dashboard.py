@@ -1,8 +1,8 @@
 """The dashboard, mounted in a FastAPI app next to its routes, with a worker in the same
 event loop: work flows, the pages show it, an abort goes through the dashboard's form.
 
-Run: .venv/bin/python examples/dashboard.py            (docs/dashboard.md)
-     .venv/bin/python examples/dashboard.py --serve    then open the printed link
+Run: python examples/dashboard.py            (docs/dashboard.md)
+     python examples/dashboard.py --serve    then open the printed link
 Needs the dashboard and fastapi extras (starlette, jinja2, uvicorn, fastapi) and httpx.
 """
 

@@ -1,7 +1,7 @@
 """Dependency injection: Depends, generator cleanup, caching, sub-dependencies, Context,
 and dependency_overrides for tests.
 
-Run: .venv/bin/python examples/dependencies.py        (docs/dependencies.md)
+Run: python examples/dependencies.py        (docs/dependencies.md)
 """
 
 from __future__ import annotations

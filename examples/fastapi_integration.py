@@ -2,7 +2,7 @@
 a route and a task, a task reads request.app.state, and init() runs the API's lifespan in
 the worker.
 
-Run: .venv/bin/python examples/fastapi_integration.py        (docs/fastapi.md)
+Run: python examples/fastapi_integration.py        (docs/fastapi.md)
 Needs: conveyor-tasks[fastapi], httpx, sqlalchemy[asyncio], aiosqlite.
 
 In production the API runs under uvicorn and the worker is a separate process

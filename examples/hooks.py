@@ -1,7 +1,7 @@
 """Hooks: propagate a header from producer to worker, time executions, watch retries and
 dead letters.
 
-Run: .venv/bin/python examples/hooks.py        (docs/hooks.md)
+Run: python examples/hooks.py        (docs/hooks.md)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Observability: listen to events, read the event log, render Prometheus metrics, trace
 with OpenTelemetry, and log with the task's id on every line.
 
-Run: .venv/bin/python examples/observability.py        (docs/observability.md)
+Run: python examples/observability.py        (docs/observability.md)
 Needs the metrics and otel extras (prometheus-client, opentelemetry-api/-sdk).
 """
 

@@ -1,6 +1,6 @@
 """Quickstart: define tasks, run a worker in this event loop, enqueue, read results.
 
-Run: .venv/bin/python examples/quickstart.py        (docs/getting-started.md)
+Run: python examples/quickstart.py        (docs/getting-started.md)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ under a fresh `?prefix=`, and every key with that prefix is deleted at the end. 
 server runs without persistence, the broker logs a warning at connect: that is expected
 on a development server.
 
-Run: .venv/bin/python examples/redis_quickstart.py        (docs/brokers.md)
+Run: python examples/redis_quickstart.py        (docs/brokers.md)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Retries, backoff, timeouts, and the dead-letter queue (API and CLI).
 
-Run: .venv/bin/python examples/retries_and_dlq.py        (docs/retries-and-failures.md)
+Run: python examples/retries_and_dlq.py        (docs/retries-and-failures.md)
 """
 
 from __future__ import annotations

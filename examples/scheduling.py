@@ -2,7 +2,7 @@
 the daylight-saving rule, dynamic schedules, two schedulers that enqueue each tick once,
 and missed runs (skip vs catch_up) after the schedulers were down.
 
-Run: .venv/bin/python examples/scheduling.py        (docs/scheduling.md, ~7 s)
+Run: python examples/scheduling.py        (docs/scheduling.md, ~7 s)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ expires, `conveyor status` and `conveyor dlq` read the same file from yet anothe
 process, and SIGTERM stops the workers gracefully. Takes about 5 s; everything lives in
 a temporary directory that is deleted at the end.
 
-Run: .venv/bin/python examples/sqlite_processes.py        (docs/sqlite.md)
+Run: python examples/sqlite_processes.py        (docs/sqlite.md)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Enqueue and wait from synchronous code: no event loop, other threads, inside a loop.
 
-Run: .venv/bin/python examples/sync_enqueue.py        (docs/tasks.md#from-synchronous-code)
+Run: python examples/sync_enqueue.py        (docs/tasks.md#from-synchronous-code)
 """
 
 from __future__ import annotations

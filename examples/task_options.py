@@ -1,6 +1,6 @@
 """Task options, per-call options, argument conversion and enqueue-time errors.
 
-Run: .venv/bin/python examples/task_options.py        (docs/tasks.md)
+Run: python examples/task_options.py        (docs/tasks.md)
 """
 
 from __future__ import annotations

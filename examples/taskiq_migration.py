@@ -5,7 +5,7 @@ state, TaskiqDepends with Context and TaskiqState, retry_on_error/max_retries wi
 SimpleRetryMiddleware, kicker().with_labels(...), wait_result() and raise_for_error().
 Then it shows the Conveyor app underneath (`broker.conveyor`).
 
-Run: .venv/bin/python examples/taskiq_migration.py   (docs/migrating-from-taskiq.md)
+Run: python examples/taskiq_migration.py   (docs/migrating-from-taskiq.md)
 """
 
 from __future__ import annotations

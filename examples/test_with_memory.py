@@ -1,8 +1,8 @@
 """Testing an app with memory:// and pytest: direct calls, a worker per test, fast
 settings from the environment, dependency overrides.
 
-Run: .venv/bin/pytest examples/test_with_memory.py      (pytest-asyncio, asyncio_mode=auto)
- or: .venv/bin/python examples/test_with_memory.py       (the same, through pytest.main)
+Run: pytest examples/test_with_memory.py      (pytest-asyncio, asyncio_mode=auto)
+ or: python examples/test_with_memory.py       (the same, through pytest.main)
                                                           (docs/testing.md)
 """
 

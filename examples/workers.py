@@ -1,7 +1,7 @@
 """The in-process worker: startup/shutdown handlers and app.state, free-slot fetching,
 graceful shutdown (finish within grace, release the rest uncharged, to run next), max_tasks.
 
-Run: .venv/bin/python examples/workers.py        (docs/workers.md)
+Run: python examples/workers.py        (docs/workers.md)
 """
 
 from __future__ import annotations
