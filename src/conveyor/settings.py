@@ -49,6 +49,7 @@ class Settings:
     schedule_send_timeout: float = 3.0
     sqlite_synchronous: str = "FULL"
     sqlite_busy_timeout: float = 5.0
+    log_tasks: bool = True  # one INFO line per task that ends (logger conveyor.task)
     events: bool = False  # the event log costs 11-22% of no-op throughput (bench/)
     events_max: int = 10_000
     event_args_preview: int = 256

@@ -318,3 +318,20 @@ async def test_a_stopped_scheduler_leaves_status_at_once(app: Conveyor) -> None:
             await asyncio.sleep(0.01)
         assert any(w.role == "scheduler" for w in await app.broker.workers())
     assert not any(w.role == "scheduler" for w in await app.broker.workers())
+
+
+async def test_each_fired_tick_is_logged_once_across_schedulers(
+    app: Conveyor, clock: DrivenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ticked(app)
+    schedulers = [Scheduler(app) for _ in range(2)]
+    with caplog.at_level(logging.INFO, "conveyor.scheduler"):
+        for _ in range(3):
+            for scheduler in schedulers:
+                await scheduler.run_pass()
+            clock.advance(1.0)
+    fired_lines = [
+        r.getMessage() for r in caplog.records if "'ping-1s' fired for" in r.getMessage()
+    ]
+    assert len(fired_lines) == 3
+    assert all(line.endswith("enqueued") and "ping[" in line for line in fired_lines)

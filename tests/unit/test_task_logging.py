@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -120,3 +121,70 @@ def test_text_lines_inside_a_task_are_tagged() -> None:
     assert TextFormatter().format(record).endswith("sending [task=emails:send id=t-1 attempt=1]")
     plain = _record("idle")
     assert TextFormatter().format(plain).endswith("idle")
+
+
+def _outcome_lines(captured: Capture) -> list[str]:
+    return [
+        TextFormatter().format(r).split("] ", 1)[1]
+        for r in captured.records
+        if r.name == "conveyor.task"
+    ]
+
+
+async def test_the_worker_logs_one_line_per_task_that_ends(captured: Capture) -> None:
+    from tests.conftest import fast_app
+
+    app = fast_app()
+
+    @app.task(name="emails:send")
+    async def send(to: str) -> str:
+        return to
+
+    @app.task(name="flaky", retries=1, backoff=fixed(0.0))
+    def flaky() -> None:
+        raise ValueError("no luck")
+
+    async with app, app.worker():
+        sent = await send.kiq("a@b.c")
+        await sent.get(timeout=5)
+        failing = await flaky.kiq()
+        await failing.wait_result(timeout=5)
+    lines = _outcome_lines(captured)
+    assert len(lines) == 3, lines
+    assert re.fullmatch(rf"emails:send\[{sent.task_id[:8]}\] succeeded in \d+\.\d{{3}}s", lines[0])
+    assert re.fullmatch(
+        rf"flaky\[{failing.task_id[:8]}\] failed in \d+\.\d{{3}}s \(attempt 1/2\); "
+        r"retrying in 0\.00s: ValueError: no luck",
+        lines[1],
+    )
+    assert re.fullmatch(
+        rf"flaky\[{failing.task_id[:8]}\] failed in \d+\.\d{{3}}s \(attempt 2/2\); "
+        r"dead-lettered: ValueError: no luck",
+        lines[2],
+    )
+    levels = [r.levelname for r in captured.records if r.name == "conveyor.task"]
+    assert levels == ["INFO", "INFO", "WARNING"]
+    success = next(r for r in captured.records if r.name == "conveyor.task")
+    line = json.loads(JsonFormatter().format(success))
+    assert line["outcome"] == "succeeded" and line["task_id"] == sent.task_id
+    assert isinstance(line["duration"], float)
+
+
+async def test_task_lines_are_one_switch_away(captured: Capture) -> None:
+    from tests.conftest import fast_app
+
+    app = fast_app(log_tasks=False)
+
+    @app.task
+    async def quiet() -> int:
+        return 1
+
+    @app.task
+    async def loud() -> None:
+        raise ValueError("still reported")
+
+    async with app, app.worker():
+        await (await quiet.kiq()).get(timeout=5)
+        await (await loud.kiq()).wait_result(timeout=5)
+    # successes and retries go quiet; a task that fails for good still warns
+    assert [r.levelname for r in captured.records if r.name == "conveyor.task"] == ["WARNING"]

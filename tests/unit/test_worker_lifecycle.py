@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 from conveyor import Context, Conveyor, Depends, TaskStatus
-from tests.conftest import fast_app
+from tests.conftest import connected_app, fast_app
 
 
 async def test_worker_fetches_only_as_many_as_free_slots(app: Conveyor) -> None:
@@ -134,3 +135,23 @@ async def test_worker_heartbeat_is_visible(app: Conveyor) -> None:
         (info,) = await app.broker.workers()
     assert info.concurrency == 7
     assert info.queues == ["default", "other"]
+
+
+async def test_the_processed_count_is_reported_soon_after_tasks_finish(tmp_path: Path) -> None:
+    # a heartbeat interval far longer than the test: only a finish-triggered beat reports
+    async with connected_app("sqlite", tmp_path, heartbeat_interval=60.0) as app:
+
+        @app.task
+        async def noop() -> None:
+            return None
+
+        async with app.worker():
+            for _ in range(3):
+                await (await noop.kiq()).get(timeout=5)
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:
+                (info,) = await app.broker.workers()
+                if info.processed == 3:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, info
+                await asyncio.sleep(0.05)

@@ -94,7 +94,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         task_id = getattr(record, "task_id", None)
-        if task_id is None:
+        if task_id is None or hasattr(record, "outcome"):  # a task's outcome line names it
             return line
         head, sep, tail = line.partition("\n")  # keep a traceback below the tagged line
         name, attempt = getattr(record, "task_name", None), getattr(record, "attempt", None)

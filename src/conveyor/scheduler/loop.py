@@ -259,8 +259,16 @@ class Scheduler:
             return False
         for (schedule, fire, out, message), task_id in zip(batch, ids, strict=True):
             fresh = task_id == out.task_id
+            due_at = datetime.fromtimestamp(fire, UTC).isoformat(timespec="seconds")
             if fresh:
                 self.stats.enqueued += 1
+                log.info(
+                    "schedule %r fired for %s: %s[%s] enqueued",
+                    schedule.id,
+                    due_at,
+                    schedule.task,
+                    task_id[:8],
+                )
                 for hook in self.app.hooks_for("after_enqueue"):
                     try:
                         await hook(message, task_id)
@@ -268,6 +276,12 @@ class Scheduler:
                         log.exception("after_enqueue hook failed for tick %s", out.key)
             else:
                 self.stats.duplicates += 1
+                log.debug(
+                    "schedule %r for %s: already enqueued by another scheduler (%s)",
+                    schedule.id,
+                    due_at,
+                    task_id[:8],
+                )
             self.stats.recent.append(Tick(schedule.id, fire, task_id, fresh))
         del self.stats.recent[:-100]
         await self._emit_ticks(

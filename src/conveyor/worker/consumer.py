@@ -45,6 +45,8 @@ ISOLATE_AFTER_CRASHES = 2
 # how long a signalled task id is remembered, for a delivery claimed just before its abort
 # whose signal arrives before the worker starts it
 _SIGNAL_MEMORY = 10.0
+# the shortest time between two heartbeats sent because tasks finished
+_REPORT_GAP = 0.5
 
 log = logging.getLogger("conveyor.worker")
 
@@ -81,6 +83,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._halt = asyncio.Event()
+        self._report = asyncio.Event()  # tasks finished since the last heartbeat
         self._loops: list[asyncio.Task[None]] = []
         self._fetcher: asyncio.Task[None] | None = None
         self._executor: Executor | None = None
@@ -139,9 +142,7 @@ class Worker:
             asyncio.create_task(
                 self._every(settings.reap_interval, self._reap), name="conveyor-reap"
             ),
-            asyncio.create_task(
-                self._every(settings.heartbeat_interval, self._heartbeat), name="conveyor-heartbeat"
-            ),
+            asyncio.create_task(self._heartbeat_loop(), name="conveyor-heartbeat"),
         ]
         await self._heartbeat()
         log.info(
@@ -186,6 +187,7 @@ class Worker:
                     task.cancel()
                 await asyncio.wait(pending, timeout=max(self.app.settings.lease, 5.0))
         self._halt.set()
+        self._report.set()
         if self._abort_watch is not None:  # a pure waiter: cancelling it is its way out
             self._abort_watch.cancel()
             await asyncio.wait([self._abort_watch], timeout=5.0)
@@ -305,6 +307,7 @@ class Worker:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._slot_free.set()
+        self._report.set()  # `conveyor status` shows what is done, not 5 s later
 
     async def _release(self, deliveries: Sequence[Delivery]) -> None:
         if deliveries:
@@ -401,6 +404,24 @@ class Worker:
             last_seen=now,
             current_tasks=[d.task_id for d in list(self._held.values())[:50]],
         )
+
+    async def _heartbeat_loop(self) -> None:
+        """Heartbeat every ``heartbeat_interval``, and soon after tasks finish (at most
+        every ``_REPORT_GAP`` seconds), so the processed count others read keeps up."""
+        interval = self.app.settings.heartbeat_interval
+        gap = min(_REPORT_GAP, interval)
+        while not self._halt.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report.wait(), interval)  # stop() sets it too
+            if self._halt.is_set():
+                return
+            self._report.clear()
+            try:
+                await self._heartbeat()
+            except Exception:
+                log.warning("heartbeat failed; will retry", exc_info=True)
+            with contextlib.suppress(TimeoutError):  # later finishes wait for the next beat
+                await asyncio.wait_for(self._halt.wait(), gap)
 
     async def _heartbeat(self) -> None:
         ttl = max(self.app.settings.heartbeat_interval * 3, 1.0)

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["Executor", "Settler"]
 
 log = logging.getLogger("conveyor.worker")
+# one line per task that ends (settings.log_tasks); a logger of its own so that it can be
+# silenced or routed apart: logging.getLogger("conveyor.task").setLevel(logging.WARNING)
+task_log = logging.getLogger("conveyor.task")
 
 # how many task ids a worker remembers as having hit a worker bug, and how long a first
 # hit waits before its one retry
@@ -127,6 +130,7 @@ class Executor:
         self._has_hooks = {name: bool(app.hooks_for(name)) for name in HOOK_METHODS}
         # events are built only when someone listens (hooks' on_event, the event recorder)
         self.worker_id = worker_id
+        self._log_tasks = app.settings.log_tasks
         self._on_event = list(on_event)
         if self._on_event:  # terminal events ride on after_execute (see _hooks)
             self._has_hooks["after_execute"] = True
@@ -250,6 +254,8 @@ class Executor:
         if self._has_hooks["after_execute"]:
             await self._hooks("after_execute", message, result)
         await self._settle(delivery, Ack(stored))
+        if self._log_tasks:
+            _log_outcome(logging.INFO, message, "succeeded", elapsed, delivery.attempt)
         return TaskStatus.SUCCEEDED
 
     def request_abort(self, delivery: Delivery) -> None:
@@ -279,7 +285,8 @@ class Executor:
             running=running,
             execution_time=elapsed,
         )
-        log.info("task %s %s aborted (attempt %d)", message.task, message.task_id, delivery.attempt)
+        if self._log_tasks:
+            _log_outcome(logging.INFO, message, "aborted", elapsed, delivery.attempt)
         if self._has_hooks["after_execute"]:
             await self._hooks("after_execute", message, result)
         await self._settle(delivery, Ack(self._store(message, result)))
@@ -319,15 +326,16 @@ class Executor:
                         error_message=error.message,
                     )
                 )
-            log.info(
-                "task %s %s failed (attempt %d/%d), retrying in %.2fs: %s",
-                task.name,
-                message.task_id,
-                delivery.attempt,
-                message.max_attempts,
-                delay,
-                error.message,
-            )
+            if self._log_tasks:
+                _log_outcome(
+                    logging.INFO,
+                    message,
+                    "retrying",
+                    elapsed,
+                    delivery.attempt,
+                    f"; retrying in {delay:.2f}s: {error}",
+                    verb="failed",
+                )
             await self._settle(delivery, Retry(delay))
             return TaskStatus.RETRYING
         result: Result[Any] = Result(
@@ -341,7 +349,14 @@ class Executor:
         )
         await self._hooks("after_execute", message, result)
         reason = f"failed after {delivery.attempt} attempt(s): {error.type}: {error.message}"
-        log.warning("task %s %s %s", task.name, message.task_id, reason)
+        _log_outcome(
+            logging.WARNING,
+            message,
+            "failed",
+            elapsed,
+            delivery.attempt,
+            f"; dead-lettered: {error}",
+        )
         await self._hooks("on_dead_letter", message, message.task_id, reason)
         await self._settle(delivery, DeadLetter(reason, self._store(message, result)))
         return TaskStatus.FAILED
@@ -492,3 +507,30 @@ class Executor:
                     delivery.task_id,
                 )
             return
+
+
+def _log_outcome(
+    level: int,
+    message: Message,
+    outcome: str,
+    elapsed: float,
+    attempt: int,
+    detail: str = "",
+    verb: str | None = None,
+) -> None:
+    """``emails:send[1c7d9a2b] succeeded in 0.012s``: the task, its short id, what became
+    of it, how long the attempt ran. JSON logs also get ``outcome`` and ``duration``."""
+    if not task_log.isEnabledFor(level):
+        return
+    tries = f" (attempt {attempt}/{message.max_attempts})" if message.max_attempts > 1 else ""
+    task_log.log(
+        level,
+        "%s[%s] %s in %.3fs%s%s",
+        message.task,
+        message.task_id[:8],
+        verb or outcome,
+        elapsed,
+        tries,
+        detail,
+        extra={"outcome": outcome, "duration": round(elapsed, 6)},
+    )
