@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,6 +35,7 @@ from conveyor.compat.taskiq import (
     TaskiqResultTimeoutError,
 )
 from tests.brokers.conftest import REDIS_URL, service_unavailable
+from tests.docs.programs import Program, run
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "tests.integration.taskiq_app"
@@ -354,17 +356,13 @@ async def _records_at_least(module: ModuleType, count: int) -> bool:
 
 
 @pytest.mark.slow
-def test_the_migration_example_runs_and_finishes_by_itself() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    done = subprocess.run(
-        [sys.executable, "examples/taskiq_migration.py"],
-        cwd=ROOT,
-        env={**env, "CONVEYOR_FETCH_WAIT": "0.1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+def test_the_migration_example_runs_and_finishes_by_itself(tmp_path: Path) -> None:
+    """From an empty directory, leaving nothing behind (tests/docs/test_examples.py)."""
+    example = ROOT / "examples" / "taskiq_migration.py"
+    program = Program("taskiq_migration.py", (sys.executable, str(example)))
+    done = run(replace(program, env={"CONVEYOR_FETCH_WAIT": "0.1"}), tmp_path)
+    assert done.returncode == 0, done.report()
+    assert not done.left_behind, done.left_behind
     assert "after a retry: <2@mail> welcome (tenant acme, run 2)" in done.stdout
     assert "error: ZeroDivisionError: division by zero" in done.stdout
     assert "raise_for_error(): TaskFailed" in done.stdout
