@@ -28,15 +28,20 @@ async def divide(a: float, b: float) -> float:
 
 
 async def main() -> None:
-    print("direct call, no queue:", await add(1, 2))  # a task stays a plain callable
+    assert await add(1, 2) == 3  # a direct call: a task stays a plain callable, no queue
 
     async with app, app.worker(concurrency=10):  # connect, then run a worker in this loop
-        handle = await add.kiq(2, 3)  # .kiq() == .enqueue(): returns at once
+        handle = await add.kiq(2, 3)  # == await add.enqueue(2, 3): returns at once
         print("task id:", handle.task_id)
-        print("get():", await handle.get(timeout=5))
+        result = await handle.wait_result(timeout=5)  # Result[int]
+        print("wait_result():", result.status, result.return_value, f"is_err={result.is_err}")
+        print(f"  attempts={result.attempts}, ran {result.execution_time:.4f} s")
+        value = await handle.get(timeout=5)  # the value, or raises TaskFailed
+        state = await handle.status()
+        print("get():", value, "| status():", state.status)
 
-        result = await (await word_count.kiq("the quick brown fox")).wait_result(timeout=5)
-        print("wait_result():", result.status, result.return_value, f"attempts={result.attempts}")
+        count = await (await word_count.kiq("the quick brown fox")).get(timeout=5)
+        print("word_count (a def task, in the worker's threads):", count)
 
         failing = await divide.kiq(1, 0)
         try:

@@ -15,13 +15,13 @@ app = Conveyor("memory://", fetch_wait=0.1)
 
 
 @app.task
-async def square(n: int) -> int:
-    return n * n
+async def add(a: int, b: int) -> int:
+    return a + b
 
 
 def legacy_view(n: int) -> int:
     """Plain sync code (a Django view, a script, a sync library callback)."""
-    handle = square.kiq_sync(n)  # works with or without a loop in this thread
+    handle = add.kiq_sync(n, n)  # works with or without a loop in this thread
     return handle.get_sync(timeout=5)
 
 
@@ -40,11 +40,15 @@ def run_worker_in_background() -> tuple[threading.Thread, threading.Event]:
 
 def main() -> None:
     # 1. no event loop anywhere: enqueue first, results later
-    handles = [square.kiq_sync(n) for n in range(5)]
-    print("enqueued without a loop:", len(handles), "tasks")
+    handle = add.kiq_sync(2, 3)  # == add.enqueue_sync(2, 3)
+    handles = [add.kiq_sync(n, n) for n in range(5)]
+    print("enqueued without a loop:", 1 + len(handles), "tasks")
 
     worker, stop = run_worker_in_background()
-    print("get_sync:", [h.get_sync(timeout=5) for h in handles])
+    value = handle.get_sync(timeout=5)  # and handle.wait_result_sync(timeout=5)
+    print("get_sync:", value, [h.get_sync(timeout=5) for h in handles])
+    handle = add.with_options(delay=0.1).kiq_sync(2, 3)
+    print("with_options(delay=0.1):", handle.wait_result_sync(timeout=5).status)
 
     # 2. from many threads at once
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -52,7 +56,7 @@ def main() -> None:
 
     # 3. from sync code called inside a running event loop (e.g. a helper in an async route)
     async def route() -> int:
-        handle = square.kiq_sync(7)  # fine: enqueueing does not need this loop
+        handle = add.kiq_sync(7, 7)  # fine: enqueueing does not need this loop
         return await asyncio.to_thread(handle.get_sync, 5)  # waiting: off the loop thread
 
     print("inside a loop:", asyncio.run(route()))

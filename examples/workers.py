@@ -13,16 +13,34 @@ from conveyor import Conveyor
 app = Conveyor("memory://", fetch_wait=0.1, grace=0.5)
 
 
-@app.on_startup
-async def open_pool() -> None:  # runs when a worker starts (sync or async)
-    app.state["pool"] = "connection pool"
+class Pool:
+    """Stands in for a connection pool (asyncpg's, say)."""
+
+    async def fetch(self, sql: str) -> list[dict[str, str]]:
+        return [{"sql": sql}]
+
+    async def close(self) -> None:
+        print("shutdown: pool closed")
+
+
+async def create_pool() -> Pool:
     print("startup: pool opened")
+    return Pool()
+
+
+@app.on_startup
+async def open_pool() -> None:  # sync or async; runs when a worker starts
+    app.state["pool"] = await create_pool()
 
 
 @app.on_shutdown
-def close_pool() -> None:  # runs after the worker stopped
-    app.state.pop("pool")
-    print("shutdown: pool closed")
+async def close_pool() -> None:  # runs after the worker stopped
+    await app.state.pop("pool").close()
+
+
+@app.task
+async def query(sql: str) -> list[dict[str, str]]:
+    return await app.state["pool"].fetch(sql)
 
 
 ran: list[str] = []
@@ -32,11 +50,14 @@ ran: list[str] = []
 async def job(name: str, seconds: float) -> str:
     await asyncio.sleep(seconds)
     ran.append(name)
-    return f"{name} slept {seconds}s with {app.state['pool']}"
+    return f"{name} slept {seconds}s"
 
 
 async def main() -> None:
     async with app:
+        async with app.worker():  # the handlers run around it
+            print("query:", await (await query.kiq("select 1")).get(timeout=5))
+
         short = await job.kiq("short", 0.1)
         long = await job.kiq("long", 1.0)  # longer than grace (0.5 s)
         waiting = [await job.kiq(f"waiting-{i}", 0.1) for i in (1, 2, 3)]
