@@ -18,11 +18,11 @@ from conveyor.cli import main as conveyor_cli
 app = Conveyor("memory://", fetch_wait=0.1)
 
 
-@app.task(retries=3, backoff=fixed(0.05))
+@app.task(retries=3, backoff=fixed(0.1))
 async def flaky(ctx: Context = Depends()) -> int:
     if ctx.attempt < 3:
-        raise ConnectionError(f"attempt {ctx.attempt}: upstream unavailable")
-    return ctx.attempt
+        raise ConnectionError("upstream unavailable")
+    return ctx.attempt  # succeeds on attempt 3; result.attempts == 3
 
 
 @app.task(retries=2, backoff=exponential(base=0.05, cap=0.2))
@@ -30,9 +30,9 @@ async def broken() -> None:
     raise RuntimeError("broken on purpose")
 
 
-@app.task(retries=5, retry_on=(ConnectionError,))
-async def picky() -> None:
-    raise KeyError("not retried: KeyError is not in retry_on")
+@app.task(retries=5, retry_on=(ConnectionError, TimeoutError))
+async def fetch_feed(url: str) -> bytes:
+    raise KeyError(f"{url}: not retried, KeyError is not in retry_on")
 
 
 @app.task(timeout=0.2)
@@ -52,24 +52,33 @@ async def main() -> None:
         ok = await (await flaky.kiq()).wait_result(timeout=5)
         print("flaky:", ok.status, "value", ok.return_value, "attempts", ok.attempts)
 
-        handles: dict[str, TaskHandle[Any]] = {}
-        for task in (broken, picky, slow_async, slow_sync):
-            handles[task.__name__] = handle = await task.kiq()
+        handles: dict[str, TaskHandle[Any]] = {
+            "broken": await broken.kiq(),
+            "fetch_feed": await fetch_feed.kiq("https://example.com/feed"),
+            "slow_async": await slow_async.kiq(),
+            "slow_sync": await slow_sync.kiq(),
+        }
+        for name, handle in handles.items():
             result = await handle.wait_result(timeout=5)
             assert result.error is not None
-            print(f"{task.__name__}:", result.status, result.attempts, result.error.type)
+            print(f"{name}:", result.status, result.attempts, result.error.type)
 
         # a body no worker can decode: dead-lettered with its raw bytes, status "dead"
         await app.broker.publish([Outgoing("garbage-1", "default", b"\xc1not msgpack")])
         print("garbage:", (await app.handle("garbage-1").wait_result(timeout=5)).status)
 
-        for entry in await app.broker.dead_letters():
+        entries = await app.broker.dead_letters(queue=None, limit=100, offset=0)  # newest first
+        for entry in entries:
             print(f"  DLQ {entry.id[:12]}  attempts={entry.attempts}  {entry.reason[:70]}")
 
         # requeue: back on its queue with attempts reset and the old result deleted
-        await app.broker.requeue_dead([handles["broken"].task_id])
+        task_id = handles["broken"].task_id
+        entry = await app.broker.dead_letter(task_id)  # DeadLetterEntry or None
+        assert entry is not None
+        await app.broker.requeue_dead([entry.id])
         again = await handles["broken"].wait_result(timeout=5)
         print("broken, requeued:", again.status, "attempts", again.attempts)
+        await app.broker.delete_dead([entry.id])  # dead again: now gone for good
 
 
 def dlq_cli() -> None:
