@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from conveyor import Context, Conveyor, Depends, Scheduler, catch_up, cron, every
@@ -67,11 +67,22 @@ async def main() -> None:
 
         # Dynamic schedules, kept in the broker's schedule store. No tick from before
         # add() ever fires, whatever the missed-run policy.
-        await app.schedules.add("cleanup", cleanup, every=1, kwargs={"older_than": 3600})
+        await app.schedules.add("cleanup", cleanup, every=1, args=[3600])
         await app.schedules.add(
             "cleanup-catch-up", cleanup, every=1, kwargs={"older_than": 60}, missed=catch_up(60)
         )
+        await app.schedules.add(
+            "nightly-report", report, cron="0 3 * * *", tz="Europe/Berlin", kwargs={"team": "ops"}
+        )
+        launch = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+        await app.schedules.add("launch", report, at=launch, kwargs={"team": "all"})
         await app.schedules.pause("daily-report")  # a code schedule can be paused, not removed
+        await app.schedules.pause("nightly-report")
+        await app.schedules.resume("nightly-report")
+        handle = await app.schedules.run_now("nightly-report")  # one extra run now
+        print("code and dynamic schedules:")
+        for info in await app.schedules.list():
+            print(f"  {info.schedule.id:14} {info.schedule.describe():38} next {info.next_run}")
         print(
             "next 3 of cleanup:",
             [d.strftime("%H:%M:%S") for d in await app.schedules.next_runs("cleanup", 3)],
@@ -98,7 +109,8 @@ async def main() -> None:
         for schedule_id in ("cleanup", "cleanup-catch-up"):
             fired = sorted(when for sid, when in runs if sid == schedule_id)
             print(f"after the downtime, {schedule_id}: {fired}")
-        await app.schedules.remove("cleanup")
+        print("the extra nightly-report run:", await handle.get(timeout=5))
+        await app.schedules.remove("cleanup")  # False if there was none
 
 
 if __name__ == "__main__":
