@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry
 
 from conveyor import Conveyor, Hook, fixed
 from conveyor.observability import events
 from conveyor.observability.events import EventLog
 from conveyor.observability.logging import configure_logging
-from conveyor.observability.metrics import PrometheusHook, render_metrics
+from conveyor.observability.metrics import PrometheusHook, render_metrics, serve_metrics
 from conveyor.observability.tracing import TracingHook
 
-app = Conveyor("memory://", fetch_wait=0.1)
-log = logging.getLogger("example")
+app = Conveyor("memory://", fetch_wait=0.1, events=True)  # events: the event log, off by default
+logger = logging.getLogger("example")
 
 
 class SlowOrFailed(Hook):
@@ -36,42 +36,57 @@ class SlowOrFailed(Hook):
 
 @app.task(name="resize")
 async def resize(path: str) -> str:
-    log.info("resizing %s", path)  # carries task_id, task and attempt
+    logger.info("resizing %s", path)  # carries task_id, task and attempt
     await asyncio.sleep(0.01)
     return path + ".small"
 
 
 @app.task(name="flaky", retries=1, backoff=fixed(0.0))
 def flaky() -> None:
-    log.warning("about to fail")  # a def task on the thread pool: same fields
+    logger.warning("about to fail")  # a def task on the thread pool: same fields
     raise ConnectionError("upstream down")
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        return str(response.read().decode())
 
 
 async def main() -> None:
     configure_logging("INFO", "json")
-    registry = CollectorRegistry()  # the global one by default; a fresh one here
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     app.add_hook(SlowOrFailed())
-    app.add_hook(PrometheusHook(registry))
+    app.add_hook(PrometheusHook())  # before starting workers
     app.add_hook(TracingHook(provider))
 
     async with app:
         async with app.worker(concurrency=4):  # its stop writes the last event batch
-            await (await resize.kiq("a.png")).get(timeout=5)
+            handle = await resize.kiq("a.png")
+            await handle.get(timeout=5)
             await (await flaky.kiq()).wait_result(timeout=5)
+        task_id = handle.task_id
 
         print("the event log (what the dashboard reads):")
-        for entry in await EventLog.of(app).recent(20):
-            event = entry.event
-            print(f"  {entry.id:>3} {event.kind:<10} {getattr(event, 'task', '')}")
+        log = EventLog.of(app)  # the app's broker, on the running loop
+        page = await log.recent(200)  # the last 200 LoggedEvent(id, event), oldest first
+        for entry in page:
+            print(f"  {entry.id:>3} {entry.event.kind:<10} {getattr(entry.event, 'task', '')}")
+        cursor = page[-1].id if page else ""
+        new = await log.read(after=cursor, limit=500)  # strictly after the cursor, oldest first
+        timeline = await log.timeline(task_id)  # one task's events, oldest first (a scan)
+        print(f"  {len(new)} newer; resize's timeline: {[event.kind for event in timeline]}")
 
-        body, _ = await render_metrics(app, registry)
-        print("some metrics:")
+        body, content_type = await render_metrics(app)  # for a /metrics route of your web app
+        print("some metrics, as", content_type)
         for line in body.decode().splitlines():
             if line.startswith(("conveyor_tasks_total{", "conveyor_task_retries_total{")):
                 print("  " + line)
+        server = serve_metrics(app, 0, "127.0.0.1")  # or a server thread; port 0: any free one
+        served = await asyncio.to_thread(scrape, server.port)
+        server.close()
+        print("served /metrics:", "conveyor_workers_alive" in served)
 
     print("spans:", sorted({span.name for span in exporter.get_finished_spans()}))
     provider.shutdown()
