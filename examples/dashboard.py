@@ -22,21 +22,21 @@ from conveyor import Context, Conveyor, Depends, fixed
 from conveyor.dashboard import create_dashboard
 from conveyor.integrations.fastapi import lifespan
 
-app = Conveyor("memory://", fetch_wait=0.1, heartbeat_interval=0.5, events=True)
+conveyor_app = Conveyor("memory://", fetch_wait=0.1, heartbeat_interval=0.5, events=True)
 
 
-@app.task(name="send_email")
+@conveyor_app.task(name="send_email")
 async def send_email(to: str, subject: str) -> str:
     await asyncio.sleep(0.05)
     return f"sent {subject!r} to {to}"
 
 
-@app.task(name="sync_crm", retries=1, backoff=fixed(0.1))
+@conveyor_app.task(name="sync_crm", retries=1, backoff=fixed(0.1))
 async def sync_crm(account_id: int) -> None:
     raise ConnectionError(f"CRM refused account {account_id}")
 
 
-@app.task(name="build_report")
+@conveyor_app.task(name="build_report")
 async def build_report(report_id: int, ctx: Context = Depends()) -> str:
     for step in range(100):
         await ctx.progress(step / 100, f"page {step + 1}")
@@ -45,8 +45,8 @@ async def build_report(report_id: int, ctx: Context = Depends()) -> str:
 
 
 TOKEN = secrets.token_urlsafe(16)  # in production: an environment variable
-api = FastAPI(lifespan=lifespan(app))  # connects the Conveyor app with the API
-api.mount("/conveyor", create_dashboard(app, token=TOKEN))
+api = FastAPI(lifespan=lifespan(conveyor_app))  # connects the Conveyor app with the API
+api.mount("/conveyor", create_dashboard(conveyor_app, token=TOKEN))
 
 
 @api.post("/signup")
@@ -60,7 +60,7 @@ async def main(serve: bool) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
         await asyncio.sleep(0.05)
-    async with app.worker(concurrency=4):
+    async with conveyor_app.worker(concurrency=4):
         base = "http://127.0.0.1:8765"
         async with httpx.AsyncClient(base_url=base, follow_redirects=True) as client:
             for n in range(5):
