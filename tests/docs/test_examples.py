@@ -43,7 +43,15 @@ PROGRAMS = [_program(path) for path in [*SCRIPTS, "fastapi_app/tests"]]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: f"examples/{p.id}")
+@pytest.mark.parametrize(
+    "program",
+    [
+        pytest.param(
+            p, id=f"examples/{p.id}", marks=[pytest.mark.service(p.needs)] if p.needs else []
+        )
+        for p in PROGRAMS
+    ],
+)
 def test_example_runs_exits_0_and_leaves_nothing_behind(
     program: Program, launched: Launcher
 ) -> None:

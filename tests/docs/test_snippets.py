@@ -26,7 +26,11 @@ The first line of a block says what it is:
 
 Anything else: a complete program, saved as ``snippet.py`` and run with
 ``python snippet.py`` in an empty directory, with no ``CONVEYOR_*`` variable set (so
-``Conveyor()`` uses ``sqlite:///conveyor.db`` there); it must exit 0.
+``Conveyor()`` uses ``sqlite:///conveyor.db`` there); it must exit 0. A program that
+defines ``main()`` must run it, one that defines ``test_*`` functions must be a
+``# test_*.py`` file (else its tests would pass unrun), and one with an
+``if __name__ == "__main__":`` guard must also import cleanly: saved as a module, it
+prints nothing and writes nothing.
 
 A program or file that mentions a ``redis://`` URL in its code needs Redis: it is
 skipped when Redis is down, and fails then with ``CI=true``.
@@ -136,6 +140,7 @@ class Snippet:
             return (run, imported)
         if kind == "file":
             path = FILE.match(block.first)["path"]  # type: ignore[index]
+            argv: tuple[str, ...]
             if Path(path).name.startswith("test_"):
                 argv = (PYTHON, "-m", "pytest", *PYTEST_OPTIONS, path)
             else:
@@ -261,7 +266,13 @@ def missing_lines(block: Block, source: str) -> list[str]:
 # -- the tests ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda s: s.block.id)
+def _param(snippet: Snippet) -> object:
+    needs = sorted({program.needs for program in snippet.programs if program.needs})
+    marks = [pytest.mark.service(name) for name in needs]
+    return pytest.param(snippet, id=snippet.block.id, marks=marks)
+
+
+@pytest.mark.parametrize("snippet", [_param(s) for s in SNIPPETS])
 def test_snippet(snippet: Snippet, launched: Launcher) -> None:
     block = snippet.block
     if snippet.kind == "fragment":
