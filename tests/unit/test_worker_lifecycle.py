@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from conveyor import Context, Conveyor, Depends, TaskStatus
 from tests.conftest import connected_app, fast_app
 
@@ -155,3 +157,13 @@ async def test_the_processed_count_is_reported_soon_after_tasks_finish(tmp_path:
                     break
                 assert asyncio.get_running_loop().time() < deadline, info
                 await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite", "redis"])
+async def test_stopping_an_idle_worker_interrupts_its_fetch(scheme: str, tmp_path: Path) -> None:
+    # with a fetch that would wait 30 s, only an interrupted fetch lets stop() end in time
+    async with connected_app(scheme, tmp_path, fetch_wait=30.0) as app:
+        worker = app.worker()
+        await worker.start()
+        await asyncio.sleep(0.2)  # the fetch is waiting now
+        await asyncio.wait_for(worker.stop(), 5.0)

@@ -269,6 +269,12 @@ class Broker(Protocol):
         lease with its attempt counted. Waits up to ``wait`` seconds for the first one."""
         ...
 
+    def interrupt_fetch(self) -> None:
+        """Make a fetch that is waiting for messages return now, with what it claimed (or
+        the next fetch, if none is waiting): a stopping worker does not wait out ``wait``.
+        Called on the fetching event loop. A fetch may always return early and empty."""
+        ...
+
     async def settle(self, batch: Sequence[Settlement]) -> list[bool]:
         """Apply each outcome atomically if we still own the delivery (False if not)."""
         ...

@@ -101,6 +101,7 @@ class MemoryBroker:
         self._dead_jobs: dict[str, _Job] = {}
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._waiters: set[_Waiter] = set()
+        self._interrupted = False  # interrupt_fetch(): the waiting fetch returns now
         self._abort_signals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AbortSignals] = (
             weakref.WeakKeyDictionary()
         )
@@ -194,6 +195,9 @@ class MemoryBroker:
                 claimed = self._claim(queues, count, now)
                 if claimed or wait <= 0:
                     return claimed
+                if self._interrupted:
+                    self._interrupted = False
+                    return []
                 next_due = self._delayed[0][0] - now if self._delayed else None
                 self._waiters.add(waiter)
             remaining = deadline - loop.time()
@@ -208,6 +212,13 @@ class MemoryBroker:
                 pass
             finally:
                 self._drop_waiter(waiter)
+
+    def interrupt_fetch(self) -> None:
+        with self._lock:
+            self._interrupted = True
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.wake()
 
     def _drop_waiter(self, waiter: _Waiter) -> None:
         with self._lock:

@@ -291,6 +291,37 @@ async def check_blocking_fetch_wakes_on_publish(factory: BrokerFactory) -> None:
         assert time.monotonic() - started < 1.5
 
 
+async def check_waiting_fetch_takes_a_delayed_message_when_due(factory: BrokerFactory) -> None:
+    """A fetch waiting on an empty queue returns a delayed message published meanwhile
+    (and a retry parked meanwhile) when it falls due, not at the end of its wait."""
+    async with factory(conformance_settings()) as broker:
+        waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
+        await asyncio.sleep(0.1)
+        await broker.publish([_out(b"soon", not_before=time.time() + 0.2)])
+        (got,) = await asyncio.wait_for(waiting, 10.0)
+        assert got.body == b"soon"
+        waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
+        await asyncio.sleep(0.1)
+        assert await got.retry(0.2)
+        (again,) = await asyncio.wait_for(waiting, 10.0)
+        assert (again.body, again.attempt) == (b"soon", 2)
+        assert await again.ack()
+
+
+async def check_interrupt_fetch(factory: BrokerFactory) -> None:
+    """interrupt_fetch() ends a waiting fetch at once, and one that has not begun to wait."""
+    async with factory(conformance_settings()) as broker:
+        waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
+        await asyncio.sleep(0.1)
+        broker.interrupt_fetch()
+        assert await asyncio.wait_for(waiting, 10.0) == []
+        broker.interrupt_fetch()  # before the fetch: it returns rather than wait
+        assert await asyncio.wait_for(broker.fetch(["default"], 1, 30.0), 10.0) == []
+        await broker.publish([_out(b"after")])  # and the next fetch works as usual
+        (got,) = await asyncio.wait_for(broker.fetch(["default"], 1, 30.0), 10.0)
+        assert got.body == b"after"
+
+
 async def check_task_status_and_depths(factory: BrokerFactory) -> None:
     """task_status and queue_depths follow a message through its states."""
     async with factory(conformance_settings()) as broker:
@@ -587,6 +618,8 @@ CHECKS: list[Check] = [
     check_idempotency_key_admits_one,
     check_duplicate_task_id,
     check_blocking_fetch_wakes_on_publish,
+    check_waiting_fetch_takes_a_delayed_message_when_due,
+    check_interrupt_fetch,
     check_task_status_and_depths,
     check_result_store,
     check_ack_stores_result_atomically,

@@ -153,9 +153,12 @@ class Worker:
         )
 
     def request_stop(self) -> None:
-        """Ask the worker to stop gracefully (safe from signal handlers)."""
+        """Ask the worker to stop gracefully (safe from signal handlers): a fetch waiting
+        for work returns at once."""
         self._stopping.set()
         self._slot_free.set()
+        if self._fetcher is not None:
+            self._broker.interrupt_fetch()
 
     async def wait_stopped(self) -> None:
         """Wait until a stop was requested (by a signal, or max_tasks reached)."""
@@ -168,7 +171,7 @@ class Worker:
             return
         self.request_stop()
         if self._fetcher is not None:
-            await self._fetcher  # a fetch in progress returns within fetch_wait
+            await self._fetcher  # a fetch in progress was interrupted by request_stop()
         if self._alone_waiting is not None:  # never started: hand it back uncharged
             waiting, self._alone_waiting = self._alone_waiting, None
             self._held.pop(id(waiting), None)

@@ -54,6 +54,7 @@ from conveyor.brokers.redis.lease import RedisLeaseKeeper, idle_ms
 from conveyor.brokers.redis.pubsub import ChannelListener
 from conveyor.brokers.redis.results import RedisResultStore
 from conveyor.brokers.redis.schedules import RedisScheduleStore
+from conveyor.brokers.redis.wakeup import FetchWaker
 from conveyor.errors import BrokerUnavailable
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
@@ -89,6 +90,7 @@ class RedisBroker:
         )
         self._schedules = RedisScheduleStore(self)
         self._events = RedisEventStore(self, self._settings.events_max)
+        self._waker = FetchWaker(lambda: self.client, lambda: self._blocking, self.keys.delays)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class RedisBroker:
 
     async def close(self) -> None:
         await self._abort_listener.close()
+        await self._waker.close()
         self._aborts.reset()  # its event may be bound to this event loop
         await self._results.close()
         for client in (self._client, self._blocking):
@@ -195,7 +198,7 @@ class RedisBroker:
         async with self.client.pipeline(transaction=False) as pipe:
             order = []
             for queue, indexes in by_queue.items():
-                args: list[Any] = [self.keys.group]
+                args: list[Any] = [self.keys.group, self.keys.prefix]
                 for i in indexes:
                     item = batch[i]
                     args += [
@@ -217,6 +220,19 @@ class RedisBroker:
     # -- fetch ---------------------------------------------------------------------
 
     async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
+        deadline = time.monotonic() + wait
+        while True:
+            out = await self._claim(queues, count)
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0.001:
+                return out
+            out = await self._blocking_fetch(queues, count, remaining)
+            if out or self._waker.take_interrupt():
+                return out
+            # the read ended empty: a delayed message fell due, or the wait is over
+
+    async def _claim(self, queues: Sequence[str], count: int) -> list[Delivery]:
+        """fetch.lua per queue: promote due delayed messages, claim new ones."""
         out: list[Delivery] = []
         for queue in queues:
             remaining = count - len(out)
@@ -239,40 +255,59 @@ class RedisBroker:
                         abort_requested=flat[i + 6] == 1,
                     )
                 )
-        if out or wait <= 0:
-            return out
-        return await self._blocking_fetch(queues, count, wait)
+        return out
+
+    def interrupt_fetch(self) -> None:
+        self._waker.interrupt()
 
     async def _blocking_fetch(
         self, queues: Sequence[str], count: int, wait: float
     ) -> list[Delivery]:
+        """Wait in XREADGROUP BLOCK until a message arrives, ``wait`` passes, or the
+        earliest delayed message is due (a new earlier one ends the wait: wakeup.py)."""
+        waker = self._waker
+        if waker.interrupted:
+            return []
+        await waker.start()  # listening before the look below, so no announcement is missed
+        waker.look()
         async with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
             for queue in queues:
                 pipe.zrevrange(self.keys.priorities(queue), 0, -1)
                 pipe.zrange(self.keys.delayed(queue), 0, 0, withscores=True)
             answers = await pipe.execute()
+        seconds, micros = answers[0]
+        server_now = int(seconds) + int(micros) / 1e6  # delays are due by the server's clock
         streams: dict[bytes | str, str] = {}
         stream_queue: dict[bytes | str, tuple[str, bytes]] = {}
-        block = wait
-        now = time.time()
-        for queue, prios, first_due in zip(queues, answers[::2], answers[1::2], strict=True):
+        tags = {self.keys.tag(queue) for queue in queues}
+        due_ms = [waker.heard(tags)]
+        rest = answers[1:]
+        for queue, prios, first_due in zip(queues, rest[::2], rest[1::2], strict=True):
             for prio in prios:
                 key = self.keys.stream(queue, prio.decode())
                 streams[key] = ">"
                 stream_queue[key.encode()] = (queue, prio)
             if first_due:
-                block = min(block, max(first_due[0][1] / 1000.0 - now, 0.0))
-        if block <= 0.001 or not streams:
+                due_ms.append(int(first_due[0][1]))
+        known = [due for due in due_ms if due is not None]
+        due_at = min(known) / 1000.0 if known else None
+        if (due_at is not None and due_at - server_now <= 0.001) or not streams:
+            return []
+        if waker.interrupted:
             return []
         assert self._blocking is not None
         try:
-            reply = await self._blocking.xreadgroup(
-                self.keys.group,
-                self.consumer,
-                streams,
-                count=count,
-                block=max(int(block * 1000), 1),
-            )
+            # the server ends a BLOCK only on its cron tick (up to 100 ms late at hz 10),
+            # so the waker ends it at the due time; the server's timeout is the fallback
+            with waker.blocking(tags, wait, server_now - time.time(), due_at):
+                reply = await self._blocking.xreadgroup(
+                    self.keys.group,
+                    self.consumer,
+                    streams,
+                    count=count,
+                    block=max(int(wait * 1000), 1),
+                )
         except redis.ResponseError as exc:
             # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted while we waited.
             # Both mean the server lost data (restart without persistence, FLUSHALL):
@@ -350,7 +385,7 @@ class RedisBroker:
                 data, ttl = _result_args(outcome.result)
                 args += [stream, entry, delivery.task_id, data, ttl]
         elif kind == "Retry":
-            args = [group, consumer]
+            args = [group, consumer, prefix]
             for delivery, outcome in items:
                 assert isinstance(outcome, Retry)
                 stream, entry = delivery.token

@@ -28,6 +28,7 @@ __all__ = [
     "HiredisPackConnection",
     "HiredisPackSSLConnection",
     "Scripts",
+    "blocked_client_id",
     "new_client",
     "reachable_client",
     "split_url",
@@ -59,9 +60,17 @@ class HiredisPackSSLConnection(aioredis.SSLConnection, HiredisPackConnection):
 
 
 def new_client(url: str, settings: Settings, *, blocking: bool = False) -> aioredis.Redis:
+    """A client for ``url``. A ``blocking`` one (for ``XREADGROUP ... BLOCK``) holds a
+    single connection whose ``client_id`` (see :func:`blocked_client_id`) another
+    connection can pass to ``CLIENT UNBLOCK``, to end its wait early."""
     # a blocking XREADGROUP must finish within the socket timeout (redis-py #2807)
     timeout = settings.fetch_wait + 10.0 if blocking else 10.0
     secure = urlsplit(url).scheme == "rediss"
+    single: dict[str, Any] = (
+        {"single_connection_client": True, "redis_connect_func": _connect_keeping_id}
+        if blocking
+        else {}
+    )
     return aioredis.Redis.from_url(
         url,
         connection_class=HiredisPackSSLConnection if secure else HiredisPackConnection,
@@ -71,7 +80,21 @@ def new_client(url: str, settings: Settings, *, blocking: bool = False) -> aiore
         health_check_interval=30,
         retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **single,
     )
+
+
+async def _connect_keeping_id(connection: Any) -> None:
+    """The usual handshake, then ``CLIENT ID`` kept on the connection (again after every
+    reconnect, which gives the connection a new id)."""
+    await connection.on_connect()
+    await connection.send_command("CLIENT", "ID")
+    connection.conveyor_client_id = int(await connection.read_response())
+
+
+def blocked_client_id(client: aioredis.Redis) -> int | None:
+    """The server-side id of a blocking client's connection, once it has connected."""
+    return getattr(client.connection, "conveyor_client_id", None)
 
 
 async def reachable_client(url: str, redis_url: str, settings: Settings) -> aioredis.Redis:

@@ -24,6 +24,8 @@ p:progress:<task id>            string     the latest progress snapshot
 p:waiting:<task id>             string     set while a producer waits (PUBLISH only then)
 p:results                       channel    "<len>:<task id><result>" when a waited result lands
 p:aborts                        channel    the task id, when a running task is aborted
+p:delays                        channel    "<due ms> <tag>" when a delayed message becomes
+                                           its queue's earliest (wakeup.py)
 p:workers / p:workers:expiry    hash/zset  heartbeat records and their expiry
 p:schedules                     hash       dynamic schedule specs
 p:events                        stream     the event log (field e = one encoded event),
@@ -87,6 +89,10 @@ class Keys:
     @property
     def aborts_channel(self) -> str:
         return f"{self.prefix}:aborts"
+
+    @property
+    def delays(self) -> str:
+        return f"{self.prefix}:delays"
 
     @property
     def workers(self) -> str:

@@ -105,6 +105,8 @@ class SqliteBroker:
         self._schedules = SqliteScheduleStore(url, self._settings, database=self._db)
         self._abort_signals: Subscription | None = None
         self._events = SqliteEventStore(self._db, self._settings.events_max)
+        self._waiting: set[Subscription] = set()  # fetches waiting for a wake-up
+        self._interrupted = False  # interrupt_fetch(): the waiting fetch returns now
 
     @property
     def path(self) -> Path:
@@ -198,19 +200,29 @@ class SqliteBroker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         with self._db.queue_wake.subscribe(queues) as wake:
-            while True:
-                wake.clear()
-                # Subscribed before this look: a publish it misses is one that wakes us.
-                claimed, next_due = await self._claim(queues, count)
-                if claimed:
-                    return claimed
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return []
-                pause = min(remaining, self._db.poll_interval)
-                if next_due is not None:
-                    pause = min(pause, max(next_due - self._clock.now(), 0.001))
-                await wake.wait(pause)
+            self._waiting.add(wake)
+            try:
+                while True:
+                    wake.clear()
+                    # Subscribed before this look: a publish it misses is one that wakes us.
+                    claimed, next_due = await self._claim(queues, count)
+                    if claimed:
+                        return claimed
+                    remaining = deadline - loop.time()
+                    if remaining <= 0 or self._interrupted:
+                        self._interrupted = False
+                        return []
+                    pause = min(remaining, self._db.poll_interval)
+                    if next_due is not None:
+                        pause = min(pause, max(next_due - self._clock.now(), 0.001))
+                    await wake.wait(pause)
+            finally:
+                self._waiting.discard(wake)
+
+    def interrupt_fetch(self) -> None:
+        self._interrupted = True
+        for wake in self._waiting:
+            wake.poke()
 
     async def _claim(self, queues: list[str], count: int) -> _Claim:
         future = self._db.submit(self._claim_sync, queues, count, self._clock.now())

@@ -188,6 +188,10 @@ class Subscription:
         """Forget wake-ups received so far; call it right before re-checking."""
         self._event.clear()
 
+    def poke(self) -> None:
+        """Wake this subscription's waiter from its own event loop (no datagram)."""
+        self._event.set()
+
     def take(self) -> list[str]:
         """The topics received since the last take (a subscription to every topic), and
         clear the wake-up."""

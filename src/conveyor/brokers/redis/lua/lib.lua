@@ -98,6 +98,16 @@ local function start(tag, task_id, prio, entry_id)
   return attempt, tonumber(f[1] or '0'), tonumber(f[2] or '0')
 end
 
+-- After `task_id` joined the delayed set with score `due`: if it is now the earliest,
+-- announce "<due ms> <tag>" on <prefix>:delays. A worker whose blocking read would wait
+-- past that time wakes for it; later ones change nothing and are not announced.
+local function announce_due(tag, prefix, task_id, due)
+  local first = redis.call('ZRANGE', tag .. ':delayed', 0, 0)
+  if first[1] == task_id then
+    redis.call('PUBLISH', prefix .. ':delays', due .. ' ' .. tag)
+  end
+end
+
 -- Move due delayed messages (retries and delayed enqueues) to their streams.
 local function promote_due(tag, group, now, limit)
   local due = redis.call('ZRANGEBYSCORE', tag .. ':delayed', '-inf', now, 'LIMIT', 0, limit)

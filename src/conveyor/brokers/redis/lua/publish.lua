@@ -1,15 +1,16 @@
 -- publish.lua: enqueue a batch for one queue, with idempotency.
--- KEYS: tag of the queue.  ARGV: group, then per message 6 values:
+-- KEYS: tag of the queue.  ARGV: group, key prefix, then per message 6 values:
 --   task id, body, priority, not-before (unix ms, 0 = now), idempotency key ('' = none),
 --   key ttl ms (how long the key keeps pointing at the task after it ends).
+-- A delayed message that becomes the queue's earliest is announced (announce_due).
 -- Returns, per message, the task id that stands for it: the existing one when the key or
 -- the task id is already known (nothing is written then), else its own. A dead-lettered
 -- task's id may be reused: its dead letter is replaced by the new run, unless the
 -- message's key is still live (then nothing is written, the dead letter stays).
-local tag, group = KEYS[1], ARGV[1]
+local tag, group, prefix = KEYS[1], ARGV[1], ARGV[2]
 local now = now_ms()
 local out = {}
-for i = 2, #ARGV, 6 do
+for i = 3, #ARGV, 6 do
   local id, body, prio, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local key, key_ttl = ARGV[i + 4], ARGV[i + 5]
   local job = tag .. ':job:' .. id
@@ -32,6 +33,7 @@ for i = 2, #ARGV, 6 do
     if due > now then
       redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'b', body)
       redis.call('ZADD', tag .. ':delayed', due, id)
+      announce_due(tag, prefix, id, due)
     else
       local e = enqueue(tag, group, id, body, prio)
       redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'e', e)

@@ -1,12 +1,13 @@
 -- retry.lua: acknowledge and delete the entry and park the message in the delayed set,
 -- keeping its attempt count, only if this consumer still owns it.
--- KEYS: tag.  ARGV: group, consumer, then per message 5 values:
+-- KEYS: tag.  ARGV: group, consumer, key prefix, then per message 5 values:
 --   stream, entry id, task id, delay ms, body.
--- Returns 1 per message on success, 0 if the lease was lost.
-local tag, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+-- Returns 1 per message on success, 0 if the lease was lost. A retry that becomes the
+-- queue's earliest delayed message is announced (announce_due).
+local tag, group, consumer, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local out = {}
-for i = 3, #ARGV, 5 do
+for i = 4, #ARGV, 5 do
   local stream, id, task_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if owned(stream, group, consumer, id) then
     redis.call('XACK', stream, group, id)
@@ -14,7 +15,9 @@ for i = 3, #ARGV, 5 do
     local job = tag .. ':job:' .. task_id
     redis.call('HSET', job, 'b', ARGV[i + 4], 's', 'queued')
     redis.call('HDEL', job, 'e', 'r')
-    redis.call('ZADD', tag .. ':delayed', now + tonumber(ARGV[i + 3]), task_id)
+    local due = now + tonumber(ARGV[i + 3])
+    redis.call('ZADD', tag .. ':delayed', due, task_id)
+    announce_due(tag, prefix, task_id, due)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
