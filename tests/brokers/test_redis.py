@@ -68,3 +68,24 @@ def _result_for(task_id: str) -> Any:
         return StoredResult(task_id, b"must not be stored", 60.0)
 
     return build
+
+
+async def test_a_server_warning_is_logged_once_per_process(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from conveyor.brokers.redis import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "_WARNED", set())
+    if await broker.client.config_get("appendonly") != {"appendonly": "no"} and (
+        await broker.client.config_get("appendonly") != {b"appendonly": b"no"}
+    ):
+        pytest.skip("this Redis keeps data on disk: it has nothing to warn about")
+    with caplog.at_level(logging.WARNING, "conveyor.redis"):
+        for _ in range(3):  # the app's, the sync portal's, another loop's connection
+            other = broker.clone()
+            await other.connect()
+            await other.close()
+    warnings = [r for r in caplog.records if "persistence off" in r.getMessage()]
+    assert len(warnings) == 1

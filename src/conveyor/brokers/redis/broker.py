@@ -29,6 +29,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
@@ -143,7 +144,9 @@ class RedisBroker:
         try:
             config = await self.client.config_get("maxmemory-policy")
             policy = config.get(b"maxmemory-policy", config.get("maxmemory-policy", b""))
-            if policy not in (b"noeviction", "noeviction", b"", ""):
+            if policy not in (b"noeviction", "noeviction", b"", "") and _first_time(
+                "eviction", self.url
+            ):
                 log.warning(
                     "Redis %s evicts keys (maxmemory-policy=%s): queued tasks can be lost; "
                     "set maxmemory-policy noeviction",
@@ -154,7 +157,7 @@ class RedisBroker:
             save = await self.client.config_get("save")
             aof = persistence.get(b"appendonly", persistence.get("appendonly"))
             snapshots = save.get(b"save", save.get("save"))
-            if aof in (b"no", "no") and not snapshots:
+            if aof in (b"no", "no") and not snapshots and _first_time("persistence", self.url):
                 log.warning(
                     "Redis %s has persistence off (appendonly no, no save points): a Redis "
                     "restart loses every queued task; use appendonly yes with appendfsync always "
@@ -641,6 +644,20 @@ class RedisBroker:
             return []
         records = await self.client.hmget(self.keys.workers, alive)
         return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in records if r is not None]
+
+
+# (warning, server) pairs already logged by this process: every connection checks the
+# server (the app's, the sync portal's, each clone's), but a warning is said once
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _first_time(warning: str, url: str) -> bool:
+    parts = urlsplit(url)
+    server = f"{parts.hostname}:{parts.port}{parts.path}"
+    if (warning, server) in _WARNED:
+        return False
+    _WARNED.add((warning, server))
+    return True
 
 
 _SCRIPT_FOR = {"Ack": "ack", "Retry": "retry", "DeadLetter": "dead_letter", "Release": "release"}
