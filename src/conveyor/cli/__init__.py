@@ -5,16 +5,17 @@
     conveyor worker  pkg.tasks:app [more.modules ...] --workers 2 --concurrency 100 \\
                      --queues default,reports --max-tasks-per-child 1000 --grace 30 --reload \\
                      --with-scheduler [--skip-first-run]
-    conveyor scheduler pkg.tasks:app [--skip-first-run]
+    conveyor scheduler pkg.tasks:app [--skip-first-run] [--wait-for-broker SECONDS]
     conveyor schedules [-m more.modules] pkg.tasks:app list|add|remove|pause|resume|run-now
     conveyor status  pkg.tasks:app
-    conveyor dlq     pkg.tasks:app list|show|requeue|purge
+    conveyor dlq     pkg.tasks:app list|show|requeue|purge   (or: conveyor dlq list pkg.tasks:app)
     conveyor abort   pkg.tasks:app TASK_ID [TASK_ID ...]
     conveyor dashboard pkg.tasks:app [--host 127.0.0.1] [--port 8000] [--read-only]
     conveyor demo
 
 This module holds the ``main`` group and what every command shares: loading the app
-(:func:`import_app`), logging, and running one job against a connected app. Each family
+(:func:`import_app`), logging, the app-first command groups, how a broker URL is shown,
+and running one job against a connected app (:func:`_run`). Each family
 of commands is a module of this package (``worker``, ``schedules``, ``status``, ``dlq``,
 ``abort``, ``dashboard``, ``demo``) that registers on ``main`` when imported, at the end
 of this file.
@@ -25,19 +26,50 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+import sysconfig
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
 from conveyor.app import Conveyor
-from conveyor.errors import ConveyorError
+from conveyor.brokers import redact_url
+from conveyor.errors import ConfigurationError, ConveyorError
 
-__all__ = ["configure_logging", "import_app", "main"]
+if TYPE_CHECKING:
+    from rich.table import Column
+
+__all__ = [
+    "LOG_LEVELS",
+    "AppGroup",
+    "AppImportError",
+    "configure_logging",
+    "id_column",
+    "import_app",
+    "log_level_option",
+    "main",
+    "missing_database",
+    "relative_path_hint",
+    "shown_url",
+    "user_traceback",
+]
 
 T = TypeVar("T")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Log level (any case).",
+)
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
@@ -51,28 +83,33 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
+class AppImportError(click.ClickException):
+    """``APP`` or a task module could not be imported: one line, exit code 2 (a wrong
+    argument, like click's usage errors)."""
+
+    exit_code = 2
+
+
 def import_app(path: str, modules: Sequence[str] = ()) -> Conveyor:
     """Import ``module:attribute`` (or a module holding one Conveyor app) and the extra
     task ``modules``, the way taskiq's worker does. The current directory is importable.
 
     The attribute may also be any object holding its app as ``.conveyor``, such as a
-    ``conveyor.compat.taskiq`` broker or scheduler."""
+    ``conveyor.compat.taskiq`` broker or scheduler. Raises :class:`AppImportError`, whose
+    message names the file and line when the error happened inside the user's module."""
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.UsageError(f"cannot import {module_name!r}: {exc}") from exc
+    module = _import(module_name, "")
     if attribute:
         app = getattr(module, attribute, None)
         if app is None:
-            raise click.UsageError(f"module {module_name!r} has no attribute {attribute!r}")
+            raise AppImportError(f"module {module_name!r} has no attribute {attribute!r}")
     else:
         found = [v for v in vars(module).values() if isinstance(v, Conveyor)]
         if len(found) != 1:
-            raise click.UsageError(
+            raise AppImportError(
                 f"{module_name!r} holds {len(found)} Conveyor apps; name one as {module_name}:app"
             )
         app = found[0]
@@ -80,13 +117,88 @@ def import_app(path: str, modules: Sequence[str] = ()) -> Conveyor:
     if not isinstance(app, Conveyor) and isinstance(wrapped, Conveyor):
         app = wrapped
     if not isinstance(app, Conveyor):
-        raise click.UsageError(f"{path!r} is a {type(app).__name__}, not a Conveyor app")
+        raise AppImportError(f"{path!r} is a {type(app).__name__}, not a Conveyor app")
     for extra in modules:
-        try:
-            importlib.import_module(extra)
-        except ImportError as exc:
-            raise click.UsageError(f"cannot import task module {extra!r}: {exc}") from exc
+        _import(extra, "task module ")
     return app
+
+
+def _import(module_name: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except (ImportError, SyntaxError, ConveyorError) as exc:
+        if _is_missing(exc, module_name):
+            raise AppImportError(f"cannot import {what}{module_name!r}: {exc}") from exc
+        raise AppImportError(f"cannot import {what}{module_name!r}: {_located(exc)}") from exc
+    except Exception as exc:  # a bug in the module: its own frames say where
+        raise AppImportError(
+            f"cannot import {what}{module_name!r}:\n{user_traceback(exc)}"
+        ) from exc
+
+
+def _is_missing(exc: BaseException, module_name: str) -> bool:
+    """Whether ``exc`` says that ``module_name`` (or a package above it) does not exist,
+    rather than that something inside it failed."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    return missing is not None and (module_name == missing or module_name.startswith(f"{missing}."))
+
+
+def _located(exc: BaseException) -> str:
+    """``exc``'s message with the file and line where it happened: the user's line for a
+    SyntaxError, else the innermost frame outside Conveyor and the import machinery."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.msg} ({_shown_path(exc.filename)}, line {exc.lineno})"
+    frames = _user_frames(exc) or [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")
+    ]
+    if not frames:
+        return str(exc)
+    last = frames[-1]
+    return f"{exc} ({_shown_path(last.filename)}, line {last.lineno})"
+
+
+_CONVEYOR_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
+_STDLIB_DIR = str(Path(sysconfig.get_paths()["stdlib"]).resolve()) + os.sep
+_SITE_DIRS = tuple(
+    str(Path(sysconfig.get_paths()[key]).resolve()) + os.sep for key in ("purelib", "platlib")
+)
+
+
+def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of ``exc``'s traceback in the user's code: not Conveyor's, not the
+    standard library's (asyncio, importlib), not the interpreter's frozen modules."""
+
+    def users(filename: str) -> bool:
+        if filename.startswith("<"):
+            return False
+        path = os.path.realpath(filename)
+        if path.startswith(_CONVEYOR_DIR):
+            return False
+        return not path.startswith(_STDLIB_DIR) or path.startswith(_SITE_DIRS)
+
+    return [f for f in traceback.extract_tb(exc.__traceback__) if users(f.filename)]
+
+
+def user_traceback(exc: BaseException) -> str:
+    """A traceback of ``exc`` that shows only the user's frames (all of them when none is
+    the user's), ending with the exception line: what a failing startup handler or
+    module prints instead of Conveyor's and asyncio's 80 lines of plumbing."""
+    frames = _user_frames(exc) or traceback.extract_tb(exc.__traceback__)
+    return "".join(
+        [
+            "Traceback (most recent call last; only your code's frames):\n",
+            *traceback.format_list(frames),
+            *traceback.format_exception_only(type(exc), exc),
+        ]
+    ).rstrip("\n")
+
+
+def _shown_path(filename: str) -> str:
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def discover_modules(patterns: Sequence[str], root: Path | None = None) -> list[str]:
@@ -107,7 +219,72 @@ def discover_modules(patterns: Sequence[str], root: Path | None = None) -> list[
     return names
 
 
-def _run(app: Conveyor, job: Callable[[Conveyor], Awaitable[T]]) -> T:
+def shown_url(url: str) -> str:
+    """``url`` as the CLI prints it: without its password, and with a ``sqlite://`` path
+    made absolute, since a relative one depends on the directory of each process.
+
+    >>> shown_url("sqlite:///conveyor.db")  # doctest: +SKIP
+    'sqlite:////srv/app/conveyor.db'
+    """
+    path = _sqlite_path(url)
+    return f"sqlite:///{path}" if path is not None else redact_url(url)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The absolute database path of a ``sqlite://`` URL; None for any other URL, or one
+    the broker will refuse with its own message."""
+    if urlsplit(url).scheme.lower() != "sqlite":
+        return None
+    from conveyor.brokers.sqlite.connection import path_from_url
+
+    try:
+        return path_from_url(url)
+    except ConfigurationError:
+        return None
+
+
+def missing_database(app: Conveyor) -> Path | None:
+    """The path of ``app``'s SQLite database when the file does not exist yet (so that
+    connecting would create it, empty); None when it exists or the broker is no file."""
+    path = _sqlite_path(app.settings.broker_url)
+    return path if path is not None and not path.exists() else None
+
+
+def relative_path_hint(app: Conveyor) -> str:
+    """What to do about a relative ``sqlite://`` path, or "" for an absolute one."""
+    url = app.settings.broker_url
+    if url.partition("://")[2].startswith("//"):
+        return ""
+    return (
+        f" The path in {url} is relative to the current directory: run this where the "
+        "workers run, or give an absolute path (sqlite:////srv/app/conveyor.db)."
+    )
+
+
+def _empty_stand_in(app: Conveyor) -> Conveyor:
+    """``app``'s tasks and settings on an empty ``memory://`` broker: what a reading
+    command shows for a database file that does not exist, without creating it."""
+    stand_in = Conveyor(settings=app.settings.replace(broker_url="memory://", result_url=None))
+    stand_in.tasks = app.tasks
+    return stand_in
+
+
+def _run(app: Conveyor, job: Callable[[Conveyor], Awaitable[T]], *, read_only: bool = False) -> T:
+    """Run ``job`` against ``app``, connected; a ConveyorError becomes one ``Error:`` line.
+
+    A ``read_only`` job on a SQLite database that does not exist runs against an empty
+    broker instead (the file is not created), with a warning naming the path: a relative
+    path from another directory is the usual cause. Any other job that creates the file
+    says so."""
+    missing = missing_database(app)
+    if missing is not None and read_only:
+        click.echo(
+            f"warning: {missing} does not exist; treating it as an empty database "
+            f"(not creating it).{relative_path_hint(app)}",
+            err=True,
+        )
+        app = _empty_stand_in(app)
+
     async def main() -> T:
         async with app:
             return await job(app)
@@ -116,6 +293,81 @@ def _run(app: Conveyor, job: Callable[[Conveyor], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if missing is not None and not read_only and missing.exists():
+            click.echo(
+                f"note: created a new database at {missing}.{relative_path_hint(app)}",
+                err=True,
+            )
+
+
+def id_column(header: str, ids: Iterable[str]) -> Column:
+    """A rich table column for ids, which must stay whole and on one line so that they can
+    be copied: as wide as the longest id; the other columns shrink instead."""
+    from rich.table import Column
+
+    width = max([len(header), *(len(i) for i in ids)])
+    return Column(header, no_wrap=True, min_width=width, overflow="ignore")
+
+
+class AppGroup(click.Group):
+    """A command group whose argument is the app: ``conveyor dlq APP list``. The natural
+    order, ``conveyor dlq list APP``, works too; an error says which orders work."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands and not ctx.resilient_parsing:
+            args = self._app_first(ctx, args)
+        return super().parse_args(ctx, args)
+
+    def _app_first(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """``[command, options..., APP, rest...]`` as ``[group options..., APP, command,
+        its options..., rest...]``."""
+        name, rest = args[0], args[1:]
+        ours = _options(self, ctx)
+        theirs = _options(self.commands[name], ctx)
+        moved: list[str] = []
+        kept: list[str] = []
+        index = 0
+        while index < len(rest):
+            token = rest[index]
+            key = token.partition("=")[0]
+            option = ours.get(key) or theirs.get(key)
+            if option is not None:
+                if option.is_eager:  # --help: click shows the group's help, as before
+                    return args
+                taken = 1 if option.is_flag or "=" in token else 2
+                (moved if key in ours else kept).extend(rest[index : index + taken])
+                index += taken
+            elif token.startswith("-"):  # unknown: click reports it after the move
+                kept.append(token)
+                index += 1
+            else:
+                return [*moved, token, name, *kept, *rest[index + 1 :]]
+        raise click.UsageError(f"missing APP: give it as {self._orders(name)}", ctx)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            order = self._orders(next(iter(self.commands)))
+            raise click.UsageError(
+                f"{exc.format_message()} Commands: {', '.join(self.commands)}, as in {order}",
+                ctx,
+            ) from None
+
+    def _orders(self, command: str) -> str:
+        return f"conveyor {self.name} APP {command} (or conveyor {self.name} {command} APP)"
+
+
+def _options(command: click.Command, ctx: click.Context) -> dict[str, click.Option]:
+    return {
+        flag: param
+        for param in command.get_params(ctx)
+        if isinstance(param, click.Option)
+        for flag in (*param.opts, *param.secondary_opts)
+    }
 
 
 @click.group()

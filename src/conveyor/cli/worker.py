@@ -1,5 +1,11 @@
 """``conveyor worker`` and ``conveyor scheduler``: the long-running processes, and the
-options they share (task module discovery, log format).
+options they share (task module discovery, log format, waiting for the broker).
+
+Both check that the broker and result store can be reached before anything runs: an
+unreachable one ends the command at once with one line and exit code 69 (sysexits'
+EX_UNAVAILABLE), unless ``--wait-for-broker SECONDS`` asks to retry it; a configuration
+error ends it with 78 (EX_CONFIG). The codes are those a worker process uses to tell
+its supervisor that it could not start (:mod:`conveyor.worker.supervisor`).
 """
 
 from __future__ import annotations
@@ -7,16 +13,129 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from conveyor.cli import configure_logging, discover_modules, import_app, main
-from conveyor.errors import ConveyorError
+from conveyor.app import Conveyor
+from conveyor.cli import (
+    configure_logging,
+    discover_modules,
+    import_app,
+    log_level_option,
+    main,
+    shown_url,
+)
+from conveyor.errors import BrokerUnavailable, ConveyorError
+from conveyor.worker.supervisor import BROKER_UNAVAILABLE_EXIT_CODE, STARTUP_FAILED_EXIT_CODE
 
-__all__ = ["scheduler", "worker"]
+__all__ = ["connect_waiting", "scheduler", "worker"]
+
+log = logging.getLogger("conveyor.cli")
+
+_FIRST_PAUSE = 0.5
+_MAX_PAUSE = 10.0
+
+
+async def connect_waiting(
+    connect: Callable[[], Awaitable[None]],
+    url: str,
+    wait: float,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """``await connect()``; while it raises :class:`BrokerUnavailable`, try again after
+    0.5 s, doubling up to 10 s, for up to ``wait`` seconds, logging one line per failed
+    attempt. Then the last error is raised, saying how long it waited. Other errors
+    (a ConfigurationError) are raised at once: waiting does not fix them.
+
+    >>> await connect_waiting(app.connect, app.settings.broker_url, 30)  # doctest: +SKIP
+    """
+    shown = shown_url(url)
+    started = monotonic()
+    pause = _FIRST_PAUSE
+    attempt = 1
+    while True:
+        try:
+            await connect()
+        except BrokerUnavailable as exc:
+            remaining = started + wait - monotonic()
+            if wait <= 0:
+                raise
+            if remaining <= 0:
+                raise BrokerUnavailable(
+                    f"{str(exc).rstrip('.')} (gave up after {attempt} attempts in "
+                    f"{monotonic() - started:.1f}s)"
+                ) from exc
+            delay = min(pause, remaining)
+            log.warning(
+                "attempt %d: %s; retrying in %.1fs (waiting up to %gs for the broker)",
+                attempt,
+                str(exc).rstrip("."),
+                delay,
+                wait,
+            )
+            await sleep(delay)
+            pause = min(pause * 2, _MAX_PAUSE)
+            attempt += 1
+        else:
+            if attempt > 1:
+                log.info(
+                    "broker %s reachable after %d attempts (%.1fs)",
+                    shown,
+                    attempt,
+                    monotonic() - started,
+                )
+            return
+
+
+class StartupFailed(click.ClickException):
+    """The command could not start: one ``Error:`` line, exit code 78 (EX_CONFIG)."""
+
+    exit_code = STARTUP_FAILED_EXIT_CODE
+
+
+class BrokerUnreachable(StartupFailed):
+    """The broker or result store could not be reached: exit code 69 (EX_UNAVAILABLE)."""
+
+    exit_code = BROKER_UNAVAILABLE_EXIT_CODE
+
+
+def _startup_failed(exc: ConveyorError, wait: float) -> StartupFailed:
+    if isinstance(exc, BrokerUnavailable):
+        todo = (
+            "start it, fix the URL, or pass --wait-for-broker SECONDS to wait for it"
+            if wait <= 0
+            else "start it, or wait longer (--wait-for-broker)"
+        )
+        return BrokerUnreachable(f"{str(exc).rstrip('.')}; {todo}")
+    return StartupFailed(str(exc))
+
+
+def _check_broker(app: Conveyor, wait: float) -> None:
+    """Connect once (waiting up to ``wait`` seconds for the broker), then disconnect."""
+
+    async def check() -> None:
+        await connect_waiting(app.connect, app.settings.broker_url, wait)
+        await app.close()
+
+    try:
+        asyncio.run(check())
+    except ConveyorError as exc:
+        raise _startup_failed(exc, wait) from None
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+
+
+def _where(app: Conveyor) -> str:
+    """The broker (and result store) of ``app``, for the start-up line."""
+    results = app.settings.result_url
+    shown = shown_url(app.settings.broker_url)
+    return shown if results is None else f"{shown} (results: {shown_url(results)})"
 
 
 def _task_modules(
@@ -51,6 +170,20 @@ def _with_discovery(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+_wait_for_broker_option = click.option(
+    "--wait-for-broker",
+    "wait_for_broker",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    envvar="CONVEYOR_WAIT_FOR_BROKER",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="At start, retry an unreachable broker or result store for up to SECONDS "
+    "(backoff 0.5 s doubling to 10 s, one log line per attempt); 0: exit at once "
+    "with code 69.",
+)
+
 _log_format_option = click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -69,7 +202,8 @@ _log_format_option = click.option(
     help="Fire nothing due before this scheduler started, not even a tick within grace.",
 )
 @_with_discovery
-@click.option("--log-level", default="INFO", show_default=True)
+@_wait_for_broker_option
+@log_level_option
 @_log_format_option
 def scheduler(
     app: str,
@@ -77,6 +211,7 @@ def scheduler(
     skip_first_run: bool,
     fs_discover: bool,
     tasks_patterns: tuple[str, ...],
+    wait_for_broker: float,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -85,10 +220,21 @@ def scheduler(
 
     configure_logging(log_level, log_format)
     conveyor = import_app(app, _task_modules(modules, fs_discover, tasks_patterns))
+
+    async def serve() -> None:
+        try:
+            await connect_waiting(conveyor.connect, conveyor.settings.broker_url, wait_for_broker)
+        except ConveyorError as exc:
+            raise _startup_failed(exc, wait_for_broker) from None
+        log.info("starting the scheduler on %s", _where(conveyor))
+        await Scheduler(conveyor, skip_first_run=skip_first_run).serve()  # closes the app
+
     try:
-        asyncio.run(Scheduler(conveyor, skip_first_run=skip_first_run).serve())
+        asyncio.run(serve())
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:  # Ctrl-C while waiting for the broker
+        raise click.Abort() from None
 
 
 @main.command()
@@ -148,7 +294,8 @@ def scheduler(
 @click.option(
     "--metrics-host", default="0.0.0.0", show_default=True, help="Address of --metrics-port."
 )
-@click.option("--log-level", default="INFO", show_default=True)
+@_wait_for_broker_option
+@log_level_option
 @_log_format_option
 def worker(
     app: str,
@@ -166,10 +313,15 @@ def worker(
     skip_first_run: bool,
     metrics_port: int | None,
     metrics_host: str,
+    wait_for_broker: float,
     log_level: str,
     log_format: str,
 ) -> None:
-    """Run workers for APP (``pkg.module:app``), importing task MODULES too."""
+    """Run workers for APP (pkg.module:app), importing task MODULES too.
+
+    A process that cannot start (a configuration error, an unreachable broker, a
+    startup handler that raises) stops them all, with exit code 78 (69 for the broker);
+    one that crashes after a good start is restarted."""
     from conveyor.worker.supervisor import SchedulerSpec, Supervisor, WorkerSpec
 
     if skip_first_run and not with_scheduler:
@@ -179,6 +331,7 @@ def worker(
     configure_logging(log_level, log_format)
     modules = tuple(_task_modules(modules, fs_discover, tasks_patterns))
     conveyor = import_app(app, modules)  # fail fast, in the parent, on a bad import path
+    _check_broker(conveyor, wait_for_broker)  # and on a broker the workers cannot reach
     spec = WorkerSpec(
         app=app,
         modules=list(modules),
@@ -228,6 +381,12 @@ def worker(
         scheduler=scheduler_spec,
         child_env=metrics.child_env if metrics is not None else None,
         on_child_exit=metrics.process_exited if metrics is not None else None,
+    )
+    log.info(
+        "starting %d worker process(es)%s on %s",
+        workers,
+        " and a scheduler" if with_scheduler else "",
+        _where(conveyor),
     )
     try:
         code = supervisor.run()

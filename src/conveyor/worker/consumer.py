@@ -453,9 +453,12 @@ def run_worker(
     queues: Sequence[str] | None = None,
     grace: float | None = None,
     max_tasks: int | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> int:
     """Run a worker in this process until SIGTERM/SIGINT (or ``max_tasks``); returns the
-    exit code. This is what each ``conveyor worker`` child runs."""
+    exit code. This is what each ``conveyor worker`` child runs. ``on_started`` is called
+    once the worker has connected, run the startup handlers and begun fetching: an error
+    raised before that is a failure to start, one raised after it a crash."""
 
     async def main() -> int:
         async with app:
@@ -464,6 +467,8 @@ def run_worker(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.request_stop)
             await worker.start()
+            if on_started is not None:
+                on_started()
             started = time.monotonic()
             try:
                 await worker.wait_stopped()

@@ -5,6 +5,26 @@
 Each child is ``python -m conveyor.worker.supervisor '<json spec>'``: a fresh interpreter
 that imports the app by its ``module:attribute`` path, exactly as a user would. The spec's
 ``kind`` says what the child runs: ``"worker"`` (the default) or ``"scheduler"``.
+
+A child's exit code tells the supervisor how it ended:
+
+=====  ===============================  =========================================
+code   meaning                          the supervisor
+=====  ===============================  =========================================
+0      recycled after its max tasks     starts a replacement at once
+78     could not start: import,         stops every child and exits with 78,
+       configuration or startup         unless a child of that kind has run
+       handler error (EX_CONFIG)        before (then: as a crash); with --reload
+                                        it waits for the next code change
+69     could not start: broker or       as 78, exit code 69
+       result store unreachable
+       (EX_UNAVAILABLE)
+other  crashed after a good start       restarts it after a backoff
+=====  ===============================  =========================================
+
+A child that cannot start logs one line saying why (the error's own message; for a
+plain exception, a traceback of the user's frames only) instead of a traceback through
+the supervisor, asyncio and Conveyor.
 """
 
 from __future__ import annotations
@@ -22,14 +42,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SchedulerSpec", "Supervisor", "WorkerSpec"]
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+__all__ = [
+    "BROKER_UNAVAILABLE_EXIT_CODE",
+    "RECYCLE_EXIT_CODE",
+    "STARTUP_FAILED_EXIT_CODE",
+    "SchedulerSpec",
+    "Supervisor",
+    "WorkerSpec",
+]
 
 log = logging.getLogger("conveyor.supervisor")
 
 # a child that exits with this code finished its max_tasks and asks to be replaced
 RECYCLE_EXIT_CODE = 0
+# a child that exits with one of these failed before it started (sysexits.h codes)
+STARTUP_FAILED_EXIT_CODE = 78  # EX_CONFIG: import, configuration, startup handler
+BROKER_UNAVAILABLE_EXIT_CODE = 69  # EX_UNAVAILABLE: broker or result store unreachable
+_NOT_STARTED = frozenset({STARTUP_FAILED_EXIT_CODE, BROKER_UNAVAILABLE_EXIT_CODE})
 
 
 @dataclass(frozen=True)
@@ -71,11 +105,12 @@ class _Child:
     spec: ChildSpec
     process: subprocess.Popen[bytes]
     started: float
+    parked: bool = False  # could not start; with --reload, left exited until a change
 
 
 class Supervisor:
     """Keeps ``processes`` workers, and the ``scheduler`` process if one is given, alive
-    until SIGTERM/SIGINT."""
+    until SIGTERM/SIGINT, or until a child that never ran could not start."""
 
     def __init__(
         self,
@@ -108,9 +143,14 @@ class Supervisor:
         # consecutive crashes per kind: a crash-looping scheduler does not slow down the
         # restart of a worker, nor the other way round
         self._crashes = {WorkerSpec.kind: 0, SchedulerSpec.kind: 0}
+        # whether a child of that kind has run (exited other than "could not start"):
+        # after that, a child that cannot start is a transient fault, retried like a crash
+        self._has_run = {WorkerSpec.kind: False, SchedulerSpec.kind: False}
+        self._exit_code = 0
 
     def run(self) -> int:
-        """Run until told to stop; returns the exit code for the CLI."""
+        """Run until told to stop; returns the exit code for the CLI: 0, or the code of
+        the child that could not start."""
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
@@ -135,7 +175,7 @@ class Supervisor:
                 signal.signal(sig, handler)
             if watcher is not None:
                 watcher.join(timeout=2)
-        return 0
+        return self._exit_code
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: stopping workers gracefully", signal.Signals(signum).name)
@@ -159,10 +199,14 @@ class Supervisor:
     def _replace_exited(self) -> None:
         for index, child in enumerate(self._children):
             code = child.process.poll()
-            if code is None or self._stopping.is_set():
+            if code is None or child.parked or self._stopping.is_set():
                 continue
             kind = child.spec.kind
             self._exited(child)
+            if code not in _NOT_STARTED:
+                self._has_run[kind] = True
+            elif not self._could_not_start(child, code):
+                continue
             if code == RECYCLE_EXIT_CODE:
                 why = "recycled after its max tasks" if kind == WorkerSpec.kind else "exited"
                 log.info("%s %d %s", kind, child.process.pid, why)
@@ -183,6 +227,21 @@ class Supervisor:
                     return
             self._children[index] = self._spawn(child.spec)
 
+    def _could_not_start(self, child: _Child, code: int) -> bool:
+        """Handle a child that exited before it started (it logged why); True when it is
+        to be restarted like a crashed one."""
+        kind, pid = child.spec.kind, child.process.pid
+        if self.reload:
+            log.error("%s %d could not start: waiting for a code change", kind, pid)
+            child.parked = True
+            return False
+        if self._has_run[kind]:
+            return True  # it ran before: the cause may pass (a broker restarting)
+        log.error("%s %d could not start (exit code %d): stopping", kind, pid, code)
+        self._exit_code = code
+        self._stopping.set()
+        return False
+
     def _stop_children(self) -> None:
         for child in self._children:
             if child.process.poll() is None:
@@ -201,7 +260,8 @@ class Supervisor:
                 )
                 child.process.kill()
                 child.process.wait()
-            self._exited(child)
+            if not child.parked:  # a parked child was reported when it exited
+                self._exited(child)
 
     def _exited(self, child: _Child) -> None:
         if self.on_child_exit is None:
@@ -243,8 +303,10 @@ def _stop_with_parent() -> None:
 
 
 def child_main(payload: str) -> int:
-    """Entry point of one child process: a worker, or the scheduler."""
-    from conveyor.cli import configure_logging, import_app
+    """Entry point of one child process: a worker, or the scheduler. Returns its exit
+    code; one that fails before it has started logs one line and returns
+    :data:`STARTUP_FAILED_EXIT_CODE` or :data:`BROKER_UNAVAILABLE_EXIT_CODE`."""
+    from conveyor.cli import configure_logging
 
     _stop_with_parent()
 
@@ -255,15 +317,25 @@ def child_main(payload: str) -> int:
     else:
         spec = WorkerSpec(**fields)
     configure_logging(spec.log_level, spec.log_format)
+    started = threading.Event()
+    try:
+        return _run_child(spec, started.set)
+    except Exception as exc:
+        if started.is_set():
+            raise  # a crash after a good start: the traceback, and a restart
+        return _could_not_start(spec.kind, exc)
+
+
+def _run_child(spec: ChildSpec, on_started: Callable[[], None]) -> int:
+    from conveyor.cli import import_app
+
     app = import_app(spec.app, spec.modules)
     if spec.metrics:
         from conveyor.observability.metrics import PrometheusHook
 
         app.add_hook(PrometheusHook())
     if isinstance(spec, SchedulerSpec):
-        from conveyor.scheduler import Scheduler
-
-        asyncio.run(Scheduler(app, skip_first_run=spec.skip_first_run).serve())
+        asyncio.run(_serve_scheduler(app, spec, on_started))
         return 0
     from conveyor.worker.consumer import run_worker
 
@@ -273,7 +345,41 @@ def child_main(payload: str) -> int:
         queues=spec.queues,
         grace=spec.grace,
         max_tasks=spec.max_tasks,
+        on_started=on_started,
     )
+
+
+async def _serve_scheduler(
+    app: Conveyor, spec: SchedulerSpec, on_started: Callable[[], None]
+) -> None:
+    from conveyor.scheduler import Scheduler
+
+    await app.connect()  # the scheduler's start: it runs no startup handlers
+    on_started()
+    try:
+        await Scheduler(app, skip_first_run=spec.skip_first_run).serve()
+    finally:
+        await app.close()
+
+
+def _could_not_start(kind: str, exc: Exception) -> int:
+    """Log why a child could not start, in one line (a traceback of the user's frames for
+    a plain exception), and return the exit code that tells the supervisor so."""
+    import click
+
+    from conveyor.cli import user_traceback
+    from conveyor.errors import BrokerUnavailable, ConveyorError
+
+    if isinstance(exc, click.ClickException):  # the app could not be imported
+        reason = exc.format_message()
+    elif isinstance(exc, ConveyorError):
+        reason = str(exc)
+    else:  # a startup handler's own error: where in the user's code
+        reason = user_traceback(exc)
+    log.error("%s process could not start: %s", kind, reason)
+    if isinstance(exc, BrokerUnavailable):
+        return BROKER_UNAVAILABLE_EXIT_CODE
+    return STARTUP_FAILED_EXIT_CODE
 
 
 if __name__ == "__main__":
