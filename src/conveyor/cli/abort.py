@@ -31,7 +31,8 @@ def abort(app: str, task_ids: tuple[str, ...]) -> None:
     async def abort_all(c: Conveyor) -> list[str]:
         return [(await c.abort(task_id)).value for task_id in task_ids]
 
-    outcomes = _run(import_app(app), abort_all)
+    # a database that does not exist holds no task to abort: it is not created
+    outcomes = _run(import_app(app), abort_all, read_only=True)
     for task_id, outcome in zip(task_ids, outcomes, strict=True):
         click.echo(f"{task_id}: {outcome} ({_ABORTED[outcome]})")
     if "unknown" in outcomes:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import click
 
-from conveyor.cli import configure_logging, import_app, main
+from conveyor.cli import (
+    configure_logging,
+    import_app,
+    log_level_option,
+    main,
+    missing_database,
+    relative_path_hint,
+    shown_url,
+)
 from conveyor.errors import ConveyorError
 
 __all__ = ["dashboard"]
@@ -31,7 +39,7 @@ __all__ = ["dashboard"]
 )
 @click.option("--read-only", is_flag=True, help="Hide the actions and refuse them (403).")
 @click.option("--root-path", default="", help="URL prefix when served behind a proxy.")
-@click.option("--log-level", default="INFO", show_default=True)
+@log_level_option
 def dashboard(
     app: str,
     host: str,
@@ -54,9 +62,17 @@ def dashboard(
             f"the dashboard needs its extra: pip install 'conveyor-tasks[dashboard]' ({exc})"
         ) from None
     loopback = is_loopback(host)
+    conveyor = import_app(app)
+    missing = missing_database(conveyor)
+    if missing is not None:  # it waits for workers to fill it, so it creates it
+        click.echo(
+            f"warning: {missing} does not exist; the dashboard creates it, empty."
+            f"{relative_path_hint(conveyor)}",
+            err=True,
+        )
     try:
         web = create_dashboard(
-            import_app(app),
+            conveyor,
             token=token,
             basic_auth=basic_auth,
             read_only=read_only,
@@ -73,5 +89,9 @@ def dashboard(
     configure_logging(log_level)
     shown = f"[{host}]" if ":" in host else host
     auth = "token" if token else "basic auth" if basic_auth else "none (loopback only)"
-    click.echo(f"dashboard on http://{shown}:{port}{root_path}/ (auth: {auth})", err=True)
+    click.echo(
+        f"dashboard on http://{shown}:{port}{root_path}/ (auth: {auth}) "
+        f"for {shown_url(conveyor.settings.broker_url)}",
+        err=True,
+    )
     uvicorn.run(web, host=host, port=port, root_path=root_path, log_level=log_level.lower())

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from conveyor.app import Conveyor
-from conveyor.cli import _run, import_app, main
+from conveyor.cli import AppGroup, _run, id_column, import_app, main
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -30,8 +30,16 @@ def schedules_table(rows: Sequence[tuple[Schedule, list[datetime]]]) -> Table:
 
     from conveyor.scheduler import CatchUp
 
-    table = Table("id", "task", "trigger", "missed", "paused", "origin", "next run (UTC)")
-    table.title = "Schedules"
+    table = Table(
+        id_column("id", [schedule.id for schedule, _ in rows]),
+        "task",
+        "trigger",
+        "missed",
+        "paused",
+        "origin",
+        "next run (UTC)",
+        title="Schedules",
+    )
     for schedule, runs in rows:
         missed = (
             f"catch_up({timedelta(seconds=schedule.missed.within)})"
@@ -69,7 +77,7 @@ def _fire_time(schedule: Schedule, run: datetime) -> str:
     return shown
 
 
-@main.group()
+@main.group(cls=AppGroup)
 @click.argument("app")
 @click.option(
     "-m",
@@ -109,7 +117,7 @@ def schedules_list(where: _AppPath, count: int) -> None:
     from rich.console import Console
 
     app = where.load()
-    loaded = _run(app, lambda c: c.schedules.load())
+    loaded = _run(app, lambda c: c.schedules.load(), read_only=True)
     if not loaded:
         click.echo("no schedules")
         return
@@ -135,7 +143,7 @@ def schedules_list(where: _AppPath, count: int) -> None:
     default=None,
     help="Run missed ticks up to SECONDS late (default: skip them).",
 )
-@click.option("--paused", is_flag=True, help="Store it paused; `resume` starts it.")
+@click.option("--paused", is_flag=True, help="Store it paused; 'resume' starts it.")
 @click.pass_obj
 def schedules_add(
     where: _AppPath,
@@ -211,7 +219,7 @@ def schedules_remove(where: _AppPath, schedule_id: str) -> None:
 @click.argument("schedule_id")
 @click.pass_obj
 def schedules_pause(where: _AppPath, schedule_id: str) -> None:
-    """Stop firing a schedule until `resume`; ticks while paused are skipped."""
+    """Stop firing a schedule until 'resume'; ticks while paused are skipped."""
     app = where.load()
     _run(app, lambda c: c.schedules.pause(schedule_id))
     click.echo(f"paused {schedule_id!r}")

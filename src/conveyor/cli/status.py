@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from conveyor.app import Conveyor
-from conveyor.brokers import redact_url
-from conveyor.cli import _run, import_app, main
+from conveyor.cli import _run, id_column, import_app, main, shown_url
 from conveyor.cli.schedules import schedules_table
 
 if TYPE_CHECKING:
@@ -23,7 +22,9 @@ __all__ = ["status"]
 @main.command()
 @click.argument("app")
 def status(app: str) -> None:
-    """Show queues, depths, live workers and schedulers, and the schedules."""
+    """Show queues, depths, live workers and schedulers, and the schedules. A SQLite
+    database is shown by its absolute path; one that does not exist is reported empty,
+    with a warning, and not created."""
     from rich.console import Console
     from rich.table import Table
 
@@ -32,19 +33,35 @@ def status(app: str) -> None:
     async def collect(c: Conveyor) -> tuple[Any, Any, list[ScheduleInfo]]:
         return await c.broker.queue_depths(), await c.broker.workers(), await c.schedules.list()
 
-    depths, heartbeats, schedule_infos = _run(conveyor, collect)
+    depths, heartbeats, schedule_infos = _run(conveyor, collect, read_only=True)
     workers = [w for w in heartbeats if w.role != "scheduler"]
     schedulers = [w for w in heartbeats if w.role == "scheduler"]
     console = Console()
-    console.print(f"broker: {redact_url(conveyor.settings.broker_url)}")
-    queues = Table("queue", "ready", "delayed", "running", "dead", title="Queues")
+    # plain echo: rich would wrap a long path at the terminal width
+    click.echo(f"broker: {shown_url(conveyor.settings.broker_url)}")
+    if conveyor.settings.result_url is not None:
+        click.echo(f"results: {shown_url(conveyor.settings.result_url)}")
+    queues = Table(
+        id_column("queue", [d.queue for d in depths]),
+        "ready",
+        "delayed",
+        "running",
+        "dead",
+        title="Queues",
+    )
     for depth in depths:
         queues.add_row(
             depth.queue, str(depth.ready), str(depth.delayed), str(depth.running), str(depth.dead)
         )
     console.print(queues)
     table = Table(
-        "worker", "queues", "running", "concurrency", "processed", "last seen", title="Workers"
+        id_column("worker", [w.worker_id for w in workers]),
+        "queues",
+        "running",
+        "concurrency",
+        "processed",
+        "last seen",
+        title="Workers",
     )
     for w in workers:
         table.add_row(
@@ -59,7 +76,13 @@ def status(app: str) -> None:
     if not workers:
         console.print("no live workers")
     if schedulers:
-        running = Table("scheduler", "enqueued", "started", "last seen", title="Schedulers")
+        running = Table(
+            id_column("scheduler", [w.worker_id for w in schedulers]),
+            "enqueued",
+            "started",
+            "last seen",
+            title="Schedulers",
+        )
         for w in schedulers:
             running.add_row(
                 w.worker_id, str(w.processed), _clock_time(w.started_at), _clock_time(w.last_seen)
