@@ -29,6 +29,7 @@ async def divide(a: float, b: float) -> float:
 
 async def main() -> None:
     assert await add(1, 2) == 3  # a direct call: a task stays a plain callable, no queue
+    assert word_count("two words") == 2  # a def task called directly just runs
 
     async with app, app.worker(concurrency=10):  # connect, then run a worker in this loop
         handle = await add.kiq(2, 3)  # == await add.enqueue(2, 3): returns at once

@@ -47,6 +47,9 @@ def main() -> None:
     worker, stop = run_worker_in_background()
     value = handle.get_sync(timeout=5)  # and handle.wait_result_sync(timeout=5)
     print("get_sync:", value, [h.get_sync(timeout=5) for h in handles])
+    state = handle.status_sync()  # TaskState: poll it from a view
+    result = handle.result_sync()  # the stored Result now; ResultMissing if none
+    print("status_sync:", state.status, "| result_sync:", result.return_value)
     handle = add.with_options(delay=0.1).kiq_sync(2, 3)
     print("with_options(delay=0.1):", handle.wait_result_sync(timeout=5).status)
 
