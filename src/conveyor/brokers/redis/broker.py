@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -208,7 +209,7 @@ class RedisBroker:
                         item.task_id,
                         item.body,
                         item.priority,
-                        int(item.not_before * 1000),
+                        math.ceil(item.not_before * 1000),  # never before it is due
                         item.key or "",
                         int(item.key_ttl * 1000),
                     ]
@@ -392,7 +393,7 @@ class RedisBroker:
             for delivery, outcome in items:
                 assert isinstance(outcome, Retry)
                 stream, entry = delivery.token
-                delay_ms = int(max(outcome.delay, 0.0) * 1000)
+                delay_ms = math.ceil(max(outcome.delay, 0.0) * 1000)
                 args += [stream, entry, delivery.task_id, delay_ms, delivery.body]
         elif kind == "DeadLetter":
             args = [group, consumer, prefix]
