@@ -7,12 +7,20 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from conveyor.errors import ConfigurationError
 
-__all__ = ["broker_class_for", "redact_url", "register_broker", "result_store_class_for"]
+__all__ = [
+    "broker_class_for",
+    "redact_url",
+    "register_broker",
+    "result_store_class_for",
+    "shown_url",
+    "sqlite_path",
+]
 
 # scheme -> ("module:BrokerClass", "module:ResultStoreClass", extra to install)
 _REGISTRY: dict[str, tuple[str, str, str | None]] = {
@@ -56,6 +64,30 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def shown_url(url: str) -> str:
+    """``url`` as logs and the CLI show it: without its password, and with a ``sqlite://``
+    path made absolute, since a relative one depends on the directory of each process.
+
+    >>> shown_url("sqlite:///conveyor.db")  # doctest: +SKIP
+    'sqlite:////srv/app/conveyor.db'
+    """
+    path = sqlite_path(url)
+    return f"sqlite:///{path}" if path is not None else redact_url(url)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The absolute database path of a ``sqlite://`` URL; None for any other URL, or one
+    the broker will refuse with its own message."""
+    if urlsplit(url).scheme.lower() != "sqlite":
+        return None
+    from conveyor.brokers.sqlite.connection import path_from_url
+
+    try:
+        return path_from_url(url)
+    except ConfigurationError:
+        return None
 
 
 def _load(url: str, which: int) -> Any:

@@ -33,13 +33,12 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
 from conveyor.app import Conveyor
-from conveyor.brokers import redact_url
-from conveyor.errors import ConfigurationError, ConveyorError
+from conveyor.brokers import shown_url, sqlite_path
+from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
     from rich.table import Column
@@ -219,34 +218,10 @@ def discover_modules(patterns: Sequence[str], root: Path | None = None) -> list[
     return names
 
 
-def shown_url(url: str) -> str:
-    """``url`` as the CLI prints it: without its password, and with a ``sqlite://`` path
-    made absolute, since a relative one depends on the directory of each process.
-
-    >>> shown_url("sqlite:///conveyor.db")  # doctest: +SKIP
-    'sqlite:////srv/app/conveyor.db'
-    """
-    path = _sqlite_path(url)
-    return f"sqlite:///{path}" if path is not None else redact_url(url)
-
-
-def _sqlite_path(url: str) -> Path | None:
-    """The absolute database path of a ``sqlite://`` URL; None for any other URL, or one
-    the broker will refuse with its own message."""
-    if urlsplit(url).scheme.lower() != "sqlite":
-        return None
-    from conveyor.brokers.sqlite.connection import path_from_url
-
-    try:
-        return path_from_url(url)
-    except ConfigurationError:
-        return None
-
-
 def missing_database(app: Conveyor) -> Path | None:
     """The path of ``app``'s SQLite database when the file does not exist yet (so that
     connecting would create it, empty); None when it exists or the broker is no file."""
-    path = _sqlite_path(app.settings.broker_url)
+    path = sqlite_path(app.settings.broker_url)
     return path if path is not None and not path.exists() else None
 
 

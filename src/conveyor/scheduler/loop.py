@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from conveyor.brokers import shown_url
 from conveyor.brokers.base import Outgoing, WorkerInfo
 from conveyor.observability.events import EventLog, SchedulerTick, notify
 from conveyor.scheduler.schedule import CatchUp, Schedule
@@ -117,7 +118,12 @@ class Scheduler:
         if stop is not None:
             self._stop = stop
         self._started = self._clock.now()
-        log.info("scheduler %s started (grace %.1fs)", self.scheduler_id, self.grace)
+        log.info(
+            "scheduler %s started on %s (grace %.1fs)",
+            self.scheduler_id,
+            shown_url(self.app.settings.broker_url),
+            self.grace,
+        )
         while not self._stop.is_set():
             try:
                 delay = await self.run_pass()

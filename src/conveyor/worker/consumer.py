@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from conveyor.brokers import shown_url
 from conveyor.brokers.base import Broker, Delivery, Release, WorkerInfo
 from conveyor.observability.events import (
     Event,
@@ -146,8 +147,9 @@ class Worker:
         ]
         await self._heartbeat()
         log.info(
-            "worker %s started: queues=%s concurrency=%d",
+            "worker %s started on %s: queues=%s concurrency=%d",
             self.worker_id,
+            shown_url(settings.broker_url),
             ",".join(self.queues),
             self.concurrency,
         )
