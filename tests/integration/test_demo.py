@@ -50,6 +50,13 @@ def test_demo_shows_progress_dead_letters_and_stops_on_ctrl_c(tmp_path: Path) ->
     assert "succeeded" in output
     assert "Where to look next" in output
     assert f"dashboard: http://127.0.0.1:{port}/" in output
+    # docs/demo.md shows what the demo prints: the same columns and the same advice
+    documented = (ROOT / "docs" / "demo.md").read_text()
+    header = next(line for line in output.splitlines() if line.startswith("┃"))
+    assert header in documented, header
+    advice = output.split("Where to look next", 1)[1].splitlines()[1:]
+    for line in (line.rstrip() for line in advice if line.startswith("  ")):
+        assert line in documented, f"docs/demo.md lacks {line!r}"
     final_row = [line for line in output.splitlines() if line.startswith("│")][-1]
     scheduled_runs = int(final_row.strip("│ ").split("│")[-1])
     assert scheduled_runs >= 1, output  # the in-process scheduler's health check ran
