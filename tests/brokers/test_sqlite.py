@@ -551,3 +551,33 @@ async def test_sigkilled_producer_keeps_every_publish_that_returned(tmp_path: Pa
     assert statuses == [(TaskStatus.QUEUED, 0)] * len(returned)
     with sqlite3.connect(tmp_path / "broker.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+OPEN_NEW_FILE = """
+import asyncio, sys
+from conveyor.brokers.sqlite import SqliteBroker
+
+async def main() -> None:
+    broker = SqliteBroker(sys.argv[1])
+    await broker.connect()
+    await broker.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_opening_a_new_file_together_all_succeed(tmp_path: Path) -> None:
+    """`conveyor worker --workers 4` and a CLI command on a file that does not exist yet:
+    SQLite refuses the switch to WAL at once while another process creates the file,
+    without waiting busy_timeout; every opener must still succeed."""
+    for attempt in range(5):
+        url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", OPEN_NEW_FILE, url, stderr=asyncio.subprocess.PIPE
+            )
+            for _ in range(6)
+        ]
+        for child in children:
+            _, err = await child.communicate()
+            assert child.returncode == 0, err.decode()

@@ -13,6 +13,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -160,7 +161,7 @@ def open_connection(
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(settings.sqlite_busy_timeout * 1000)}")
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        mode = _switch_to_wal(conn, settings.sqlite_busy_timeout)
         if str(mode).lower() != "wal":
             raise ConfigurationError(
                 f"{path} could not be switched to WAL mode (journal_mode is {mode!r}); "
@@ -173,6 +174,21 @@ def open_connection(
         conn.close()
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the new file:
+    SQLite answers "database is locked" at once there, without its busy handler, so
+    processes opening a new file together (``conveyor worker --workers 4``) would fail."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager
@@ -363,7 +379,10 @@ class Database:
         warning = check_local_filesystem(
             directory, mounts_file=self.mounts_file, environ=self.environ
         )
-        conn = open_connection(self.path, self.settings)
+        try:
+            conn = open_connection(self.path, self.settings)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, read-only, I/O
+            raise BrokerUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         try:
             _apply_schema(conn, self.path)
             self.queue_wake.open()
