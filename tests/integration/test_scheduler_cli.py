@@ -344,11 +344,14 @@ def test_worker_with_scheduler_enqueues_each_tick_once_restarts_it_and_stops_on_
     assert kinds == {"worker": 2, "scheduler": 1}, children
     (scheduler_pid,) = [pid for pid, cmd in children.items() if '"kind": "scheduler"' in cmd]
 
+    # both schedulers heartbeat; under load the second may not have beaten yet
+    def both_listed() -> bool:
+        schedulers = _section(cli("status", APP).stdout, "Schedulers", "Schedules")
+        return f"-{scheduler_pid}-" in schedulers and f"-{other.pid}-" in schedulers
+
+    _wait_for(both_listed, 10, "both schedulers in conveyor status")
     status = cli("status", APP)
     assert status.returncode == 0, status.stderr
-    schedulers = _section(status.stdout, "Schedulers", "Schedules")
-    assert f"-{scheduler_pid}-" in schedulers
-    assert f"-{other.pid}-" in schedulers
     assert "scheduler-" not in _section(status.stdout, "Workers", "Schedulers")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", _row(status.stdout, "every-second")[6])
 
