@@ -40,6 +40,9 @@ class Settings:
     abort_check_interval: float = 1.0
     fetch_wait: float = 1.0
     max_payload_bytes: int = 1024 * 1024
+    max_result_bytes: int = 16 * 1024 * 1024
+    # HMAC keys, newest first; () signs nothing. A secret: never in repr() or logs
+    signing_keys: tuple[str, ...] = field(default=(), repr=False)
     result_ttl: float = 24 * 3600.0
     poison_after: int = 3
     unknown_task_retries: int = 0
@@ -108,6 +111,8 @@ class Settings:
             raise ConfigurationError("setting event_args_preview must be >= 0 (0: no preview)")
         if self.max_payload_bytes < 1:
             raise ConfigurationError("setting max_payload_bytes must be >= 1")
+        if self.max_result_bytes < 1:
+            raise ConfigurationError("setting max_result_bytes must be >= 1")
         if not self.queues:
             raise ConfigurationError("setting queues must name at least one queue")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
