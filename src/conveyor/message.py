@@ -78,11 +78,16 @@ def encode_value(value: Any) -> bytes:
 
 
 def decode_message(body: bytes) -> Message:
-    """Decode a body into a :class:`Message`, or raise :class:`MalformedMessage`."""
+    """Decode a body into a :class:`Message`, or raise :class:`MalformedMessage`: never
+    anything else, whatever the bytes (nesting too deep for the decoder included)."""
     try:
         message = _decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedMessage(_explain(body, exc)) from None
+    except Exception as exc:  # RecursionError on deep nesting, MemoryError-like limits
+        raise MalformedMessage(
+            f"malformed message: cannot be decoded ({type(exc).__name__}: {exc}); {len(body)} bytes"
+        ) from None
     if message.version != SCHEMA_VERSION:
         raise MalformedMessage(
             f"unsupported schema version {message.version} (this worker reads {SCHEMA_VERSION})"
@@ -93,7 +98,7 @@ def decode_message(body: bytes) -> Message:
 def _explain(body: bytes, exc: Exception) -> str:
     try:
         loose = msgspec.msgpack.decode(body)
-    except msgspec.DecodeError:
+    except Exception:
         return f"malformed message: not msgpack ({exc}); {len(body)} bytes"
     is_enveloped = isinstance(loose, list) and loose and isinstance(loose[0], int)
     if is_enveloped and loose[0] != SCHEMA_VERSION:

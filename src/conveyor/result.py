@@ -11,7 +11,15 @@ import msgspec
 
 from conveyor.errors import TaskFailed
 
-__all__ = ["AbortOutcome", "ErrorInfo", "Result", "TaskState", "TaskStatus", "aborted_result"]
+__all__ = [
+    "AbortOutcome",
+    "ErrorInfo",
+    "Result",
+    "TaskState",
+    "TaskStatus",
+    "aborted_result",
+    "safe_text",
+]
 
 R = TypeVar("R")
 
@@ -63,19 +71,52 @@ class ErrorInfo(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """Capture ``exc``'s qualified type, message and formatted traceback."""
+        """Capture ``exc``'s qualified type, message and formatted traceback.
+
+        Never raises: an exception whose ``__str__`` raises, or a message too long or not
+        encodable, is described rather than propagated (it would otherwise escape the
+        worker's error handling, G5)."""
         kind = type(exc)
         name = (
             kind.__qualname__
             if kind.__module__ == "builtins"
             else (f"{kind.__module__}.{kind.__qualname__}")
         )
-        text = "".join(traceback.format_exception(exc))
-        return cls(type=name, message=str(exc), traceback=text)
+        try:
+            message = str(exc)
+        except Exception as broken:
+            message = f"<str() of the exception raised {type(broken).__name__}>"
+        try:
+            text = "".join(traceback.format_exception(exc))
+        except Exception as broken:
+            text = f"<the traceback could not be formatted: {type(broken).__name__}>"
+        return cls(
+            type=safe_text(name, 1000),
+            message=safe_text(message, MAX_ERROR_MESSAGE),
+            traceback=safe_text(text, MAX_TRACEBACK),
+        )
 
     def __str__(self) -> str:
         """``ValueError: bad input``, as the exception itself would print in a traceback."""
         return f"{self.type}: {self.message}" if self.message else self.type
+
+
+# how much of an error message and of a traceback a result keeps (the end of a long
+# traceback, where the error is, is kept)
+MAX_ERROR_MESSAGE = 10_000
+MAX_TRACEBACK = 64_000
+
+
+def safe_text(text: str, limit: int) -> str:
+    """``text`` as something every store and log can take: at most ``limit`` characters,
+    with what UTF-8 cannot encode (lone surrogates) escaped."""
+    if len(text) > limit:
+        text = "..." + text[-(limit - 3) :] if limit > 3 else text[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class Result(msgspec.Struct, Generic[R], frozen=True, omit_defaults=True):

@@ -16,8 +16,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from conveyor.batching import Batcher
 from conveyor.brokers.base import (
     Ack,
@@ -44,7 +42,14 @@ from conveyor.observability.events import (
     notify,
 )
 from conveyor.observability.logging import TASK_CONTEXT
-from conveyor.result import ErrorInfo, Result, TaskStatus, aborted_result
+from conveyor.result import (
+    MAX_TRACEBACK,
+    ErrorInfo,
+    Result,
+    TaskStatus,
+    aborted_result,
+    safe_text,
+)
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -162,9 +167,12 @@ class Executor:
             )
         try:
             args, kwargs = task.convert_arguments(list(message.args), dict(message.kwargs))
-        except (msgspec.ValidationError, TypeError) as exc:
+        except Exception as exc:  # msgspec's ValidationError, or a model's own validator
             return await self._reject(
-                delivery, message, f"invalid arguments for task {task.name!r}: {exc}"
+                delivery,
+                message,
+                f"invalid arguments for task {task.name!r}: "
+                f"{ErrorInfo.from_exception(exc).message}",
             )
         return await self._run(delivery, message, task, args, kwargs)
 
@@ -245,11 +253,9 @@ class Executor:
         )
         try:
             stored = self._store(message, result)
-        except TypeError as exc:
+        except Exception as exc:  # TypeError, OverflowError, RecursionError, too large
             # not retried: running the task again would repeat its side effects for nothing
-            error = TypeError(
-                f"task {task.name!r} returned a value that cannot be serialized: {exc}"
-            )
+            error = TypeError(f"task {task.name!r}: result not serializable: {_describe(exc)}")
             return await self._failed(delivery, message, task, error, elapsed, retry=False)
         if self._has_hooks["after_execute"]:
             await self._hooks("after_execute", message, result)
@@ -404,6 +410,7 @@ class Executor:
 
     async def _reject(self, delivery: Delivery, message: Message | None, reason: str) -> TaskStatus:
         """Dead-letter a delivery that cannot run, with a DEAD result for its waiters."""
+        reason = safe_text(reason, MAX_TRACEBACK)
         log.error("dead-lettering %s: %s", delivery.task_id, reason)
         task_name = message.task if message is not None else ""
         result: Result[Any] = Result(
@@ -473,10 +480,20 @@ class Executor:
         return self.app.settings.result_ttl
 
     def _store(self, message: Message, result: Result[Any]) -> StoredResult | None:
+        """The result to store with the settlement; raises if it cannot be encoded or is
+        over ``max_result_bytes`` (only a return value can be: error results are made of
+        bounded, encodable text)."""
         ttl = self._ttl(message)
         if ttl == 0:
             return None
-        return StoredResult(message.task_id, encode_value(result), ttl)
+        data = encode_value(result)
+        limit = self.app.settings.max_result_bytes
+        if len(data) > limit:
+            raise ValueError(
+                f"the encoded result is {len(data)} bytes, over max_result_bytes ({limit}); "
+                "store the data elsewhere and return a reference"
+            )
+        return StoredResult(message.task_id, data, ttl)
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         """Settle, retrying through transient broker errors while the lease thread keeps
@@ -534,3 +551,8 @@ def _log_outcome(
         detail,
         extra={"outcome": outcome, "duration": round(elapsed, 6)},
     )
+
+
+def _describe(exc: BaseException) -> str:
+    """``OverflowError: ...`` for a reason or an error message, whatever ``exc`` is."""
+    return str(ErrorInfo.from_exception(exc))
