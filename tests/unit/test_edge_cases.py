@@ -98,7 +98,7 @@ async def test_unserializable_return_value_fails_without_retrying(app: Conveyor)
     assert runs == [1]
     assert result.status is TaskStatus.FAILED
     assert result.error is not None
-    assert "cannot be serialized" in result.error.message
+    assert "result not serializable" in result.error.message
 
 
 async def test_reusing_a_finished_task_id_runs_again_with_a_fresh_result(app: Conveyor) -> None:
