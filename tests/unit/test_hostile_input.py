@@ -4,6 +4,8 @@ ends once, failed or in the dead-letter queue with a reason, on every broker."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from conveyor import Conveyor, TaskStatus
 from conveyor.brokers.base import Outgoing
 from conveyor.result import ErrorInfo
+from tests.conftest import connected_app
 
 
 class UnprintableError(Exception):
@@ -105,3 +108,64 @@ def test_error_info_never_raises_and_bounds_its_text() -> None:
     assert len(huge.message) <= 10_000
     surrogate = ErrorInfo.from_exception(ValueError("bad \ud800 text"))
     surrogate.message.encode("utf-8")  # storable: the lone surrogate is escaped
+
+
+async def test_a_hand_written_sqlite_row_with_a_text_body_is_dead_lettered_alone(
+    tmp_path: Path,
+) -> None:
+    """What the sqlite3 shell stores is TEXT: the one odd row goes to the DLQ with its
+    bytes, and the claim it shared with 10 good tasks still runs them."""
+    async with connected_app("sqlite", tmp_path) as app:
+        ran: list[int] = []
+
+        @app.task(name="good")
+        async def good(n: int) -> None:
+            ran.append(n)
+
+        handles = [await good.kiq(n) for n in range(10)]
+        path = tmp_path / "conformance.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "INSERT INTO tasks (task_id, queue, body, priority, seq, state, enqueued_at) "
+                "VALUES ('typed-by-hand', 'default', 'not a blob', 0, -1, 'ready', 0)"
+            )
+        async with app.worker():
+            for handle in handles:
+                await handle.get(timeout=10)
+            dead = await app.handle("typed-by-hand").wait_result(timeout=10)
+            (entry,) = await app.broker.dead_letters()
+    assert sorted(ran) == list(range(10))
+    assert dead.status is TaskStatus.DEAD
+    assert entry.body == b"not a blob" and entry.reason.startswith("malformed message")
+
+
+async def test_a_redis_entry_whose_id_is_not_utf8_is_dead_lettered_alone(
+    tmp_path: Path,
+) -> None:
+    """An entry XADDed by hand with a binary task id: it is dead-lettered with its raw
+    bytes, and the 8 tasks claimed in the same batch all run."""
+    async with connected_app("redis", tmp_path) as app:
+        ran: list[int] = []
+
+        @app.task(name="good")
+        async def good(n: int) -> None:
+            ran.append(n)
+
+        handles = [await good.kiq(n) for n in range(4)]
+        broker = app.broker
+        stream = broker.keys.stream("default", 0)  # type: ignore[attr-defined]
+        await broker.client.xadd(stream, {"i": b"\xff\xfe-bad", "b": b"raw body"})  # type: ignore[attr-defined]
+        handles += [await good.kiq(n) for n in range(4, 8)]
+        async with app.worker(concurrency=20):
+            for handle in handles:
+                await handle.get(timeout=10)
+            for _ in range(100):
+                entries = await broker.dead_letters()
+                if entries:
+                    break
+                await asyncio.sleep(0.02)
+    assert sorted(ran) == list(range(8))
+    (entry,) = entries
+    assert entry.body == b"raw body"
+    assert entry.reason == "malformed entry: its task id is not UTF-8 text"
+    assert entry.id == "\\xff\\xfe-bad"

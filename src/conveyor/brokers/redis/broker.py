@@ -246,19 +246,39 @@ class RedisBroker:
             flat = await self.scripts.call(
                 "fetch", self.keys.tag(queue), [self.keys.group, self.consumer, remaining]
             )
-            for i in range(0, len(flat), 7):
-                out.append(
-                    Delivery(
-                        self,
-                        queue,
-                        flat[i + 2].decode(),
-                        flat[i + 3],
-                        int(flat[i + 4]),
-                        (flat[i], flat[i + 1]),
-                        crashes=int(flat[i + 5]),
-                        abort_requested=flat[i + 6] == 1,
-                    )
+            rows = [flat[i : i + 7] for i in range(0, len(flat), 7)]
+            out += await self._admit(queue, rows)
+        return out
+
+    async def _admit(self, queue: str, rows: Sequence[Sequence[Any]]) -> list[Delivery]:
+        """Deliveries from claimed rows (stream, entry id, task id, body, attempt, crashes,
+        abort mark). A row whose task id is not UTF-8 (an entry written by hand) is
+        dead-lettered alone, with its raw bytes, so the rest of the batch runs."""
+        out: list[Delivery] = []
+        broken: list[Any] = []
+        for stream, entry_id, raw_id, body, attempt, crashes, aborted in rows:
+            try:
+                task_id = raw_id.decode()
+            except UnicodeDecodeError:
+                reason = "malformed entry: its task id is not UTF-8 text"
+                log.error("dead-lettering entry %s of %s: %s", entry_id, queue, reason)
+                broken += [stream, entry_id, raw_id, body, reason, b"", 0]
+                continue
+            out.append(
+                Delivery(
+                    self,
+                    queue,
+                    task_id,
+                    body,
+                    int(attempt),
+                    (stream, entry_id),
+                    crashes=int(crashes),
+                    abort_requested=aborted == 1,
                 )
+            )
+        if broken:
+            args = [self.keys.group, self.consumer, self.keys.prefix, *broken]
+            await self.scripts.call("dead_letter", self.keys.tag(queue), args)
         return out
 
     def interrupt_fetch(self) -> None:
@@ -343,19 +363,11 @@ class RedisBroker:
         for queue, rows in per_queue.items():
             args = [value for row in rows for value in row]
             flat = await self.scripts.call("start", self.keys.tag(queue), args)
-            for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 5), strict=True):
-                out.append(
-                    Delivery(
-                        self,
-                        queue,
-                        flat[i].decode(),
-                        flat[i + 1],
-                        int(flat[i + 2]),
-                        (stream, entry_id),
-                        crashes=int(flat[i + 3]),
-                        abort_requested=flat[i + 4] == 1,
-                    )
-                )
+            started = [
+                (stream, entry_id, *flat[i : i + 5])
+                for (stream, entry_id, _), i in zip(rows, range(0, len(flat), 5), strict=True)
+            ]
+            out += await self._admit(queue, started)
         return out
 
     # -- settle --------------------------------------------------------------------
@@ -672,7 +684,7 @@ def _result_args(result: StoredResult | None) -> tuple[bytes, int]:
 
 def _dead_entry(queue: str, fields: dict[bytes, bytes]) -> DeadLetterEntry:
     return DeadLetterEntry(
-        id=fields[b"i"].decode(),
+        id=fields[b"i"].decode(errors="backslashreplace"),  # a hand-written entry's id
         queue=queue,
         body=fields[b"b"],
         reason=fields[b"r"].decode(errors="replace"),

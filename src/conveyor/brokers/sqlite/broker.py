@@ -55,6 +55,7 @@ from conveyor.brokers.base import (
 from conveyor.brokers.sqlite.connection import (
     MOUNTS_FILE,
     Database,
+    as_bytes,
     open_connection,
     snapshot,
     transaction,
@@ -267,7 +268,9 @@ class SqliteBroker:
                 conn.execute(QUERIES.spend_lease_token)
                 rows.sort(key=lambda r: (-r[6], r[7]))  # RETURNING order is unspecified
                 claimed.extend(
-                    Delivery(self, r[1], r[0], bytes(r[2]), r[3], r[4], r[5], r[8], bool(r[9]))
+                    Delivery(
+                        self, r[1], str(r[0]), as_bytes(r[2]), r[3], r[4], r[5], r[8], bool(r[9])
+                    )
                     for r in rows
                 )
                 if len(claimed) >= count:
@@ -378,7 +381,7 @@ class SqliteBroker:
                         QUERIES.finish_key,
                         {"key": key, "key_ttl": key_ttl, "task_id": task_id, "now": now},
                     )
-                stored = result(bytes(body), attempts)
+                stored = result(as_bytes(body), attempts)
                 if stored is not None:
                     store_results(conn, [stored], now)
                 outcome = AbortOutcome.DEQUEUED
@@ -585,7 +588,12 @@ def _dead_letter_rows(
 ) -> list[DeadLetterEntry]:
     return [
         DeadLetterEntry(
-            id=r[0], queue=r[1], body=bytes(r[2]), reason=r[3], attempts=r[4], failed_at=r[5]
+            id=str(r[0]),
+            queue=r[1],
+            body=as_bytes(r[2]),
+            reason=str(r[3]),
+            attempts=r[4],
+            failed_at=r[5],
         )
         for r in conn.execute(query, params)
     ]

@@ -191,6 +191,18 @@ def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
             time.sleep(0.01)
 
 
+def as_bytes(value: object) -> bytes:
+    """A BLOB column's value as bytes, whatever a hand-written row holds there (the
+    sqlite3 shell stores TEXT): one odd row must not break the statement that reads it."""
+    if isinstance(value, bytes):
+        return value
+    if value is None:
+        return b""
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogateescape")
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error.

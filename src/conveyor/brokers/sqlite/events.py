@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 
-from conveyor.brokers.sqlite.connection import Database, transaction
+from conveyor.brokers.sqlite.connection import Database, as_bytes, transaction
 from conveyor.brokers.sqlite.queries import parse_queries
 
 __all__ = ["SqliteEventStore"]
@@ -82,4 +82,4 @@ class SqliteEventStore:
         self, conn: sqlite3.Connection, query: str, params: dict[str, int]
     ) -> list[tuple[str, bytes]]:
         self._create(conn)
-        return [(str(row[0]), bytes(row[1])) for row in conn.execute(query, params)]
+        return [(str(row[0]), as_bytes(row[1])) for row in conn.execute(query, params)]

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from conveyor.brokers.base import StoredResult
-from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database, transaction
+from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database, as_bytes, transaction
 from conveyor.brokers.sqlite.queries import QUERIES
 from conveyor.settings import DEFAULT_BROKER_URL, Settings
 
@@ -91,7 +91,7 @@ class SqliteResultStore:
     @staticmethod
     def _get(conn: sqlite3.Connection, query: str, task_id: str, now: float) -> bytes | None:
         row = conn.execute(query, {"task_id": task_id, "now": now}).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else as_bytes(row[0])
 
     async def wait(self, task_id: str, timeout: float) -> bytes | None:
         """The result as soon as it is stored (by any process), or None after ``timeout``."""

@@ -10,7 +10,7 @@ import os
 import sqlite3
 from collections.abc import Mapping
 
-from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database
+from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database, as_bytes
 from conveyor.brokers.sqlite.queries import QUERIES
 from conveyor.settings import DEFAULT_BROKER_URL, Settings
 
@@ -66,4 +66,4 @@ def _rowcount(conn: sqlite3.Connection, query: str, params: Mapping[str, object]
 
 
 def _load_schedules(conn: sqlite3.Connection) -> dict[str, bytes]:
-    return {row[0]: bytes(row[1]) for row in conn.execute(QUERIES.load_schedules)}
+    return {row[0]: as_bytes(row[1]) for row in conn.execute(QUERIES.load_schedules)}
