@@ -167,3 +167,59 @@ async def test_stopping_an_idle_worker_interrupts_its_fetch(scheme: str, tmp_pat
         await worker.start()
         await asyncio.sleep(0.2)  # the fetch is waiting now
         await asyncio.wait_for(worker.stop(), 5.0)
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "redis"])
+async def test_a_worker_paused_after_its_claim_does_not_start_what_another_ran(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker frozen between claiming a task and starting it (SIGSTOP, a paused VM: its
+    loop and its lease thread stop alike) must not start the body once it resumes, when
+    the lease expired meanwhile and another worker ran the task (G2)."""
+    from conveyor.worker import lease as lease_module
+
+    runs: list[str] = []
+
+    async with connected_app(scheme, tmp_path, lease=1.0) as paused_app:
+
+        @paused_app.task(name="side_effect")
+        async def side_effect() -> None:
+            runs.append("run")
+
+        handle = await side_effect.kiq()
+        other_ready = threading.Event()
+        stop_other = threading.Event()
+
+        def run_other_worker() -> None:
+            async def serve() -> None:
+                other = fast_app(paused_app.settings.broker_url, lease=1.0)
+                other.tasks = paused_app.tasks
+                async with other, other.worker():
+                    other_ready.set()
+                    await asyncio.to_thread(stop_other.wait)
+
+            asyncio.run(serve())
+
+        # the frozen process: no lease renewal, and the loop stops right after the claim
+        monkeypatch.setattr(lease_module.LeaseRenewer, "start", lambda self: None)
+        real_fetch = type(paused_app.broker).fetch
+        frozen: list[bool] = []
+
+        async def fetch_then_freeze(self: object, *args: object) -> object:
+            got = await real_fetch(self, *args)  # type: ignore[arg-type]
+            if got and not frozen:
+                frozen.append(True)
+                other.start()  # the other worker reaps the expired lease and runs it
+                other_ready.wait(10)
+                time.sleep(3.0)  # noqa: ASYNC251 - frozen: nothing of this loop runs
+            return got
+
+        monkeypatch.setattr(type(paused_app.broker), "fetch", fetch_then_freeze)
+        other = threading.Thread(target=run_other_worker)
+        async with paused_app.worker():
+            result = await handle.wait_result(timeout=10)
+            await asyncio.sleep(0.5)  # the resumed worker had its chance to run it again
+        stop_other.set()
+        other.join(10)
+    assert result.status is TaskStatus.SUCCEEDED
+    assert runs == ["run"], "the paused worker started a body another worker had run"

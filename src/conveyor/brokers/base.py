@@ -167,6 +167,10 @@ class Delivery:
     """The task carried an abort mark when it was claimed (it was aborted while an earlier
     attempt ran, or between a blocking read and its start): the worker settles it as
     aborted without running it."""
+    lease_until: float = float("inf")
+    """Local monotonic time until which the lease is known to hold: set by the worker at
+    the claim, pushed on by each renewal. A body about to start past it (its process was
+    paused, SIGSTOP or a frozen VM) checks ownership first."""
 
     async def ack(self, result: StoredResult | None = None) -> bool:
         """Finish the delivery; store ``result`` with it when the broker holds results."""

@@ -223,6 +223,7 @@ class Worker:
     async def _fetch_loop(self) -> None:
         broker = self._broker
         wait = self.app.settings.fetch_wait
+        lease = self.app.settings.lease
         pause = 0.05
         while not self._stopping.is_set():
             if self._alone_waiting is not None or self._alone_running is not None:
@@ -246,6 +247,7 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            asked = time.monotonic()
             try:
                 deliveries = await broker.fetch(self.queues, free, wait)
             except Exception:
@@ -255,6 +257,8 @@ class Worker:
                 pause = min(pause * 2, 5.0)
                 continue
             pause = 0.05
+            for delivery in deliveries:
+                delivery.lease_until = asked + lease
             if self._stopping.is_set():
                 await self._release(deliveries)
                 break

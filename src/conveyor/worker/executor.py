@@ -131,6 +131,13 @@ class Executor:
         self.aborting: set[Delivery] = set()
         self._bodies: dict[Delivery, tuple[asyncio.Task[Any] | None, Context | None]] = {}
         self._bug_hits: dict[str, int] = {}  # task id -> worker bugs seen (oldest first)
+        self._lease = app.settings.lease
+        # a body starting with less than this left of its known lease checks ownership
+        self._lease_margin = app.settings.lease / 3
+        broker = app.broker
+        self._ownership: Batcher[Delivery, bool] = Batcher(
+            lambda batch: broker.extend_leases(batch, self._lease)
+        )
         # hooks are fixed while a worker runs; skip the await entirely when there are none
         self._has_hooks = {name: bool(app.hooks_for(name)) for name in HOOK_METHODS}
         # events are built only when someone listens (hooks' on_event, the event recorder)
@@ -201,6 +208,10 @@ class Executor:
             await self._hooks("before_execute", message, context)
         if delivery in self.aborting:  # requested while the hooks above ran
             return await self._aborted(delivery, message, 0.0, running=False)
+        if delivery.lease_until - time.monotonic() < self._lease_margin and not (
+            await self._still_ours(delivery)
+        ):
+            return None
         if self._on_event:
             self._emit(self._task_event(TaskStarted, message, delivery.attempt))
         started = time.perf_counter()
@@ -263,6 +274,26 @@ class Executor:
         if self._log_tasks:
             _log_outcome(logging.INFO, message, "succeeded", elapsed, delivery.attempt)
         return TaskStatus.SUCCEEDED
+
+    async def _still_ours(self, delivery: Delivery) -> bool:
+        """Before a body starts past the time its lease is known to hold (this process was
+        paused since the claim): extend it, batched with others starting now. False, and
+        the body never starts, if another worker owns the message by now (G2)."""
+        asked = time.monotonic()
+        try:
+            owned = await self._ownership.submit(delivery)
+        except Exception:
+            log.warning("could not check the lease of %s; running it", delivery.task_id)
+            return True
+        if owned:
+            delivery.lease_until = asked + self._lease
+            return True
+        log.warning(
+            "task %s: its lease was lost before it started (this worker was paused?); "
+            "another worker owns it now, so it does not run here",
+            delivery.task_id,
+        )
+        return False
 
     def request_abort(self, delivery: Delivery) -> None:
         """Abort ``delivery``: if its body runs, set its Context's ``abort_requested`` and

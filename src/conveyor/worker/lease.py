@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from conveyor.brokers.base import Delivery, LeaseKeeper
@@ -55,6 +56,7 @@ class LeaseRenewer:
                 deliveries = list(self._held.copy().values())  # dict.copy is atomic under the GIL
                 if not deliveries:
                     continue
+                asked = time.monotonic()
                 try:
                     if keeper is None:
                         keeper = self._keeper_factory()
@@ -67,7 +69,9 @@ class LeaseRenewer:
                     continue
                 self.renewals += 1
                 for delivery, still_ours in zip(deliveries, owned, strict=True):
-                    if not still_ours:
+                    if still_ours:
+                        delivery.lease_until = asked + self._lease
+                    else:
                         self._on_lost(delivery)
         finally:
             _close_quietly(keeper)
