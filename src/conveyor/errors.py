@@ -7,6 +7,7 @@ Every error Conveyor raises on purpose derives from :class:`ConveyorError`::
     ├── BrokerUnavailable         the broker or result store cannot be reached
     ├── EnqueueError              nothing was sent
     │   └── PayloadTooLarge       the encoded message exceeds max_payload_bytes
+    ├── SettlementRefused         the broker refused to settle a delivery (a result too big)
     ├── UnknownTask               a task name that is not registered
     ├── ResultTimeout             wait_result()/get() gave up (also a TimeoutError)
     ├── ResultMissing             no result is stored (not finished, expired, or result_ttl=0)
@@ -61,6 +62,11 @@ class EnqueueError(ConveyorError):
 
 class PayloadTooLarge(EnqueueError):
     """The encoded message is larger than ``max_payload_bytes``."""
+
+
+class SettlementRefused(ConveyorError):
+    """The broker refused a settlement itself, not through a connection fault (Redis'
+    ``proto-max-bulk-len``, a value too big for SQLite): trying it again cannot help."""
 
 
 class UnknownTask(ConveyorError):

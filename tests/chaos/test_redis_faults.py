@@ -541,3 +541,41 @@ async def test_task_blocking_its_event_loop_for_three_leases_runs_once(
     idle = next(p for p in pool if p.pid != ran_on)
     assert not _starts(workers.ledger(), idle.pid)
     assert "lease of task" not in "".join(p.log() for p in pool)
+
+
+async def test_a_result_the_server_refuses_fails_the_task_once_with_the_reason(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    """A result over the server's proto-max-bulk-len: Redis refuses the ack's script call.
+    The task used to run 3 times and be dead-lettered as "poison: worker killed"; it now
+    fails once, naming the refusal, and the tasks settled beside it are unharmed."""
+    from conveyor import TaskStatus
+    from tests.conftest import fast_app
+
+    server = redis_server()
+    client = server.client()
+    client.config_set("proto-max-bulk-len", 1024 * 1024)
+    client.close()
+    app = fast_app(server.url, lease=2.0)
+    runs: list[int] = []
+
+    @app.task(name="big")
+    async def big() -> str:
+        runs.append(1)
+        return "x" * 2_000_000  # under max_result_bytes (16 MiB), over the server's limit
+
+    @app.task(name="small")
+    async def small(n: int) -> int:
+        return n
+
+    async with app, app.worker():
+        refused = await big.kiq()
+        others = [await small.kiq(n) for n in range(5)]
+        result = await refused.wait_result(timeout=15)
+        assert [await h.get(timeout=5) for h in others] == list(range(5))
+        await asyncio.sleep(0.5)  # a redelivery would have started by now
+    assert runs == [1]
+    assert result.status is TaskStatus.FAILED
+    assert result.error is not None
+    assert "result not stored: the broker refused it" in result.error.message
+    assert "invalid bulk length" in result.error.message

@@ -28,7 +28,7 @@ from conveyor.brokers.base import (
     StoredResult,
 )
 from conveyor.deps import Context
-from conveyor.errors import TaskTimeout
+from conveyor.errors import SettlementRefused, TaskTimeout
 from conveyor.hooks import HOOK_METHODS
 from conveyor.message import MalformedMessage, Message, decode_message, encode_value
 from conveyor.observability.events import (
@@ -77,12 +77,32 @@ class Settler:
         self._store = app.result_store
         self._colocated = self._store is self._broker.result_store()
         self._lease = app.settings.lease
-        self._batcher: Batcher[Settlement, bool] = Batcher(self._flush)
+        self._batcher: Batcher[Settlement, bool | SettlementRefused] = Batcher(self._flush)
 
     async def settle(self, delivery: Delivery, outcome: Outcome) -> bool:
-        return await self._batcher.submit((delivery, outcome))
+        """Settle (batched with others); raises :class:`SettlementRefused` if the broker
+        refuses this one itself."""
+        answer = await self._batcher.submit((delivery, outcome))
+        if isinstance(answer, SettlementRefused):
+            raise answer
+        return answer
 
-    async def _flush(self, batch: Sequence[Settlement]) -> list[bool]:
+    async def _flush(self, batch: Sequence[Settlement]) -> list[bool | SettlementRefused]:
+        try:
+            return list(await self._settle_batch(batch))
+        except SettlementRefused as refused:
+            if len(batch) == 1:
+                return [refused]
+        # one item was refused: settle each alone, so the others are not refused with it
+        answers: list[bool | SettlementRefused] = []
+        for settlement in batch:
+            try:
+                answers += await self._settle_batch([settlement])
+            except SettlementRefused as refused:
+                answers.append(refused)
+        return answers
+
+    async def _settle_batch(self, batch: Sequence[Settlement]) -> list[bool]:
         if self._colocated:
             return await self._broker.settle(batch)
         # results live elsewhere: store them first (ack only after the result is safe), but
@@ -270,7 +290,13 @@ class Executor:
             return await self._failed(delivery, message, task, error, elapsed, retry=False)
         if self._has_hooks["after_execute"]:
             await self._hooks("after_execute", message, result)
-        await self._settle(delivery, Ack(stored))
+        try:
+            await self._settle(delivery, Ack(stored), refusable=True)
+        except SettlementRefused as refused:
+            error = TypeError(
+                f"task {task.name!r}: result not stored: the broker refused it: {refused}"
+            )
+            return await self._failed(delivery, message, task, error, elapsed, retry=False)
         if self._log_tasks:
             _log_outcome(logging.INFO, message, "succeeded", elapsed, delivery.attempt)
         return TaskStatus.SUCCEEDED
@@ -526,14 +552,27 @@ class Executor:
             )
         return StoredResult(message.task_id, data, ttl)
 
-    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+    async def _settle(
+        self, delivery: Delivery, outcome: Outcome, *, refusable: bool = False
+    ) -> None:
         """Settle, retrying through transient broker errors while the lease thread keeps
-        the lease; gives up (leaving it to lease expiry: at-least-once) after a while."""
+        the lease; gives up (leaving it to lease expiry: at-least-once) after a while. A
+        settlement the broker refuses is not retried: with ``refusable`` the caller gets
+        the :class:`SettlementRefused` (to settle otherwise), else it is logged."""
         deadline = time.monotonic() + self.settle_retry_for
         pause = 0.05
         while True:
             try:
                 owned = await self.settler.settle(delivery, outcome)
+            except SettlementRefused as refused:
+                if refusable:
+                    raise
+                log.error(
+                    "the broker refused to settle %s (%s); it returns after its lease",
+                    delivery.task_id,
+                    refused,
+                )
+                return
             except Exception:
                 if time.monotonic() >= deadline or id(delivery) in self.lost:
                     log.error(

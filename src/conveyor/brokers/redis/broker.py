@@ -57,7 +57,7 @@ from conveyor.brokers.redis.pubsub import ChannelListener
 from conveyor.brokers.redis.results import RedisResultStore
 from conveyor.brokers.redis.schedules import RedisScheduleStore
 from conveyor.brokers.redis.wakeup import FetchWaker
-from conveyor.errors import BrokerUnavailable
+from conveyor.errors import BrokerUnavailable, SettlementRefused
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 
@@ -384,7 +384,14 @@ class RedisBroker:
                 args = self._settle_args(kind, [batch[i] for i in indexes])
                 await self.scripts.call(_SCRIPT_FOR[kind], keys.tag(queue), args, client=pipe)
                 order.append(indexes)
-            answers = await pipe.execute()
+            try:
+                answers = await pipe.execute()
+            except redis.ResponseError as exc:
+                if str(exc).split(" ", 1)[0] in _TRANSIENT_ERRORS:
+                    raise
+                # e.g. "Protocol error: invalid bulk length" for a result over the server's
+                # proto-max-bulk-len: the same call would be refused again
+                raise SettlementRefused(f"Redis refused it: {exc}") from exc
         for indexes, answer in zip(order, answers, strict=True):
             for i, ok in zip(indexes, answer, strict=True):
                 done[i] = ok == 1
@@ -672,6 +679,12 @@ def _first_time(warning: str, url: str) -> bool:
     _WARNED.add((warning, server))
     return True
 
+
+# Redis errors that pass (memory freed, a replica promoted, a script finished): a
+# settlement that met one is retried, not refused
+_TRANSIENT_ERRORS = frozenset(
+    {"OOM", "BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"}
+)
 
 _SCRIPT_FOR = {"Ack": "ack", "Retry": "retry", "DeadLetter": "dead_letter", "Release": "release"}
 

@@ -66,7 +66,7 @@ from conveyor.brokers.sqlite.results import SqliteResultStore, store_results
 from conveyor.brokers.sqlite.schedules import SqliteScheduleStore
 from conveyor.brokers.sqlite.wake import Subscription
 from conveyor.clock import Clock
-from conveyor.errors import BrokerUnavailable
+from conveyor.errors import BrokerUnavailable, SettlementRefused
 from conveyor.message import MalformedMessage, decode_message
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import DEFAULT_BROKER_URL, Settings
@@ -285,7 +285,10 @@ class SqliteBroker:
         """Apply the outcomes in one transaction; False where the lease was lost."""
         if not batch:
             return []
-        return await self._db.run(self._settle_sync, list(batch), self._clock.now())
+        try:
+            return await self._db.run(self._settle_sync, list(batch), self._clock.now())
+        except sqlite3.DataError as exc:  # "string or blob too big": SQLITE_MAX_LENGTH
+            raise SettlementRefused(f"SQLite refused it: {exc}") from exc
 
     def _settle_sync(
         self, conn: sqlite3.Connection, batch: list[Settlement], now: float
