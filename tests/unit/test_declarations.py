@@ -98,10 +98,10 @@ async def test_a_message_that_hits_a_worker_bug_twice_is_dead_lettered_not_loope
 
     real_settle = executor.Executor._settle
 
-    async def settle(self: executor.Executor, delivery: Any, outcome: Any) -> None:
+    async def settle(self: executor.Executor, delivery: Any, outcome: Any, **kw: Any) -> None:
         if type(outcome).__name__ == "Ack" and delivery.task_id == handle.task_id:
             raise RuntimeError("bug in the settle path")
-        await real_settle(self, delivery, outcome)
+        await real_settle(self, delivery, outcome, **kw)
 
     # a bug outside every narrower guard: settling a success raises
     monkeypatch.setattr(executor.Executor, "_settle", settle)
