@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 
-from conveyor.brokers import redact_url
+from conveyor.brokers import redact_secrets, redact_url
 from conveyor.brokers.redis.scripts import SCRIPT_NAMES, load_sources
-from conveyor.errors import BrokerUnavailable
+from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.settings import Settings
 
 __all__ = [
@@ -35,6 +35,11 @@ __all__ = [
 ]
 
 SOURCES = load_sources()
+
+# connections per client (the app's, each portal's, each clone's), and how long a call
+# waits for one when all are busy before BrokerUnavailable-like ConnectionError
+DEFAULT_POOL_SIZE = 50
+POOL_WAIT = 30.0
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -66,22 +71,31 @@ def new_client(url: str, settings: Settings, *, blocking: bool = False) -> aiore
     # a blocking XREADGROUP must finish within the socket timeout (redis-py #2807)
     timeout = settings.fetch_wait + 10.0 if blocking else 10.0
     secure = urlsplit(url).scheme == "rediss"
-    single: dict[str, Any] = (
-        {"single_connection_client": True, "redis_connect_func": _connect_keeping_id}
-        if blocking
-        else {}
+    options: dict[str, Any] = {
+        "connection_class": HiredisPackSSLConnection if secure else HiredisPackConnection,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+    if blocking:
+        return aioredis.Redis.from_url(
+            url,
+            single_connection_client=True,
+            redis_connect_func=_connect_keeping_id,
+            **options,
+        )
+    # A pool of a known size that queues callers beyond it: a thousand concurrent
+    # status() or wait_result() calls wait their turn instead of failing with
+    # MaxConnectionsError (`?max_connections=` in the URL sizes it)
+    query = dict(parse_qsl(urlsplit(url).query))
+    size = int(query.get("max_connections", DEFAULT_POOL_SIZE))
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=size, timeout=POOL_WAIT, **options
     )
-    return aioredis.Redis.from_url(
-        url,
-        connection_class=HiredisPackSSLConnection if secure else HiredisPackConnection,
-        socket_timeout=timeout,
-        socket_connect_timeout=5.0,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        **single,
-    )
+    return aioredis.Redis.from_pool(pool)  # the client owns and closes its pool
 
 
 async def _connect_keeping_id(connection: Any) -> None:
@@ -99,13 +113,23 @@ def blocked_client_id(client: aioredis.Redis) -> int | None:
 
 async def reachable_client(url: str, redis_url: str, settings: Settings) -> aioredis.Redis:
     """A client that answered PING, or :class:`BrokerUnavailable` naming ``url`` without
-    its password."""
-    client = new_client(redis_url, settings)
+    its password (:class:`ConfigurationError` for a URL redis-py cannot use)."""
+    # redis-py's messages may quote a piece of a password that its URL parser cut
+    try:
+        client = new_client(redis_url, settings)
+    except ValueError as exc:  # a bad port, an invalid option value
+        reason = redact_secrets(str(exc), url)
+        raise ConfigurationError(f"invalid Redis URL {redact_url(url)}: {reason}") from None
     try:
         await client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         await client.aclose()
-        raise BrokerUnavailable(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
+        reason = redact_secrets(str(exc), url)
+        raise BrokerUnavailable(f"cannot reach Redis at {redact_url(url)}: {reason}") from None
+    except (ValueError, TypeError) as exc:  # an unknown option (?PASSWORD=) reaches here
+        await client.aclose()
+        reason = redact_secrets(str(exc), url)
+        raise ConfigurationError(f"invalid Redis URL {redact_url(url)}: {reason}") from None
     return client
 
 
