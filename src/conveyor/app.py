@@ -41,6 +41,7 @@ from conveyor.retry import Backoff
 from conveyor.scheduler.book import ScheduleBook
 from conveyor.scheduler.schedule import Schedule, schedule_from_entry
 from conveyor.settings import Settings
+from conveyor.signing import sign
 from conveyor.task import (
     CallOptions,
     SyncTask,
@@ -396,6 +397,8 @@ class Conveyor:
             body = encode_message(message)
         except TypeError as exc:
             raise _name_bad_argument(task, message, exc) from None
+        if self.settings.signing_keys:
+            body = sign(body, self.settings.signing_keys[0])
         if len(body) > self.settings.max_payload_bytes:
             raise PayloadTooLarge(
                 f"task {task.name!r}: encoded message is {len(body)} bytes, over the limit of "

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from conveyor.signing import unsigned
+
 __all__ = [
     "SCHEMA_VERSION",
     "MalformedMessage",
@@ -79,7 +81,9 @@ def encode_value(value: Any) -> bytes:
 
 def decode_message(body: bytes) -> Message:
     """Decode a body into a :class:`Message`, or raise :class:`MalformedMessage`: never
-    anything else, whatever the bytes (nesting too deep for the decoder included)."""
+    anything else, whatever the bytes (nesting too deep for the decoder included). A
+    signed body is read without checking its signature (the worker checks it first)."""
+    body = unsigned(body)
     try:
         message = _decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

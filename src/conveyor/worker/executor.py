@@ -50,6 +50,7 @@ from conveyor.result import (
     aborted_result,
     safe_text,
 )
+from conveyor.signing import InvalidSignature, verified
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -154,6 +155,7 @@ class Executor:
         self._lease = app.settings.lease
         # a body starting with less than this left of its known lease checks ownership
         self._lease_margin = app.settings.lease / 3
+        self._signing_keys = app.settings.signing_keys
         broker = app.broker
         self._ownership: Batcher[Delivery, bool] = Batcher(
             lambda batch: broker.extend_leases(batch, self._lease)
@@ -169,8 +171,14 @@ class Executor:
 
     async def execute(self, delivery: Delivery) -> TaskStatus | None:
         """Run ``delivery`` and settle it; returns the status it ended in (None if released)."""
+        body = delivery.body
+        if self._signing_keys:  # before anything else reads the body
+            try:
+                body = verified(body, self._signing_keys)
+            except InvalidSignature as exc:
+                return await self._reject(delivery, None, str(exc))
         try:
-            message = decode_message(delivery.body)
+            message = decode_message(body)
         except MalformedMessage as exc:
             return await self._reject(delivery, None, exc.reason)
         TASK_CONTEXT.set((message.task_id, message.task, delivery.attempt))  # for log records
