@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from conveyor.app import Conveyor
-from conveyor.brokers import shown_url, sqlite_path
+from conveyor.brokers import redact_url, shown_url, sqlite_path
 from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
@@ -231,8 +231,8 @@ def relative_path_hint(app: Conveyor) -> str:
     if url.partition("://")[2].startswith("//"):
         return ""
     return (
-        f" The path in {url} is relative to the current directory: run this where the "
-        "workers run, or give an absolute path (sqlite:////srv/app/conveyor.db)."
+        f" The path in {redact_url(url)} is relative to the current directory: run this "
+        "where the workers run, or give an absolute path (sqlite:////srv/app/conveyor.db)."
     )
 
 

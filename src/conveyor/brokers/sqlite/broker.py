@@ -38,6 +38,7 @@ from pathlib import Path
 
 import msgspec
 
+from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
@@ -511,7 +512,7 @@ class SqliteLeaseKeeper:
             return []
         with self._lock:
             if self._closed:
-                raise BrokerUnavailable(f"the lease keeper of {self._url} is closed")
+                raise BrokerUnavailable(f"the lease keeper of {redact_url(self._url)} is closed")
             try:
                 if self._conn is None:
                     self._conn = open_connection(

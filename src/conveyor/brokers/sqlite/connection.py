@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+from conveyor.brokers import redact_url
 from conveyor.brokers.sqlite.queries import QUERIES, SCHEMA, SCHEMA_VERSION
 from conveyor.brokers.sqlite.wake import WakeDir
 from conveyor.errors import BrokerUnavailable, ConfigurationError
@@ -69,16 +70,17 @@ def path_from_url(url: str) -> Path:
     PosixPath('/var/lib/app/conveyor.db')
     """
     scheme, sep, rest = url.partition("://")
+    shown = redact_url(url)
     if scheme.lower() != "sqlite" or not sep:
-        raise ConfigurationError(f"{url!r} is not a sqlite:// URL")
+        raise ConfigurationError(f"{shown!r} is not a sqlite:// URL")
     if not rest.startswith("/"):
         raise ConfigurationError(
-            f"{url!r} names a host; use sqlite:///relative/path.db or sqlite:////abs/path.db"
+            f"{shown!r} names a host; use sqlite:///relative/path.db or sqlite:////abs/path.db"
         )
     raw = rest[1:]
     if not raw or raw == ":memory:" or raw.startswith("file:"):
         raise ConfigurationError(
-            f"{url!r} does not name a database file; give a path (sqlite:///conveyor.db), "
+            f"{shown!r} does not name a database file; give a path (sqlite:///conveyor.db), "
             "or use memory:// for a broker inside one process"
         )
     return Path(raw).absolute()
@@ -285,6 +287,7 @@ class Database:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
+        self._shown = redact_url(url)  # for messages
         self.path = path_from_url(url)
         self.settings = settings
         self.mounts_file = mounts_file
@@ -351,7 +354,7 @@ class Database:
         """Queue ``fn(connection, *args)`` on the database thread."""
         executor = self._executor
         if executor is None:
-            raise BrokerUnavailable(f"{self.url} is not connected; await connect() first")
+            raise BrokerUnavailable(f"{self._shown} is not connected; await connect() first")
 
         def call() -> T:
             return self._call(fn, *args, **kwargs)
@@ -375,7 +378,7 @@ class Database:
     ) -> T:
         conn = self._conn
         if conn is None:
-            raise BrokerUnavailable(f"{self.url} is not connected; await connect() first")
+            raise BrokerUnavailable(f"{self._shown} is not connected; await connect() first")
         try:
             return fn(conn, *args, **kwargs)
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O
@@ -385,7 +388,7 @@ class Database:
         directory = self.path.parent
         if not directory.is_dir():
             raise ConfigurationError(
-                f"cannot open {self.url}: directory {directory} does not exist; create it "
+                f"cannot open {self._shown}: directory {directory} does not exist; create it "
                 "or fix the URL"
             )
         warning = check_local_filesystem(
