@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from urllib.parse import unquote
 
 import pytest
+import uvicorn
 from click.testing import CliRunner
+from starlette.types import ASGIApp, Message
 
 from conveyor import ConfigurationError, Conveyor, TaskStatus
 from conveyor.cli import main
 from conveyor.dashboard import create_dashboard
-from conveyor.dashboard.auth import is_loopback, redact_access_log
+from conveyor.dashboard.auth import is_loopback, local_target, redact_access_log
 from tests.conftest import fast_app
 from tests.dashboard import dashboard_app
 from tests.dashboard.conftest import client_for, csrf_of
@@ -85,7 +91,16 @@ async def test_login_form_sets_the_cookie_and_never_redirects_off_site(app: Conv
     async with client_for(web) as client:
         wrong = await client.post("/login", data={"token": "guess"})
         assert wrong.status_code == 401 and "wrong token" in wrong.text
-        for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        for target in (
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "///evil.example",
+            "/\t/evil.example",  # browsers drop tabs and newlines from URLs
+            "/\r\n/evil.example",
+            " //evil.example",
+            "/\u20ac",
+        ):
             ok = await client.post("/login", data={"token": TOKEN, "next": target})
             assert ok.status_code == 303 and ok.headers["location"] == "/"
         ok = await client.post("/login", data={"token": TOKEN, "next": "/workers"})
@@ -94,6 +109,171 @@ async def test_login_form_sets_the_cookie_and_never_redirects_off_site(app: Conv
         page = await client.get("/")
         out = await client.post("/logout", data={"csrf": csrf_of(page.text)})
         assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+
+
+# What a browser or a script can put before ``?token=`` to leave the site: a host for a
+# browser (//, ///, \\ read as /, a tab dropped), once the server has decoded the path
+OFF_SITE = [
+    b"//evil.example/",
+    b"//evil.example/tasks",
+    b"/\\evil.example",
+    b"/%2F%2Fevil.example",
+    b"/%2f/evil.example",
+    b"/%5Cevil.example",
+    b"/%5C%5Cevil.example",
+    b"/%09/evil.example",
+    b"/%0A/evil.example",
+]
+# paths that cannot go in a Location header: CR/LF would split it (uvicorn then drops the
+# connection), and a header is Latin-1 (a 500 for anything else)
+UNSENDABLE = [
+    b"/%0D%0ASet-Cookie:%20injected=1",
+    b"/tasks/%0D%0A",
+    b"/%E2%82%AC",
+    b"/tasks/%E2%82%AC",
+    b"/%00",
+]
+
+
+async def _raw_get(web: ASGIApp, target: bytes) -> tuple[int, dict[bytes, bytes]]:
+    """GET ``target`` (request-line bytes) with the scope uvicorn builds for it: raw_path
+    as sent, path percent-decoded as UTF-8, the query string apart."""
+    raw_path, _, query = target.partition(b"?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": unquote(raw_path.decode("ascii")),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"accept", b"text/html")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await web(scope, receive, send)
+    start = sent[0]
+    return start["status"], dict(start.get("headers", []))
+
+
+@pytest.mark.parametrize("path", OFF_SITE, ids=[p.decode() for p in OFF_SITE])
+async def test_a_token_link_never_redirects_off_site(app: Conveyor, path: bytes) -> None:
+    web = create_dashboard(app, token=TOKEN)
+    status, headers = await _raw_get(web, path + f"?token={TOKEN}".encode())
+    assert 400 <= status < 500, (status, headers.get(b"location"))
+    assert b"location" not in headers
+    assert b"set-cookie" not in headers
+
+
+@pytest.mark.parametrize("path", UNSENDABLE, ids=[p.decode() for p in UNSENDABLE])
+async def test_a_token_link_with_cr_lf_or_non_latin_1_in_its_path_is_a_4xx(
+    app: Conveyor, path: bytes
+) -> None:
+    web = create_dashboard(app, token=TOKEN)
+    status, headers = await _raw_get(web, path + f"?token={TOKEN}".encode())
+    assert 400 <= status < 500, (status, headers.get(b"location"))
+    assert b"location" not in headers and b"set-cookie" not in headers
+
+
+async def test_a_token_link_keeps_the_page_and_its_query_encoded(app: Conveyor) -> None:
+    web = create_dashboard(app, token=TOKEN)
+    for target, location in (
+        (b"/tasks", b"/tasks"),
+        (b"/tasks?status=failed", b"/tasks?status=failed"),
+        (b"/tasks/a%20b%3Fc%23d%25", b"/tasks/a%20b%3Fc%23d%25"),  # ? # % stay in the path
+        (b"/tasks?q=%E2%82%AC", b"/tasks?q=%E2%82%AC"),
+        (b"/tasks?q=%0D%0A", b"/tasks?q=%0D%0A"),
+    ):
+        joined = target + (b"&" if b"?" in target else b"?") + f"token={TOKEN}".encode()
+        status, headers = await _raw_get(web, joined)
+        assert status == 303, target
+        assert headers[b"location"] == location
+        assert b"HttpOnly" in headers[b"set-cookie"]
+
+
+@contextmanager
+def _uvicorn(web: ASGIApp) -> Iterator[int]:
+    """``web`` served by uvicorn (h11) on a free loopback port, in a thread."""
+    config = uvicorn.Config(web, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            thread.join(0.01)
+        assert server.started, "uvicorn did not start"
+        yield int(server.servers[0].sockets[0].getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _raw_request(port: int, target: bytes) -> bytes:
+    """The response head to ``GET target`` sent byte for byte; b"" if the server hung up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data.partition(b"\r\n\r\n")[0]
+
+
+def test_through_a_real_server_bad_token_links_get_a_4xx_not_a_drop_or_a_500() -> None:
+    web = create_dashboard(fast_app("memory://"), token=TOKEN)
+    token = f"?token={TOKEN}".encode()
+    with _uvicorn(web) as port:
+        for path in [*OFF_SITE, *UNSENDABLE]:
+            head = _raw_request(port, path + token)
+            assert head.startswith(b"HTTP/1.1 4"), (path, head)
+            assert b"location:" not in head.lower(), (path, head)
+        good = _raw_request(port, b"/tasks/a%20b" + token)
+        assert good.startswith(b"HTTP/1.1 303") and b"location: /tasks/a%20b\r\n" in good
+
+
+@pytest.mark.parametrize(
+    ("target", "home", "safe"),
+    [
+        ("/", "/", True),
+        ("/tasks?status=failed", "/", True),
+        ("/conveyor/tasks", "/conveyor/", True),
+        ("/tasks/a b", "/", True),
+        ("/elsewhere", "/conveyor/", False),
+        ("//evil.example/", "/", False),
+        ("///evil.example", "/", False),
+        ("/\\evil.example", "/", False),
+        ("/tasks\\..\\", "/", False),
+        ("/\t/evil.example", "/", False),
+        ("/\n/evil.example", "/", False),
+        ("/\r\nSet-Cookie: x=1", "/", False),
+        ("/\x00", "/", False),
+        ("/\x7f", "/", False),
+        ("/caf\u00e9", "/", False),
+        ("/\u20ac", "/", False),
+        ("https://evil.example/", "/", False),
+        (" //evil.example", "/", False),
+        ("", "/", False),
+    ],
+)
+def test_local_target_lets_only_paths_inside_the_dashboard_through(
+    target: str, home: str, safe: bool
+) -> None:
+    assert (local_target(target, home) == target) is safe
+    if not safe:
+        assert local_target(target, home) is None
 
 
 async def test_actions_need_the_csrf_token_unless_sent_with_a_bearer_header(

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from conveyor.dashboard.auth import CSRF_FIELD, CSRF_HEADER, SCOPE_KEY, base_path
+from conveyor.dashboard.auth import CSRF_FIELD, CSRF_HEADER, SCOPE_KEY, base_path, local_target
 from conveyor.scheduler.book import UnknownSchedule
 
 if TYPE_CHECKING:
@@ -140,11 +140,9 @@ async def login(dash: Dashboard, request: Request) -> Response:
         return PlainTextResponse("this dashboard has no token login", 404)
     if not dash.access.check_token(_first(form, "token")):
         return dash.render(request, "login", {"error": "wrong token", "next": ""}, status=401)
-    target = _first(form, "next")
     home = base_path(request.scope)
     # only a path inside the dashboard: never an open redirect to another site
-    if not target.startswith(home) or target.startswith("//") or "\\" in target:
-        target = home
+    target = local_target(_first(form, "next"), home) or home
     response = RedirectResponse(target, status_code=303)
     response.headers["set-cookie"] = dash.access.session_cookie(home)
     return response

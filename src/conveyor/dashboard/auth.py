@@ -4,9 +4,10 @@ Seeing (every request except the static assets, which hold no data):
 
 - ``Authorization: Bearer <token>``: scripts, Prometheus scraping ``/metrics``;
 - the session cookie that a login sets after checking the token (the login form, or a
-  ``?token=...`` link on any page, which redirects to the same page without it). The
-  cookie is ``HttpOnly`` and ``SameSite=Strict``, scoped to the dashboard's path, and
-  holds an HMAC of the token, never the token;
+  ``?token=...`` link on any page, which redirects to the same page without it; both
+  redirect only where :func:`local_target` allows). The cookie is ``HttpOnly`` and
+  ``SameSite=Strict``, scoped to the dashboard's path, and holds an HMAC of the token,
+  never the token;
 - ``Authorization: Basic`` with the ``basic_auth`` user and password (browsers ask).
 
 With neither a token nor basic auth the dashboard is open; ``require_auth`` (which
@@ -40,7 +41,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
@@ -53,6 +54,7 @@ __all__ = [
     "Access",
     "AccessMiddleware",
     "is_loopback",
+    "local_target",
     "redact_access_log",
 ]
 
@@ -206,6 +208,24 @@ class Access:
         return urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
 
 
+def local_target(target: str, home: str) -> str | None:
+    """``target`` if a browser may be sent there after a login: a path inside the
+    dashboard (under ``home``) that stays on this site and fits in a ``Location`` header.
+    None for ``//evil.example/`` and ``///evil.example`` (a host, to a browser), any
+    backslash (browsers read ``/\\evil.example`` as ``//evil.example``), a tab or newline
+    (browsers drop them: ``/\\t/evil.example``; a CR/LF would also split the header),
+    any other control character, and anything outside ASCII (not for a header).
+
+    The one guard of both logins: the form's ``next`` field, and the path of a
+    ``?token=`` link (decoded, as servers pass it).
+    """
+    if not target.startswith(home) or target.startswith("//") or "\\" in target:
+        return None
+    if not all(" " <= char <= "~" for char in target):
+        return None
+    return target
+
+
 def route_path(scope: Scope) -> str:
     """The path inside the dashboard (without the mount prefix or root_path)."""
     path = str(scope["path"])
@@ -269,7 +289,7 @@ class AccessMiddleware:
             and scope["method"] == "GET"
             and self.access.check_token(query["token"])
         ):
-            await self._login_redirect(scope, query, send_with_headers)
+            await self._login_redirect(scope, receive, query, send_with_headers)
             return
         who = self.access.identify(Headers(scope=scope))
         if who is None and path != "/login":
@@ -278,15 +298,25 @@ class AccessMiddleware:
         scope[SCOPE_KEY] = who
         await self.app(scope, receive, send_with_headers)
 
-    async def _login_redirect(self, scope: Scope, query: dict[str, str], send: Send) -> None:
+    async def _login_redirect(
+        self, scope: Scope, receive: Receive, query: dict[str, str], send: Send
+    ) -> None:
         """A valid ``?token=`` link: set the cookie, then show the page without the token
-        (so it stays out of the history, bookmarks and Referer headers)."""
+        (so it stays out of the history, bookmarks and Referer headers). A path that
+        :func:`local_target` refuses is a 400, without the cookie: no dashboard page has
+        such a path, and a redirect there could leave the site."""
         del query["token"]
-        location = scope.get("root_path", "") + route_path(scope)
+        target = local_target(str(scope.get("root_path", "")) + route_path(scope), base_path(scope))
+        if target is None:
+            refused = PlainTextResponse("not a page of this dashboard", 400)
+            await refused(scope, receive, send)
+            return
+        # the path arrived decoded: encode it again ('?', '#', '%' and spaces included)
+        location = quote(target, safe="/:@!$&'()*+,;=")
         if query:
             location += "?" + urlencode(query)
         headers: list[tuple[bytes, bytes]] = [
-            (b"location", location.encode("latin-1")),
+            (b"location", location.encode("ascii")),
             (b"set-cookie", self.access.session_cookie(base_path(scope)).encode("latin-1")),
             (b"content-length", b"0"),
         ]
