@@ -3,27 +3,60 @@ then defaults.
 
 >>> Settings.load({"CONVEYOR_CONCURRENCY": "50"}, lease=10).concurrency
 50
+
+Every field is checked against its rule in :data:`RULES` (type, finiteness, range)
+however the object is built: ``Settings(...)``, :meth:`Settings.load`,
+:meth:`Settings.replace`. A value that breaks its rule raises one
+:class:`ConfigurationError` naming the setting, the value (never a secret's), the valid
+range and, when it came from the environment, the variable. The bounds are set so that
+no valid value makes the system unsafe: the minimums of the polling intervals keep an
+idle worker's loops under a few percent of a core, and every duration fits the
+millisecond integers Redis and SQLite are given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
+from conveyor.brokers import redact_url
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import ConfigurationError
 
-__all__ = ["DEFAULT_BROKER_URL", "Settings"]
+__all__ = ["BOOLEAN_SPELLINGS", "DEFAULT_BROKER_URL", "MAX_CONCURRENCY", "RULES", "Settings"]
 
 DEFAULT_BROKER_URL = "sqlite:///conveyor.db"
+
+#: What a boolean ``CONVEYOR_*`` variable may say, in any case; anything else is an error.
+BOOLEAN_SPELLINGS: Mapping[str, bool] = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+#: Most tasks one worker may run at once (``concurrency``, ``--concurrency``).
+MAX_CONCURRENCY = 10_000
+
+_HOUR = 3600.0
+_DAY = 24 * _HOUR
+_TEN_YEARS = 10 * 365 * _DAY
+_MAX_BYTES = 512 * 1024 * 1024  # the largest string Redis stores
+_POLL_FLOOR = 0.05  # a loop at 20 Hz costs ~1% of a core; at 0 it spins (71-96%)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Every knob Conveyor reads. docs/settings.md lists them with their variables.
+    """Every knob Conveyor reads. docs/settings.md lists them with their variables and
+    valid ranges (:data:`RULES`).
 
     Durations are seconds. ``clock`` is not read from the environment; tests inject one.
     """
@@ -58,82 +91,396 @@ class Settings:
     event_args_preview: int = 256
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # a float setting given as an int becomes a float, a list of queues a tuple
+        for name, value in _checked(self).items():
+            object.__setattr__(self, name, value)
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``overrides`` (non-None wins), then ``environ``
         (default :data:`os.environ`), then the defaults."""
+        names = _known(cls, overrides)
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in overrides and overrides[f.name] is not None:
-                values[f.name] = overrides[f.name]
+        for name in names:
+            if overrides.get(name) is not None:
+                values[name] = overrides[name]
                 continue
-            raw = env.get(f"CONVEYOR_{f.name.upper()}")
-            if raw is not None and f.name != "clock":
-                values[f.name] = _parse(f.name, f.type, raw)
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        settings = cls(**values)
-        settings.validate()
-        return settings
+            variable = f"CONVEYOR_{name.upper()}"
+            raw = env.get(variable)
+            if raw is not None and name != "clock":
+                values[name] = _check(name, raw=raw, variable=variable)
+        return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""
-        updated = dataclasses.replace(self, **changes)
-        updated.validate()
-        return updated
+        _known(type(self), changes)
+        return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigurationError` naming the first invalid value."""
-        for name in ("lease", "reap_interval", "grace", "heartbeat_interval"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"setting {name} must be >= 0 seconds")
-        if self.fetch_wait <= 0:
-            raise ConfigurationError(
-                "setting fetch_wait must be > 0 seconds (an idle fetch would spin)"
-            )
-        for name in ("result_ttl", "sqlite_busy_timeout", "unknown_task_delay", "schedule_grace"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"setting {name} must be >= 0 seconds")
-        for name in ("schedule_refresh", "schedule_send_timeout", "abort_check_interval"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"setting {name} must be > 0 seconds")
-        if self.poison_after < 1:
-            raise ConfigurationError("setting poison_after must be >= 1")
-        if self.unknown_task_retries < 0:
-            raise ConfigurationError("setting unknown_task_retries must be >= 0")
-        if self.concurrency < 1:
-            raise ConfigurationError("setting concurrency must be >= 1")
-        if self.events_max < 1:
-            raise ConfigurationError("setting events_max must be >= 1")
-        if self.event_args_preview < 0:
-            raise ConfigurationError("setting event_args_preview must be >= 0 (0: no preview)")
-        if self.max_payload_bytes < 1:
-            raise ConfigurationError("setting max_payload_bytes must be >= 1")
-        if self.max_result_bytes < 1:
-            raise ConfigurationError("setting max_result_bytes must be >= 1")
-        if not self.queues:
-            raise ConfigurationError("setting queues must name at least one queue")
-        if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ConfigurationError(
-                "setting sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA"
-            )
+        """Raise :class:`ConfigurationError` naming the first invalid value. Every
+        construction path already calls it."""
+        _checked(self)
 
 
-def _parse(name: str, kind: Any, raw: str) -> Any:
-    kind = str(kind)
-    try:
-        if kind.startswith("tuple"):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-    except ValueError:
+def _known(cls: type[Settings], given: Mapping[str, object]) -> list[str]:
+    """The names of the settings, in order; raises if ``given`` names another."""
+    names = [f.name for f in fields(cls)]
+    unknown = set(given) - set(names)
+    if unknown:
         raise ConfigurationError(
-            f"environment variable CONVEYOR_{name.upper()}={raw!r} is not a valid {kind}"
-        ) from None
-    return raw
+            f"unknown setting(s): {', '.join(sorted(unknown))}; "
+            "docs/settings.md lists every setting"
+        )
+    return names
+
+
+class Rule(Protocol):
+    """The constraint on one setting."""
+
+    @property
+    def expected(self) -> str:
+        """What a valid value is, completing ``setting X must be ...``."""
+        ...
+
+    def parse(self, raw: str) -> object:
+        """The value a ``CONVEYOR_*`` variable says, or raise :class:`_Invalid`."""
+        ...
+
+    def accept(self, value: object) -> object:
+        """``value``, normalized (an int as a float, a list as a tuple), or raise
+        :class:`_Invalid`."""
+        ...
+
+
+class _Invalid(Exception):
+    """A value breaks its rule; ``shown`` replaces the value in the message (secrets,
+    passwords)."""
+
+    def __init__(self, shown: str | None = None) -> None:
+        super().__init__(shown)
+        self.shown = shown
+
+
+def _number(value: float) -> str:
+    """``86400`` rather than ``86400.0``; ``0.05`` as written."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _kind(value: object) -> str:
+    """``an int``, ``a str``: the type of ``value`` with its article."""
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Seconds:
+    """A finite duration in ``[minimum, maximum]`` seconds; an int becomes a float."""
+
+    minimum: float
+    maximum: float
+
+    @property
+    def expected(self) -> str:
+        return (
+            f"a finite number of seconds >= {_number(self.minimum)} and <= {_number(self.maximum)}"
+        )
+
+    def parse(self, raw: str) -> object:
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise _Invalid() from None
+
+    def accept(self, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(f"{value!r} ({_kind(value)})")
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            raise _Invalid() from None
+        if not (math.isfinite(seconds) and self.minimum <= seconds <= self.maximum):
+            raise _Invalid()
+        return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """An int (not a bool, not a float) in ``[minimum, maximum]``."""
+
+    minimum: int
+    maximum: int
+    unit: str = ""
+
+    @property
+    def expected(self) -> str:
+        noun = f"a whole number of {self.unit}" if self.unit else "an integer"
+        return f"{noun} >= {self.minimum} and <= {self.maximum}"
+
+    def parse(self, raw: str) -> object:
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise _Invalid() from None
+
+    def accept(self, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"{value!r} ({_kind(value)})")
+        if not self.minimum <= value <= self.maximum:
+            raise _Invalid()
+        return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A bool; from the environment, one of :data:`BOOLEAN_SPELLINGS`."""
+
+    @property
+    def expected(self) -> str:
+        return (
+            "True or False (from the environment: 1, true, yes, on, 0, false, no or off, "
+            "in any case)"
+        )
+
+    def parse(self, raw: str) -> object:
+        spelling = raw.strip().lower()
+        if spelling not in BOOLEAN_SPELLINGS:
+            raise _Invalid()
+        return BOOLEAN_SPELLINGS[spelling]
+
+    def accept(self, value: object) -> object:
+        if not isinstance(value, bool):
+            raise _Invalid(f"{value!r} ({_kind(value)})")
+        return value
+
+
+def _name_problem(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"{value!r} ({_kind(value)})"
+    if not value or value != value.strip():
+        return repr(value)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A non-empty str without surrounding whitespace (a queue name)."""
+
+    @property
+    def expected(self) -> str:
+        return "a non-empty queue name without surrounding whitespace"
+
+    def parse(self, raw: str) -> object:
+        return raw
+
+    def accept(self, value: object) -> object:
+        problem = _name_problem(value)
+        if problem is not None:
+            raise _Invalid(problem)
+        return value
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(","))
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """A tuple (or list) of one or more distinct :class:`Name` s; from the environment,
+    comma-separated."""
+
+    @property
+    def expected(self) -> str:
+        return (
+            "one or more distinct queue names, each non-empty and without surrounding "
+            'whitespace (from the environment: comma-separated, "default, reports")'
+        )
+
+    def parse(self, raw: str) -> object:
+        return _split(raw)
+
+    def accept(self, value: object) -> object:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+            raise _Invalid(f"{value!r} ({_kind(value)})")
+        names = tuple(value)
+        if not names or len(set(names)) != len(names):
+            raise _Invalid()
+        if any(_name_problem(name) is not None for name in names):
+            raise _Invalid()
+        return names
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """A tuple (or list) of non-empty strings without surrounding whitespace, possibly
+    none; from the environment, comma-separated and at least one. Never shown."""
+
+    @property
+    def expected(self) -> str:
+        return (
+            "a tuple of non-empty strings without surrounding whitespace (from the "
+            "environment: one or more, comma-separated; unset it to sign nothing)"
+        )
+
+    def parse(self, raw: str) -> object:
+        keys = _split(raw)
+        if not all(keys):  # an empty variable must not quietly turn signing off
+            raise _Invalid("a value with an empty entry (not shown: a secret)")
+        return keys
+
+    def accept(self, value: object) -> object:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+            raise _Invalid(f"{_kind(value)} (not shown: a secret)")
+        keys = tuple(value)
+        for position, key in enumerate(keys, 1):
+            if not isinstance(key, str):
+                problem = f"entry {position} is {_kind(key)}"
+            elif not key:
+                problem = f"entry {position} is empty"
+            elif key != key.strip():
+                problem = f"entry {position} has surrounding whitespace"
+            else:
+                continue
+            raise _Invalid(f"a value whose {problem} (not shown: a secret)")
+        return keys
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    """A non-empty URL without surrounding whitespace, shown without its password;
+    ``optional``: or None."""
+
+    optional: bool = False
+
+    @property
+    def expected(self) -> str:
+        what = "a non-empty URL without surrounding whitespace"
+        return f"{what}, or None" if self.optional else what
+
+    def parse(self, raw: str) -> object:
+        return raw
+
+    def accept(self, value: object) -> object:
+        if value is None and self.optional:
+            return value
+        if not isinstance(value, str):
+            raise _Invalid(f"{_kind(value)}")
+        if not value.strip():
+            raise _Invalid(repr(value))
+        if value != value.strip():
+            raise _Invalid(f"{redact_url(value.strip())!r} with surrounding whitespace")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One of ``choices``, in any case."""
+
+    choices: tuple[str, ...]
+
+    @property
+    def expected(self) -> str:
+        return f"{', '.join(self.choices[:-1])} or {self.choices[-1]} (any case)"
+
+    def parse(self, raw: str) -> object:
+        return raw
+
+    def accept(self, value: object) -> object:
+        if not isinstance(value, str):
+            raise _Invalid(f"{value!r} ({_kind(value)})")
+        if value.upper() not in self.choices:
+            raise _Invalid()
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class AClock:
+    """An object with a ``now()`` method; never read from the environment."""
+
+    @property
+    def expected(self) -> str:
+        return "an object with a now() method returning Unix seconds"
+
+    def parse(self, raw: str) -> object:
+        raise _Invalid("an environment variable (a clock is passed as an object)")
+
+    def accept(self, value: object) -> object:
+        if not callable(getattr(value, "now", None)):
+            raise _Invalid(f"{_kind(value)}")
+        return value
+
+
+#: The rule of every setting. docs/settings.md shows each one's range; why each
+#: minimum and maximum is what it is:
+RULES: Mapping[str, Rule] = {
+    "broker_url": Url(),
+    "result_url": Url(optional=True),
+    # 0 or less fetches nothing; a thread per task of a sync pool bounds the top
+    "concurrency": Count(1, MAX_CONCURRENCY),
+    "queues": Names(),
+    "default_queue": Name(),  # "" declares tasks on a queue no worker serves
+    # renewed every lease / 3: at 0 the lease expires before its first renewal (14 runs
+    # of one task, then poison); a day bounds how long a dead worker's tasks wait
+    "lease": Seconds(0.5, _DAY),
+    "reap_interval": Seconds(_POLL_FLOOR, _HOUR),  # 0: 96% of a core, idle
+    "grace": Seconds(0.0, _DAY),  # 0: cancel running tasks at once
+    "heartbeat_interval": Seconds(0.1, _HOUR),  # 0: 71% of a core, idle
+    "abort_check_interval": Seconds(_POLL_FLOOR, _HOUR),
+    "fetch_wait": Seconds(_POLL_FLOOR, 60.0),  # also how long a lost wake-up is missed
+    "max_payload_bytes": Count(1, _MAX_BYTES, "bytes"),
+    "max_result_bytes": Count(1, _MAX_BYTES, "bytes"),
+    "signing_keys": Secrets(),
+    # Redis takes milliseconds as a 64-bit int: inf raised OverflowError on every kiq
+    "result_ttl": Seconds(0.0, _TEN_YEARS),  # 0: keep no results
+    "poison_after": Count(1, 1000),
+    "unknown_task_retries": Count(0, 1000),  # more would hand a message back for ever
+    "unknown_task_delay": Seconds(0.1, _DAY),  # each hand-back is a round trip
+    "schedule_grace": Seconds(0.0, _DAY),
+    "schedule_refresh": Seconds(_POLL_FLOOR, _HOUR),
+    "schedule_send_timeout": Seconds(0.5, 300.0),  # below a round trip, every call fails
+    "sqlite_synchronous": Choice(("OFF", "NORMAL", "FULL", "EXTRA")),
+    # 0: any other writer makes a call fail at once, lease renewals included
+    "sqlite_busy_timeout": Seconds(0.1, 600.0),
+    "log_tasks": Flag(),
+    "events": Flag(),
+    "events_max": Count(1, 10_000_000),
+    "event_args_preview": Count(0, 65_536, "characters"),  # 0: no preview
+    "clock": AClock(),
+}
+
+
+def _check(
+    name: str, value: object = None, *, raw: str | None = None, variable: str = ""
+) -> object:
+    """``value`` (or the text ``raw`` of ``variable``) as the rule of setting ``name``
+    normalizes it, or the ConfigurationError naming the setting, the value and the range."""
+    rule = RULES[name]
+    try:
+        return rule.accept(value if raw is None else rule.parse(raw))
+    except _Invalid as exc:
+        shown = exc.shown
+        if shown is None:  # fine to show: as the user wrote it
+            shown = repr(value) if raw is None else _shown_raw(raw)
+    where = f" (from {variable})" if variable else ""
+    raise ConfigurationError(f"setting {name} must be {rule.expected}, got {shown}{where}")
+
+
+def _shown_raw(raw: str) -> str:
+    """A number as written (``nan``, ``-5``), anything else quoted."""
+    try:
+        float(raw)
+    except ValueError:
+        return repr(raw)
+    return raw.strip()
+
+
+def _checked(settings: Settings) -> dict[str, object]:
+    """Every field of ``settings`` checked; those its rule normalized, by name."""
+    changed: dict[str, object] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        accepted = _check(f.name, value)
+        if accepted is not value:
+            changed[f.name] = accepted
+    return changed

@@ -515,7 +515,7 @@ async def test_expired_rows_are_deleted(tmp_path: Path) -> None:
 async def test_wal_is_truncated_after_readers_starved_checkpoints(tmp_path: Path) -> None:
     db = tmp_path / "broker.db"
     wal = tmp_path / "broker.db-wal"
-    async with _broker(_url(tmp_path), Settings(reap_interval=0.0)) as broker:
+    async with _broker(_url(tmp_path), Settings(reap_interval=0.05)) as broker:
         reader = sqlite3.connect(db, isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM tasks").fetchone()

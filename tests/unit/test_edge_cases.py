@@ -116,7 +116,7 @@ async def test_reusing_a_finished_task_id_runs_again_with_a_fresh_result(app: Co
 
 
 async def test_zombie_result_is_not_written_to_a_separate_result_store() -> None:
-    app = fast_app("memory://", results="memory://", lease=0.2)
+    app = fast_app("memory://", results="memory://", lease=0.5)
     release = threading.Event()
 
     @app.task(retries=3)
@@ -131,7 +131,7 @@ async def test_zombie_result_is_not_written_to_a_separate_result_store() -> None
         await worker.start()
         assert worker._renewer is not None
         worker._renewer.stop()  # as if the process were paused: no renewals
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.8)
         await app.broker.reap()
         (stolen,) = await app.broker.fetch(["default"], 1, 1.0)
         assert await stolen.extend_lease(30)

@@ -57,7 +57,7 @@ async def test_graceful_stop_finishes_short_tasks_and_releases_long_ones_uncharg
 
 async def test_lease_is_renewed_while_the_event_loop_is_blocked() -> None:
     """A task that blocks the loop longer than the lease keeps its lease (thread renewal)."""
-    app = fast_app(lease=0.3)
+    app = fast_app(lease=0.5)
     reaped: list[int] = []
 
     @app.task
@@ -71,7 +71,7 @@ async def test_lease_is_renewed_while_the_event_loop_is_blocked() -> None:
 
         other = threading.Thread(target=reap_from_elsewhere)
         other.start()
-        time.sleep(1.2)  # noqa: ASYNC251 - blocking the loop for 4x the lease is the point
+        time.sleep(1.2)  # noqa: ASYNC251 - blocking the loop for over 2x the lease is the point
         other.join()
         return "done"
 
@@ -84,7 +84,7 @@ async def test_lease_is_renewed_while_the_event_loop_is_blocked() -> None:
 
 
 async def test_zombie_completion_is_discarded_after_lease_loss() -> None:
-    app = fast_app(lease=0.2)
+    app = fast_app(lease=0.5)
     blocker = threading.Event()
 
     @app.task(retries=3)
@@ -99,7 +99,7 @@ async def test_zombie_completion_is_discarded_after_lease_loss() -> None:
         await worker.start()
         assert worker._renewer is not None
         worker._renewer.stop()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.8)
         await app.broker.reap()  # the lease expired: the message is ready again
         (stolen,) = await app.broker.fetch(["default"], 1, 1.0)
         assert stolen.attempt == 2

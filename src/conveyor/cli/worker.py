@@ -30,6 +30,7 @@ from conveyor.cli import (
     shown_url,
 )
 from conveyor.errors import BrokerUnavailable, ConveyorError
+from conveyor.settings import MAX_CONCURRENCY
 from conveyor.worker.supervisor import BROKER_UNAVAILABLE_EXIT_CODE, STARTUP_FAILED_EXIT_CODE
 
 __all__ = ["connect_waiting", "scheduler", "worker"]
@@ -240,14 +241,22 @@ def scheduler(
 @main.command()
 @click.argument("app")
 @click.argument("modules", nargs=-1)
-@click.option("-w", "--workers", default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (at least 1).",
+)
 @click.option(
     "-c",
     "--concurrency",
     "--max-async-tasks",
-    type=int,
+    type=click.IntRange(min=1, max=MAX_CONCURRENCY),
     default=None,
-    help="Tasks run at once per process (default: CONVEYOR_CONCURRENCY or 10).",
+    help=f"Tasks run at once per process, 1 to {MAX_CONCURRENCY} "
+    "(default: CONVEYOR_CONCURRENCY or 10).",
 )
 @click.option("-q", "--queues", default=None, help="Comma-separated queues to serve.")
 @click.option(
