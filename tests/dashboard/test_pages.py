@@ -3,11 +3,16 @@ and the actions (abort, requeue, delete, pause, resume, run now) change the brok
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
+from typing import Any
+
+import pytest
 
 from conveyor import Conveyor, TaskStatus
 from conveyor.dashboard import create_dashboard
+from tests.conftest import fast_app
 from tests.dashboard.conftest import client_for, csrf_of, wait_for
 
 
@@ -224,3 +229,33 @@ async def test_the_dashboard_connects_a_disconnected_app_on_first_request() -> N
     assert app.is_connected
     await web.state.conveyor_dashboard.aclose()  # what the lifespan does at shutdown
     assert not app.is_connected
+
+
+async def test_scraping_the_dashboards_metrics_reads_the_broker_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conveyor.observability import metrics
+    from conveyor.observability.metrics import BrokerSnapshot, SnapshotCache
+
+    reads = [0]
+    original = metrics.read_snapshot
+
+    async def counting(*args: Any, **kwargs: Any) -> BrokerSnapshot:
+        reads[0] += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "read_snapshot", counting)
+    clock = [0.0]
+    app = fast_app("memory://")
+    async with app:
+        web = create_dashboard(app)
+        async with client_for(web) as client:
+            assert (await client.get("/metrics")).status_code == 200
+            assert reads == [1]  # the default cache: a second
+            web.state.conveyor_dashboard.metrics_cache = SnapshotCache(1.0, lambda: clock[0])
+            pages = await asyncio.gather(*(client.get("/metrics") for _ in range(20)))
+            assert all("conveyor_broker_up 1.0" in page.text for page in pages)
+            assert reads == [2]
+            clock[0] += 1.0
+            await client.get("/metrics")
+            assert reads == [3]

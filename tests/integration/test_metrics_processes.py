@@ -47,7 +47,7 @@ def _start_worker(env: dict[str, str], port: int, log_path: Path) -> subprocess.
                 sys.executable, "-m", "conveyor.cli", "worker",
                 "tests.integration.metrics_app:app",
                 "-w", "2", "-c", "4",
-                "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+                "--metrics-port", str(port),  # on 127.0.0.1: the default
                 "--log-format", "json",
             ],
             env=env,
@@ -101,6 +101,7 @@ async def test_two_worker_processes_are_counted_on_one_endpoint(tmp_path: Path) 
     assert worker.returncode == 0
 
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert f"serving metrics on http://127.0.0.1:{port}/metrics" in {x["message"] for x in lines}
     ran = [line for line in lines if line["message"].startswith("running ")]
     assert len(ran) == 40
     assert {line["task"] for line in ran} == {"whoami"}

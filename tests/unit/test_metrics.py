@@ -4,19 +4,29 @@ every broker; the HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
+import click
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor import Conveyor, fixed
 from conveyor.brokers.base import Outgoing
+from conveyor.cli.worker import worker as worker_command
 from conveyor.observability.metrics import (
+    BrokerSnapshot,
     MetricsServer,
+    MultiprocessMetrics,
     PrometheusHook,
+    SnapshotCache,
     render_metrics,
+    serve_metrics,
 )
+from tests.conftest import fast_app
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -141,3 +151,162 @@ async def test_the_metrics_server_serves_task_and_broker_metrics(tmp_path: Any) 
     assert value(found, "conveyor_tasks_total", **labels) == 1
     assert value(found, "conveyor_broker_up") == 1
     assert value(found, "conveyor_workers_alive") == 1
+
+
+# -- what a scrape costs the broker ----------------------------------------------------
+
+
+class FakeMonotonic:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the broker reads of scrapes, wherever they come from."""
+    from conveyor.observability import metrics
+
+    reads = [0]
+    original = metrics.read_snapshot
+
+    async def read_snapshot(*args: Any, **kwargs: Any) -> BrokerSnapshot:
+        reads[0] += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "read_snapshot", read_snapshot)
+    return reads
+
+
+def _snapshot_reader(reads: list[int]) -> Callable[[], BrokerSnapshot]:
+    def read() -> BrokerSnapshot:
+        reads[0] += 1
+        return BrokerSnapshot(now=float(reads[0]))
+
+    return read
+
+
+def test_the_snapshot_cache_reads_the_broker_once_per_ttl() -> None:
+    clock = FakeMonotonic()
+    cache = SnapshotCache(ttl=1.0, monotonic=clock)
+    reads = [0]
+    read = _snapshot_reader(reads)
+    first = cache.read(read)
+    assert all(cache.read(read) is first for _ in range(1000))  # 1,000 scrapes at once
+    clock.now += 0.999
+    assert cache.read(read) is first and reads == [1]
+    clock.now += 0.001
+    assert cache.read(read) is not first and reads == [2]
+    # a zero ttl caches nothing: every scrape reads
+    uncached = SnapshotCache(ttl=0, monotonic=clock)
+    for _ in range(5):
+        uncached.read(read)
+    assert reads == [7]
+
+
+def test_the_snapshot_cache_keeps_a_failed_read_too() -> None:
+    """A broker that is down is not asked again by every scrape."""
+    clock = FakeMonotonic()
+    cache = SnapshotCache(ttl=1.0, monotonic=clock)
+    calls = [0]
+
+    def down() -> BrokerSnapshot:
+        calls[0] += 1
+        return BrokerSnapshot(now=0.0, up=False)
+
+    for _ in range(10):
+        assert not cache.read(down).up
+    assert calls == [1]
+
+
+def test_concurrent_scrapes_wait_for_the_read_in_flight() -> None:
+    cache = SnapshotCache(ttl=60.0)
+    started = threading.Event()
+    release = threading.Event()
+    reads = [0]
+
+    def slow() -> BrokerSnapshot:
+        reads[0] += 1
+        started.set()
+        release.wait(10)
+        return BrokerSnapshot(now=1.0)
+
+    got: list[BrokerSnapshot] = []
+    threads = [threading.Thread(target=lambda: got.append(cache.read(slow))) for _ in range(20)]
+    threads[0].start()
+    assert started.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert reads == [1] and len(got) == 20 and len({id(s) for s in got}) == 1
+
+
+def test_ttl_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        SnapshotCache(ttl=-1)
+
+
+async def test_the_async_cache_coalesces_concurrent_renders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeMonotonic()
+    cache = SnapshotCache(ttl=1.0, monotonic=clock)
+    app = fast_app("memory://")
+    reads = _counting(monkeypatch)
+    async with app:
+        pages = await asyncio.gather(
+            *(render_metrics(app, CollectorRegistry(), cache=cache) for _ in range(50))
+        )
+        assert reads == [1]
+        assert all(value(samples(body.decode()), "conveyor_broker_up") == 1 for body, _ in pages)
+        clock.now += 1.0
+        await render_metrics(app, CollectorRegistry(), cache=cache)
+        assert reads == [2]
+        await render_metrics(app, CollectorRegistry())  # no cache: reads now
+        assert reads == [3]
+
+
+async def test_the_metrics_server_reads_the_broker_once_per_second_however_often_scraped(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeMonotonic()
+    app = fast_app(f"sqlite:///{tmp_path / 'm.db'}")
+    reads = _counting(monkeypatch)
+    async with app:
+        server = MetricsServer(app, 0, registry=CollectorRegistry(), monotonic=clock)
+        url = f"http://127.0.0.1:{server.port}/metrics"
+
+        def scrape() -> str:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return str(response.read().decode())
+
+        try:
+            texts = [await asyncio.to_thread(scrape) for _ in range(30)]
+            assert reads == [1], "30 scrapes within a second: one broker read"
+            clock.now += 1.0
+            await asyncio.to_thread(scrape)
+            assert reads == [2]
+        finally:
+            await asyncio.to_thread(server.close)
+    assert all(value(samples(t), "conveyor_broker_up") == 1 for t in texts)
+
+
+def test_metrics_listen_on_loopback_unless_told_otherwise() -> None:
+    app = fast_app("memory://")
+    for server in (MetricsServer(app, 0), serve_metrics(app, 0)):
+        try:
+            assert server._server.server_address[0] == "127.0.0.1"
+        finally:
+            server.close()
+    multi = MultiprocessMetrics(app, 0)
+    try:
+        assert multi.server._server.server_address[0] == "127.0.0.1"
+    finally:
+        multi.close()
+    (host,) = [p for p in worker_command.params if p.name == "metrics_host"]
+    assert isinstance(host, click.Option) and host.default == "127.0.0.1"

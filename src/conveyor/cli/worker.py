@@ -298,10 +298,14 @@ def scheduler(
     type=click.IntRange(min=0, max=65535),
     default=None,
     help="Serve Prometheus /metrics on this port: every process's task metrics, summed, "
-    "and the broker's (needs the metrics extra).",
+    "and the broker's, read at most once a second (needs the metrics extra).",
 )
 @click.option(
-    "--metrics-host", default="0.0.0.0", show_default=True, help="Address of --metrics-port."
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of --metrics-port. It has no authentication: 0.0.0.0 opens it to "
+    "every machine that can reach this one.",
 )
 @_wait_for_broker_option
 @log_level_option
@@ -377,8 +381,9 @@ def worker(
             raise click.UsageError(
                 f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}"
             ) from exc
+        shown_host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
         logging.getLogger("conveyor.supervisor").info(
-            "serving metrics on http://%s:%d/metrics", metrics_host, metrics.port
+            "serving metrics on http://%s:%d/metrics", shown_host, metrics.port
         )
     effective_grace = grace if grace is not None else conveyor.settings.grace
     supervisor = Supervisor(

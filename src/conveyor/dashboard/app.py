@@ -16,7 +16,7 @@ path                        verb  what
 /dead-letters               GET   the dead-letter queue (queue=...)
 /dead-letters/{entry_id}    GET   one dead letter: reason, decoded and raw body
 /schedules                  GET   schedules, next runs, paused state
-/metrics                    GET   Prometheus text (``render_metrics``)
+/metrics                    GET   Prometheus text (``render_metrics``, cached 1 s)
 /login, /logout             POST  token login (GET /login shows the form)
 /actions/...                POST  abort, requeue, delete, pause, resume, run-now
 /static/...                 GET   the CSS and the refresh script
@@ -33,7 +33,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -54,6 +54,9 @@ from conveyor.dashboard.auth import (
     base_path,
     redact_access_log,
 )
+
+if TYPE_CHECKING:
+    from conveyor.observability.metrics import SnapshotCache
 
 __all__ = ["Dashboard", "create_dashboard"]
 
@@ -183,6 +186,8 @@ class Dashboard:
         self._opened = False
         self._lock: asyncio.Lock | None = None
         self.router = Router()  # create_dashboard sets the app's router, for links
+        # /metrics reads the broker at most once a second, however often it is scraped
+        self.metrics_cache: SnapshotCache | None = None
 
     def routes(self) -> list[BaseRoute]:
         """Every page, action and asset of the dashboard."""

@@ -296,9 +296,11 @@ async def schedules(dash: Dashboard, request: Request) -> Response:
 
 
 async def metrics(dash: Dashboard, request: Request) -> Response:
-    from conveyor.observability.metrics import render_metrics
+    from conveyor.observability.metrics import SnapshotCache, render_metrics
 
-    body, content_type = await render_metrics(await dash.ready())
+    if dash.metrics_cache is None:  # made here: prometheus-client is an optional extra
+        dash.metrics_cache = SnapshotCache()
+    body, content_type = await render_metrics(await dash.ready(), cache=dash.metrics_cache)
     return Response(body, media_type=content_type)
 
 

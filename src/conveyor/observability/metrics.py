@@ -7,7 +7,10 @@ Two sources, two mechanisms:
   counts what it ran.
 - **Broker metrics** (queue depths, dead letters, live workers and schedulers) are read
   from the broker when Prometheus scrapes, by :class:`BrokerCollector`, so they are
-  right whichever process serves them, and cover every host of the broker.
+  right whichever process serves them, and cover every host of the broker. A
+  :class:`SnapshotCache` keeps each read for ``cache_ttl`` seconds (1 by default) and
+  makes concurrent scrapes wait for the read in flight: however often and however many
+  clients scrape, the broker is read at most once a second per server.
 
 =================================  =========  ================  ==================================
 metric                             type       labels            meaning
@@ -42,7 +45,8 @@ Each process has its own counters. ``conveyor worker --workers N --metrics-port 
 prometheus-client's *multiprocess mode*: the supervisor gives its children a fresh
 ``PROMETHEUS_MULTIPROC_DIR`` (a temporary directory, removed when it stops), every child
 writes its counters and histograms to memory-mapped files there, and the supervisor
-serves ``http://<host>:P/metrics`` with their sum plus the broker metrics. A child that
+serves ``http://127.0.0.1:P/metrics`` (``--metrics-host`` to listen elsewhere: there is
+no authentication) with their sum plus the broker metrics. A child that
 is recycled or crashes keeps its files, so totals never go backwards when a process is
 replaced. There are no per-process gauges (the ones prometheus-client's multiprocess
 mode cannot aggregate well): utilization is read from the heartbeats instead.
@@ -62,7 +66,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -105,6 +110,7 @@ __all__ = [
     "MetricsServer",
     "MultiprocessMetrics",
     "PrometheusHook",
+    "SnapshotCache",
     "TaskMetrics",
     "read_snapshot",
     "render_metrics",
@@ -326,6 +332,56 @@ def snapshot_metrics(snapshot: BrokerSnapshot) -> list[Metric]:
     return [up, depth, delayed, running, dead, utilization, alive, sched, age]
 
 
+class SnapshotCache:
+    """The last :class:`BrokerSnapshot`, given again for ``ttl`` seconds, so that
+    scrapes cannot load the broker: a thousand scrapes a second (or ten Prometheus
+    servers) cost it one read a second. One read at a time: a scrape that finds a read
+    in flight waits for it rather than starting another. A failed read (``up=False``) is
+    kept too, so a broker in trouble is not asked again by every scrape. ``ttl=0`` reads
+    at every scrape. ``monotonic`` is the clock (tests pass their own).
+
+    The cached snapshot keeps the time of its read, so heartbeat ages are as of that
+    read: at most ``ttl`` seconds old.
+
+    >>> cache = SnapshotCache(ttl=1.0)                 # doctest: +SKIP
+    >>> cache.read(lambda: portal.call(read_now))      # blocking, from any thread  # doctest: +SKIP
+    >>> await cache.aread(read_now)                    # on the event loop  # doctest: +SKIP
+    """
+
+    def __init__(self, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        if ttl < 0:
+            raise ValueError(f"the snapshot cache ttl must be >= 0, not {ttl}")
+        self.ttl = ttl
+        self._monotonic = monotonic
+        self._kept: tuple[float, BrokerSnapshot] | None = None
+        self._lock = threading.Lock()
+        self._async_lock: asyncio.Lock | None = None
+
+    def _fresh(self) -> BrokerSnapshot | None:
+        kept = self._kept
+        if kept is not None and self._monotonic() - kept[0] < self.ttl:
+            return kept[1]
+        return None
+
+    def _keep(self, snapshot: BrokerSnapshot) -> BrokerSnapshot:
+        self._kept = (self._monotonic(), snapshot)
+        return snapshot
+
+    def read(self, read: Callable[[], BrokerSnapshot]) -> BrokerSnapshot:
+        """The kept snapshot, or ``read()``'s (a blocking call; thread-safe)."""
+        with self._lock:
+            kept = self._fresh()
+            return kept if kept is not None else self._keep(read())
+
+    async def aread(self, read: Callable[[], Awaitable[BrokerSnapshot]]) -> BrokerSnapshot:
+        """The kept snapshot, or ``await read()``'s (on one event loop)."""
+        if self._async_lock is None:
+            self._async_lock = asyncio.Lock()
+        async with self._async_lock:
+            kept = self._fresh()
+            return kept if kept is not None else self._keep(await read())
+
+
 class BrokerCollector(Collector):
     """A prometheus-client collector that reads the broker at every scrape through
     ``read`` (a blocking call: it runs on the HTTP server's thread)."""
@@ -357,17 +413,27 @@ def _process_registry(registry: CollectorRegistry | None) -> CollectorRegistry:
 
 
 async def render_metrics(
-    app: Conveyor, registry: CollectorRegistry | None = None
+    app: Conveyor,
+    registry: CollectorRegistry | None = None,
+    *,
+    cache: SnapshotCache | None = None,
 ) -> tuple[bytes, str]:
     """The ``/metrics`` page for ``app``: (body, content type), for any web framework.
 
     It holds the task metrics of ``registry`` (default: this process's, or the sum over
-    ``PROMETHEUS_MULTIPROC_DIR`` when that is set) and the broker metrics, read now.
+    ``PROMETHEUS_MULTIPROC_DIR`` when that is set) and the broker metrics: read now, or
+    through ``cache`` (keep one per app, for the life of your web app, so that scrapes
+    cannot load the broker).
 
-    >>> body, content_type = await render_metrics(app)   # doctest: +SKIP
-    >>> return Response(body, media_type=content_type)   # doctest: +SKIP
+    >>> cache = SnapshotCache()                                # doctest: +SKIP
+    >>> body, content_type = await render_metrics(app, cache=cache)   # doctest: +SKIP
+    >>> return Response(body, media_type=content_type)         # doctest: +SKIP
     """
-    snapshot = await read_snapshot(app.broker, app.settings.clock.now())
+
+    async def read_now() -> BrokerSnapshot:
+        return await read_snapshot(app.broker, app.settings.clock.now())
+
+    snapshot = await read_now() if cache is None else await cache.aread(read_now)
     broker = CollectorRegistry(auto_describe=False)
     broker.register(_Snapshot(snapshot_metrics(snapshot)))
     body = generate_latest(_process_registry(registry)) + generate_latest(broker)
@@ -388,22 +454,28 @@ class _Delegate(Collector):
 class MetricsServer:
     """``/metrics`` over HTTP on a thread: the task metrics of this process (or of
     ``multiprocess_dir``) plus the broker metrics, read through a connection of its own
-    (a :class:`~conveyor.app.SyncPortal`). ``port=0`` picks a free port (see ``port``)."""
+    (a :class:`~conveyor.app.SyncPortal`) at most once per ``cache_ttl`` seconds (see
+    :class:`SnapshotCache`; ``monotonic`` is its clock). ``port=0`` picks a free port
+    (see ``port``). It listens on ``host``, 127.0.0.1 by default: it has no
+    authentication, so open it to other machines only on a network you trust."""
 
     def __init__(
         self,
         app: Conveyor,
         port: int,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         *,
         multiprocess_dir: str | None = None,
         registry: CollectorRegistry | None = None,
         scrape_timeout: float = 5.0,
+        cache_ttl: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         from prometheus_client import start_http_server
 
         self.app = app
         self.scrape_timeout = scrape_timeout
+        self.cache = SnapshotCache(cache_ttl, monotonic)
         self._portal: SyncPortal | None = None
         self._portal_lock = threading.Lock()
         served = CollectorRegistry(auto_describe=False)
@@ -411,7 +483,7 @@ class MetricsServer:
             multiprocess.MultiProcessCollector(served, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         else:
             served.register(_Delegate(registry or REGISTRY))
-        served.register(BrokerCollector(self._read))
+        served.register(BrokerCollector(lambda: self.cache.read(self._read)))
         self._server: WSGIServer
         self._server, self._thread = start_http_server(port, host, served)
         self.port: int = self._server.server_port
@@ -443,10 +515,13 @@ class MetricsServer:
             portal.close()
 
 
-def serve_metrics(app: Conveyor, port: int, host: str = "0.0.0.0") -> MetricsServer:
+def serve_metrics(
+    app: Conveyor, port: int, host: str = "127.0.0.1", *, cache_ttl: float = 1.0
+) -> MetricsServer:
     """Serve this process's task metrics and the broker metrics on ``host:port``
-    (``server.close()`` stops it). For one process; see :class:`MultiprocessMetrics`."""
-    return MetricsServer(app, port, host)
+    (``server.close()`` stops it), reading the broker at most once per ``cache_ttl``
+    seconds. For one process; see :class:`MultiprocessMetrics`."""
+    return MetricsServer(app, port, host, cache_ttl=cache_ttl)
 
 
 class MultiprocessMetrics:
@@ -455,10 +530,14 @@ class MultiprocessMetrics:
     their sum. :meth:`process_exited` tidies a dead child's live files; :meth:`close`
     stops the server and deletes the directory."""
 
-    def __init__(self, app: Conveyor, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, app: Conveyor, port: int, host: str = "127.0.0.1", *, cache_ttl: float = 1.0
+    ) -> None:
         self.directory = tempfile.mkdtemp(prefix="conveyor-metrics-")
         try:
-            self.server = MetricsServer(app, port, host, multiprocess_dir=self.directory)
+            self.server = MetricsServer(
+                app, port, host, multiprocess_dir=self.directory, cache_ttl=cache_ttl
+            )
         except BaseException:
             shutil.rmtree(self.directory, ignore_errors=True)
             raise
