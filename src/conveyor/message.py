@@ -102,8 +102,10 @@ def decode_message(body: bytes) -> Message:
 def _explain(body: bytes, exc: Exception) -> str:
     try:
         loose = msgspec.msgpack.decode(body)
-    except Exception:
+    except msgspec.DecodeError:
         return f"malformed message: not msgpack ({exc}); {len(body)} bytes"
+    except Exception:  # msgpack, but not data Python holds (a map keyed by a list)
+        return f"malformed message: {exc}; {len(body)} bytes"
     is_enveloped = isinstance(loose, list) and loose and isinstance(loose[0], int)
     if is_enveloped and loose[0] != SCHEMA_VERSION:
         return f"unsupported schema version {loose[0]} (this worker reads {SCHEMA_VERSION})"

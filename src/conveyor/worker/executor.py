@@ -181,6 +181,15 @@ class Executor:
             message = decode_message(body)
         except MalformedMessage as exc:
             return await self._reject(delivery, None, exc.reason)
+        if message.task_id != delivery.task_id:
+            # the broker's id is the one waiters know: a result stored under the body's id
+            # would never reach them (or would overwrite another task's)
+            return await self._reject(
+                delivery,
+                None,
+                f"malformed message: the body's task id {message.task_id!r} is not the "
+                f"message's {delivery.task_id!r}",
+            )
         TASK_CONTEXT.set((message.task_id, message.task, delivery.attempt))  # for log records
         if self._on_event:
             self._emit(self._task_event(TaskReceived, message, delivery.attempt))
