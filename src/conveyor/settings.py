@@ -91,6 +91,21 @@ class Settings:
     event_args_preview: int = 256
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
+    def __repr__(self) -> str:
+        # URLs without their credentials, signing keys and the clock left out: a repr
+        # lands in logs and tracebacks
+        from conveyor.brokers import redact_url
+
+        shown = []
+        for f in dataclasses.fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("broker_url", "result_url") and value is not None:
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
     def __post_init__(self) -> None:
         # a float setting given as an int becomes a float, a list of queues a tuple
         for name, value in _checked(self).items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -102,8 +103,13 @@ def _check_options(options: TaskOptions) -> None:
         raise wrong("retry_on", "exception classes", options.retry_on)
     for option in ("timeout", "result_ttl"):
         value = getattr(options, option)
-        if value is not None and (not isinstance(value, float) or value < 0):
-            raise ValueError(f"{where}: option {option!r} must be >= 0 seconds, got {value!r}")
+        if value is not None and not (
+            isinstance(value, float) and math.isfinite(value) and 0 <= value <= _LONGEST
+        ):
+            raise ValueError(
+                f"{where}: option {option!r} must be >= 0 seconds (and at most 10 years), "
+                f"got {value!r}"
+            )
     if options.timeout == 0:
         raise ValueError(f"{where}: option 'timeout' must be > 0 seconds (None: no timeout)")
     if not isinstance(options.labels, Mapping) or not all(
@@ -111,6 +117,34 @@ def _check_options(options: TaskOptions) -> None:
     ):
         raise wrong("labels", "a mapping of str to str", options.labels)
     _check_backoff(where, options.backoff)
+
+
+# the longest duration a task or a call may carry: Redis keeps times in integer ms
+_LONGEST = 10 * 365 * 24 * 3600.0
+
+
+def _check_call_options(task_name: str, options: CallOptions) -> None:
+    """Refuse per-call options that would only fail in the broker or a worker."""
+    where = f"task {task_name!r}: with_options()"
+    if options.delay is not None and not (
+        math.isfinite(options.delay) and 0 <= options.delay <= _LONGEST
+    ):
+        raise ValueError(
+            f"{where}: delay must be >= 0 seconds (at most 10 years), got {options.delay!r}"
+        )
+    if options.eta is not None and not isinstance(options.eta, datetime):
+        raise TypeError(f"{where}: eta must be a datetime, got {options.eta!r}")
+    if options.priority is not None and not _is_int(options.priority):
+        raise TypeError(f"{where}: priority must be an int, got {options.priority!r}")
+    for name in ("queue", "key", "task_id"):
+        value = getattr(options, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TypeError(f"{where}: {name} must be a non-empty str, got {value!r}")
+    if options.labels is not None and not (
+        isinstance(options.labels, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in options.labels.items())
+    ):
+        raise TypeError(f"{where}: labels must be a mapping of str to str, got {options.labels!r}")
 
 
 def _check_backoff(where: str, backoff: Backoff) -> None:
@@ -305,7 +339,10 @@ class Task(Generic[P, R]):
         """Per-call options: ``await task.with_options(delay=10, key="k").kiq(...)``."""
         if delay is not None and eta is not None:
             raise ValueError("with_options(): give delay or eta, not both")
-        options = CallOptions(seconds(delay), eta, priority, queue, key, task_id, labels)
+        options = CallOptions(
+            seconds(delay, "with_options(): delay"), eta, priority, queue, key, task_id, labels
+        )
+        _check_call_options(self.name, options)
         return TaskWithOptions(self, options)
 
     # -- worker side ---------------------------------------------------------------

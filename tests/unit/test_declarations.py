@@ -117,3 +117,53 @@ async def test_a_message_that_hits_a_worker_bug_twice_is_dead_lettered_not_loope
     assert [entry.reason.split(":")[0] for entry in dead] == [
         "worker bug, hit twice while running it"
     ]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"delay": float("inf")}, "delay must be >= 0 seconds"),
+        ({"delay": float("nan")}, "delay must be >= 0 seconds"),
+        ({"delay": -1}, "delay must be >= 0 seconds"),
+        ({"delay": "5"}, "delay must be seconds"),
+        ({"priority": 1.5}, "priority must be an int"),
+        ({"queue": ""}, "queue must be a non-empty str"),
+        ({"task_id": 42}, "task_id must be a non-empty str"),
+        ({"labels": {"a": 1}}, "labels must be a mapping of str to str"),
+    ],
+)
+def test_a_wrong_per_call_option_is_refused_naming_it(options: dict[str, Any], match: str) -> None:
+    app = fast_app()
+
+    @app.task(name="t")
+    async def t() -> None: ...
+
+    with pytest.raises((TypeError, ValueError), match=match):
+        t.with_options(**options)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e12])
+def test_a_task_result_ttl_or_timeout_must_be_finite(value: float) -> None:
+    app = fast_app()
+    for option in ("result_ttl", "timeout"):
+        with pytest.raises(ValueError, match=f"option '{option}'"):
+            app.task(name=f"x-{option}", **{option: value})(_noop)
+
+
+async def _noop() -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"concurrency": 0}, "concurrency must be >= 1"),
+        ({"concurrency": -5}, "concurrency must be >= 1"),
+        ({"grace": float("nan")}, "grace must be 0 to 86400"),
+        ({"max_tasks": 0}, "max_tasks must be an int >= 1"),
+    ],
+)
+def test_a_worker_refuses_options_out_of_range(options: dict[str, Any], match: str) -> None:
+    from conveyor import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=match):
+        fast_app().worker(**options)

@@ -270,9 +270,9 @@ def scheduler(
     "--wait-tasks-timeout",
     "--shutdown-timeout",
     "grace",
-    type=float,
+    type=click.FloatRange(min=0, max=86400),
     default=None,
-    help="Seconds in-flight tasks get on shutdown.",
+    help="Seconds in-flight tasks get on shutdown (0 to 86400).",
 )
 @click.option("-r", "--reload", is_flag=True, help="Restart workers when Python files change.")
 @click.option(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.brokers import shown_url
 from conveyor.brokers.base import Broker, Delivery, Release, WorkerInfo
+from conveyor.errors import ConfigurationError
 from conveyor.observability.events import (
     Event,
     EventLog,
@@ -34,6 +36,7 @@ from conveyor.observability.events import (
     notify,
 )
 from conveyor.observability.logging import install_task_context
+from conveyor.settings import MAX_CONCURRENCY
 from conveyor.worker.executor import Executor, Settler
 from conveyor.worker.lease import LeaseRenewer
 
@@ -70,10 +73,11 @@ class Worker:
     ) -> None:
         settings = app.settings
         self.app = app
-        self.concurrency = concurrency or settings.concurrency
+        self.concurrency = settings.concurrency if concurrency is None else concurrency
         self.queues = list(queues or settings.queues)
         self.grace = settings.grace if grace is None else grace
         self.max_tasks = max_tasks
+        _check_worker_options(self.concurrency, self.grace, max_tasks)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.processed = 0
         self.claimed = 0
@@ -450,6 +454,26 @@ class Worker:
                 current_tasks=info.current_tasks,
             )
             notify(self._on_event, event)
+
+
+def _check_worker_options(concurrency: object, grace: object, max_tasks: object) -> None:
+    """The same ranges as the settings of the same names (settings.RULES)."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        raise ConfigurationError(f"worker concurrency must be an int, got {concurrency!r}")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ConfigurationError(
+            f"worker concurrency must be >= 1 and <= {MAX_CONCURRENCY}, got {concurrency}"
+        )
+    if (
+        isinstance(grace, bool)
+        or not isinstance(grace, int | float)
+        or not (math.isfinite(grace) and 0 <= grace <= 86400)
+    ):
+        raise ConfigurationError(f"worker grace must be 0 to 86400 seconds, got {grace!r}")
+    if max_tasks is not None and (
+        isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or max_tasks < 1
+    ):
+        raise ConfigurationError(f"worker max_tasks must be an int >= 1, got {max_tasks!r}")
 
 
 def run_worker(
