@@ -1,23 +1,95 @@
-"""The clock every timer in the core reads, so tests can drive time themselves."""
+"""The clock every timer in the core reads, so tests can drive time themselves.
+
+``now()`` is wall time (timestamps, due times shared between processes), ``monotonic()``
+measures intervals inside a process, ``sleep()`` waits. :class:`SystemClock` is the real
+one; ``conveyor.testing.ManualClock`` moves only when a test tells it to.
+
+>>> clock = SystemClock()
+>>> clock.monotonic() <= clock.monotonic()
+True
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "FaultPause", "SystemClock", "sleep_unless"]
 
 
 class Clock(Protocol):
-    """Wall time for timestamps and deadlines shared between processes."""
+    """Time as the core reads it."""
 
     def now(self) -> float:
         """Seconds since the Unix epoch."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for intervals in one process."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+        ...
+
 
 class SystemClock:
-    """The real clock: :func:`time.time`."""
+    """The real clock: :func:`time.time`, :func:`time.monotonic`, :func:`asyncio.sleep`."""
 
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass(slots=True)
+class FaultPause:
+    """The pause before trying again after a fault (a broker call that failed): ``first``
+    seconds, doubling up to ``cap``, back to ``first`` after a success. The one backoff of
+    the worker's fetch loop, abort watcher and settlements, and of the pub/sub listeners.
+
+    >>> pause = FaultPause(SystemClock(), first=0.05, cap=5.0)
+    >>> await pause.wait()          # doctest: +SKIP
+    """
+
+    clock: Clock
+    first: float = 0.05
+    cap: float = 5.0
+    current: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.current = self.first
+
+    def reset(self) -> None:
+        """A success: the next fault waits ``first`` again."""
+        self.current = self.first
+
+    async def wait(self) -> float:
+        """Sleep the current pause, double the next; returns how long it slept."""
+        slept = self.current
+        self.current = min(self.current * 2, self.cap)
+        await self.clock.sleep(slept)
+        return slept
+
+
+async def sleep_unless(clock: Clock, seconds: float, event: asyncio.Event) -> bool:
+    """Sleep ``seconds`` of ``clock``'s time, or until ``event`` is set; True if it was.
+
+    What a periodic loop waits on, so that stopping it (setting ``event``) does not wait
+    out the interval, and a test's clock drives the interval."""
+    if event.is_set():
+        return True
+    setter = asyncio.ensure_future(event.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait((setter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (setter, sleeper):
+            waiter.cancel()
+    return event.is_set()

@@ -72,6 +72,8 @@ class Settings:
     heartbeat_interval: float = 5.0
     abort_check_interval: float = 1.0
     fetch_wait: float = 1.0
+    fault_pause: float = 0.05  # the first pause after a failed broker call, doubling...
+    fault_pause_max: float = 5.0  # ...up to this (fetch, abort checks, settlements)
     max_payload_bytes: int = 1024 * 1024
     max_result_bytes: int = 16 * 1024 * 1024
     # HMAC keys, newest first; () signs nothing. A secret: never in repr() or logs
@@ -411,18 +413,20 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class AClock:
-    """An object with a ``now()`` method; never read from the environment."""
+    """A :class:`~conveyor.clock.Clock` (``now``, ``monotonic``, ``sleep``); never read
+    from the environment."""
 
     @property
     def expected(self) -> str:
-        return "an object with a now() method returning Unix seconds"
+        return "a Clock: an object with now(), monotonic() and async sleep() methods"
 
     def parse(self, raw: str) -> object:
         raise _Invalid("an environment variable (a clock is passed as an object)")
 
     def accept(self, value: object) -> object:
-        if not callable(getattr(value, "now", None)):
-            raise _Invalid(f"{_kind(value)}")
+        for method in ("now", "monotonic", "sleep"):
+            if not callable(getattr(value, method, None)):
+                raise _Invalid(f"{_kind(value)} without {method}()")
         return value
 
 
@@ -443,6 +447,10 @@ RULES: Mapping[str, Rule] = {
     "heartbeat_interval": Seconds(0.1, _HOUR),  # 0: 71% of a core, idle
     "abort_check_interval": Seconds(_POLL_FLOOR, _HOUR),
     "fetch_wait": Seconds(_POLL_FLOOR, 60.0),  # also how long a lost wake-up is missed
+    # a broker that fails at once must not be retried in a spin; a cap of an hour would
+    # leave a worker idle long after the broker came back
+    "fault_pause": Seconds(0.01, 60.0),
+    "fault_pause_max": Seconds(0.01, 600.0),
     "max_payload_bytes": Count(1, _MAX_BYTES, "bytes"),
     "max_result_bytes": Count(1, _MAX_BYTES, "bytes"),
     "signing_keys": Secrets(),

@@ -26,6 +26,7 @@ from conveyor.brokers.sqlite.queries import SCHEMA_VERSION
 from conveyor.errors import ConfigurationError
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
+from conveyor.testing import ManualClock
 
 # One script for every child process: `python -c CHILD <mode> <url> <args...>`.
 CHILD = r"""
@@ -79,19 +80,6 @@ modes = {"publish": publish, "work": work, "put_result": put_result,
          "publish_forever": publish_forever}
 asyncio.run(modes[sys.argv[1]](*sys.argv[2:]))
 """
-
-
-class ManualClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.value = now
-
-    def now(self) -> float:
-        return self.value
-
-    def advance(self, seconds: float) -> None:
-        self.value += seconds
 
 
 def _url(tmp_path: Path, name: str = "broker.db") -> str:
@@ -492,7 +480,7 @@ async def test_cancelled_fetch_hands_its_claim_back(
 
 
 async def test_expired_rows_are_deleted(tmp_path: Path) -> None:
-    clock = ManualClock()
+    clock = ManualClock(now=1_000_000.0)
     db = tmp_path / "broker.db"
     async with _broker(_url(tmp_path), Settings(clock=clock, reap_interval=5.0)) as broker:
         store = broker.result_store()

@@ -29,30 +29,19 @@ from conveyor import (
 from conveyor.brokers.base import Outgoing
 from conveyor.scheduler import InvalidSchedule, UnknownSchedule
 from conveyor.scheduler.schedule import encode_schedule
+from conveyor.testing import ManualClock
 from tests.conftest import connected_app
 
 
-class DrivenClock:
-    """Wall time that moves only when told; starts at a whole second of real time."""
-
-    def __init__(self) -> None:
-        self.value = float(math.floor(time.time())) + 0.25
-
-    def now(self) -> float:
-        return self.value
-
-    def advance(self, seconds: float) -> None:
-        self.value += seconds
-
-
 @pytest.fixture
-def clock() -> DrivenClock:
-    return DrivenClock()
+def clock() -> ManualClock:
+    # wall time that moves only when told; starts a quarter second after a whole second
+    return ManualClock(now=float(math.floor(time.time())) + 0.25)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 async def app(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: DrivenClock
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
 ) -> AsyncIterator[Conveyor]:
     async with connected_app(request.param, tmp_path, clock=clock, schedule_grace=2.0) as conveyor:
         yield conveyor
@@ -78,7 +67,7 @@ def fired(schedulers: Sequence[Scheduler], schedule_id: str) -> list[float]:
     )
 
 
-async def test_many_schedulers_enqueue_each_tick_once(app: Conveyor, clock: DrivenClock) -> None:
+async def test_many_schedulers_enqueue_each_tick_once(app: Conveyor, clock: ManualClock) -> None:
     ticked(app)
     schedulers = [Scheduler(app) for _ in range(3)]
     for _ in range(5):
@@ -96,7 +85,7 @@ async def test_many_schedulers_enqueue_each_tick_once(app: Conveyor, clock: Driv
 
 
 async def test_a_tick_enqueued_by_a_dead_scheduler_is_not_repeated_by_a_new_one(
-    app: Conveyor, clock: DrivenClock
+    app: Conveyor, clock: ManualClock
 ) -> None:
     ticked(app)
     first = Scheduler(app)
@@ -108,7 +97,7 @@ async def test_a_tick_enqueued_by_a_dead_scheduler_is_not_repeated_by_a_new_one(
     assert second.stats.duplicates == first.stats.enqueued == 1
 
 
-async def test_skip_fires_late_ticks_only_within_grace(app: Conveyor, clock: DrivenClock) -> None:
+async def test_skip_fires_late_ticks_only_within_grace(app: Conveyor, clock: ManualClock) -> None:
     ticked(app)
     scheduler = Scheduler(app)
     await scheduler.run_pass()
@@ -126,7 +115,7 @@ async def test_skip_fires_late_ticks_only_within_grace(app: Conveyor, clock: Dri
 
 
 async def test_first_look_fires_at_most_one_late_run_for_skip(
-    app: Conveyor, clock: DrivenClock
+    app: Conveyor, clock: ManualClock
 ) -> None:
     ticked(app)
     scheduler = Scheduler(app, grace=5.0)
@@ -138,7 +127,7 @@ async def test_first_look_fires_at_most_one_late_run_for_skip(
 
 
 async def test_skip_first_run_fires_nothing_from_before_start(
-    app: Conveyor, clock: DrivenClock
+    app: Conveyor, clock: ManualClock
 ) -> None:
     ticked(app)
     scheduler = Scheduler(app, skip_first_run=True)
@@ -150,7 +139,7 @@ async def test_skip_first_run_fires_nothing_from_before_start(
 
 
 async def test_paused_schedules_skip_their_ticks_and_resume_at_the_next(
-    app: Conveyor, clock: DrivenClock
+    app: Conveyor, clock: ManualClock
 ) -> None:
     ticked(app)
     scheduler = Scheduler(app)
@@ -170,7 +159,7 @@ async def test_paused_schedules_skip_their_ticks_and_resume_at_the_next(
 
 
 async def test_a_failed_or_hung_publish_is_retried_and_never_doubled(
-    app: Conveyor, clock: DrivenClock, caplog: pytest.LogCaptureFixture
+    app: Conveyor, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     ticked(app)
     broker = app.broker
@@ -202,7 +191,7 @@ async def test_a_failed_or_hung_publish_is_retried_and_never_doubled(
     assert len(fresh) == len(set(fresh))
 
 
-async def test_ticks_run_with_their_schedule_labels(app: Conveyor, clock: DrivenClock) -> None:
+async def test_ticks_run_with_their_schedule_labels(app: Conveyor, clock: ManualClock) -> None:
     seen: list[tuple[str, str]] = []
 
     @app.task(schedule=[every(seconds=1, id="labelled")])
@@ -223,7 +212,7 @@ async def test_ticks_run_with_their_schedule_labels(app: Conveyor, clock: Driven
 
 
 async def test_dynamic_schedules_add_list_next_runs_remove(
-    app: Conveyor, clock: DrivenClock
+    app: Conveyor, clock: ManualClock
 ) -> None:
     tasks = ticked(app)
     added = await app.schedules.add(
@@ -293,7 +282,7 @@ async def test_an_unreadable_stored_schedule_is_logged_and_skipped(
 
 
 async def test_a_new_code_catch_up_schedule_does_not_replay_its_window(
-    app: Conveyor, clock: DrivenClock
+    app: Conveyor, clock: ManualClock
 ) -> None:
     @app.task(schedule=[every(seconds=1, id="nightly", missed=catch_up(600))])
     async def nightly() -> None: ...
@@ -321,7 +310,7 @@ async def test_a_stopped_scheduler_leaves_status_at_once(app: Conveyor) -> None:
 
 
 async def test_each_fired_tick_is_logged_once_across_schedulers(
-    app: Conveyor, clock: DrivenClock, caplog: pytest.LogCaptureFixture
+    app: Conveyor, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     ticked(app)
     schedulers = [Scheduler(app) for _ in range(2)]

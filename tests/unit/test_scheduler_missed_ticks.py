@@ -11,23 +11,16 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.scheduler import Scheduler, catch_up, every
+from conveyor.testing import ManualClock
 
 T0 = 1_000_000.0  # a multiple of 10: a tick of every(seconds=10)
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
 
 
 @pytest.mark.parametrize("policy", ["skip", "catch_up"])
 async def test_missed_ticks_are_counted_once_and_the_scheduler_sleeps(
     policy: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock(T0)
+    clock = ManualClock(now=T0)
     app = Conveyor("memory://", environ={}, clock=clock, schedule_grace=3.0)
     missed = "skip" if policy == "skip" else catch_up(within=3.0)
 
@@ -40,7 +33,7 @@ async def test_missed_ticks_are_counted_once_and_the_scheduler_sleeps(
         # the tick at T0; a code catch_up schedule is live from its first sight, T0 itself
         first = 1 if policy == "skip" else 0
         assert scheduler.stats.enqueued == first
-        clock.t = T0 + 25.0  # asleep across T0+10 and T0+20; the next tick is T0+30
+        clock.advance(25.0)  # asleep across T0+10 and T0+20; the next tick is T0+30
         with caplog.at_level(logging.WARNING, logger="conveyor.scheduler"):
             delays = [await scheduler.run_pass() for _ in range(3)]
         assert scheduler.stats.missed == 2
@@ -48,7 +41,7 @@ async def test_missed_ticks_are_counted_once_and_the_scheduler_sleeps(
             f"schedule 'ten': 2 run(s) missed, more than 3.0s late (policy {policy})"
         ]
         assert delays == [pytest.approx(5.0)] * 3  # until T0+30, not a 1 ms spin
-        clock.t = T0 + 30.0
+        clock.advance(5.0)
         await scheduler.run_pass()
         assert scheduler.stats.enqueued == first + 1
         assert scheduler.stats.missed == 2

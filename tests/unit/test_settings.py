@@ -28,6 +28,8 @@ SECONDS: dict[str, tuple[float, float]] = {
     "heartbeat_interval": (0.1, 3600),
     "abort_check_interval": (0.05, 3600),
     "fetch_wait": (0.05, 60),
+    "fault_pause": (0.01, 60),
+    "fault_pause_max": (0.01, 600),
     "result_ttl": (0, 10 * 365 * 86400),
     "unknown_task_delay": (0.1, 86400),
     "schedule_grace": (0, 86400),
@@ -332,9 +334,9 @@ def test_urls_must_be_non_empty_and_are_shown_without_their_password() -> None:
     assert Settings(result_url=None).result_url is None
 
 
-def test_clock_must_have_a_now_method() -> None:
-    assert "setting clock must be an object with a now() method" in _refused(
-        Settings, clock=object()
+def test_clock_must_be_a_clock() -> None:
+    assert "setting clock must be a Clock: an object with now(), monotonic() and async " in (
+        _refused(Settings, clock=object())
     )
 
 

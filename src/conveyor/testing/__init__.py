@@ -1,1 +1,6 @@
-"""Testing tools shipped as product: the broker conformance suite and helpers."""
+"""Testing tools shipped as product: a clock tests drive (:class:`ManualClock`) and the
+broker conformance suite (``conveyor.testing.conformance``)."""
+
+from conveyor.testing.clock import ManualClock as ManualClock
+
+__all__ = ["ManualClock"]

@@ -14,7 +14,6 @@ the only per-task cost is a set lookup.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.brokers import shown_url
 from conveyor.brokers.base import Broker, Delivery, Release, WorkerInfo
+from conveyor.clock import FaultPause, sleep_unless
 from conveyor.errors import ConfigurationError
 from conveyor.observability.events import (
     Event,
@@ -36,7 +36,7 @@ from conveyor.observability.events import (
     notify,
 )
 from conveyor.observability.logging import install_task_context
-from conveyor.settings import MAX_CONCURRENCY
+from conveyor.settings import MAX_CONCURRENCY, Settings
 from conveyor.worker.executor import Executor, Settler
 from conveyor.worker.lease import LeaseRenewer
 
@@ -136,11 +136,17 @@ class Worker:
             on_event=self._on_event,
         )
         self._renewer = LeaseRenewer(
-            broker.lease_keeper, self._held, settings.lease, self._lease_lost_threadsafe()
+            broker.lease_keeper,
+            self._held,
+            settings.lease,
+            self._lease_lost_threadsafe(),
+            monotonic=settings.clock.monotonic,
         )
         self._renewer.start()
         # listen for abort signals before the first fetch, so none for our tasks is missed
-        self._signalled = dict.fromkeys(await broker.wait_abort_signal(0), time.monotonic())
+        self._signalled = dict.fromkeys(
+            await broker.wait_abort_signal(0), settings.clock.monotonic()
+        )
         self._fetcher = asyncio.create_task(self._fetch_loop(), name="conveyor-fetch")
         self._abort_watch = asyncio.create_task(self._watch_aborts(), name="conveyor-aborts")
         self._loops = [
@@ -226,9 +232,9 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         broker = self._broker
-        wait = self.app.settings.fetch_wait
-        lease = self.app.settings.lease
-        pause = 0.05
+        settings = self.app.settings
+        wait, lease, clock = settings.fetch_wait, settings.lease, settings.clock
+        pause = _fault_pause(settings)
         while not self._stopping.is_set():
             if self._alone_waiting is not None or self._alone_running is not None:
                 # a recovered delivery runs alone: wait for the others to finish, run it,
@@ -251,16 +257,15 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            asked = time.monotonic()
+            asked = clock.monotonic()
             try:
                 deliveries = await broker.fetch(self.queues, free, wait)
             except Exception:
                 # G6: a broker fault never kills the worker; back off and try again
-                log.warning("fetch failed; retrying in %.2fs", pause, exc_info=True)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                log.warning("fetch failed; retrying in %.2fs", pause.current, exc_info=True)
+                await pause.wait()
                 continue
-            pause = 0.05
+            pause.reset()
             for delivery in deliveries:
                 delivery.lease_until = asked + lease
             if self._stopping.is_set():
@@ -348,11 +353,8 @@ class Worker:
     async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
         # stopped by the _halt event rather than by cancellation alone: a client library
         # that swallows CancelledError inside job() must not keep this loop alive
-        while not self._halt.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._halt.wait(), interval)
-            if self._halt.is_set():
-                return
+        clock = self.app.settings.clock
+        while not await sleep_unless(clock, interval, self._halt):
             try:
                 await job()
             except Exception:
@@ -368,12 +370,13 @@ class Worker:
         of what it holds anyway, so a lost signal costs at most that long."""
         assert self._executor is not None
         broker, executor = self._broker, self._executor
-        interval = self.app.settings.abort_check_interval
-        pause = 0.05
+        settings = self.app.settings
+        interval, clock = settings.abort_check_interval, settings.clock
+        pause = _fault_pause(settings)
         while True:
             try:
                 signalled = await broker.wait_abort_signal(interval)
-                now = time.monotonic()
+                now = clock.monotonic()
                 for task_id in signalled:
                     self._signalled[task_id] = now
                 held = list(self._held.values())
@@ -388,14 +391,13 @@ class Worker:
                     if now - self._signalled[oldest] < _SIGNAL_MEMORY:
                         break
                     del self._signalled[oldest]
-                pause = 0.05
+                pause.reset()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # G6: a broker fault never kills the worker; marks are checked again later
-                log.warning("abort check failed; retrying in %.2fs", pause, exc_info=True)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                log.warning("abort check failed; retrying in %.2fs", pause.current, exc_info=True)
+                await pause.wait()
 
     async def _reap(self) -> None:
         moved = await self._broker.reap()
@@ -421,11 +423,10 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         """Heartbeat every ``heartbeat_interval``, and soon after tasks finish (at most
         every ``_REPORT_GAP`` seconds), so the processed count others read keeps up."""
-        interval = self.app.settings.heartbeat_interval
+        interval, clock = self.app.settings.heartbeat_interval, self.app.settings.clock
         gap = min(_REPORT_GAP, interval)
         while not self._halt.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._report.wait(), interval)  # stop() sets it too
+            await sleep_unless(clock, interval, self._report)  # stop() sets it too
             if self._halt.is_set():
                 return
             self._report.clear()
@@ -433,8 +434,7 @@ class Worker:
                 await self._heartbeat()
             except Exception:
                 log.warning("heartbeat failed; will retry", exc_info=True)
-            with contextlib.suppress(TimeoutError):  # later finishes wait for the next beat
-                await asyncio.wait_for(self._halt.wait(), gap)
+            await sleep_unless(clock, gap, self._halt)  # later finishes: the next beat
 
     async def _heartbeat(self) -> None:
         ttl = max(self.app.settings.heartbeat_interval * 3, 1.0)
@@ -454,6 +454,10 @@ class Worker:
                 current_tasks=info.current_tasks,
             )
             notify(self._on_event, event)
+
+
+def _fault_pause(settings: Settings) -> FaultPause:
+    return FaultPause(settings.clock, settings.fault_pause, settings.fault_pause_max)
 
 
 def _check_worker_options(concurrency: object, grace: object, max_tasks: object) -> None:

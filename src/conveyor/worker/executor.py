@@ -27,6 +27,7 @@ from conveyor.brokers.base import (
     Settlement,
     StoredResult,
 )
+from conveyor.clock import FaultPause
 from conveyor.deps import Context
 from conveyor.errors import SettlementRefused, TaskTimeout
 from conveyor.hooks import HOOK_METHODS
@@ -156,6 +157,7 @@ class Executor:
         # a body starting with less than this left of its known lease checks ownership
         self._lease_margin = app.settings.lease / 3
         self._signing_keys = app.settings.signing_keys
+        self._clock = app.settings.clock
         broker = app.broker
         self._ownership: Batcher[Delivery, bool] = Batcher(
             lambda batch: broker.extend_leases(batch, self._lease)
@@ -245,7 +247,7 @@ class Executor:
             await self._hooks("before_execute", message, context)
         if delivery in self.aborting:  # requested while the hooks above ran
             return await self._aborted(delivery, message, 0.0, running=False)
-        if delivery.lease_until - time.monotonic() < self._lease_margin and not (
+        if delivery.lease_until - self._clock.monotonic() < self._lease_margin and not (
             await self._still_ours(delivery)
         ):
             return None
@@ -322,7 +324,7 @@ class Executor:
         """Before a body starts past the time its lease is known to hold (this process was
         paused since the claim): extend it, batched with others starting now. False, and
         the body never starts, if another worker owns the message by now (G2)."""
-        asked = time.monotonic()
+        asked = self._clock.monotonic()
         try:
             owned = await self._ownership.submit(delivery)
         except Exception:
@@ -576,8 +578,9 @@ class Executor:
         the lease; gives up (leaving it to lease expiry: at-least-once) after a while. A
         settlement the broker refuses is not retried: with ``refusable`` the caller gets
         the :class:`SettlementRefused` (to settle otherwise), else it is logged."""
-        deadline = time.monotonic() + self.settle_retry_for
-        pause = 0.05
+        clock = self._clock
+        deadline = clock.monotonic() + self.settle_retry_for
+        pause = FaultPause(clock, self.app.settings.fault_pause, self.app.settings.fault_pause_max)
         while True:
             try:
                 owned = await self.settler.settle(delivery, outcome)
@@ -591,7 +594,7 @@ class Executor:
                 )
                 return
             except Exception:
-                if time.monotonic() >= deadline or id(delivery) in self.lost:
+                if clock.monotonic() >= deadline or id(delivery) in self.lost:
                     log.error(
                         "could not settle %s; it will be redelivered after its lease",
                         delivery.task_id,
@@ -599,10 +602,12 @@ class Executor:
                     )
                     return
                 log.warning(
-                    "settling %s failed; retrying in %.2fs", delivery.task_id, pause, exc_info=True
+                    "settling %s failed; retrying in %.2fs",
+                    delivery.task_id,
+                    pause.current,
+                    exc_info=True,
                 )
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                await pause.wait()
                 continue
             if not owned:
                 log.warning(

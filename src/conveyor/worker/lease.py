@@ -31,12 +31,14 @@ class LeaseRenewer:
         lease: float,
         on_lost: Callable[[Delivery], None],
         interval: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._keeper_factory = keeper_factory
         self._held = held
         self._lease = lease
         self._interval = interval if interval is not None else max(lease / 3.0, 0.01)
         self._on_lost = on_lost
+        self._monotonic = monotonic  # the worker's clock: Delivery.lease_until is on it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="conveyor-lease", daemon=True)
         self.renewals = 0
@@ -56,7 +58,7 @@ class LeaseRenewer:
                 deliveries = list(self._held.copy().values())  # dict.copy is atomic under the GIL
                 if not deliveries:
                     continue
-                asked = time.monotonic()
+                asked = self._monotonic()
                 try:
                     if keeper is None:
                         keeper = self._keeper_factory()

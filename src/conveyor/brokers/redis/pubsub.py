@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from conveyor.clock import FaultPause, SystemClock
+
 __all__ = ["ChannelListener"]
 
 log = logging.getLogger("conveyor.redis")
@@ -53,14 +55,14 @@ class ChannelListener:
             self._subscribed = asyncio.Event()
 
     async def _listen(self) -> None:
-        pause = 0.05
+        pause = FaultPause(SystemClock(), first=0.05, cap=2.0)
         while True:
             pubsub = self._client().pubsub()
             try:
                 await pubsub.subscribe(self._channel)
                 self._subscribed.set()
                 await self._on_subscribed()
-                pause = 0.05
+                pause.reset()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
@@ -73,8 +75,7 @@ class ChannelListener:
                     self._channel,
                     exc_info=True,
                 )
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                await pause.wait()
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
