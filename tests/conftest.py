@@ -1,14 +1,68 @@
-"""Shared fixtures: an app on the memory broker with compressed timeouts."""
+"""Shared fixtures: an app on the memory broker with compressed timeouts, and the one
+way a test waits for a condition it cannot be told about (:func:`eventually`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from conveyor import BrokerUnavailable, Conveyor
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], T | Awaitable[T]],
+    *,
+    timeout: float = 5.0,
+    what: str | None = None,
+    every: float = 0.005,
+) -> T:
+    """Await ``check()`` (a plain or async callable) until it returns something truthy, and
+    return that; fail naming ``what`` after ``timeout`` seconds. It returns as soon as the
+    condition holds: the timeout is a deadline for a broken test, never a wait.
+
+    >>> await eventually(lambda: handle.status(), what="a status")    # doctest: +SKIP
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(_timed_out(timeout, what, check))
+        # sleep: the poll interval, for a state no event announces (a broker's counts)
+        await asyncio.sleep(every)
+
+
+def eventually_blocking(
+    check: Callable[[], T], *, timeout: float = 10.0, what: str | None = None, every: float = 0.02
+) -> T:
+    """:func:`eventually` for a thread or a test without an event loop (other processes'
+    output, files they write)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(_timed_out(timeout, what, check))
+        time.sleep(every)  # sleep: the poll interval, for another process's state
+
+
+def _timed_out(timeout: float, what: str | None, check: Callable[..., object]) -> str:
+    name = getattr(check, "__name__", repr(check))
+    return f"timed out after {timeout} s waiting for {what or name}"
 
 
 def fast_app(url: str = "memory://", **overrides: object) -> Conveyor:
@@ -50,3 +104,25 @@ async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C
     """The same behaviour tests run on every broker."""
     async with connected_app(request.param, tmp_path) as conveyor:
         yield conveyor
+
+
+async def fetch_is_waiting(broker: object) -> bool:
+    """True while a fetch on ``broker`` is blocked waiting for work: registered for a
+    wake-up (memory, SQLite), or blocked in ``XREADGROUP`` on the server (Redis). What a
+    test waits for before checking that something ends that wait."""
+    from conveyor.brokers.memory import MemoryBroker
+    from conveyor.brokers.sqlite.broker import SqliteBroker
+
+    if isinstance(broker, MemoryBroker):
+        return bool(broker._waiters)
+    if isinstance(broker, SqliteBroker):
+        return bool(broker._waiting)
+    from conveyor.brokers.redis.broker import RedisBroker
+    from conveyor.brokers.redis.connection import blocked_client_id
+
+    assert isinstance(broker, RedisBroker), broker
+    client_id = None if broker._blocking is None else blocked_client_id(broker._blocking)
+    if client_id is None:
+        return False
+    (client,) = await broker.client.client_list(client_id=[client_id])
+    return "b" in client["flags"] and client["cmd"] == "xreadgroup"

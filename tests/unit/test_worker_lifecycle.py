@@ -4,26 +4,50 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from conveyor import Context, Conveyor, Depends, TaskStatus
-from tests.conftest import connected_app, fast_app
+from conveyor.testing import ManualClock
+from tests.conftest import (
+    connected_app,
+    eventually,
+    eventually_blocking,
+    fast_app,
+    fetch_is_waiting,
+)
 
 
-async def test_worker_fetches_only_as_many_as_free_slots(app: Conveyor) -> None:
+async def test_worker_fetches_only_as_many_as_free_slots(
+    app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate = asyncio.Event()
+    started: list[None] = []
 
     @app.task
     async def wait_gate() -> None:
+        started.append(None)
         await gate.wait()
 
+    # each fetch as the worker asks for it: (slots asked for, deliveries it held then)
+    asked: list[tuple[int, int]] = []
+    real_fetch = app.broker.fetch
+
+    async def recording_fetch(queues: list[str], count: int, wait: float) -> object:
+        asked.append((count, sum(len(got) for got in fetched)))
+        got = await real_fetch(queues, count, wait)
+        fetched.append(got)
+        return got
+
+    fetched: list[list[object]] = []
+    monkeypatch.setattr(app.broker, "fetch", recording_fetch)
     for _ in range(10):
         await wait_gate.kiq()
     async with app.worker(concurrency=3):
-        await asyncio.sleep(0.2)
+        await eventually(lambda: len(started) == 3, what="three tasks to start")
+        # a fetch beyond the free slots begins before the tasks it follows get to run
+        assert all(count + held <= 3 for count, held in asked), asked
         (depth,) = await app.broker.queue_depths()
         assert (depth.running, depth.ready) == (3, 7)
         gate.set()
@@ -32,11 +56,15 @@ async def test_worker_fetches_only_as_many_as_free_slots(app: Conveyor) -> None:
 async def test_graceful_stop_finishes_short_tasks_and_releases_long_ones_uncharged() -> None:
     app = fast_app(grace=0.3)
     attempts: list[tuple[str, int]] = []
+    finish_short = asyncio.Event()
 
     @app.task
     async def job(kind: str, ctx: Context = Depends()) -> str:
         attempts.append((kind, ctx.attempt))
-        await asyncio.sleep(0.1 if kind == "short" else 30)
+        if kind == "short":
+            await finish_short.wait()
+        else:
+            await asyncio.Event().wait()  # never ends by itself
         return kind
 
     async with app:
@@ -44,10 +72,14 @@ async def test_graceful_stop_finishes_short_tasks_and_releases_long_ones_uncharg
         long = await job.kiq("long")
         worker = app.worker(concurrency=2)
         await worker.start()
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
-        await worker.stop()
-        assert time.monotonic() - started < 2.0
+        await eventually(lambda: len(attempts) == 2, what="both tasks to start")
+        stopping = asyncio.create_task(worker.stop())
+        # the fetch loop has ended: the stop is in its grace period, and the short task
+        # ends within it
+        await eventually(lambda: worker._fetcher is not None and worker._fetcher.done())
+        finish_short.set()
+        # the long task never ends: only a stop that cancels it after the grace returns
+        await asyncio.wait_for(stopping, 10)
         assert await short.get(timeout=1) == "short"
         state = await long.status()
         assert state.status is TaskStatus.QUEUED  # released at once, attempt not charged
@@ -57,34 +89,43 @@ async def test_graceful_stop_finishes_short_tasks_and_releases_long_ones_uncharg
 
 async def test_lease_is_renewed_while_the_event_loop_is_blocked() -> None:
     """A task that blocks the loop longer than the lease keeps its lease (thread renewal)."""
-    app = fast_app(lease=0.5)
+    clock = ManualClock()
+    app = fast_app(lease=0.5, clock=clock)
     reaped: list[int] = []
+    renewed: list[bool] = []
 
     @app.task
     async def hog() -> str:
         broker = app.broker
+        assert worker._renewer is not None
+        renewer = worker._renewer
 
         def reap_from_elsewhere() -> None:  # another worker's reaper, while we block
             for _ in range(4):
-                time.sleep(0.25)
+                before = renewer.renewals
+                clock.advance(0.4)  # 4 x 0.4 s: over 3 leases in all
+                renewed.append(
+                    eventually_blocking(lambda: renewer.renewals > before, timeout=5)  # noqa: B023
+                )
                 reaped.append(asyncio.run(broker.reap()))
 
         other = threading.Thread(target=reap_from_elsewhere)
         other.start()
-        time.sleep(1.2)  # noqa: ASYNC251 - blocking the loop for over 2x the lease is the point
-        other.join()
+        other.join()  # the loop is blocked until the other reaper is done
         return "done"
 
-    async with app, app.worker():
+    async with app, app.worker() as worker:
         handle = await hog.kiq()
         result = await handle.wait_result(timeout=10)
     assert result.return_value == "done"
     assert result.attempts == 1
+    assert renewed == [True] * 4
     assert reaped == [0, 0, 0, 0]
 
 
 async def test_zombie_completion_is_discarded_after_lease_loss() -> None:
-    app = fast_app(lease=0.5)
+    clock = ManualClock()
+    app = fast_app(lease=0.5, clock=clock)
     blocker = threading.Event()
 
     @app.task(retries=3)
@@ -99,13 +140,14 @@ async def test_zombie_completion_is_discarded_after_lease_loss() -> None:
         await worker.start()
         assert worker._renewer is not None
         worker._renewer.stop()
-        await asyncio.sleep(0.8)
+        await eventually(lambda: worker.claimed == 1, what="the task to be claimed")
+        clock.advance(0.6)  # past the lease
         await app.broker.reap()  # the lease expired: the message is ready again
         (stolen,) = await app.broker.fetch(["default"], 1, 1.0)
         assert stolen.attempt == 2
         assert await stolen.extend_lease(30)
         blocker.set()
-        await asyncio.sleep(0.3)
+        await eventually(lambda: worker.processed == 1, what="the zombie's completion")
         assert await app.result_store.get(handle.task_id) is None  # zombie's result discarded
         assert await stolen.ack()
         await worker.stop()
@@ -141,7 +183,8 @@ async def test_worker_heartbeat_is_visible(app: Conveyor) -> None:
 
 async def test_the_processed_count_is_reported_soon_after_tasks_finish(tmp_path: Path) -> None:
     # a heartbeat interval far longer than the test: only a finish-triggered beat reports
-    async with connected_app("sqlite", tmp_path, heartbeat_interval=60.0) as app:
+    clock = ManualClock()
+    async with connected_app("sqlite", tmp_path, heartbeat_interval=60.0, clock=clock) as app:
 
         @app.task
         async def noop() -> None:
@@ -150,13 +193,15 @@ async def test_the_processed_count_is_reported_soon_after_tasks_finish(tmp_path:
         async with app.worker():
             for _ in range(3):
                 await (await noop.kiq()).get(timeout=5)
-            deadline = asyncio.get_running_loop().time() + 5
-            while True:
+            began = clock.monotonic()
+
+            async def reported() -> bool:
+                clock.advance(0.1)  # the gap between two finish-triggered beats passes
                 (info,) = await app.broker.workers()
-                if info.processed == 3:
-                    break
-                assert asyncio.get_running_loop().time() < deadline, info
-                await asyncio.sleep(0.05)
+                return info.processed == 3
+
+            await eventually(reported, what="a heartbeat with processed == 3")
+            assert clock.monotonic() - began < 30, "reported by the interval, not the finish"
 
 
 @pytest.mark.parametrize("scheme", ["memory", "sqlite", "redis"])
@@ -165,7 +210,7 @@ async def test_stopping_an_idle_worker_interrupts_its_fetch(scheme: str, tmp_pat
     async with connected_app(scheme, tmp_path, fetch_wait=30.0) as app:
         worker = app.worker()
         await worker.start()
-        await asyncio.sleep(0.2)  # the fetch is waiting now
+        await eventually(lambda: fetch_is_waiting(app.broker), what="the fetch to wait")
         await asyncio.wait_for(worker.stop(), 5.0)
 
 
@@ -179,8 +224,12 @@ async def test_a_worker_paused_after_its_claim_does_not_start_what_another_ran(
     from conveyor.worker import lease as lease_module
 
     runs: list[str] = []
+    # SQLite keeps leases by the app's clock, which both workers share here; Redis keeps
+    # them by the server's, so there the pause lasts until the real lease has run out
+    clock = ManualClock() if scheme == "sqlite" else None
+    on_clock: dict[str, object] = {} if clock is None else {"clock": clock}
 
-    async with connected_app(scheme, tmp_path, lease=1.0) as paused_app:
+    async with connected_app(scheme, tmp_path, lease=1.0, **on_clock) as paused_app:
 
         @paused_app.task(name="side_effect")
         async def side_effect() -> None:
@@ -192,7 +241,7 @@ async def test_a_worker_paused_after_its_claim_does_not_start_what_another_ran(
 
         def run_other_worker() -> None:
             async def serve() -> None:
-                other = fast_app(paused_app.settings.broker_url, lease=1.0)
+                other = fast_app(paused_app.settings.broker_url, lease=1.0, **on_clock)
                 other.tasks = paused_app.tasks
                 async with other, other.worker():
                     other_ready.set()
@@ -211,14 +260,24 @@ async def test_a_worker_paused_after_its_claim_does_not_start_what_another_ran(
                 frozen.append(True)
                 other.start()  # the other worker reaps the expired lease and runs it
                 other_ready.wait(10)
-                time.sleep(3.0)  # noqa: ASYNC251 - frozen: nothing of this loop runs
+                if clock is not None:
+                    clock.advance(1.0)  # the pause outlasts the lease
+
+                def ran_elsewhere() -> bool:
+                    if clock is not None:
+                        clock.advance(0.05)  # and goes on, for the other worker's reaper
+                    return bool(runs)
+
+                # frozen: nothing of this loop runs until the other worker ran the task
+                eventually_blocking(ran_elsewhere, what="the other worker to run the task")
             return got
 
         monkeypatch.setattr(type(paused_app.broker), "fetch", fetch_then_freeze)
         other = threading.Thread(target=run_other_worker)
-        async with paused_app.worker():
+        async with paused_app.worker() as worker:
             result = await handle.wait_result(timeout=10)
-            await asyncio.sleep(0.5)  # the resumed worker had its chance to run it again
+            # the resumed worker is done with its delivery: dropped, or (wrongly) run
+            await eventually(lambda: worker.processed == 1, what="the resumed worker")
         stop_other.set()
         other.join(10)
     assert result.status is TaskStatus.SUCCEEDED
