@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 
 from conveyor import BrokerUnavailable, Conveyor
+from conveyor.testing import ManualClock
 
 T = TypeVar("T")
 
@@ -24,16 +25,23 @@ async def eventually(
     timeout: float = 5.0,
     what: str | None = None,
     every: float = 0.005,
+    clock: ManualClock | None = None,
+    step: float = 0.05,
 ) -> T:
     """Await ``check()`` (a plain or async callable) until it returns something truthy, and
     return that; fail naming ``what`` after ``timeout`` seconds. It returns as soon as the
     condition holds: the timeout is a deadline for a broken test, never a wait.
+
+    With ``clock``, each poll first advances it ``step`` seconds: the code under test sees
+    time pass (a lease run out, a reaper tick) only while the test waits for the outcome.
 
     >>> await eventually(lambda: handle.status(), what="a status")    # doctest: +SKIP
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
+        if clock is not None:
+            clock.advance(step)
         value = check()
         if inspect.isawaitable(value):
             value = await value

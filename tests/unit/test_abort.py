@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,33 @@ from conveyor import (
     TaskStatus,
 )
 from conveyor.brokers.base import Delivery
+from conveyor.testing import ManualClock
+from tests.conftest import connected_app, eventually, eventually_blocking, fast_app
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    # near real time: Redis compares due times from the app's clock with its own
+    return ManualClock(now=time.time())
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def app(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> AsyncIterator[Conveyor]:
+    """The suite's ``app`` on a :class:`ManualClock`, with the periodic check of abort marks
+    far longer than any wait here: a task seen aborted in time was aborted by its signal."""
+    async with connected_app(
+        request.param, tmp_path, clock=clock, abort_check_interval=60.0
+    ) as conveyor:
+        yield conveyor
+
+
+async def _queues_are_empty(app: Conveyor) -> bool:
+    return all(
+        (depth.ready, depth.delayed, depth.running, depth.dead) == (0, 0, 0, 0)
+        for depth in await app.broker.queue_depths()
+    )
 
 
 class _Results(Hook):
@@ -58,7 +86,9 @@ async def test_a_queued_task_never_runs_and_ends_aborted(app: Conveyor) -> None:
     assert await handle.abort() is AbortOutcome.FINISHED  # a second abort changes nothing
 
 
-async def test_a_delayed_task_never_runs_and_ends_aborted(app: Conveyor) -> None:
+async def test_a_delayed_task_never_runs_and_ends_aborted(
+    app: Conveyor, clock: ManualClock
+) -> None:
     ran: list[int] = []
 
     @app.task
@@ -67,12 +97,14 @@ async def test_a_delayed_task_never_runs_and_ends_aborted(app: Conveyor) -> None
 
     async with app.worker():
         handle = await later.with_options(delay=0.5).kiq(1)
+        # due just after it: once this one has run, the aborted one was due too
+        witness = await later.with_options(delay=0.6).kiq(2)
         assert await handle.abort() is AbortOutcome.DEQUEUED
         assert (await handle.wait_result(timeout=1)).status is TaskStatus.ABORTED
-        await asyncio.sleep(1.0)  # past its due time
-    assert ran == []
-    for depth in await app.broker.queue_depths():
-        assert (depth.ready, depth.delayed, depth.running, depth.dead) == (0, 0, 0, 0)
+        clock.advance(1.0)  # past both due times (Redis keeps them by its own clock)
+        assert (await witness.wait_result(timeout=5)).status is TaskStatus.SUCCEEDED
+        await eventually(lambda: _queues_are_empty(app), what="empty queues")
+    assert ran == [2]
 
 
 async def test_a_running_async_task_is_cancelled_at_once_without_retries(app: Conveyor) -> None:
@@ -86,7 +118,7 @@ async def test_a_running_async_task_is_cancelled_at_once_without_retries(app: Co
         seen.append(f"start {ctx.attempt}")
         started.set()
         try:
-            await asyncio.sleep(30)
+            await asyncio.Event().wait()  # runs until cancelled
         except asyncio.CancelledError:
             seen.append(f"cancelled, abort_requested={ctx.abort_requested}")
             raise
@@ -96,12 +128,11 @@ async def test_a_running_async_task_is_cancelled_at_once_without_retries(app: Co
     async with app.worker():
         handle = await crunch.kiq()
         await asyncio.wait_for(started.wait(), 5)
-        asked = time.monotonic()
         assert await handle.abort() is AbortOutcome.SIGNALLED
+        # in time by its signal alone: the periodic check is 60 s away
         result = await handle.wait_result(timeout=5)
-        took = time.monotonic() - asked
-        await asyncio.sleep(0.3)  # a retry, if there were one, would start now
-    assert took < 0.5, f"cancelled {took:.3f}s after abort()"
+        # no retry is waiting, delayed or running
+        await eventually(lambda: _queues_are_empty(app), what="empty queues")
     assert seen == ["start 1", "cancelled, abort_requested=True"]
     assert (result.status, result.attempts) == (TaskStatus.ABORTED, 1)
     assert result.error is not None and "while attempt 1 was running" in result.error.message
@@ -117,24 +148,22 @@ async def test_a_running_sync_task_sees_abort_requested_and_ends_aborted(app: Co
     @app.task(retries=2)
     def blocking(ctx: Context = Depends()) -> str:
         started.set()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if ctx.abort_requested:
-                noticed.set()
-                return "stopped early"  # discarded: the result is already "aborted"
-            time.sleep(0.01)
-        return "ran to the end"
+        try:  # a def task polls the flag
+            eventually_blocking(lambda: ctx.abort_requested, timeout=10, every=0.01)
+            noticed.set()
+            return "stopped early"  # discarded: the result is already "aborted"
+        finally:
+            returned.set()
 
+    returned = threading.Event()
     async with app.worker():
         handle = await blocking.kiq()
         assert await asyncio.to_thread(started.wait, 5)
-        asked = time.monotonic()
         assert await handle.abort() is AbortOutcome.SIGNALLED
+        # in time by its signal alone: the periodic check is 60 s away
         result = await handle.wait_result(timeout=5)
-        took = time.monotonic() - asked
         assert await asyncio.to_thread(noticed.wait, 5), "the thread never saw the flag"
-        await asyncio.sleep(0.2)
-    assert took < 0.5
+        assert await asyncio.to_thread(returned.wait, 5)  # its late return is not stored:
     assert (result.status, result.return_value, result.attempts) == (TaskStatus.ABORTED, None, 1)
     assert (await handle.result()).status is TaskStatus.ABORTED
 
@@ -184,12 +213,13 @@ async def test_an_abort_racing_the_fetch_ends_the_task_without_running_it(
             if delivery.task_id == handle.task_id:
                 raced.append(delivery)
                 assert await app.abort(delivery.task_id) is AbortOutcome.SIGNALLED
-                await asyncio.sleep(0.2)  # its signal reaches the worker before it starts it
+                # its signal reaches the worker before the worker starts it
+                await eventually(lambda: handle.task_id in worker._signalled, what="the signal")
         return got
 
     handle = await job.kiq(1)
     monkeypatch.setattr(broker, "fetch", fetch_then_abort)
-    async with app.worker():
+    async with app.worker() as worker:
         result = await handle.wait_result(timeout=5)
         assert (await (await job.kiq(2)).wait_result(timeout=5)).status is TaskStatus.SUCCEEDED
     assert [d.task_id for d in raced] == [handle.task_id]
@@ -198,7 +228,7 @@ async def test_an_abort_racing_the_fetch_ends_the_task_without_running_it(
 
 
 async def test_a_marked_task_whose_worker_died_is_aborted_before_it_runs_again(
-    app: Conveyor,
+    app: Conveyor, clock: ManualClock
 ) -> None:
     """The mark outlives the worker: the next claim carries it, and the task never restarts."""
     ran: list[int] = []
@@ -212,7 +242,11 @@ async def test_a_marked_task_whose_worker_died_is_aborted_before_it_runs_again(
     (dying,) = await broker.fetch(["default"], 1, 1.0)  # a worker that will never settle
     assert await handle.abort() is AbortOutcome.SIGNALLED
     async with app.worker():  # reaps the expired lease (lease 1 s), then claims it again
-        result = await handle.wait_result(timeout=10)
+        # the app's clock runs while waiting: the lease, and the worker's reaper ticks
+        await eventually(
+            lambda: app.result_store.get(handle.task_id), timeout=10, clock=clock, what="a result"
+        )
+        result = await handle.result()
     assert ran == []
     assert (result.status, result.attempts) == (TaskStatus.ABORTED, 2)
     assert await dying.ack() is False
@@ -225,7 +259,7 @@ async def test_a_task_that_swallows_the_cancellation_still_ends_aborted(app: Con
     async def stubborn() -> str:
         started.set()
         with contextlib.suppress(asyncio.CancelledError):  # bad manners: the abort stands
-            await asyncio.sleep(30)
+            await asyncio.Event().wait()
         return "finished anyway"
 
     async with app.worker():
@@ -242,7 +276,7 @@ async def test_other_tasks_keep_running_beside_an_aborted_one(app: Conveyor) -> 
     @app.task
     async def long() -> None:
         started.set()
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # runs until cancelled
 
     @app.task
     async def short(n: int) -> int:
@@ -258,8 +292,6 @@ async def test_other_tasks_keep_running_beside_an_aborted_one(app: Conveyor) -> 
 
 
 def test_abort_sync_from_plain_code() -> None:
-    from tests.conftest import fast_app
-
     app = fast_app()
 
     @app.task
@@ -273,15 +305,13 @@ def test_abort_sync_from_plain_code() -> None:
 
 
 async def test_abort_with_results_kept_apart_from_the_broker(tmp_path: Path) -> None:
-    from tests.conftest import fast_app
-
     app = fast_app(results=f"sqlite:///{tmp_path / 'results.db'}")
     started = asyncio.Event()
 
     @app.task
     async def slow() -> None:
         started.set()
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # runs until cancelled
 
     async with app:
         queued = await slow.kiq()
