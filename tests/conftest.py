@@ -107,11 +107,38 @@ async def connected_app(
         await _cleanup(url)
 
 
+@pytest.fixture
+def clock() -> ManualClock:
+    """A :class:`ManualClock` that starts at the real time: Redis compares the due times
+    an app computes from its clock with its own."""
+    return ManualClock(now=time.time())
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def clocked_app(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> AsyncIterator[Conveyor]:
+    """:func:`app` on ``clock``: the worker's loops, and the leases and delays of the
+    memory and SQLite brokers, move only when the test advances it (Redis keeps leases and
+    due times by its server's clock)."""
+    async with connected_app(request.param, tmp_path, clock=clock) as conveyor:
+        yield conveyor
+
+
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Conveyor]:
     """The same behaviour tests run on every broker."""
     async with connected_app(request.param, tmp_path) as conveyor:
         yield conveyor
+
+
+async def queues_are_empty(app: Conveyor) -> bool:
+    """Nothing ready, delayed, running or dead on any queue: no retry is pending, nothing
+    is left to run."""
+    return all(
+        (depth.ready, depth.delayed, depth.running, depth.dead) == (0, 0, 0, 0)
+        for depth in await app.broker.queue_depths()
+    )
 
 
 async def fetch_is_waiting(broker: object) -> bool:

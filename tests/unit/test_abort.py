@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,13 @@ from conveyor import (
 )
 from conveyor.brokers.base import Delivery
 from conveyor.testing import ManualClock
-from tests.conftest import connected_app, eventually, eventually_blocking, fast_app
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    # near real time: Redis compares due times from the app's clock with its own
-    return ManualClock(now=time.time())
+from tests.conftest import (
+    connected_app,
+    eventually,
+    eventually_blocking,
+    fast_app,
+    queues_are_empty,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -45,13 +44,6 @@ async def app(
         request.param, tmp_path, clock=clock, abort_check_interval=60.0
     ) as conveyor:
         yield conveyor
-
-
-async def _queues_are_empty(app: Conveyor) -> bool:
-    return all(
-        (depth.ready, depth.delayed, depth.running, depth.dead) == (0, 0, 0, 0)
-        for depth in await app.broker.queue_depths()
-    )
 
 
 class _Results(Hook):
@@ -103,7 +95,7 @@ async def test_a_delayed_task_never_runs_and_ends_aborted(
         assert (await handle.wait_result(timeout=1)).status is TaskStatus.ABORTED
         clock.advance(1.0)  # past both due times (Redis keeps them by its own clock)
         assert (await witness.wait_result(timeout=5)).status is TaskStatus.SUCCEEDED
-        await eventually(lambda: _queues_are_empty(app), what="empty queues")
+        await eventually(lambda: queues_are_empty(app), what="empty queues")
     assert ran == [2]
 
 
@@ -132,7 +124,7 @@ async def test_a_running_async_task_is_cancelled_at_once_without_retries(app: Co
         # in time by its signal alone: the periodic check is 60 s away
         result = await handle.wait_result(timeout=5)
         # no retry is waiting, delayed or running
-        await eventually(lambda: _queues_are_empty(app), what="empty queues")
+        await eventually(lambda: queues_are_empty(app), what="empty queues")
     assert seen == ["start 1", "cancelled, abort_requested=True"]
     assert (result.status, result.attempts) == (TaskStatus.ABORTED, 1)
     assert result.error is not None and "while attempt 1 was running" in result.error.message

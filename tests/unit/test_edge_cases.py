@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from conveyor import Context, Conveyor, Depends, Hook, Message, Result, TaskStatus, fixed
-from tests.conftest import fast_app
+from conveyor.testing import ManualClock
+from tests.conftest import eventually, fast_app, queues_are_empty
 
 
 async def test_a_raising_hook_does_not_change_the_outcome_or_loop(app: Conveyor) -> None:
@@ -33,14 +33,15 @@ async def test_a_raising_hook_does_not_change_the_outcome_or_loop(app: Conveyor)
 
     async with app.worker():
         assert await (await counted.kiq()).get(timeout=5) == 7
-        await asyncio.sleep(0.2)
+        # nothing to run again: no retry waiting, delayed or running
+        await eventually(lambda: queues_are_empty(app), what="empty queues")
     assert runs == [1]
 
 
 async def test_timedelta_durations_are_accepted(app: Conveyor) -> None:
     @app.task(timeout=timedelta(milliseconds=100), result_ttl=timedelta(minutes=5))
     async def slow() -> None:
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # runs until its timeout cancels it
 
     async with app.worker():
         result = await (await slow.kiq()).wait_result(timeout=5)
@@ -54,6 +55,7 @@ async def test_sync_tasks_get_as_many_threads_as_the_worker_has_slots() -> None:
     inside = 0
     peak = 0
     lock = threading.Lock()
+    all_in = threading.Barrier(8)  # passed only when 8 bodies run at once
 
     @app.task
     def blocking() -> None:
@@ -61,7 +63,7 @@ async def test_sync_tasks_get_as_many_threads_as_the_worker_has_slots() -> None:
         with lock:
             inside += 1
             peak = max(peak, inside)
-        time.sleep(0.2)
+        all_in.wait(timeout=5)
         with lock:
             inside -= 1
 
@@ -116,7 +118,8 @@ async def test_reusing_a_finished_task_id_runs_again_with_a_fresh_result(app: Co
 
 
 async def test_zombie_result_is_not_written_to_a_separate_result_store() -> None:
-    app = fast_app("memory://", results="memory://", lease=0.5)
+    clock = ManualClock()
+    app = fast_app("memory://", results="memory://", lease=0.5, clock=clock)
     release = threading.Event()
 
     @app.task(retries=3)
@@ -131,12 +134,13 @@ async def test_zombie_result_is_not_written_to_a_separate_result_store() -> None
         await worker.start()
         assert worker._renewer is not None
         worker._renewer.stop()  # as if the process were paused: no renewals
-        await asyncio.sleep(0.8)
+        await eventually(lambda: worker.claimed == 1, what="the task to be claimed")
+        clock.advance(0.6)  # past the lease
         await app.broker.reap()
         (stolen,) = await app.broker.fetch(["default"], 1, 1.0)
         assert await stolen.extend_lease(30)
         release.set()
-        await asyncio.sleep(0.3)
+        await eventually(lambda: worker.processed == 1, what="the zombie's completion")
         assert await app.result_store.get(handle.task_id) is None
         assert await stolen.ack()
         await worker.stop()
@@ -158,7 +162,8 @@ def test_get_sync_on_the_apps_own_loop_refuses_instead_of_deadlocking() -> None:
 
 
 async def test_unknown_task_bounces_do_not_make_it_poison_for_a_newer_worker() -> None:
-    old = fast_app(unknown_task_retries=1, unknown_task_delay=0.5)
+    clock = ManualClock()
+    old = fast_app(unknown_task_retries=1, unknown_task_delay=0.5, clock=clock)
     broker = old._broker
 
     async with old:
@@ -167,8 +172,9 @@ async def test_unknown_task_bounces_do_not_make_it_poison_for_a_newer_worker() -
 
         body = encode_message(Message(SCHEMA_VERSION, "t-1", "new:task", "default", max_attempts=1))
         await old.broker.publish([Outgoing("t-1", "default", body)])
-        async with old.worker():  # does not know "new:task": bounces it once
-            await asyncio.sleep(0.2)
+        async with old.worker() as worker:  # does not know "new:task": bounces it once
+            await eventually(lambda: worker.processed == 1, what="the bounce")
+        clock.advance(0.5)  # the bounce's delay
         new = Conveyor(settings=old.settings)
         new._broker = broker
         new._result_store = broker.result_store()
