@@ -30,7 +30,7 @@ from tests.conftest import (
     eventually,
     eventually_blocking,
     fast_app,
-    queues_are_empty,
+    nothing_pending,
 )
 
 
@@ -95,8 +95,9 @@ async def test_a_delayed_task_never_runs_and_ends_aborted(
         assert (await handle.wait_result(timeout=1)).status is TaskStatus.ABORTED
         clock.advance(1.0)  # past both due times (Redis keeps them by its own clock)
         assert (await witness.wait_result(timeout=5)).status is TaskStatus.SUCCEEDED
-        await eventually(lambda: queues_are_empty(app), what="empty queues")
+        await eventually(lambda: nothing_pending(app), what="nothing pending")
     assert ran == [2]
+    assert await app.broker.dead_letters() == []
 
 
 async def test_a_running_async_task_is_cancelled_at_once_without_retries(app: Conveyor) -> None:
@@ -124,7 +125,7 @@ async def test_a_running_async_task_is_cancelled_at_once_without_retries(app: Co
         # in time by its signal alone: the periodic check is 60 s away
         result = await handle.wait_result(timeout=5)
         # no retry is waiting, delayed or running
-        await eventually(lambda: queues_are_empty(app), what="empty queues")
+        await eventually(lambda: nothing_pending(app), what="nothing pending")
     assert seen == ["start 1", "cancelled, abort_requested=True"]
     assert (result.status, result.attempts) == (TaskStatus.ABORTED, 1)
     assert result.error is not None and "while attempt 1 was running" in result.error.message

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 
 from conveyor import Context, Conveyor, Depends, TaskStatus
 from conveyor.brokers.base import Outgoing
 from conveyor.message import SCHEMA_VERSION, Message, encode_message
+from tests.conftest import eventually
 
 
 async def _drain_dlq(app: Conveyor, expected: int) -> list[object]:
-    for _ in range(200):
+    async def arrived() -> list[object] | None:
         entries = await app.broker.dead_letters()
-        if len(entries) >= expected:
-            return list(entries)
-        await asyncio.sleep(0.01)
-    raise AssertionError("dead letters did not arrive")
+        return list(entries) if len(entries) >= expected else None
+
+    return await eventually(arrived, what=f"{expected} dead letter(s)")
 
 
 async def test_malformed_body_goes_to_dlq_with_raw_bytes(app: Conveyor) -> None:
@@ -80,8 +78,7 @@ async def test_poison_message_is_dead_lettered_after_max_attempts(app: Conveyor)
     for _ in range(3):  # three started attempts whose worker "died": leases expire unsettled
         (delivery,) = await app.broker.fetch(["default"], 1, 1.0)
         assert await delivery.extend_lease(0.0)  # the lease ends now, unsettled
-        await asyncio.sleep(0.05)
-        await app.broker.reap()
+        await eventually(app.broker.reap, what="the reaper to take it back")
     async with app.worker():
         result = await handle.wait_result(timeout=5)
     assert result.status is TaskStatus.DEAD
@@ -101,8 +98,7 @@ async def test_a_task_without_retries_runs_again_after_its_worker_died(app: Conv
     handle = await once.kiq()
     (delivery,) = await app.broker.fetch(["default"], 1, 1.0)
     assert await delivery.extend_lease(0.0)  # the worker "died" mid-task
-    await asyncio.sleep(0.05)
-    await app.broker.reap()
+    await eventually(app.broker.reap, what="the reaper to take it back")
     async with app.worker():
         assert await handle.get(timeout=5) == 2
     assert runs == [2]

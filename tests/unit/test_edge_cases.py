@@ -11,7 +11,7 @@ import pytest
 
 from conveyor import Context, Conveyor, Depends, Hook, Message, Result, TaskStatus, fixed
 from conveyor.testing import ManualClock
-from tests.conftest import eventually, fast_app, queues_are_empty
+from tests.conftest import eventually, fast_app, nothing_pending
 
 
 async def test_a_raising_hook_does_not_change_the_outcome_or_loop(app: Conveyor) -> None:
@@ -34,7 +34,7 @@ async def test_a_raising_hook_does_not_change_the_outcome_or_loop(app: Conveyor)
     async with app.worker():
         assert await (await counted.kiq()).get(timeout=5) == 7
         # nothing to run again: no retry waiting, delayed or running
-        await eventually(lambda: queues_are_empty(app), what="empty queues")
+        await eventually(lambda: nothing_pending(app), what="nothing pending")
     assert runs == [1]
 
 

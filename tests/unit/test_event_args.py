@@ -3,11 +3,9 @@ bounded in length, and off with event_args_preview=0."""
 
 from __future__ import annotations
 
-import asyncio
-
 from conveyor import Conveyor
-from conveyor.observability.events import EventLog, TaskReceived, args_preview
-from tests.conftest import fast_app
+from conveyor.events import EventLog, TaskReceived, args_preview
+from tests.conftest import eventually, fast_app
 
 
 def test_args_preview_is_bounded_in_length() -> None:
@@ -28,14 +26,11 @@ async def test_received_events_carry_the_preview_unless_turned_off() -> None:
         async with app, app.worker(concurrency=1):
             await (await echo.kiq("hi", times=2)).get(timeout=5)
             log = EventLog.of(app)
-            for _ in range(100):
-                received = [
-                    e.event for e in await log.recent(50) if isinstance(e.event, TaskReceived)
-                ]
-                if received:
-                    return [e.args for e in received]
-                await asyncio.sleep(0.02)
-        raise AssertionError("no received event")
+
+            async def received() -> list[TaskReceived]:
+                return [e.event for e in await log.recent(50) if isinstance(e.event, TaskReceived)]
+
+            return [e.args for e in await eventually(received, what="a received event")]
 
     assert await run(fast_app("memory://", events=True)) == ["'hi', times=2"]
     assert await run(fast_app("memory://", events=True, event_args_preview=0)) == [""]

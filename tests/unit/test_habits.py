@@ -94,7 +94,7 @@ async def test_an_async_task_called_directly_is_awaited() -> None:
 
     @app.task
     async def add(a: int, b: int) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep(0): not a wait; the body really suspends once
         return a + b
 
     assert isinstance(add, Task)

@@ -3,7 +3,6 @@ ends once, failed or in the dead-letter queue with a reason, on every broker."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from conveyor import Conveyor, TaskStatus
 from conveyor.brokers.base import Outgoing
 from conveyor.result import ErrorInfo
-from tests.conftest import connected_app
+from tests.conftest import connected_app, eventually, nothing_pending
 
 
 class UnprintableError(Exception):
@@ -34,7 +33,8 @@ async def _runs_once_and_fails(app: Conveyor, task_name: str, runs: list[int]) -
     handle = await app.tasks[task_name].kiq()
     async with app.worker():
         result = await handle.wait_result(timeout=10)
-        await asyncio.sleep(0.3)  # a looping message would have run again by now
+        # a looping message would still be queued, delayed or running
+        await eventually(lambda: nothing_pending(app), what="nothing pending")
     assert len(runs) == 1, f"ran {len(runs)} times"
     assert result.status is TaskStatus.FAILED
     assert result.error is not None
@@ -159,11 +159,7 @@ async def test_a_redis_entry_whose_id_is_not_utf8_is_dead_lettered_alone(
         async with app.worker(concurrency=20):
             for handle in handles:
                 await handle.get(timeout=10)
-            for _ in range(100):
-                entries = await broker.dead_letters()
-                if entries:
-                    break
-                await asyncio.sleep(0.02)
+            entries = await eventually(broker.dead_letters, what="the dead letter")
     assert sorted(ran) == list(range(8))
     (entry,) = entries
     assert entry.body == b"raw body"

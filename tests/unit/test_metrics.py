@@ -26,7 +26,8 @@ from conveyor.observability.metrics import (
     render_metrics,
     serve_metrics,
 )
-from tests.conftest import fast_app
+from conveyor.testing import ManualClock
+from tests.conftest import eventually, fast_app
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -48,6 +49,7 @@ async def test_task_metrics_count_outcomes_durations_retries_and_latency(app: Co
 
     @app.task(name="works")
     async def works() -> None:
+        # sleep: the work being timed (durations are read with perf_counter, not the clock)
         await asyncio.sleep(0.02)
 
     @app.task(name="flaky", retries=2, backoff=fixed(0.0))
@@ -77,10 +79,14 @@ async def test_task_metrics_count_outcomes_durations_retries_and_latency(app: Co
     assert value(found, "conveyor_enqueue_to_start_seconds_count", **bad) == 1
 
 
-async def test_broker_metrics_are_read_at_scrape_time(app: Conveyor) -> None:
+async def test_broker_metrics_are_read_at_scrape_time(
+    clocked_app: Conveyor, clock: ManualClock
+) -> None:
+    app = clocked_app
+
     @app.task(name="blocks", queue="slow")
     async def blocks(gate: str) -> None:
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # runs until the worker stops
 
     await app.broker.publish([Outgoing(task_id="junk", queue="default", body=b"\xc1")])
     for n in range(3):
@@ -91,15 +97,17 @@ async def test_broker_metrics_are_read_at_scrape_time(app: Conveyor) -> None:
     assert value(found, "conveyor_workers_alive") == 0
 
     async with app.worker(concurrency=2, queues=["default", "slow"]) as worker:
-        for _ in range(200):
+
+        async def settled() -> bool:
             found = samples((await render_metrics(app, CollectorRegistry()))[0].decode())
-            if (
+            return (
                 value(found, "conveyor_dead_letters", queue="default") == 1
                 and value(found, "conveyor_queue_running", queue="slow") == 2
-            ):
-                break
-            await asyncio.sleep(0.02)
+            )
+
+        await eventually(settled, what="the junk dead-lettered and two tasks running")
         await worker._heartbeat()
+        clock.advance(0.5)
         found = samples((await render_metrics(app, CollectorRegistry()))[0].decode())
         assert value(found, "conveyor_dead_letters", queue="default") == 1
         assert value(found, "conveyor_queue_depth", queue="slow") == 1
@@ -108,7 +116,7 @@ async def test_broker_metrics_are_read_at_scrape_time(app: Conveyor) -> None:
         assert value(found, "conveyor_schedulers_alive") == 0
         assert value(found, "conveyor_worker_utilization", worker=worker.worker_id) == 1.0
         age = value(found, "conveyor_heartbeat_age_seconds", worker=worker.worker_id, role="worker")
-        assert 0 <= age < 5
+        assert age == pytest.approx(0.5)
         worker.grace = 0.0
 
 

@@ -11,16 +11,15 @@ import pytest
 
 from conveyor import BrokerUnavailable, Context, Conveyor, Depends, TaskState, TaskStatus, none
 from conveyor.task import TaskHandle
-from tests.conftest import fast_app
+from tests.conftest import eventually, fast_app
 
 
 async def _state_with_progress(handle: TaskHandle[Any]) -> TaskState:
-    for _ in range(500):
+    async def with_progress() -> TaskState | None:
         state = await handle.status()
-        if state.progress is not None:
-            return state
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no progress shown: {state}")
+        return state if state.progress is not None else None
+
+    return await eventually(with_progress, what="a status with progress")
 
 
 async def test_progress_of_async_and_sync_tasks_shows_in_status(app: Conveyor) -> None:

@@ -30,7 +30,7 @@ from conveyor.brokers.base import Outgoing
 from conveyor.scheduler import InvalidSchedule, UnknownSchedule
 from conveyor.scheduler.schedule import encode_schedule
 from conveyor.testing import ManualClock
-from tests.conftest import connected_app
+from tests.conftest import connected_app, eventually
 
 
 @pytest.fixture
@@ -165,12 +165,13 @@ async def test_a_failed_or_hung_publish_is_retried_and_never_doubled(
     broker = app.broker
     real_publish = broker.publish
     mode = {"now": "fail"}
+    unhang = asyncio.Event()
 
     async def flaky(batch: Sequence[Outgoing]) -> list[str]:
         if mode["now"] == "fail":
             raise ConnectionError("broker went away")
         if mode["now"] == "hang":
-            await asyncio.sleep(60)
+            await unhang.wait()  # past the send timeout
         return await real_publish(batch)
 
     broker.publish = flaky  # type: ignore[method-assign]
@@ -189,6 +190,7 @@ async def test_a_failed_or_hung_publish_is_retried_and_never_doubled(
     assert fired([scheduler], "ping-1s") == [math.floor(clock.now()) - 1, math.floor(clock.now())]
     fresh = fired([scheduler], "ping-1s")
     assert len(fresh) == len(set(fresh))
+    unhang.set()  # a publish still waiting ends with the test
 
 
 async def test_ticks_run_with_their_schedule_labels(app: Conveyor, clock: ManualClock) -> None:
@@ -200,10 +202,7 @@ async def test_ticks_run_with_their_schedule_labels(app: Conveyor, clock: Manual
 
     await Scheduler(app).run_pass()
     async with app.worker(concurrency=2):
-        for _ in range(200):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: seen, what="the tick to run")
     assert seen and seen[0][0] == "labelled"
     assert seen[0][1].endswith("+00:00")
 
@@ -300,12 +299,12 @@ async def test_a_new_code_catch_up_schedule_does_not_replay_its_window(
 
 async def test_a_stopped_scheduler_leaves_status_at_once(app: Conveyor) -> None:
     ticked(app)
+
+    async def listed() -> bool:
+        return any(w.role == "scheduler" for w in await app.broker.workers())
+
     async with Scheduler(app, refresh=0.05):
-        for _ in range(100):
-            if any(w.role == "scheduler" for w in await app.broker.workers()):
-                break
-            await asyncio.sleep(0.01)
-        assert any(w.role == "scheduler" for w in await app.broker.workers())
+        await eventually(listed, what="the scheduler in the worker list")
     assert not any(w.role == "scheduler" for w in await app.broker.workers())
 
 

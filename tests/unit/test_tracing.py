@@ -3,7 +3,6 @@ the caller through the task, with the messaging semantic conventions; on every b
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -130,8 +129,7 @@ async def test_an_idempotent_duplicate_publish_is_marked(
     app.add_hook(TracingHook(provider))
 
     @app.task(name="once")
-    async def once() -> None:
-        await asyncio.sleep(0)
+    async def once() -> None: ...
 
     first = await once.with_options(key="k-1").kiq()
     second = await once.with_options(key="k-1").kiq()
