@@ -29,7 +29,7 @@ from conveyor.observability.events import (
     finished_event,
 )
 from conveyor.worker.executor import Executor
-from tests.conftest import connected_app, fast_app
+from tests.conftest import connected_app, eventually, fast_app
 
 
 class Listener(Hook):
@@ -41,13 +41,6 @@ class Listener(Hook):
 
     def of(self, task_id: str) -> list[Event]:
         return [e for e in self.events if getattr(e, "task_id", None) == task_id]
-
-
-async def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -131,7 +124,7 @@ async def test_a_dead_message_emits_dead_with_its_reason(app: Conveyor) -> None:
     app.add_hook(listener)
     await app.broker.publish([Outgoing(task_id="junk-1", queue="default", body=b"\xc1junk")])
     async with app.worker(concurrency=1):
-        await _wait_for(lambda: listener.of("junk-1"))
+        await eventually(lambda: listener.of("junk-1"))
     (dead,) = listener.of("junk-1")
     assert isinstance(dead, TaskDead)
     assert dead.task == "" and dead.queue == "default" and dead.attempt == 1
@@ -153,7 +146,7 @@ async def test_heartbeats_report_utilization_and_current_tasks(app: Conveyor) ->
         def busy() -> bool:
             return any(isinstance(e, WorkerHeartbeat) and e.running == 1 for e in listener.events)
 
-        await _wait_for(busy)
+        await eventually(busy)
         release.set()
         await handle.get(timeout=5)
     beat = next(e for e in listener.events if isinstance(e, WorkerHeartbeat) and e.running == 1)
@@ -242,9 +235,11 @@ async def test_schedulers_emit_fresh_and_duplicate_ticks(app: Conveyor) -> None:
 class _StuckStore:
     def __init__(self) -> None:
         self.gate = asyncio.Event()
+        self.writing = 0  # appends begun
         self.appended: list[Sequence[bytes]] = []
 
     async def append(self, records: Sequence[bytes]) -> None:
+        self.writing += 1
         await self.gate.wait()
         self.appended.append(records)
 
@@ -266,11 +261,10 @@ async def test_the_recorder_batches_per_loop_turn_and_drops_when_writes_back_up(
     recorder = EventRecorder(EventLog(store), max_pending=1)
     recorder.on_event(_started(1))
     recorder.on_event(_started(2))  # same turn: one batch
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    await eventually(lambda: store.writing == 1, what="the first write")
     recorder.on_event(_started(3))  # the first write is stuck: this batch is dropped
-    await asyncio.sleep(0)
-    assert recorder.dropped == 1
+    await eventually(lambda: recorder.dropped == 1, what="a dropped batch")
+    assert store.writing == 1
     store.gate.set()
     await recorder.aclose()
     assert [len(batch) for batch in store.appended] == [2]
@@ -302,13 +296,13 @@ async def test_aborting_a_running_task_emits_aborted(app: Conveyor) -> None:
 
     @app.task(name="sleeps")
     async def sleeps() -> None:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # runs until aborted
 
     async with app.worker(concurrency=1):
         handle = await sleeps.kiq()
-        await _wait_for(lambda: any(e.kind == "started" for e in listener.of(handle.task_id)))
+        await eventually(lambda: any(e.kind == "started" for e in listener.of(handle.task_id)))
         await handle.abort()
-        await _wait_for(lambda: any(e.kind == "aborted" for e in listener.of(handle.task_id)))
+        await eventually(lambda: any(e.kind == "aborted" for e in listener.of(handle.task_id)))
     kinds = [e.kind for e in listener.of(handle.task_id)]
     assert kinds == ["received", "started", "aborted"]
     timeline = await EventLog.of(app).timeline(handle.task_id)
