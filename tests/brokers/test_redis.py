@@ -14,6 +14,7 @@ from conveyor.brokers.redis import RedisBroker
 from conveyor.errors import BrokerUnavailable
 from conveyor.result import AbortOutcome
 from conveyor.testing.conformance import conformance_settings
+from tests.conftest import eventually, fetch_is_waiting
 
 from .conftest import REDIS_URL, _cleanup, service_unavailable
 
@@ -54,7 +55,8 @@ async def test_abort_between_a_blocking_read_and_its_start_marks_the_delivery(
     monkeypatch.setattr(broker, "_start", abort_then_start)
     item = Outgoing(task_id=uuid.uuid4().hex, queue="default", body=b"x")
     waiting = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
-    await asyncio.sleep(0.2)  # the fetch found nothing and is blocked in XREADGROUP
+    # the fetch found nothing and is blocked in XREADGROUP
+    await eventually(lambda: fetch_is_waiting(broker), what="the blocking read")
     await broker.publish([item])
     (delivery,) = await asyncio.wait_for(waiting, 5.0)
     assert outcomes == [AbortOutcome.SIGNALLED]

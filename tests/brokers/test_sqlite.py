@@ -27,21 +27,21 @@ from conveyor.errors import ConfigurationError
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.settings import Settings
 from conveyor.testing import ManualClock
+from tests.conftest import eventually, fetch_is_waiting
 
 # One script for every child process: `python -c CHILD <mode> <url> <args...>`.
 CHILD = r"""
-import asyncio, sys, time, uuid
+import asyncio, sys, uuid
 from conveyor.brokers.base import Outgoing, StoredResult
 from conveyor.brokers.sqlite import SqliteBroker, SqliteResultStore
 
-async def publish(url, count, delay):
+async def publish(url, count):
     broker = SqliteBroker(url)
     await broker.connect()
     try:
-        await asyncio.sleep(float(delay))
         for _ in range(int(count)):
             (task_id,) = await broker.publish([Outgoing(uuid.uuid4().hex, "default", b"child")])
-            print(task_id, repr(time.time()), flush=True)
+            print(task_id, flush=True)
     finally:
         await broker.close()
 
@@ -57,13 +57,11 @@ async def work(url, count):
     finally:
         await broker.close()
 
-async def put_result(url, task_id, delay):
+async def put_result(url, task_id):
     store = SqliteResultStore(url)
     await store.connect()
     try:
-        await asyncio.sleep(float(delay))
         await store.put([StoredResult(task_id, b"from-child", 60.0)])
-        print(repr(time.time()), flush=True)
     finally:
         await store.close()
 
@@ -289,20 +287,36 @@ async def test_processes_opening_an_old_file_at_once_all_upgrade_it(tmp_path: Pa
     # each child reads the columns, then takes the write lock: all but one find the
     # column added by then (sqlite3 "duplicate column"), which must not fail the connect
     script = (
-        "import asyncio, sys, time\n"
+        "import asyncio, sys\n"
         "from conveyor.brokers.sqlite import SqliteBroker\n"
         "async def main():\n"
         "    broker = SqliteBroker(sys.argv[1])\n"
-        "    time.sleep(max(float(sys.argv[2]) - time.time(), 0))\n"
+        "    print('ready', flush=True)\n"
+        "    sys.stdin.readline()\n"
         "    await broker.connect()\n"
         "    await broker.close()\n"
         "asyncio.run(main())\n"
     )
-    start = str(time.time() + 2.0)  # all at once, after every interpreter has started
     children = [
-        await asyncio.create_subprocess_exec(sys.executable, "-c", script, _url(tmp_path), start)
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            script,
+            _url(tmp_path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         for _ in range(6)
     ]
+    for child in children:  # every interpreter has started and imported...
+        assert child.stdout is not None
+        assert await asyncio.wait_for(child.stdout.readline(), 30) == b"ready\n"
+    for child in children:  # ...then all of them connect at once
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+    for child in children:
+        assert child.stdin is not None
+        await child.stdin.drain()
     codes = [await child.wait() for child in children]
     assert codes == [0] * 6
     assert _user_version(db) == SCHEMA_VERSION
@@ -326,7 +340,7 @@ async def test_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
 async def test_tasks_published_by_another_process_are_fetched_here(tmp_path: Path) -> None:
     url = _url(tmp_path)
     async with _broker(url) as broker:
-        child = await _child("publish", url, "5", "0")
+        child = await _child("publish", url, "5")
         out, _ = await child.communicate()
         assert child.returncode == 0
         published = [line.split()[0] for line in out.decode().splitlines()]
@@ -353,31 +367,29 @@ async def test_tasks_published_here_are_run_by_another_process(tmp_path: Path) -
 @pytest.mark.slow
 async def test_waiting_fetch_wakes_on_a_publish_from_another_process(tmp_path: Path) -> None:
     url = _url(tmp_path)
-    # fetch_wait is also the fallback poll: 5 s, so only a wake-up can return within 0.5 s.
-    async with _broker(url, Settings(fetch_wait=5.0)) as broker:
-        started = time.time()
-        fetching = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
-        child = await _child("publish", url, "1", "0.3")
+    # fetch_wait is also the fallback poll: 30 s, so only a wake-up returns within 10 s
+    async with _broker(url, Settings(fetch_wait=30.0)) as broker:
+        fetching = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
+        await eventually(lambda: fetch_is_waiting(broker), what="the fetch to wait")
+        child = await _child("publish", url, "1")
         (delivery,) = await asyncio.wait_for(fetching, 10.0)
-        returned = time.time()
         out, _ = await child.communicate()
-        task_id, published = out.decode().split()
-        assert delivery.task_id == task_id
-        assert float(published) - started > 0.3, "the fetch was already waiting"
-        assert returned - float(published) < 0.5
+        assert delivery.task_id == out.decode().strip()
 
 
 @pytest.mark.slow
 async def test_result_wait_wakes_on_a_put_from_another_process(tmp_path: Path) -> None:
     url = _url(tmp_path)
-    async with _broker(url, Settings(fetch_wait=5.0)) as broker:
+    # fetch_wait is also the result wait's fallback poll: only a wake-up returns in 10 s
+    async with _broker(url, Settings(fetch_wait=30.0)) as broker:
         store = broker.result_store()
-        waiting = asyncio.create_task(store.wait("t-1", 5.0))
-        child = await _child("put_result", url, "t-1", "0.3")
+        waiting = asyncio.create_task(store.wait("t-1", 30.0))
+        results = tmp_path / "broker.db.wake" / "results"
+        await eventually(lambda: os.listdir(results), what="the waiter's wake-up socket")
+        child = await _child("put_result", url, "t-1")
         assert await asyncio.wait_for(waiting, 10.0) == b"from-child"
-        returned = time.time()
-        out, _ = await child.communicate()
-        assert returned - float(out.decode()) < 0.5
+        await child.communicate()
+        assert child.returncode == 0
 
 
 async def test_wake_ups_work_when_the_path_is_too_long_for_a_socket_address(
@@ -386,17 +398,16 @@ async def test_wake_ups_work_when_the_path_is_too_long_for_a_socket_address(
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
     url = _url(deep)
-    async with _broker(url, Settings(fetch_wait=5.0)) as worker, _broker(url) as producer:
-        fetching = asyncio.create_task(worker.fetch(["default"], 1, 5.0))
-        await asyncio.sleep(0.2)
+    # fetch_wait is also the fallback poll: 30 s, so only a wake-up returns within 10 s
+    async with _broker(url, Settings(fetch_wait=30.0)) as worker, _broker(url) as producer:
+        fetching = asyncio.create_task(worker.fetch(["default"], 1, 30.0))
+        await eventually(lambda: fetch_is_waiting(worker), what="the fetch to wait")
         wake_dir = deep / "broker.db.wake" / "queues"
         (listener,) = os.listdir(wake_dir)
         assert len(str(wake_dir / listener)) > 108, "longer than sockaddr_un allows"
-        published = time.monotonic()
         await producer.publish([_out(b"deep")])
         (delivery,) = await asyncio.wait_for(fetching, 10.0)
         assert delivery.body == b"deep"
-        assert time.monotonic() - published < 0.5
 
 
 async def test_idle_fetch_uses_no_cpu(tmp_path: Path) -> None:
@@ -456,13 +467,13 @@ async def test_cancelled_fetch_hands_its_claim_back(
 ) -> None:
     async with _broker(_url(tmp_path)) as broker:
         await broker.publish([_out()])
-        claimed = threading.Event()
+        claimed, cancelled = threading.Event(), threading.Event()
         original = broker._claim_sync
 
         def slow_claim(conn: sqlite3.Connection, *args: Any) -> Any:
             result = original(conn, *args)
             claimed.set()
-            time.sleep(0.2)  # the caller is cancelled while the claim is committed
+            cancelled.wait(5.0)  # the caller is cancelled while the claim is committed
             return result
 
         monkeypatch.setattr(broker, "_claim_sync", slow_claim)
@@ -471,6 +482,7 @@ async def test_cancelled_fetch_hands_its_claim_back(
         fetching.cancel()
         with pytest.raises(asyncio.CancelledError):
             await fetching
+        cancelled.set()
         monkeypatch.undo()
         (again,) = await broker.fetch(["default"], 1, 2.0)
         assert again.attempt == 1
@@ -526,10 +538,9 @@ async def test_sigkilled_producer_keeps_every_publish_that_returned(tmp_path: Pa
     ledger = tmp_path / "ledger.txt"
     ledger.touch()
     child = await _child("publish_forever", url, str(ledger))
-    deadline = time.monotonic() + 30
-    while ledger.read_text().count("\n") < 200:
-        assert time.monotonic() < deadline, "the producer published too slowly"
-        await asyncio.sleep(0.02)
+    await eventually(
+        lambda: ledger.read_text().count("\n") >= 200, timeout=30, what="200 publishes"
+    )
     child.kill()  # SIGKILL mid-burst: no cleanup, likely mid-transaction
     assert await child.wait() == -9
     text = ledger.read_text()
