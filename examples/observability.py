@@ -15,9 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conveyor import Conveyor, Hook, fixed
-from conveyor.observability import events
-from conveyor.observability.events import EventLog
+from conveyor import Conveyor, Hook, events, fixed
+from conveyor.events import EventLog
 from conveyor.observability.logging import configure_logging
 from conveyor.observability.metrics import PrometheusHook, render_metrics, serve_metrics
 from conveyor.observability.tracing import TracingHook
@@ -30,7 +29,7 @@ class SlowOrFailed(Hook):
     """on_event is synchronous and inline: keep it short."""
 
     def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.TaskFailed):
+        if isinstance(event, events.TaskFailure):
             print(f"  event: {event.task} failed for good: {event.error_message}")
 
 

@@ -73,7 +73,7 @@ async def main() -> None:
 
         # requeue: back on its queue with attempts reset and the old result deleted
         task_id = handles["broken"].task_id
-        entry = await app.broker.dead_letter(task_id)  # DeadLetterEntry or None
+        entry = await app.broker.get_dead_letter(task_id)  # DeadLetterEntry or None
         assert entry is not None
         await app.broker.requeue_dead([entry.id])
         again = await handles["broken"].wait_result(timeout=5)

@@ -20,7 +20,25 @@ def test_every_public_name_is_exported() -> None:
         for name, value in vars(conveyor).items()
         if not name.startswith("_") and not isinstance(value, type(conveyor))
     }
-    assert public == set(conveyor.__all__)
+    lazy = {"Scheduler"}  # loaded on first use (module __getattr__)
+    assert public - lazy == set(conveyor.__all__) - lazy
+
+
+def test_import_conveyor_loads_neither_the_worker_nor_the_scheduler_loop() -> None:
+    """A process that only enqueues (a FastAPI app) pays for neither; a fresh interpreter
+    shows what `import conveyor` loads."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, conveyor; print(' '.join(m for m in sys.modules if m.startswith('conveyor')))"
+    )
+    loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    heavy = {m for m in loaded if m.startswith(("conveyor.worker", "conveyor.observability"))}
+    assert heavy == set()
+    assert "conveyor.scheduler.loop" not in loaded and "conveyor.scheduler.book" not in loaded
+    assert "conveyor.brokers.redis" not in loaded and "conveyor.brokers.sqlite" not in loaded
+    assert conveyor.Scheduler.__name__ == "Scheduler"  # still there, when asked for
 
 
 def test_every_public_module_declares_all() -> None:

@@ -4,6 +4,9 @@
 >>> app = Conveyor("memory://")
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from conveyor.app import Conveyor as Conveyor
 from conveyor.deps import Context as Context
 from conveyor.deps import Depends as Depends
@@ -30,7 +33,6 @@ from conveyor.retry import exponential as exponential
 from conveyor.retry import fixed as fixed
 from conveyor.retry import none as none
 from conveyor.scheduler import Schedule as Schedule
-from conveyor.scheduler import Scheduler as Scheduler
 from conveyor.scheduler import at as at
 from conveyor.scheduler import catch_up as catch_up
 from conveyor.scheduler import cron as cron
@@ -39,6 +41,21 @@ from conveyor.settings import Settings as Settings
 from conveyor.task import SyncTask as SyncTask
 from conveyor.task import Task as Task
 from conveyor.task import TaskHandle as TaskHandle
+
+if _TYPE_CHECKING:
+    from conveyor.scheduler.loop import Scheduler as Scheduler
+
+
+def __getattr__(name: str) -> _Any:
+    # The scheduler loop loads on first use: a process that only enqueues (a FastAPI
+    # app) does not pay for it, nor for the worker (tests/test_public_api.py)
+    if name == "Scheduler":
+        from conveyor.scheduler.loop import Scheduler
+
+        globals()["Scheduler"] = Scheduler
+        return Scheduler
+    raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

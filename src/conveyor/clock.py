@@ -14,9 +14,28 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FaultPause", "SystemClock", "sleep_unless"]
+__all__ = ["Clock", "FaultPause", "Seconds", "SystemClock", "seconds", "sleep_unless"]
+
+
+Seconds = float | timedelta
+"""A duration in the public API: seconds, or a :class:`~datetime.timedelta`."""
+
+
+def seconds(value: Seconds | None, what: str = "duration") -> float | None:
+    """Normalise a public duration (float seconds or timedelta) to float seconds; raise
+    ``TypeError`` naming ``what`` for anything else (a string, a bool)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(
+        f"{what} must be seconds (a number or a timedelta), got {type(value).__name__} {value!r}"
+    )
 
 
 class Clock(Protocol):

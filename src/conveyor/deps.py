@@ -124,7 +124,9 @@ class Context:
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"progress fraction must be within 0..1, got {fraction}")
         try:
-            await self.app.record_progress(self.task_id, fraction, message, self.attempt)
+            from conveyor.handle import record_progress
+
+            await record_progress(self.app, self.task_id, fraction, message, self.attempt)
         except Exception:
             log.warning("could not record the progress of task %s", self.task_id, exc_info=True)
 

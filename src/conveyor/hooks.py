@@ -11,15 +11,16 @@ nothing on the hot path. Observability (events, metrics, tracing) is built on th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.deps import Context
+    from conveyor.events import Event
     from conveyor.message import Message
-    from conveyor.observability.events import Event
     from conveyor.result import ErrorInfo, Result
 
-__all__ = ["HOOK_METHODS", "Hook"]
+__all__ = ["HOOK_METHODS", "Hook", "HookSet"]
 
 HOOK_METHODS = (
     "before_enqueue",
@@ -63,11 +64,35 @@ class Hook:
         succeeded, failed, retried, dead, aborted; worker heartbeats; scheduler ticks).
 
         Synchronous, unlike the other methods: it runs inline several times per task, so
-        it must not block; buffer and ship from a task of your own (the built-in event
-        recorder does). See :mod:`conveyor.observability.events`."""
+        it must not block; buffer and ship from a task of your own (the event log's
+        emitter does). See :mod:`conveyor.events`."""
 
 
-def overridden(hooks: list[Hook], method: str) -> list[Any]:
-    """Bound methods of ``hooks`` that override ``method``."""
-    base = getattr(Hook, method)
-    return [getattr(h, method) for h in hooks if getattr(type(h), method) is not base]
+class HookSet:
+    """An app's hooks, in the order added, and for each method the bound methods of the
+    hooks that override it (cached: asked on every enqueue and every task)."""
+
+    def __init__(self) -> None:
+        self._hooks: list[Hook] = []
+        self._cache: dict[str, list[Any]] = {}
+
+    def add(self, hook: Hook) -> None:
+        self._hooks.append(hook)
+        self._cache.clear()
+
+    def of(self, method: str) -> list[Any]:
+        """The overriding ``method``s, in order (an empty list costs nothing to loop)."""
+        found = self._cache.get(method)
+        if found is None:
+            base = getattr(Hook, method)
+            found = [
+                getattr(h, method) for h in self._hooks if getattr(type(h), method) is not base
+            ]
+            self._cache[method] = found
+        return found
+
+    def __iter__(self) -> Iterator[Hook]:
+        return iter(list(self._hooks))
+
+    def __len__(self) -> int:
+        return len(self._hooks)

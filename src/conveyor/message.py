@@ -8,6 +8,8 @@ instead of guessing. docs/wire-format.md describes every field.
 
 from __future__ import annotations
 
+import inspect
+import uuid
 from typing import Any
 
 import msgspec
@@ -15,12 +17,16 @@ import msgspec
 from conveyor.signing import unsigned
 
 __all__ = [
+    "NO_CONVERSION",
+    "PLAIN_TYPES",
     "SCHEMA_VERSION",
     "MalformedMessage",
     "Message",
+    "convert",
     "decode_message",
     "encode_message",
     "encode_value",
+    "new_task_id",
 ]
 
 SCHEMA_VERSION = 1
@@ -110,3 +116,28 @@ def _explain(body: bytes, exc: Exception) -> str:
     if is_enveloped and loose[0] != SCHEMA_VERSION:
         return f"unsupported schema version {loose[0]} (this worker reads {SCHEMA_VERSION})"
     return f"malformed message: {exc}"
+
+
+def new_task_id() -> str:
+    """A fresh task id: 32 hex characters."""
+    return uuid.uuid4().hex
+
+
+# Values of these annotations arrive as they are; PLAIN_TYPES are checked by isinstance
+PLAIN_TYPES = (str, int, float, bool, bytes)
+NO_CONVERSION = frozenset({str, int, float, bool, bytes, Any, inspect.Parameter.empty, type(None)})
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    if kind is object:  # msgspec asks the hook about ``object`` once a hook is given
+        return obj
+    validate = getattr(kind, "model_validate", None)  # pydantic v2 models
+    if callable(validate):
+        return validate(obj)
+    raise NotImplementedError(f"cannot convert to {kind!r}")
+
+
+def convert(value: Any, annotation: Any) -> Any:
+    """Convert a decoded wire value to ``annotation`` (dataclasses, datetimes, UUIDs,
+    msgspec Structs, pydantic models...)."""
+    return msgspec.convert(value, annotation, dec_hook=_dec_hook)

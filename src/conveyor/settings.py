@@ -85,8 +85,6 @@ class Settings:
     schedule_grace: float = 5.0
     schedule_refresh: float = 2.0
     schedule_send_timeout: float = 3.0
-    sqlite_synchronous: str = "FULL"
-    sqlite_busy_timeout: float = 5.0
     log_tasks: bool = True  # one INFO line per task that ends (logger conveyor.task)
     events: bool = False  # the event log costs 11-22% of no-op throughput (bench/)
     events_max: int = 10_000
@@ -119,6 +117,11 @@ class Settings:
         (default :data:`os.environ`), then the defaults."""
         names = _known(cls, overrides)
         env = os.environ if environ is None else environ
+        for name, where in _MOVED.items():
+            if f"CONVEYOR_{name.upper()}" in env:
+                raise ConfigurationError(
+                    f"CONVEYOR_{name.upper()} is no longer read: set it in {where}"
+                )
         values: dict[str, Any] = {}
         for name in names:
             if overrides.get(name) is not None:
@@ -141,9 +144,18 @@ class Settings:
         _checked(self)
 
 
+# settings that moved into the URL of the technology they tune
+_MOVED = {
+    "sqlite_synchronous": "the broker URL's query: sqlite:///path.db?synchronous=NORMAL",
+    "sqlite_busy_timeout": "the broker URL's query: sqlite:///path.db?busy_timeout=5",
+}
+
+
 def _known(cls: type[Settings], given: Mapping[str, object]) -> list[str]:
     """The names of the settings, in order; raises if ``given`` names another."""
     names = [f.name for f in fields(cls)]
+    for name in set(given) & set(_MOVED):
+        raise ConfigurationError(f"setting {name} moved to {_MOVED[name]}")
     unknown = set(given) - set(names)
     if unknown:
         raise ConfigurationError(
@@ -462,9 +474,6 @@ RULES: Mapping[str, Rule] = {
     "schedule_grace": Seconds(0.0, _DAY),
     "schedule_refresh": Seconds(_POLL_FLOOR, _HOUR),
     "schedule_send_timeout": Seconds(0.5, 300.0),  # below a round trip, every call fails
-    "sqlite_synchronous": Choice(("OFF", "NORMAL", "FULL", "EXTRA")),
-    # 0: any other writer makes a call fail at once, lease renewals included
-    "sqlite_busy_timeout": Seconds(0.1, 600.0),
     "log_tasks": Flag(),
     "events": Flag(),
     "events_max": Count(1, 10_000_000),

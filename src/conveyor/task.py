@@ -14,7 +14,6 @@ import asyncio
 import contextvars
 import inspect
 import math
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -24,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 import msgspec
 
+from conveyor.clock import Seconds as Seconds
+from conveyor.clock import seconds as seconds
 from conveyor.deps import CallSpec, Context, resolve_dependencies, split_signature
-from conveyor.errors import ResultMissing, ResultTimeout
-from conveyor.message import encode_value
-from conveyor.result import AbortOutcome, Result, TaskState
+from conveyor.handle import TaskHandle
+from conveyor.message import NO_CONVERSION, PLAIN_TYPES, convert, encode_value
 from conveyor.retry import Backoff, exponential, fixed
 
 if TYPE_CHECKING:
@@ -39,21 +39,8 @@ __all__ = ["CallOptions", "SyncTask", "Task", "TaskHandle", "TaskOptions", "Task
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Seconds = float | timedelta
-
-
-def seconds(value: Seconds | None, what: str = "duration") -> float | None:
-    """Normalise a public duration (float seconds or timedelta) to float seconds; raise
-    ``TypeError`` naming ``what`` for anything else (a string, a bool)."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(
-        f"{what} must be seconds (a number or a timedelta), got {type(value).__name__} {value!r}"
-    )
+SyncRun = Callable[[Callable[..., Any], list[Any], dict[str, Any]], Awaitable[Any]]
+"""How the worker runs a plain function: ``await run_sync(fn, args, kwargs)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,25 +202,9 @@ class CallOptions:
     key: str | None = None
     task_id: str | None = None
     labels: Mapping[str, str] | None = None
-
-
-_PLAIN = (str, int, float, bool, bytes)
-_NO_CONVERSION = {str, int, float, bool, bytes, Any, inspect.Parameter.empty, type(None)}
-
-
-def _dec_hook(kind: type, obj: Any) -> Any:
-    if kind is object:  # msgspec asks the hook about ``object`` once a hook is given
-        return obj
-    validate = getattr(kind, "model_validate", None)  # pydantic v2 models
-    if callable(validate):
-        return validate(obj)
-    raise NotImplementedError(f"cannot convert to {kind!r}")
-
-
-def convert(value: Any, annotation: Any) -> Any:
-    """Convert a decoded wire value to ``annotation`` (dataclasses, datetimes, UUIDs,
-    msgspec Structs, pydantic models...)."""
-    return msgspec.convert(value, annotation, dec_hook=_dec_hook)
+    key_ttl: float | None = None
+    """How long ``key`` keeps pointing at the task after it ends (default: its
+    ``result_ttl``); the scheduler sets it to cover a tick's whole window."""
 
 
 class Task(Generic[P, R]):
@@ -254,7 +225,7 @@ class Task(Generic[P, R]):
         self._conversions: dict[str, Any] = {
             p.name: self.spec.hints.get(p.name, Any)
             for p in self.spec.arguments
-            if self.spec.hints.get(p.name, Any) not in _NO_CONVERSION
+            if self.spec.hints.get(p.name, Any) not in NO_CONVERSION
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
         self._signature = inspect.Signature(list(self.spec.arguments))
@@ -360,7 +331,7 @@ class Task(Generic[P, R]):
             raise TypeError(f"task {self.name!r}: {exc}") from None
         for name, value in bound.arguments.items():
             expected = self.spec.hints.get(name)
-            if expected in _PLAIN:
+            if expected in PLAIN_TYPES:
                 if not _fits(value, expected):
                     raise TypeError(
                         f"task {self.name!r}: argument {name!r} must be {expected.__name__}, "
@@ -399,12 +370,19 @@ class Task(Generic[P, R]):
                 kwargs[name] = _convert_named(name, value, self._conversions[name])
         return args, kwargs
 
-    async def run(self, args: list[Any], kwargs: dict[str, Any], context: Context | None) -> Any:
-        """Execute with dependencies resolved; sync functions run in the worker's threads."""
+    async def run(
+        self,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: Context | None,
+        run_sync: SyncRun,
+    ) -> Any:
+        """Execute with dependencies resolved; a sync function runs through ``run_sync``
+        (the worker's thread pool)."""
         if not self.has_dependencies:
             if self.is_async:
                 return await self.fn(*args, **kwargs)
-            return await self.app.run_sync(self.fn, args, kwargs)
+            return await run_sync(self.fn, args, kwargs)
         async with AsyncExitStack() as stack:
             injected = await resolve_dependencies(
                 self.spec,
@@ -415,7 +393,7 @@ class Task(Generic[P, R]):
             )
             if self.is_async:
                 return await self.fn(*args, **kwargs, **injected)
-            return await self.app.run_sync(self.fn, args, {**kwargs, **injected})
+            return await run_sync(self.fn, args, {**kwargs, **injected})
 
 
 def _fits(value: Any, expected: type) -> bool:
@@ -474,103 +452,3 @@ class TaskWithOptions(Generic[P, R]):
         return self.task.app.enqueue_sync(self.task, args, kwargs, self.options)
 
     enqueue_sync = kiq_sync
-
-
-class TaskHandle(Generic[R]):
-    """A reference to one enqueued task: its id, result and status."""
-
-    __slots__ = ("_app", "_return_type", "task_id")
-
-    def __init__(self, app: Conveyor, task_id: str, return_type: Any = Any) -> None:
-        self._app = app
-        self.task_id = task_id
-        self._return_type = return_type
-
-    def __repr__(self) -> str:
-        return f"<TaskHandle {self.task_id}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskHandle) and other.task_id == self.task_id
-
-    def __hash__(self) -> int:
-        return hash(self.task_id)
-
-    async def wait_result(self, timeout: Seconds = 60.0) -> Result[R]:
-        """Wait (push-based, no polling) for the task's :class:`Result`.
-
-        Raises :class:`ResultTimeout` after ``timeout`` seconds.
-        """
-        limit = seconds(timeout) or 0.0
-        raw = await self._app.result_store.wait(self.task_id, limit)
-        if raw is None:
-            raise ResultTimeout(f"no result for task {self.task_id} within {limit:g} s")
-        return self._decode(raw)
-
-    async def get(self, timeout: Seconds = 60.0) -> R:
-        """The return value; raises :class:`TaskFailed` carrying the remote error."""
-        return (await self.wait_result(timeout)).unwrap()
-
-    async def result(self) -> Result[R]:
-        """The stored result now, without waiting; raises :class:`ResultMissing`."""
-        raw = await self._app.result_store.get(self.task_id)
-        if raw is None:
-            raise ResultMissing(f"no result stored for task {self.task_id}")
-        return self._decode(raw)
-
-    async def status(self) -> TaskState:
-        """Where the task is now: queued, running, retrying, or its terminal status,
-        with progress."""
-        return await self._app.task_state(self.task_id)
-
-    async def abort(self) -> AbortOutcome:
-        """Abort the task: if queued it never runs; if running its worker cancels it. The
-        task then ends with status ``aborted``, without retries (docs/aborting.md).
-
-        >>> await handle.abort()                       # doctest: +SKIP
-        <AbortOutcome.SIGNALLED: 'signalled'>
-        """
-        return await self._app.abort(self.task_id)
-
-    def abort_sync(self) -> AbortOutcome:
-        """:meth:`abort` for synchronous code."""
-        return self._app.abort_sync(self.task_id)
-
-    def status_sync(self) -> TaskState:
-        """:meth:`status` for synchronous code (a Django view polling a task)."""
-        return self._app.portal.call(self.status)
-
-    def result_sync(self) -> Result[R]:
-        """:meth:`result` for synchronous code; raises :class:`ResultMissing`."""
-        return self._app.portal.call(self.result)
-
-    def wait_result_sync(self, timeout: Seconds = 60.0) -> Result[R]:
-        """:meth:`wait_result` for synchronous code (not from the thread running the
-        app's event loop, which it would block: use ``await handle.wait_result()``)."""
-        self._app.refuse_blocking_on_own_loop("wait_result_sync()/get_sync()")
-        return self._app.portal.call(lambda: self.wait_result(timeout))
-
-    def get_sync(self, timeout: Seconds = 60.0) -> R:
-        """:meth:`get` for synchronous code."""
-        return self.wait_result_sync(timeout).unwrap()
-
-    def _decode(self, raw: bytes) -> Result[R]:
-        return decode_result(raw, self._return_type)
-
-
-_result_decoder = msgspec.msgpack.Decoder(Result[Any])
-
-
-def decode_result(raw: bytes, return_type: Any = Any) -> Result[Any]:
-    """Decode a stored result, converting its value to ``return_type``."""
-    result = _result_decoder.decode(raw)
-    if return_type in _NO_CONVERSION or result.return_value is None or result.is_err:
-        return result
-    return msgspec.structs.replace(result, return_value=convert(result.return_value, return_type))
-
-
-def new_task_id() -> str:
-    """A fresh task id: 32 hex characters."""
-    return uuid.uuid4().hex
-
-
-Runner = Callable[[Callable[..., Any], list[Any], dict[str, Any]], Awaitable[Any]]

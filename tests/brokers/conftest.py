@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from conveyor.brokers import broker_class_for
-from conveyor.brokers.base import Broker
+from conveyor.brokers.base import Broker, BrokerOptions
 from conveyor.errors import BrokerUnavailable
-from conveyor.settings import Settings
 
-Factory = Callable[[Settings], AbstractAsyncContextManager[Broker]]
+Factory = Callable[[BrokerOptions], AbstractAsyncContextManager[Broker]]
 
 
 REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -65,12 +64,12 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     url = _url_for(scheme, tmp_path)
 
     @asynccontextmanager
-    async def open_broker(settings: Settings) -> AsyncIterator[Broker]:
+    async def open_broker(options: BrokerOptions) -> AsyncIterator[Broker]:
         try:
             cls = broker_class_for(url)
         except Exception as exc:  # the backend is not built yet or its extra is missing
             service_unavailable(f"{scheme} broker unavailable: {exc}")
-        broker: Broker = cls(url, settings.replace(broker_url=url))
+        broker: Broker = cls(url, options)
         try:
             await broker.connect()
         except BrokerUnavailable as exc:

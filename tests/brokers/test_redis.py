@@ -13,7 +13,7 @@ from conveyor.brokers.base import Delivery, Outgoing, StoredResult
 from conveyor.brokers.redis import RedisBroker
 from conveyor.errors import BrokerUnavailable
 from conveyor.result import AbortOutcome
-from conveyor.testing.conformance import conformance_settings
+from conveyor.testing.conformance import conformance_options
 from tests.conftest import eventually, fetch_is_waiting
 
 from .conftest import REDIS_URL, _cleanup, service_unavailable
@@ -22,7 +22,7 @@ from .conftest import REDIS_URL, _cleanup, service_unavailable
 @pytest.fixture
 async def broker() -> AsyncIterator[RedisBroker]:
     url = f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
-    redis_broker = RedisBroker(url, conformance_settings(broker_url=url))
+    redis_broker = RedisBroker(url, conformance_options())
     try:
         await redis_broker.connect()
     except BrokerUnavailable as exc:

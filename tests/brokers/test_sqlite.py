@@ -19,13 +19,19 @@ from typing import Any
 
 import pytest
 
-from conveyor.brokers.base import Outgoing, StoredResult, WorkerInfo
+from conveyor.brokers.base import (
+    BrokerOptions,
+    Outgoing,
+    Place,
+    StoredResult,
+    TaskLocation,
+    WorkerInfo,
+)
 from conveyor.brokers.sqlite import SqliteBroker
 from conveyor.brokers.sqlite.connection import WAL_LIMIT_BYTES, check_local_filesystem
 from conveyor.brokers.sqlite.queries import SCHEMA_VERSION
 from conveyor.errors import ConfigurationError
-from conveyor.result import AbortOutcome, TaskStatus
-from conveyor.settings import Settings
+from conveyor.result import AbortOutcome
 from conveyor.testing import ManualClock
 from tests.conftest import eventually, fetch_is_waiting
 
@@ -86,9 +92,9 @@ def _url(tmp_path: Path, name: str = "broker.db") -> str:
 
 @asynccontextmanager
 async def _broker(
-    url: str, settings: Settings | None = None, **kw: Any
+    url: str, options: BrokerOptions | None = None, **kw: Any
 ) -> AsyncIterator[SqliteBroker]:
-    broker = SqliteBroker(url, settings or Settings(), **kw)
+    broker = SqliteBroker(url, options or BrokerOptions(), **kw)
     await broker.connect()
     try:
         yield broker
@@ -116,15 +122,15 @@ def _count(db: Path, table: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("settings", "synchronous", "busy_ms"),
+    ("query", "synchronous", "busy_ms"),
     [
-        (Settings(), 2, 5000),  # durable by default: FULL
-        (Settings(sqlite_synchronous="NORMAL", sqlite_busy_timeout=0.25), 1, 250),
+        ("", 2, 5000),  # durable by default: FULL
+        ("?synchronous=normal&busy_timeout=0.25", 1, 250),
     ],
     ids=["default", "normal"],
 )
 async def test_connections_use_wal_with_the_configured_synchronous_and_busy_timeout(
-    tmp_path: Path, settings: Settings, synchronous: int, busy_ms: int
+    tmp_path: Path, query: str, synchronous: int, busy_ms: int
 ) -> None:
     def pragmas(conn: sqlite3.Connection) -> tuple[Any, ...]:
         return tuple(
@@ -132,7 +138,7 @@ async def test_connections_use_wal_with_the_configured_synchronous_and_busy_time
             for name in ("journal_mode", "synchronous", "busy_timeout")
         )
 
-    async with _broker(_url(tmp_path), settings) as broker:
+    async with _broker(_url(tmp_path) + query) as broker:
         assert await broker._db.run(pragmas) == ("wal", synchronous, busy_ms)
         await broker.publish([_out()])
         (delivery,) = await broker.fetch(["default"], 1, 0)
@@ -361,14 +367,14 @@ async def test_tasks_published_here_are_run_by_another_process(tmp_path: Path) -
         await child.communicate()
         assert child.returncode == 0
         assert results == [item.body[::-1] for item in items]
-        assert [await broker.task_status(item.task_id) for item in items] == [None] * 5
+        assert [await broker.locate(item.task_id) for item in items] == [None] * 5
 
 
 @pytest.mark.slow
 async def test_waiting_fetch_wakes_on_a_publish_from_another_process(tmp_path: Path) -> None:
     url = _url(tmp_path)
     # fetch_wait is also the fallback poll: 30 s, so only a wake-up returns within 10 s
-    async with _broker(url, Settings(fetch_wait=30.0)) as broker:
+    async with _broker(url, BrokerOptions(fetch_wait=30.0)) as broker:
         fetching = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
         await eventually(lambda: fetch_is_waiting(broker), what="the fetch to wait")
         child = await _child("publish", url, "1")
@@ -381,7 +387,7 @@ async def test_waiting_fetch_wakes_on_a_publish_from_another_process(tmp_path: P
 async def test_result_wait_wakes_on_a_put_from_another_process(tmp_path: Path) -> None:
     url = _url(tmp_path)
     # fetch_wait is also the result wait's fallback poll: only a wake-up returns in 10 s
-    async with _broker(url, Settings(fetch_wait=30.0)) as broker:
+    async with _broker(url, BrokerOptions(fetch_wait=30.0)) as broker:
         store = broker.result_store()
         waiting = asyncio.create_task(store.wait("t-1", 30.0))
         results = tmp_path / "broker.db.wake" / "results"
@@ -399,7 +405,7 @@ async def test_wake_ups_work_when_the_path_is_too_long_for_a_socket_address(
     deep.mkdir(parents=True)
     url = _url(deep)
     # fetch_wait is also the fallback poll: 30 s, so only a wake-up returns within 10 s
-    async with _broker(url, Settings(fetch_wait=30.0)) as worker, _broker(url) as producer:
+    async with _broker(url, BrokerOptions(fetch_wait=30.0)) as worker, _broker(url) as producer:
         fetching = asyncio.create_task(worker.fetch(["default"], 1, 30.0))
         await eventually(lambda: fetch_is_waiting(worker), what="the fetch to wait")
         wake_dir = deep / "broker.db.wake" / "queues"
@@ -411,7 +417,7 @@ async def test_wake_ups_work_when_the_path_is_too_long_for_a_socket_address(
 
 
 async def test_idle_fetch_uses_no_cpu(tmp_path: Path) -> None:
-    async with _broker(_url(tmp_path), Settings(fetch_wait=1.0)) as broker:
+    async with _broker(_url(tmp_path), BrokerOptions(fetch_wait=1.0)) as broker:
         cpu = time.process_time()
         assert await broker.fetch(["default"], 1, 1.0) == []
         assert time.process_time() - cpu < 0.05
@@ -494,7 +500,7 @@ async def test_cancelled_fetch_hands_its_claim_back(
 async def test_expired_rows_are_deleted(tmp_path: Path) -> None:
     clock = ManualClock(now=1_000_000.0)
     db = tmp_path / "broker.db"
-    async with _broker(_url(tmp_path), Settings(clock=clock, reap_interval=5.0)) as broker:
+    async with _broker(_url(tmp_path), BrokerOptions(clock=clock, reap_interval=5.0)) as broker:
         store = broker.result_store()
         await store.put([StoredResult("short", b"s", 10.0), StoredResult("kept", b"k", None)])
         await store.set_progress("running", b"half", 10.0)
@@ -515,7 +521,7 @@ async def test_expired_rows_are_deleted(tmp_path: Path) -> None:
 async def test_wal_is_truncated_after_readers_starved_checkpoints(tmp_path: Path) -> None:
     db = tmp_path / "broker.db"
     wal = tmp_path / "broker.db-wal"
-    async with _broker(_url(tmp_path), Settings(reap_interval=0.05)) as broker:
+    async with _broker(_url(tmp_path), BrokerOptions(reap_interval=0.05)) as broker:
         reader = sqlite3.connect(db, isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM tasks").fetchone()
@@ -546,8 +552,8 @@ async def test_sigkilled_producer_keeps_every_publish_that_returned(tmp_path: Pa
     text = ledger.read_text()
     returned = text.splitlines()[: text.count("\n")]  # a torn last line never returned
     async with _broker(url) as broker:
-        statuses = [await broker.task_status(task_id) for task_id in returned]
-    assert statuses == [(TaskStatus.QUEUED, 0)] * len(returned)
+        found = [await broker.locate(task_id) for task_id in returned]
+    assert found == [TaskLocation(Place.WAITING, 0)] * len(returned)
     with sqlite3.connect(tmp_path / "broker.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from conveyor import Conveyor
+from conveyor import Conveyor, ResultMissing
 from conveyor.task import Task
 from tests.chaos.ledger import LEDGER_DIR_ENV, Ledger, Record, read_ledger
 
@@ -295,9 +295,11 @@ async def drain(
     for entry in await app.broker.dead_letters(limit=1_000_000):
         ledger.dlq(entry.id, entry.reason, entry.attempts)
     for task_id in ids:
-        result = await app.get_result(task_id)
-        if result is not None:
-            ledger.result(task_id, result.status.value)
+        try:
+            result = await app.handle(task_id).result()
+        except ResultMissing:
+            continue
+        ledger.result(task_id, result.status.value)
     return time.monotonic() - started
 
 

@@ -276,7 +276,8 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
         assert zombie_end["outcome"] == "ok"
         await asyncio.sleep(0.5)  # time for its ack (and a result, were it accepted)
         assert not _ends(workers.ledger(), owner.pid), "the new owner should still be running"
-        assert await producer.app.get_result(task_id) is None, "the zombie's result was stored"
+        stored = await producer.app.result_store.get(task_id)
+        assert stored is None, "the zombie's result was stored"
         result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
         await drain(producer.app, nemesis, [task_id], timeout=15)
     report = _judge(workers)
@@ -328,7 +329,7 @@ async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
         # a steady stream of normal tasks for as long as the poison keeps crashing workers
         normal = await producer.enqueue_many([("sleep", 300)] * 200, rate=25)
         waited = await drain(producer.app, nemesis, [crasher, raiser, *normal], timeout=60)
-        crasher_result = await producer.app.get_result(crasher)
+        crasher_result = await producer.app.handle(crasher).result()
     report = _judge(workers)
     assert supervisor.alive
     assert report.completed == set(normal)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from conveyor.dashboard.activity import failure_rate, per_minute, search, summarize
 from conveyor.dashboard.charts import failure_rate_chart, throughput_chart
-from conveyor.observability.events import (
+from conveyor.events import (
     SchedulerTick,
-    TaskFailed,
+    TaskFailure,
     TaskReceived,
     TaskRetried,
     TaskStarted,
@@ -62,7 +62,7 @@ def test_outcomes_are_counted_per_minute_and_drawn() -> None:
     events = [
         TaskSucceeded(**_common("a", now - 5), duration=0.1),
         TaskSucceeded(**_common("b", now - 5), duration=0.1),
-        TaskFailed(
+        TaskFailure(
             **_common("c", now - 5),
             duration=0.1,
             error_type="E",

@@ -63,7 +63,7 @@ async def test_token_guards_every_page_and_action(app: Conveyor) -> None:
 
         refused = await client.post("/actions/abort", data={"task_id": task_id})
         assert refused.status_code == 401
-        assert (await app.task_state(task_id)).status is TaskStatus.QUEUED
+        assert (await app.handle(task_id).status()).status is TaskStatus.QUEUED
         # static assets carry no data: they load before a login
         assert (await client.get("/static/dashboard.js")).status_code == 200
 
@@ -295,7 +295,7 @@ async def test_actions_need_the_csrf_token_unless_sent_with_a_bearer_header(
             headers={"Origin": "http://evil.example"},
         )
         assert cross_site.status_code == 403
-        assert (await app.task_state(task_id)).status is TaskStatus.QUEUED
+        assert (await app.handle(task_id).status()).status is TaskStatus.QUEUED
 
         same_site = await client.post(
             "/actions/abort",
@@ -303,13 +303,13 @@ async def test_actions_need_the_csrf_token_unless_sent_with_a_bearer_header(
             headers={"Origin": "http://127.0.0.1:8000"},
         )
         assert same_site.status_code == 303
-        assert (await app.task_state(task_id)).status is TaskStatus.ABORTED
+        assert (await app.handle(task_id).status()).status is TaskStatus.ABORTED
 
     other = await _queued(app)
     async with client_for(web, headers={"Authorization": f"Bearer {TOKEN}"}) as script:
         response = await script.post("/actions/abort", data={"task_id": other})
         assert response.status_code == 303
-        assert (await app.task_state(other)).status is TaskStatus.ABORTED
+        assert (await app.handle(other).status()).status is TaskStatus.ABORTED
 
 
 async def test_basic_auth_prompts_and_still_needs_csrf(app: Conveyor) -> None:
@@ -354,7 +354,7 @@ async def test_read_only_hides_the_buttons_and_refuses_actions(app: Conveyor) ->
         ):
             response = await client.post(path, data={**data, "csrf": token})
             assert response.status_code == 403, path
-        assert (await app.task_state(task_id)).status is TaskStatus.QUEUED
+        assert (await app.handle(task_id).status()).status is TaskStatus.QUEUED
         assert not (await app.schedules.get("nightly-cleanup")).paused
 
 
@@ -365,7 +365,7 @@ async def test_an_open_dashboard_still_refuses_actions_without_csrf(app: Conveyo
     async with client_for(web) as client:
         response = await client.post("/actions/abort", data={"task_id": task_id})
         assert response.status_code == 403
-        assert (await app.task_state(task_id)).status is TaskStatus.QUEUED
+        assert (await app.handle(task_id).status()).status is TaskStatus.QUEUED
 
 
 async def test_allowed_hosts_refuses_other_host_names(app: Conveyor) -> None:

@@ -89,7 +89,7 @@ def test_dashboard_in_chromium_shows_live_data_and_acts(running: Stack, tmp_path
     ids = live.run(enqueue)
 
     async def status(client: Conveyor, task_id: str) -> TaskStatus:
-        return (await client.task_state(task_id)).status
+        return (await client.handle(task_id).status()).status
 
     def state(task_id: str) -> TaskStatus:
         return live.run(lambda c: status(c, task_id))  # type: ignore[no-any-return]

@@ -18,14 +18,14 @@ from tests.dashboard.conftest import client_for, csrf_of, wait_for
 
 async def _until_dead(app: Conveyor, task_id: str) -> None:
     async def dead() -> bool:
-        return await app.broker.dead_letter(task_id) is not None
+        return await app.broker.get_dead_letter(task_id) is not None
 
     await wait_for(dead)
 
 
 async def _until_running(app: Conveyor, task_id: str) -> None:
     async def running_with_progress() -> bool:
-        state = await app.task_state(task_id)
+        state = await app.handle(task_id).status()
         return state.status is TaskStatus.RUNNING and state.progress is not None
 
     await wait_for(running_with_progress)
@@ -126,7 +126,7 @@ async def test_every_page_renders_a_real_worker_run(shown: Conveyor) -> None:
             data={"csrf": token, "action": "delete", "id": [failing.task_id]},
         )
         assert deleted.status_code == 303
-        assert await app.broker.dead_letter(failing.task_id) is None
+        assert await app.broker.get_dead_letter(failing.task_id) is None
 
 
 async def test_schedules_pause_resume_and_run_now(shown: Conveyor) -> None:
@@ -205,7 +205,7 @@ async def test_a_queued_task_is_aborted_before_it_runs(shown: Conveyor) -> None:
             "/actions/abort", data={"csrf": csrf_of(page.text), "task_id": later.task_id}
         )
         assert response.headers["location"].endswith("done=abort-dequeued")
-        assert (await app.task_state(later.task_id)).status is TaskStatus.ABORTED
+        assert (await app.handle(later.task_id).status()).status is TaskStatus.ABORTED
 
 
 async def test_pages_render_on_an_empty_broker(shown: Conveyor) -> None:

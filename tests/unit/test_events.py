@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, Hook, Result, Scheduler, TaskStatus, every, fixed
+from conveyor import Conveyor, Hook, Result, Scheduler, TaskStatus, events, every, fixed
 from conveyor.brokers.base import Outgoing
-from conveyor.message import SCHEMA_VERSION, Message
-from conveyor.observability import events
-from conveyor.observability.events import (
+from conveyor.events import (
     Event,
+    EventEmitter,
     EventLog,
-    EventRecorder,
     SchedulerTick,
     TaskAborted,
     TaskDead,
@@ -28,7 +26,9 @@ from conveyor.observability.events import (
     WorkerHeartbeat,
     finished_event,
 )
+from conveyor.message import SCHEMA_VERSION, Message
 from conveyor.worker.executor import Executor
+from conveyor.worker.runners import SyncRunner
 from tests.conftest import connected_app, eventually, fast_app
 
 
@@ -90,7 +90,7 @@ async def test_a_task_emits_received_started_then_its_outcome(app: Conveyor) -> 
         "failed",
     ]
     retried, final = failed[2], failed[5]
-    assert isinstance(retried, TaskRetried) and isinstance(final, events.TaskFailed)
+    assert isinstance(retried, TaskRetried) and isinstance(final, events.TaskFailure)
     assert (retried.attempt, retried.delay, retried.error_type) == (1, 0.0, "ValueError")
     assert (final.attempt, final.error_type, final.error_message) == (2, "ValueError", "nope")
 
@@ -163,8 +163,8 @@ async def test_with_no_listener_and_events_off_nothing_is_built() -> None:
 
     async with app, app.worker(concurrency=1) as worker:
         await (await works.kiq()).get(timeout=5)
-        assert worker._executor is not None and worker._executor._on_event == []
-        assert worker._recorder is None
+        assert worker._executor is not None and worker._executor._events is None
+        assert not worker._events.active
         assert await EventLog.of(app).recent() == []
 
 
@@ -192,7 +192,9 @@ def test_every_terminal_result_maps_to_its_event() -> None:
         return Result(task_id="t1", task="t", status=status, attempts=2, execution_time=0.5)
 
     assert isinstance(finished_event(_message(), result(TaskStatus.SUCCEEDED), "w"), TaskSucceeded)
-    assert isinstance(finished_event(_message(), result(TaskStatus.FAILED), "w"), events.TaskFailed)
+    assert isinstance(
+        finished_event(_message(), result(TaskStatus.FAILED), "w"), events.TaskFailure
+    )
     aborted = finished_event(_message(), result(TaskStatus.ABORTED), "w")
     assert isinstance(aborted, TaskAborted)
     assert (aborted.attempt, aborted.duration, aborted.worker) == (2, 0.5, "w")
@@ -204,7 +206,14 @@ async def test_after_execute_with_an_aborted_result_emits_aborted() -> None:
     app = fast_app("memory://")
     seen: list[Event] = []
     async with app:
-        executor = Executor(app, None, 1.0, worker_id="w1", on_event=[seen.append])  # type: ignore[arg-type]
+        executor = Executor(
+            app,
+            None,  # type: ignore[arg-type]
+            1.0,
+            run_sync=SyncRunner(1),
+            worker_id="w1",
+            emitter=EventEmitter([seen.append]),
+        )
         aborted: Result[Any] = Result(
             task_id="t1", task="t", status=TaskStatus.ABORTED, attempts=1, execution_time=0.2
         )
@@ -256,13 +265,13 @@ def _started(n: int) -> TaskStarted:
     )
 
 
-async def test_the_recorder_batches_per_loop_turn_and_drops_when_writes_back_up() -> None:
+async def test_the_emitter_batches_log_writes_per_loop_turn_and_drops_when_they_back_up() -> None:
     store = _StuckStore()
-    recorder = EventRecorder(EventLog(store), max_pending=1)
-    recorder.on_event(_started(1))
-    recorder.on_event(_started(2))  # same turn: one batch
+    recorder = EventEmitter(log=EventLog(store), max_pending=1)
+    recorder.emit(_started(1))
+    recorder.emit(_started(2))  # same turn: one batch
     await eventually(lambda: store.writing == 1, what="the first write")
-    recorder.on_event(_started(3))  # the first write is stuck: this batch is dropped
+    recorder.emit(_started(3))  # the first write is stuck: this batch is dropped
     await eventually(lambda: recorder.dropped == 1, what="a dropped batch")
     assert store.writing == 1
     store.gate.set()
@@ -270,10 +279,10 @@ async def test_the_recorder_batches_per_loop_turn_and_drops_when_writes_back_up(
     assert [len(batch) for batch in store.appended] == [2]
 
 
-async def test_the_recorder_skips_heartbeats() -> None:
+async def test_the_emitter_keeps_heartbeats_out_of_the_log() -> None:
     store = _StuckStore()
     store.gate.set()
-    recorder = EventRecorder(EventLog(store))
+    recorder = EventEmitter(log=EventLog(store))
     beat = WorkerHeartbeat(
         at=1.0,
         worker="w",
@@ -285,7 +294,7 @@ async def test_the_recorder_skips_heartbeats() -> None:
         processed=0,
         utilization=0.0,
     )
-    recorder.on_event(beat)
+    recorder.emit(beat)
     await recorder.aclose()
     assert store.appended == []
 

@@ -75,5 +75,5 @@ def test_only_overridden_hook_methods_are_called(app: Conveyor) -> None:
             return None
 
     app.add_hook(OnlyRetry())
-    assert len(app.hooks_for("on_retry")) == 1
-    assert app.hooks_for("before_execute") == []
+    assert len(app.hooks.of("on_retry")) == 1
+    assert app.hooks.of("before_execute") == []

@@ -35,7 +35,6 @@ SECONDS: dict[str, tuple[float, float]] = {
     "schedule_grace": (0, 86400),
     "schedule_refresh": (0.05, 3600),
     "schedule_send_timeout": (0.5, 300),
-    "sqlite_busy_timeout": (0.1, 600),
 }
 COUNTS: dict[str, tuple[int, int]] = {
     "concurrency": (1, 10_000),
@@ -53,7 +52,6 @@ OTHERS = (
     "queues",
     "default_queue",
     "signing_keys",
-    "sqlite_synchronous",
     "clock",
 )
 SPELLINGS = {"1": True, "true": True, "yes": True, "on": True}
@@ -250,11 +248,12 @@ def test_every_construction_path_checks_the_values() -> None:
 
 
 def test_the_compressed_timeouts_of_the_test_fixtures_stay_valid() -> None:
-    from conveyor.testing.conformance import conformance_settings
+    from conveyor.testing.conformance import conformance_options
     from tests.conftest import fast_app
 
     assert fast_app().settings.lease == 1.0
-    assert conformance_settings().lease == 0.6
+    options = conformance_options()
+    assert Settings(lease=options.lease, fetch_wait=options.fetch_wait).lease == 0.6
 
 
 # -- booleans ------------------------------------------------------------------------
@@ -315,12 +314,11 @@ def test_a_list_of_queues_is_stored_as_a_tuple() -> None:
     assert Settings(queues=["high", "low"]).queues == ("high", "low")  # type: ignore[arg-type]
 
 
-def test_sqlite_synchronous_takes_the_four_pragma_values_in_any_case() -> None:
-    for value in ("OFF", "normal", "Full", "EXTRA"):
-        assert Settings.load({"CONVEYOR_SQLITE_SYNCHRONOUS": value}).sqlite_synchronous == value
-    for bad in ("", "fast", "FULL ", 2):
-        message = _refused(Settings, sqlite_synchronous=bad)
-        assert message.startswith("setting sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+def test_the_sqlite_settings_moved_into_the_url() -> None:
+    with pytest.raises(ConfigurationError, match=r"sqlite:///path.db\?synchronous=NORMAL"):
+        Settings.load({"CONVEYOR_SQLITE_SYNCHRONOUS": "NORMAL"})
+    with pytest.raises(ConfigurationError, match="setting sqlite_busy_timeout moved to"):
+        Settings.load({}, sqlite_busy_timeout=5)
 
 
 def test_urls_must_be_non_empty_and_are_shown_without_their_password() -> None:

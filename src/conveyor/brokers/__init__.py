@@ -52,7 +52,8 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
 def register_broker(scheme: str, broker: str, result_store: str, extra: str | None = None) -> None:
     """Make ``scheme://`` URLs use your broker: ``register_broker("kafka",
     "mypkg.kafka:KafkaBroker", "mypkg.kafka:KafkaResultStore")``. Classes are imported
-    lazily, on first use; they take ``(url, settings)``."""
+    lazily, on first use; they take ``(url, options)``: the URL and a
+    :class:`~conveyor.brokers.base.BrokerOptions` (docs/write-a-broker.md)."""
     _REGISTRY[scheme.lower()] = (broker, result_store, extra)
 
 

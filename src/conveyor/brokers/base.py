@@ -1,4 +1,5 @@
-"""The contracts between the core and a broker technology.
+"""The contract between the core and a broker technology: what a broker must do, split
+by capability, so that a broker says honestly what it can (docs/write-a-broker.md).
 
 A broker moves encoded messages; it never decodes them. Every state change of a
 delivery is one *settlement* (``ack``, ``retry``, ``dead_letter``, ``release``), applied
@@ -6,43 +7,71 @@ atomically and only if the caller still owns the delivery's lease (fencing). Set
 and publishes are batched: the worker hands over many at once, so a broker can turn them
 into one pipeline, script call or transaction.
 
-How each technology maps onto these operations:
+The capabilities (:class:`Capability`), each a protocol below:
 
-===============  ==================  =====================  ========================  ===================
-operation        Redis Streams       RabbitMQ               NATS JetStream            SQL (SKIP LOCKED)
-===============  ==================  =====================  ========================  ===================
-fetch            XAUTOCLAIM+XREAD    basic.consume+prefetch pull fetch(batch)         UPDATE..RETURNING
-ack              ack.lua             basic.ack              ack                       DELETE / state=done
-retry            retry.lua (ZADD)    ack + delayed publish  nak(delay)                run_at = now()+d
-dead_letter      XADD dlq + XACK     reject -> DLX          term + publish dlq        move row to dlq
-release          release.lua (front) nack(requeue)          nak()                     lease_expires=now
-extend leases    XCLAIM JUSTID       (consumer timeout)     in_progress()             lease_expires+=d
-abort            abort.lua           mark; skip at start    mark; skip at start       DELETE / mark row
-===============  ==================  =====================  ========================  ===================
+=================  =====================================================================
+``QUEUE``          :class:`Queue`: publish, fetch, settle, leases, reap, locate a task.
+                   Every broker has it.
+``PRIORITY``       fetch takes higher priorities first, strictly (a queue without it
+                   may only favour them)
+``ABORT``          :class:`AbortMarks`: remove a queued task, mark and signal a running one
+``ADMIN``          :class:`Admin`: queue depths, dead letters, worker heartbeats
+``RESULTS``        :meth:`Broker.result_store` on the same server
+``SCHEDULES``      :meth:`Broker.schedule_store`
+``EVENTS``         :meth:`Broker.event_store`
+=================  =====================================================================
+
+How the built brokers do each transition:
+
+===============  =============================  ==================================
+operation        Redis Streams                  SQLite (and memory)
+===============  =============================  ==================================
+fetch            fetch.lua, else XREADGROUP     UPDATE ... RETURNING (a transaction)
+                 BLOCK then start.lua
+ack              ack.lua (with the result)      DELETE the row, store the result
+retry            retry.lua (ZADD delayed)       state = delayed, available_at = due
+dead_letter      dead_letter.lua (XADD dlq)     move the row to dead_letters
+release          release.lua (front stream)     state = ready, attempts - 1
+extend leases    extend_lease.lua (XCLAIM)      lease_expires_at = now + seconds
+abort            abort.lua                      DELETE a waiting row / mark a leased one
+===============  =============================  ==================================
 
 ``abort`` is not a settlement: anyone may call it, for any task id. A queued message is
 removed at once with its ``aborted`` result; a leased one gets an *abort mark* that its
-worker finds through :meth:`Broker.abort_marks` (polled) and
-:meth:`Broker.wait_abort_signal` (pushed), and that ``fetch`` reports on a later claim
+worker finds through :meth:`AbortMarks.abort_marks` (polled) and
+:meth:`AbortMarks.wait_abort_signal` (pushed), and that ``fetch`` reports on a later claim
 (:attr:`Delivery.abort_requested`), so a marked task never starts again.
+
+A broker is built from its URL and a :class:`BrokerOptions`, never from the app or its
+settings: ``BrokerClass(url, options)``. Knobs of one technology go in the URL's query
+(``?prefix=``, ``sqlite:///x.db?synchronous=NORMAL``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from conveyor.clock import Clock, SystemClock
 from conveyor.result import AbortOutcome, TaskStatus
 
 __all__ = [
     "MAX_ABORT_SIGNALS",
+    "AbortMarks",
     "AbortResult",
+    "AbortSignalBuffer",
     "Ack",
+    "Admin",
     "Broker",
+    "BrokerOptions",
+    "Capability",
     "DeadLetter",
     "DeadLetterEntry",
     "Delivery",
@@ -50,6 +79,8 @@ __all__ = [
     "LeaseKeeper",
     "Outcome",
     "Outgoing",
+    "Place",
+    "Queue",
     "QueueDepth",
     "Release",
     "ResultStore",
@@ -57,8 +88,47 @@ __all__ = [
     "ScheduleStore",
     "Settlement",
     "StoredResult",
+    "TaskLocation",
     "WorkerInfo",
+    "status_of",
 ]
+
+
+class Capability(enum.StrEnum):
+    """What a broker can do; it lists its own in ``capabilities``, and the conformance
+    checks of each run where it is declared (``conveyor.testing.conformance``)."""
+
+    QUEUE = "queue"
+    PRIORITY = "priority"
+    ABORT = "abort"
+    ADMIN = "admin"
+    RESULTS = "results"
+    SCHEDULES = "schedules"
+    EVENTS = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOptions:
+    """What the core tells every broker, whatever its technology. The app builds it from
+    its settings; a test or a tool can build one directly.
+
+    ``lease``: seconds a fetched message stays owned without renewal. ``fetch_wait``: how
+    long a fetch may wait for work (a fallback poll interval, where the broker has one).
+    ``reap_interval``: how often workers run :meth:`Queue.reap` (housekeeping may follow
+    it). ``queues``: names to create at connect. ``events_max``: about how many events
+    the event log keeps. ``clock``: time for leases and due times a broker keeps itself
+    (server brokers use the server's clock). ``fault_pause``/``fault_pause_max``: the
+    backoff of a broker's own background listeners after a lost connection.
+    """
+
+    lease: float = 30.0
+    fetch_wait: float = 1.0
+    reap_interval: float = 5.0
+    queues: tuple[str, ...] = ("default",)
+    events_max: int = 10_000
+    clock: Clock = field(default_factory=SystemClock, compare=False)
+    fault_pause: float = 0.05
+    fault_pause_max: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +164,11 @@ class StoredResult:
 MAX_ABORT_SIGNALS = 1000
 
 
-class _Kind(enum.Enum):
-    ACK = "ack"
-    RETRY = "retry"
-    DEAD_LETTER = "dead_letter"
-    RELEASE = "release"
-
-
 @dataclass(frozen=True, slots=True)
 class Ack:
     """The task is done (succeeded, or failed for good without dead-lettering)."""
 
     result: StoredResult | None = None
-    kind: _Kind = field(default=_Kind.ACK, init=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +176,6 @@ class Retry:
     """Run the task again after ``delay`` seconds; the attempt stays counted."""
 
     delay: float
-    kind: _Kind = field(default=_Kind.RETRY, init=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +184,11 @@ class DeadLetter:
 
     reason: str
     result: StoredResult | None = None
-    kind: _Kind = field(default=_Kind.DEAD_LETTER, init=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Release:
     """Give the message back at once, uncharged (graceful shutdown, or not started)."""
-
-    kind: _Kind = field(default=_Kind.RELEASE, init=False, repr=False)
 
 
 Outcome = Ack | Retry | DeadLetter | Release
@@ -249,11 +307,78 @@ class LeaseKeeper(Protocol):
         ...
 
 
+class Place(enum.StrEnum):
+    """Where a broker holds a task: waiting (ready or delayed), leased, or dead."""
+
+    WAITING = "waiting"
+    LEASED = "leased"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLocation:
+    """What a broker knows of a task it holds (:meth:`Queue.locate`): where it is, and
+    its started attempts."""
+
+    place: Place
+    attempts: int
+
+
+def status_of(location: TaskLocation) -> TaskStatus:
+    """The one mapping from where a broker holds a task to the status users see: leased
+    is running; waiting after an attempt is retrying, before any is queued; dead is dead."""
+    if location.place is Place.LEASED:
+        return TaskStatus.RUNNING
+    if location.place is Place.DEAD:
+        return TaskStatus.DEAD
+    return TaskStatus.RETRYING if location.attempts > 0 else TaskStatus.QUEUED
+
+
+class AbortSignalBuffer:
+    """Task ids whose abort was signalled, kept until one event loop's worker takes them
+    (at most :data:`MAX_ABORT_SIGNALS`: a worker that stopped taking them must not grow
+    it without bound). :meth:`add` and :meth:`wake` are safe from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+        self._lock = threading.Lock()
+        self._task_ids: list[str] = []
+
+    def add(self, task_ids: Iterable[str]) -> None:
+        """Keep ``task_ids`` for the worker and wake it."""
+        with self._lock:
+            room = MAX_ABORT_SIGNALS - len(self._task_ids)
+            self._task_ids.extend(list(task_ids)[: max(room, 0)])
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the worker without ids (something may have been missed: it re-checks)."""
+        loop = self._loop
+        if loop is None:
+            self._event.set()
+            return
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody listens
+            loop.call_soon_threadsafe(self._event.set)
+
+    async def take(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` for a signal; the ids signalled since the last take."""
+        if not self._event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._event.wait()
+        self._event.clear()
+        with self._lock:
+            taken, self._task_ids = self._task_ids, []
+        return taken
+
+
 @runtime_checkable
-class Broker(Protocol):
-    """A queue technology. See the module docstring for how each operation maps."""
+class Queue(Protocol):
+    """The capability every broker has (``Capability.QUEUE``): move messages under leases."""
 
     url: str
+    capabilities: frozenset[Capability]
 
     async def connect(self) -> None:
         """Open connections and create what is missing (streams, tables, groups)."""
@@ -263,14 +388,24 @@ class Broker(Protocol):
         """Close connections. Unsettled deliveries are left to lease expiry."""
         ...
 
+    def clone(self) -> Broker:
+        """An unconnected broker on the same backing store, for another event loop
+        (the sync portal). Brokers whose state is thread-safe may return themselves."""
+        ...
+
     async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
         """Publish a batch durably; returns, per item, the task id that now stands for it
-        (the existing one when ``key`` matched an earlier task)."""
+        (the existing one when ``key`` matched an earlier task, or when the same task id
+        is still waiting or leased). Publishing a task id anew, in the same atomic step,
+        forgets a result the broker's own result store holds for that id, so that
+        waiters of the new run never read the old one."""
         ...
 
     async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
         """Claim up to ``count`` ready messages, highest priority first, each under a new
-        lease with its attempt counted. Waits up to ``wait`` seconds for the first one."""
+        lease with its attempt counted. Waits up to ``wait`` seconds for the first; a
+        publish wakes a waiting fetch, and a delayed message published or retried
+        meanwhile is taken when it falls due."""
         ...
 
     def interrupt_fetch(self) -> None:
@@ -280,7 +415,9 @@ class Broker(Protocol):
         ...
 
     async def settle(self, batch: Sequence[Settlement]) -> list[bool]:
-        """Apply each outcome atomically if we still own the delivery (False if not)."""
+        """Apply each outcome atomically if we still own the delivery (False if not).
+        Raises :class:`~conveyor.errors.SettlementRefused` for a settlement the broker
+        refuses in a way a retry cannot fix (a result over its size limit)."""
         ...
 
     async def extend_leases(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
@@ -296,9 +433,15 @@ class Broker(Protocol):
         Idempotent and lock-free; returns how many messages it moved."""
         ...
 
-    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
-        """(queued|running|retrying|dead, attempts) while the broker holds the task."""
+    async def locate(self, task_id: str) -> TaskLocation | None:
+        """Where the broker holds the task, or None (never published, or acked: brokers
+        forget finished tasks). :func:`status_of` turns it into a status."""
         ...
+
+
+@runtime_checkable
+class AbortMarks(Protocol):
+    """``Capability.ABORT``: abort a task wherever it is."""
 
     async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
         """Abort a task, atomically: a queued, delayed or retry-waiting message is removed
@@ -316,8 +459,14 @@ class Broker(Protocol):
         """Wait up to ``timeout`` seconds for an abort of a running task anywhere; returns
         the task ids signalled since the last call (possibly none: signals are hints that
         may be lost or merged, :meth:`abort_marks` is the truth). A worker calls this in a
-        loop; the first call starts listening, :meth:`close` stops."""
+        loop; the first call starts listening, :meth:`Queue.close` stops."""
         ...
+
+
+@runtime_checkable
+class Admin(Protocol):
+    """``Capability.ADMIN``: what ``conveyor status``, ``conveyor dlq`` and the dashboard
+    read and change."""
 
     async def queue_depths(self) -> list[QueueDepth]:
         """Depths of every queue the broker knows."""
@@ -329,7 +478,7 @@ class Broker(Protocol):
         """The dead-letter queue, newest first."""
         ...
 
-    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+    async def get_dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
         """One dead-letter entry by id."""
         ...
 
@@ -342,20 +491,21 @@ class Broker(Protocol):
         ...
 
     async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
-        """Record that a worker is alive for ``ttl`` seconds."""
+        """Record that a worker is alive for ``ttl`` seconds (a negative ttl forgets it)."""
         ...
 
     async def workers(self) -> list[WorkerInfo]:
         """The workers whose heartbeat has not expired."""
         ...
 
+
+@runtime_checkable
+class Broker(Queue, AbortMarks, Admin, Protocol):
+    """A broker with every capability, as the built ones are. A broker that lacks some
+    implements :class:`Queue` and what it has, and says so in ``capabilities``."""
+
     def result_store(self) -> ResultStore:
         """The result store that lives on the same server, for ``results=None``."""
-        ...
-
-    def clone(self) -> Broker:
-        """An unconnected broker on the same backing store, for another event loop
-        (the sync portal). Brokers whose state is thread-safe may return themselves."""
         ...
 
     def schedule_store(self) -> ScheduleStore:
@@ -429,7 +579,7 @@ class ScheduleStore(Protocol):
 @runtime_checkable
 class EventStore(Protocol):
     """A capped, append-only log of encoded events shared by every process of a broker
-    (``conveyor.observability.events.EventLog`` encodes and decodes them).
+    (``conveyor.events.EventLog`` encodes and decodes them).
 
     Each record gets an id that orders it after every earlier record; ids are opaque
     strings, compared only by the store. The store keeps about the last ``events_max``

@@ -22,22 +22,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from conveyor.brokers.base import (
-    MAX_ABORT_SIGNALS,
     AbortResult,
+    AbortSignalBuffer,
     Ack,
+    BrokerOptions,
+    Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
     Outgoing,
+    Place,
     QueueDepth,
     Release,
     Retry,
     Settlement,
     StoredResult,
+    TaskLocation,
     WorkerInfo,
 )
-from conveyor.result import AbortOutcome, TaskStatus
-from conveyor.settings import Settings
+from conveyor.result import AbortOutcome
 
 __all__ = ["MemoryBroker", "MemoryEventStore", "MemoryResultStore", "MemoryScheduleStore"]
 
@@ -74,22 +77,15 @@ class _Waiter:
             self.loop.call_soon_threadsafe(self.event.set)
 
 
-@dataclass(slots=True, eq=False)
-class _AbortSignals:
-    """Task ids whose abort was signalled, waiting for one event loop's worker to take them."""
-
-    loop: asyncio.AbstractEventLoop
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    task_ids: list[str] = field(default_factory=list)
-
-
 class MemoryBroker:
     """In-process broker: ``Conveyor("memory://")``."""
 
-    def __init__(self, url: str = "memory://", settings: Settings | None = None) -> None:
+    capabilities = frozenset(Capability)
+
+    def __init__(self, url: str = "memory://", options: BrokerOptions | None = None) -> None:
         self.url = url
-        self._settings = settings or Settings()
-        self._clock = self._settings.clock
+        self._options = options or BrokerOptions()
+        self._clock = self._options.clock
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
@@ -102,12 +98,13 @@ class MemoryBroker:
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._waiters: set[_Waiter] = set()
         self._interrupted = False  # interrupt_fetch(): the waiting fetch returns now
-        self._abort_signals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AbortSignals] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._results = MemoryResultStore(url, self._settings)
-        self._schedules = MemoryScheduleStore(self._settings)
-        self._events = MemoryEventStore(self._settings.events_max)
+        # one buffer per event loop whose worker listens (workers on several loops share it)
+        self._abort_signals: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AbortSignalBuffer
+        ] = weakref.WeakKeyDictionary()
+        self._results = MemoryResultStore(url, self._options)
+        self._schedules = MemoryScheduleStore()
+        self._events = MemoryEventStore(self._options.events_max)
 
     async def connect(self) -> None:
         return None
@@ -153,6 +150,7 @@ class MemoryBroker:
                     key_ttl=item.key_ttl,
                 )
                 self._jobs[job.task_id] = job
+                self._results.forget(job.task_id)  # a reused id's old result is gone
                 if item.key is not None:
                     self._keys[item.key] = (job.task_id, float("inf"))
                 self._schedule(job, now)
@@ -236,7 +234,7 @@ class MemoryBroker:
                 job.state = _LEASED
                 job.attempts += 1
                 job.lease_token = next(self._tokens)
-                job.lease_expires = now + self._settings.lease
+                job.lease_expires = now + self._options.lease
                 claimed.append(
                     Delivery(
                         self,
@@ -374,9 +372,6 @@ class MemoryBroker:
             if job.state == _LEASED:
                 job.abort = True
                 boxes = list(self._abort_signals.values())
-                for box in boxes:
-                    if len(box.task_ids) < MAX_ABORT_SIGNALS:
-                        box.task_ids.append(task_id)
             else:
                 self._finish(job, now)  # its heap entry goes stale and is skipped
                 stored = result(job.body, job.attempts)
@@ -384,8 +379,7 @@ class MemoryBroker:
                     self._results.store([stored])
                 return AbortOutcome.DEQUEUED
         for box in boxes:
-            with contextlib.suppress(RuntimeError):  # that loop is closed
-                box.loop.call_soon_threadsafe(box.event.set)
+            box.add([task_id])
         return AbortOutcome.SIGNALLED
 
     async def abort_marks(self, deliveries: Sequence[Delivery]) -> list[bool]:
@@ -400,30 +394,20 @@ class MemoryBroker:
         with self._lock:
             box = self._abort_signals.get(loop)
             if box is None:
-                box = self._abort_signals[loop] = _AbortSignals(loop)
-            if not box.task_ids:
-                box.event.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(timeout, 0.0)):
-                await box.event.wait()
-        with self._lock:
-            taken, box.task_ids = box.task_ids, []
-        return taken
+                box = self._abort_signals[loop] = AbortSignalBuffer(loop)
+        return await box.take(timeout)
 
     # -- inspection ----------------------------------------------------------------
 
-    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
+    async def locate(self, task_id: str) -> TaskLocation | None:
         with self._lock:
             job = self._jobs.get(task_id)
             if job is not None:
-                if job.state == _LEASED:
-                    return TaskStatus.RUNNING, job.attempts
-                if job.attempts > 0:
-                    return TaskStatus.RETRYING, job.attempts
-                return TaskStatus.QUEUED, 0
+                place = Place.LEASED if job.state == _LEASED else Place.WAITING
+                return TaskLocation(place, job.attempts)
             dead = self._dead.get(task_id)
             if dead is not None:
-                return TaskStatus.DEAD, dead.attempts
+                return TaskLocation(Place.DEAD, dead.attempts)
         return None
 
     async def queue_depths(self) -> list[QueueDepth]:
@@ -455,7 +439,7 @@ class MemoryBroker:
             entries = [e for e in reversed(self._dead.values()) if queue in (None, e.queue)]
         return entries[offset : offset + limit]
 
-    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+    async def get_dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
         with self._lock:
             return self._dead.get(entry_id)
 
@@ -529,9 +513,9 @@ class _MemoryLeaseKeeper:
 class MemoryResultStore:
     """In-process result store with push-based waiting (futures, no polling)."""
 
-    def __init__(self, url: str = "memory://", settings: Settings | None = None) -> None:
+    def __init__(self, url: str = "memory://", options: BrokerOptions | None = None) -> None:
         self.url = url
-        self._clock = (settings or Settings()).clock
+        self._clock = (options or BrokerOptions()).clock
         self._lock = threading.Lock()
         self._data: dict[str, tuple[bytes, float]] = {}
         self._progress: dict[str, tuple[bytes, float]] = {}
@@ -593,6 +577,10 @@ class MemoryResultStore:
         return await self.get(task_id)
 
     async def delete(self, task_id: str) -> None:
+        self.forget(task_id)
+
+    def forget(self, task_id: str) -> None:
+        """:meth:`delete` without an event loop (a publish under the broker's lock)."""
         with self._lock:
             self._data.pop(task_id, None)
             self._progress.pop(task_id, None)
@@ -612,7 +600,7 @@ class MemoryResultStore:
 class MemoryScheduleStore:
     """Schedule definitions, in process."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._specs: dict[str, bytes] = {}
 

@@ -45,7 +45,7 @@ def dlq_show(app: Conveyor, entry_id: str) -> None:
     is no such dead letter."""
     from conveyor.message import MalformedMessage, decode_message
 
-    entry = _run(app, lambda c: c.broker.dead_letter(entry_id), read_only=True)
+    entry = _run(app, lambda c: c.broker.get_dead_letter(entry_id), read_only=True)
     if entry is None:
         raise click.ClickException(f"no dead letter with id {entry_id!r}")
     click.echo(f"id:       {entry.id}\nqueue:    {entry.queue}\nattempts: {entry.attempts}")

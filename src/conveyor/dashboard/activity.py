@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from conveyor.observability.events import (
+from conveyor.events import (
     AnyEvent,
     SchedulerTick,
     TaskAborted,
     TaskDead,
     TaskEvent,
-    TaskFailed,
+    TaskFailure,
     TaskReceived,
     TaskRetried,
     TaskStarted,
@@ -35,7 +35,7 @@ _STATUS_OF: dict[type[AnyEvent], str] = {
     TaskStarted: "running",
     TaskRetried: "retrying",
     TaskSucceeded: "succeeded",
-    TaskFailed: "failed",
+    TaskFailure: "failed",
     TaskDead: "dead",
     TaskAborted: "aborted",
 }
@@ -85,7 +85,7 @@ def summarize(events: Iterable[AnyEvent]) -> list[TaskRow]:
         duration = getattr(event, "duration", None)
         if duration is not None:
             row.duration = duration
-        if isinstance(event, TaskRetried | TaskFailed):
+        if isinstance(event, TaskRetried | TaskFailure):
             row.error = f"{event.error_type}: {event.error_message}"
         elif isinstance(event, TaskDead):
             row.error = event.reason
@@ -133,7 +133,9 @@ def per_minute(events: Iterable[AnyEvent], now: float, minutes: int = 30) -> lis
     first = current - 60 * (minutes - 1)
     buckets = [Minute(first + 60 * i) for i in range(minutes)]
     for event in events:
-        if not isinstance(event, TaskSucceeded | TaskFailed | TaskDead | TaskRetried | TaskAborted):
+        if not isinstance(
+            event, TaskSucceeded | TaskFailure | TaskDead | TaskRetried | TaskAborted
+        ):
             continue
         index = int((event.at - first) // 60)
         if not 0 <= index < minutes:

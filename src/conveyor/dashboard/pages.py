@@ -15,14 +15,14 @@ from conveyor.brokers.base import DeadLetterEntry, WorkerInfo
 from conveyor.dashboard.activity import STATUSES, per_minute, search, summarize
 from conveyor.dashboard.charts import failure_rate_chart, throughput_chart
 from conveyor.errors import TaskNotFound
-from conveyor.message import MalformedMessage, Message, decode_message
-from conveyor.observability.events import (
+from conveyor.events import (
     AnyEvent,
     EventLog,
     TaskEvent,
     TaskReceived,
     args_preview,
 )
+from conveyor.message import MalformedMessage, Message, decode_message
 from conveyor.result import TaskStatus
 
 if TYPE_CHECKING:
@@ -191,11 +191,11 @@ async def task(dash: Dashboard, request: Request) -> Response:
     app = await dash.ready()
     task_id = request.path_params["task_id"]
     try:
-        state = await app.task_state(task_id)
+        state = await app.handle(task_id).status()
     except TaskNotFound:
         state = None
     timeline = await EventLog.of(app).timeline(task_id, scan=dash.event_scan)
-    dead = await app.broker.dead_letter(task_id)
+    dead = await app.broker.get_dead_letter(task_id)
     if state is None and not timeline and dead is None:
         return dash.render(request, "missing", {"what": "task", "ident": task_id}, status=404)
     message = _decoded(dead) if dead is not None else None
@@ -257,7 +257,7 @@ async def dead_letters(dash: Dashboard, request: Request) -> Response:
 async def dead_letter(dash: Dashboard, request: Request) -> Response:
     app = await dash.ready()
     entry_id = request.path_params["entry_id"]
-    entry = await app.broker.dead_letter(entry_id)
+    entry = await app.broker.get_dead_letter(entry_id)
     if entry is None:
         return dash.render(
             request,

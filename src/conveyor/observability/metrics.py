@@ -83,22 +83,23 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from conveyor.hooks import Hook
-from conveyor.observability.events import (
+from conveyor.events import (
     Event,
     SchedulerTick,
     TaskAborted,
     TaskDead,
-    TaskFailed,
+    TaskFailure,
     TaskRetried,
     TaskStarted,
     TaskSucceeded,
 )
+from conveyor.hooks import Hook
+from conveyor.portal import SyncPortal
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from conveyor.app import Conveyor, SyncPortal
+    from conveyor.app import Conveyor
     from conveyor.brokers.base import Broker, QueueDepth, WorkerInfo
 
 __all__ = [
@@ -246,8 +247,8 @@ class PrometheusHook(Hook):
             series = self._for(event.task, event.queue)
             series.retries.inc()
             series.duration.observe(event.duration)
-        elif kind is TaskFailed:
-            assert isinstance(event, TaskFailed)
+        elif kind is TaskFailure:
+            assert isinstance(event, TaskFailure)
             series = self._for(event.task, event.queue)
             series.failed.inc()
             series.duration.observe(event.duration)
@@ -489,13 +490,12 @@ class MetricsServer:
         self.port: int = self._server.server_port
 
     def _read(self) -> BrokerSnapshot:
-        from conveyor.app import SyncPortal
-
         now = self.app.settings.clock.now()
         try:
             with self._portal_lock:
-                if self._portal is None:
-                    self._portal = SyncPortal(self.app)
+                if self._portal is None:  # its own connection, closed with this server
+                    app = self.app
+                    self._portal = SyncPortal(lambda: (app._broker, app._result_store))
                 portal = self._portal
         except Exception:  # the broker is down at the first scrape: try again next time
             return BrokerSnapshot(now, up=False)

@@ -23,6 +23,7 @@ from conveyor.errors import UnknownTask
 from conveyor.scheduler import schedule as build
 from conveyor.scheduler.schedule import MissedPolicy, Schedule, decode_schedule, encode_schedule
 from conveyor.scheduler.triggers import InvalidSchedule
+from conveyor.send import Call, build_message, encode
 from conveyor.task import CallOptions, Task, TaskHandle
 
 if TYPE_CHECKING:
@@ -219,5 +220,5 @@ class ScheduleBook:
         self, task: Task[Any, Any], args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> None:
         """Raise ``TypeError`` if ``args``/``kwargs`` do not fit ``task`` or cannot be sent."""
-        message = self._app.build_message(task, args, kwargs, None)
-        self._app.encode(task, message)
+        settings = self._app.settings
+        encode(task, build_message(Call(task, args, kwargs), settings), settings)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -28,12 +27,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from conveyor.brokers import shown_url
-from conveyor.brokers.base import Outgoing, WorkerInfo
-from conveyor.observability.events import EventLog, SchedulerTick, notify
+from conveyor.brokers.base import Capability, WorkerInfo
+from conveyor.events import EventEmitter, EventLog, SchedulerTick
 from conveyor.scheduler.schedule import CatchUp, Schedule
+from conveyor.send import Call, Sent, send
 from conveyor.task import CallOptions
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class Scheduler:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = float("-inf")
+        self._emitter: EventEmitter | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -133,6 +134,8 @@ class Scheduler:
                 delay = 1.0
             await self._sleep(delay)
         await self._clear_heartbeat()
+        if self._emitter is not None:
+            await self._emitter.aclose()
         log.info("scheduler %s stopped", self.scheduler_id)
 
     def stop(self) -> None:
@@ -243,88 +246,92 @@ class Scheduler:
         return count
 
     async def _publish(self, due: Sequence[tuple[Schedule, float]]) -> bool:
-        batch: list[tuple[Schedule, float, Outgoing, Any]] = []
+        calls: list[tuple[Schedule, float, Call]] = []
         for schedule, fire in due:
-            prepared = await self._prepare(schedule, fire)
-            if prepared is not None:
-                batch.append((schedule, fire, *prepared))
-        if not batch:
+            call = self._call(schedule, fire)
+            if call is not None:
+                calls.append((schedule, fire, call))
+        if not calls:
             return True
-        try:
-            ids = await asyncio.wait_for(
-                self.app.broker.publish([out for _, _, out, _ in batch]), self.send_timeout
+        try:  # the one send path: a tick whose build or before_enqueue fails is skipped
+            sent = await asyncio.wait_for(
+                send(
+                    [call for _, _, call in calls],
+                    self.app._connections.current(),
+                    self.app.settings,
+                    self.app.hooks,
+                    skip_failed=True,
+                ),
+                self.send_timeout,
             )
         except Exception as exc:  # includes TimeoutError: a hung send is abandoned
             self.stats.errors += 1
             log.error(
                 "scheduler could not enqueue %d tick(s) (%s: %s); retrying",
-                len(batch),
+                len(calls),
                 type(exc).__name__,
                 exc,
             )
             return False
-        for (schedule, fire, out, message), task_id in zip(batch, ids, strict=True):
-            fresh = task_id == out.task_id
+        fire_of = {id(call): (schedule, fire) for schedule, fire, call in calls}
+        ticks: list[tuple[Schedule, float, Sent]] = []
+        for item in sent:
+            schedule, fire = fire_of[id(item.call)]
             due_at = datetime.fromtimestamp(fire, UTC).isoformat(timespec="seconds")
-            if fresh:
+            if item.fresh:
                 self.stats.enqueued += 1
                 log.info(
                     "schedule %r fired for %s: %s[%s] enqueued",
                     schedule.id,
                     due_at,
                     schedule.task,
-                    task_id[:8],
+                    item.task_id[:8],
                 )
-                for hook in self.app.hooks_for("after_enqueue"):
-                    try:
-                        await hook(message, task_id)
-                    except Exception:
-                        log.exception("after_enqueue hook failed for tick %s", out.key)
             else:
                 self.stats.duplicates += 1
                 log.debug(
                     "schedule %r for %s: already enqueued by another scheduler (%s)",
                     schedule.id,
                     due_at,
-                    task_id[:8],
+                    item.task_id[:8],
                 )
-            self.stats.recent.append(Tick(schedule.id, fire, task_id, fresh))
+            self.stats.recent.append(Tick(schedule.id, fire, item.task_id, item.fresh))
+            ticks.append((schedule, fire, item))
         del self.stats.recent[:-100]
-        await self._emit_ticks(
-            [
-                (s, fire, task_id, out.task_id)
-                for (s, fire, out, _), task_id in zip(batch, ids, strict=True)
-            ]
-        )
+        await self._emit_ticks(ticks)
         return True
 
-    async def _emit_ticks(self, ticks: Sequence[tuple[Schedule, float, str, str]]) -> None:
-        """Tell on_event hooks about the ticks, and write them to the event log."""
-        listeners = self.app.hooks_for("on_event")
-        if not listeners and not self.app.settings.events:
+    async def _emit_ticks(self, ticks: Sequence[tuple[Schedule, float, Sent]]) -> None:
+        """Tell on_event hooks about the ticks, and write them to the event log (through
+        the same emitter as a worker's events)."""
+        events = self._events()
+        if not events.active:
             return
         now = self._clock.now()
-        events = [
-            SchedulerTick(
-                at=now,
-                scheduler=self.scheduler_id,
-                schedule_id=schedule.id,
-                fire_time=fire,
-                task_id=task_id,
-                task=schedule.task,
-                fresh=task_id == own_id,
+        for schedule, fire, sent in ticks:
+            events.emit(
+                SchedulerTick(
+                    at=now,
+                    scheduler=self.scheduler_id,
+                    schedule_id=schedule.id,
+                    fire_time=fire,
+                    task_id=sent.task_id,
+                    task=schedule.task,
+                    fresh=sent.fresh,
+                )
             )
-            for schedule, fire, task_id, own_id in ticks
-        ]
-        for event in events:
-            notify(listeners, event)
-        if self.app.settings.events:
-            try:  # telemetry: a failed write is logged, never retried
-                await asyncio.wait_for(EventLog.of(self.app).append(events), self.send_timeout)
-            except Exception as exc:
-                log.warning("could not write %d tick event(s): %s", len(events), exc)
+        await events.flush(self.send_timeout)
 
-    async def _prepare(self, schedule: Schedule, fire: float) -> tuple[Outgoing, Any] | None:
+    def _events(self) -> EventEmitter:
+        if self._emitter is None:
+            app = self.app
+            log_ = None
+            if app.settings.events and Capability.EVENTS in app.broker.capabilities:
+                log_ = EventLog.of(app)
+            self._emitter = EventEmitter(app.hooks.of("on_event"), log_)
+        return self._emitter
+
+    def _call(self, schedule: Schedule, fire: float) -> Call | None:
         task = self.app.tasks.get(schedule.task)
         if task is None:
             log.error(
@@ -337,19 +344,14 @@ class Scheduler:
             "schedule": schedule.id,
             "scheduled_for": datetime.fromtimestamp(fire, UTC).isoformat(),
         }
-        # the key is deterministic and does the dedupe; the task id is fresh, so a peer's
-        # earlier copy shows up as a different id in publish's answer
-        options = CallOptions(key=tick_key(schedule.id, fire), labels=labels)
-        try:
-            message = self.app.build_message(task, schedule.args, schedule.kwargs, options)
-            for hook in self.app.hooks_for("before_enqueue"):
-                message = await hook(message)
-            outgoing = self.app.encode(task, message)
-        except Exception as exc:
-            log.error("schedule %r: tick cannot be built (%s); skipped", schedule.id, exc)
-            return None
-        key_ttl = max(outgoing.key_ttl, schedule.window(self.grace) + _KEY_MARGIN)
-        return dataclasses.replace(outgoing, key_ttl=key_ttl), message
+        # the key is deterministic and does the dedupe (for at least the tick's window);
+        # the task id is fresh, so a peer's earlier copy shows up as another id in the answer
+        options = CallOptions(
+            key=tick_key(schedule.id, fire),
+            labels=labels,
+            key_ttl=schedule.window(self.grace) + _KEY_MARGIN,
+        )
+        return Call(task, schedule.args, schedule.kwargs, options)
 
     # -- schedules, heartbeat, sleeping ----------------------------------------------
 

@@ -9,8 +9,8 @@ Any broker, ours or a third party's, proves itself the same way::
     async def test_my_broker(check, my_factory: BrokerFactory) -> None:
         await check(my_factory)
 
-A :class:`BrokerFactory` opens a fresh, empty, connected broker for the given settings
-(``async with factory(settings) as broker``). Checks use short real durations (leases of
+A :class:`BrokerFactory` opens a fresh, empty, connected broker for the given options
+(``async with factory(options) as broker``). Checks use short real durations (leases of
 a fraction of a second), because leases on server brokers are measured by the server's
 clock, not an injected one.
 """
@@ -18,42 +18,52 @@ clock, not an injected one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
     Broker,
+    BrokerOptions,
+    Capability,
     Delivery,
     Outgoing,
     StoredResult,
     WorkerInfo,
+    status_of,
 )
 from conveyor.message import SCHEMA_VERSION, Message, encode_message
 from conveyor.result import AbortOutcome, TaskStatus
-from conveyor.settings import Settings
 
-__all__ = ["CHECKS", "BrokerFactory", "Check", "conformance_settings"]
+__all__ = ["CHECKS", "REQUIRES", "BrokerFactory", "Check", "checks_for", "conformance_options"]
 
 LEASE = 0.6
 
 
 class BrokerFactory(Protocol):
-    def __call__(self, settings: Settings) -> AbstractAsyncContextManager[Broker]: ...
+    def __call__(self, options: BrokerOptions) -> AbstractAsyncContextManager[Broker]: ...
 
 
 Check = Callable[[BrokerFactory], Awaitable[None]]
 
 
-def conformance_settings(**changes: object) -> Settings:
-    """Settings with compressed timeouts for the checks."""
-    base = Settings(lease=LEASE, reap_interval=0.1, fetch_wait=0.2)
-    return base.replace(**changes) if changes else base
+def conformance_options(**changes: Any) -> BrokerOptions:
+    """Broker options with compressed timeouts for the checks."""
+    return dataclasses.replace(
+        BrokerOptions(lease=LEASE, reap_interval=0.1, fetch_wait=0.2), **changes
+    )
+
+
+async def _status(broker: Broker, task_id: str) -> tuple[TaskStatus, int] | None:
+    """(status, attempts) as users see them, or None: status_of(broker.locate(...))."""
+    location = await broker.locate(task_id)
+    return None if location is None else (status_of(location), location.attempts)
 
 
 def _out(body: bytes = b"x", queue: str = "default", **kw: object) -> Outgoing:
@@ -73,7 +83,7 @@ async def _fetch_all(
 
 async def check_publish_fetch_ack(factory: BrokerFactory) -> None:
     """Published messages are fetched once, byte-identical, with attempt 1; acked ones are gone."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         items = [_out(f"body-{i}".encode()) for i in range(3)]
         assert await broker.publish(items) == [i.task_id for i in items]
         got = await broker.fetch(["default"], 10, 1.0)
@@ -82,13 +92,12 @@ async def check_publish_fetch_ack(factory: BrokerFactory) -> None:
         assert {d.task_id for d in got} == {i.task_id for i in items}
         assert await broker.settle([(d, Ack()) for d in got]) == [True] * 3
         assert await broker.fetch(["default"], 10, 0.0) == []
-        depths = {q.queue: q for q in await broker.queue_depths()}
-        assert depths.get("default") is None or depths["default"].ready == 0
+        assert all([await broker.locate(i.task_id) is None for i in items])
 
 
 async def check_fetch_respects_count(factory: BrokerFactory) -> None:
     """fetch(count=n) never claims more than n."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         await broker.publish([_out() for _ in range(5)])
         first = await broker.fetch(["default"], 2, 1.0)
         assert len(first) == 2
@@ -99,7 +108,7 @@ async def check_fetch_respects_count(factory: BrokerFactory) -> None:
 
 async def check_priority_then_fifo(factory: BrokerFactory) -> None:
     """Higher priority first; equal priority in publish order."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         low1, low2, mid, high = (
             _out(b"l1"),
             _out(b"l2"),
@@ -120,7 +129,7 @@ async def check_priority_then_fifo(factory: BrokerFactory) -> None:
 
 async def check_queues_are_separate(factory: BrokerFactory) -> None:
     """A worker only gets messages of the queues it asks for, in the order given."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         await broker.publish([_out(b"a", queue="alpha"), _out(b"b", queue="beta")])
         assert [d.body for d in await broker.fetch(["beta"], 10, 1.0)] == [b"b"]
         assert [d.body for d in await broker.fetch(["alpha"], 10, 1.0)] == [b"a"]
@@ -128,7 +137,7 @@ async def check_queues_are_separate(factory: BrokerFactory) -> None:
 
 async def check_delay(factory: BrokerFactory) -> None:
     """A message with not_before in the future is invisible until then."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         due = time.time() + 0.5
         await broker.publish([_out(b"later", not_before=due)])
         await broker.reap()
@@ -140,12 +149,12 @@ async def check_delay(factory: BrokerFactory) -> None:
 
 async def check_retry_with_delay(factory: BrokerFactory) -> None:
     """retry(delay) hides the message for delay seconds and keeps the attempt count."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         item = _out(b"r")
         await broker.publish([item])
         (first,) = await broker.fetch(["default"], 1, 1.0)
         assert await first.retry(0.4)
-        assert (await broker.task_status(item.task_id)) == (TaskStatus.RETRYING, 1)
+        assert (await _status(broker, item.task_id)) == (TaskStatus.RETRYING, 1)
         await broker.reap()
         assert await broker.fetch(["default"], 1, 0.0) == []
         (second,) = await _fetch_all(broker, ["default"], 1, wait=3.0)
@@ -156,7 +165,7 @@ async def check_retry_with_delay(factory: BrokerFactory) -> None:
 
 async def check_dead_letter(factory: BrokerFactory) -> None:
     """dead_letter keeps the raw bytes and reason; requeue and delete work."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         raw = b"\xc1\x00not msgpack\xff"
         item = _out(raw)
         await broker.publish([item])
@@ -166,8 +175,8 @@ async def check_dead_letter(factory: BrokerFactory) -> None:
         assert [(e.id, e.body, e.reason, e.attempts) for e in entries] == [
             (item.task_id, raw, "malformed message: test", 1)
         ]
-        assert (await broker.dead_letter(item.task_id)) == entries[0]
-        assert (await broker.task_status(item.task_id)) == (TaskStatus.DEAD, 1)
+        assert (await broker.get_dead_letter(item.task_id)) == entries[0]
+        assert (await _status(broker, item.task_id)) == (TaskStatus.DEAD, 1)
         assert await broker.fetch(["default"], 1, 0.0) == []
         assert await broker.requeue_dead([item.task_id]) == 1
         assert await broker.dead_letters() == []
@@ -180,7 +189,7 @@ async def check_dead_letter(factory: BrokerFactory) -> None:
 
 async def check_requeue_dead_keeps_priority(factory: BrokerFactory) -> None:
     """A requeued dead letter comes back at the priority it was sent with."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         body = encode_message(
             Message(version=SCHEMA_VERSION, task_id="p", task="t", queue="default", priority=7)
         )
@@ -197,7 +206,7 @@ async def check_requeue_dead_keeps_priority(factory: BrokerFactory) -> None:
 
 async def check_lease_expiry_redelivers_and_fences(factory: BrokerFactory) -> None:
     """An unrenewed lease expires; reap makes the message ready; the old owner is fenced."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         item = _out(b"lease")
         await broker.publish([item])
         (old,) = await broker.fetch(["default"], 1, 1.0)
@@ -211,7 +220,7 @@ async def check_lease_expiry_redelivers_and_fences(factory: BrokerFactory) -> No
 
 async def check_extend_lease_keeps_ownership(factory: BrokerFactory) -> None:
     """Renewed leases (from the loop and from a thread) are not reaped."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         await broker.publish([_out(b"a"), _out(b"b")])
         got = await broker.fetch(["default"], 2, 1.0)
         keeper = broker.lease_keeper()
@@ -237,7 +246,7 @@ async def check_extend_lease_keeps_ownership(factory: BrokerFactory) -> None:
 
 async def check_release_is_uncharged(factory: BrokerFactory) -> None:
     """release() makes the message ready at once without counting the attempt."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         await broker.publish([_out(b"rel")])
         (d,) = await broker.fetch(["default"], 1, 1.0)
         assert await d.release()
@@ -247,7 +256,7 @@ async def check_release_is_uncharged(factory: BrokerFactory) -> None:
 
 async def check_batch_publish(factory: BrokerFactory) -> None:
     """A batch of 500 is published in one call and fetched completely."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         items = [_out(str(i).encode()) for i in range(500)]
         assert await broker.publish(items) == [i.task_id for i in items]
         got = await _fetch_all(broker, ["default"], 500, wait=5.0)
@@ -258,7 +267,7 @@ async def check_batch_publish(factory: BrokerFactory) -> None:
 
 async def check_idempotency_key(factory: BrokerFactory) -> None:
     """Same key while queued, running or recently finished: one task, same id."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         first = _out(b"k", key="report-42", key_ttl=30.0)
         second = _out(b"k2", key="report-42", key_ttl=30.0)
         assert await broker.publish([first]) == [first.task_id]
@@ -272,7 +281,7 @@ async def check_idempotency_key(factory: BrokerFactory) -> None:
 
 async def check_duplicate_task_id(factory: BrokerFactory) -> None:
     """Publishing the same task id twice while it is queued yields one message."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         item = _out(b"same")
         await broker.publish([item, item])
         got = await _fetch_all(broker, ["default"], 2, wait=0.5)
@@ -281,7 +290,7 @@ async def check_duplicate_task_id(factory: BrokerFactory) -> None:
 
 async def check_blocking_fetch_wakes_on_publish(factory: BrokerFactory) -> None:
     """A fetch waiting on an empty queue returns soon after a publish, not at its timeout."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         waiting = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
         await asyncio.sleep(0.1)
         started = time.monotonic()
@@ -294,7 +303,7 @@ async def check_blocking_fetch_wakes_on_publish(factory: BrokerFactory) -> None:
 async def check_waiting_fetch_takes_a_delayed_message_when_due(factory: BrokerFactory) -> None:
     """A fetch waiting on an empty queue returns a delayed message published meanwhile
     (and a retry parked meanwhile) when it falls due, not at the end of its wait."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
         await asyncio.sleep(0.1)
         await broker.publish([_out(b"soon", not_before=time.time() + 0.2)])
@@ -310,7 +319,7 @@ async def check_waiting_fetch_takes_a_delayed_message_when_due(factory: BrokerFa
 
 async def check_interrupt_fetch(factory: BrokerFactory) -> None:
     """interrupt_fetch() ends a waiting fetch at once, and one that has not begun to wait."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
         await asyncio.sleep(0.1)
         broker.interrupt_fetch()
@@ -322,25 +331,25 @@ async def check_interrupt_fetch(factory: BrokerFactory) -> None:
         assert got.body == b"after"
 
 
-async def check_task_status_and_depths(factory: BrokerFactory) -> None:
-    """task_status and queue_depths follow a message through its states."""
-    async with factory(conformance_settings()) as broker:
+async def check_locate_and_depths(factory: BrokerFactory) -> None:
+    """locate and queue_depths follow a message through its states."""
+    async with factory(conformance_options()) as broker:
         a, b = _out(b"a"), _out(b"b", not_before=time.time() + 60)
         await broker.publish([a, b])
-        assert await broker.task_status(a.task_id) == (TaskStatus.QUEUED, 0)
-        assert await broker.task_status(b.task_id) == (TaskStatus.QUEUED, 0)
+        assert await _status(broker, a.task_id) == (TaskStatus.QUEUED, 0)
+        assert await _status(broker, b.task_id) == (TaskStatus.QUEUED, 0)
         depth = {q.queue: q for q in await broker.queue_depths()}["default"]
         assert (depth.ready, depth.delayed, depth.running) == (1, 1, 0)
         (d,) = await broker.fetch(["default"], 1, 1.0)
-        assert await broker.task_status(a.task_id) == (TaskStatus.RUNNING, 1)
+        assert await _status(broker, a.task_id) == (TaskStatus.RUNNING, 1)
         assert await d.ack()
-        assert await broker.task_status(a.task_id) is None
-        assert await broker.task_status("no-such-task") is None
+        assert await _status(broker, a.task_id) is None
+        assert await _status(broker, "no-such-task") is None
 
 
 async def check_result_store(factory: BrokerFactory) -> None:
     """Results: put/get, push-based wait, wait timeout, TTL expiry, delete."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         store = broker.result_store()
         assert await store.get("missing") is None
         started = time.monotonic()
@@ -365,7 +374,7 @@ async def check_result_store(factory: BrokerFactory) -> None:
 
 async def check_ack_stores_result_atomically(factory: BrokerFactory) -> None:
     """ack(result) on a broker's own store makes the result visible by the time ack returns."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         item = _out(b"r")
         await broker.publish([item])
         (d,) = await broker.fetch(["default"], 1, 1.0)
@@ -391,7 +400,7 @@ async def check_abort(factory: BrokerFactory) -> None:
     """abort() removes a queued, delayed or retry-waiting message with its result (it is
     never fetched); marks a leased one, which abort_marks and the abort signal report and a
     later claim carries; leaves a dead letter alone; and knows no other id."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         store = broker.result_store()
         calls: list[tuple[str, bytes, int]] = []
         queued = _out(b"q", key="abort-key", key_ttl=30.0)
@@ -401,7 +410,7 @@ async def check_abort(factory: BrokerFactory) -> None:
             outcome = await broker.abort(item.task_id, _aborted_as(calls, item.task_id))
             assert outcome is AbortOutcome.DEQUEUED
             assert await store.get(item.task_id) == b"aborted:" + item.body
-            assert await broker.task_status(item.task_id) is None
+            assert await _status(broker, item.task_id) is None
             assert await broker.abort(item.task_id, _never_called) is AbortOutcome.UNKNOWN
         assert calls[-2:] == [(queued.task_id, b"q", 0), (delayed.task_id, b"d", 0)]
         await broker.reap()
@@ -431,7 +440,7 @@ async def check_abort(factory: BrokerFactory) -> None:
         assert running.task_id in await asyncio.wait_for(signal, 5.0)
         assert await broker.abort_marks([d]) == [True]
         assert await broker.abort(running.task_id, _never_called) is AbortOutcome.SIGNALLED
-        assert await broker.task_status(running.task_id) == (TaskStatus.RUNNING, 1)
+        assert await _status(broker, running.task_id) == (TaskStatus.RUNNING, 1)
         assert await store.get(running.task_id) is None, "the worker stores the result"
         # its worker died: the mark survives the reap, and the next claim carries it
         await asyncio.sleep(LEASE + 0.3)
@@ -455,7 +464,7 @@ async def check_abort(factory: BrokerFactory) -> None:
 async def check_abort_races_fetch(factory: BrokerFactory) -> None:
     """Aborts racing fetches: every task is either removed unfetched (DEQUEUED, result
     stored) or fetched and marked (SIGNALLED), never both and never neither."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         items = [_out(str(i).encode()) for i in range(40)]
         await broker.publish(items)
         fetched: list[Delivery] = []
@@ -494,7 +503,7 @@ async def check_abort_races_fetch(factory: BrokerFactory) -> None:
 
 async def check_workers_heartbeat(factory: BrokerFactory) -> None:
     """Heartbeats list live workers and forget expired ones."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         now = time.time()
         info = WorkerInfo("w1", "host", 1, ["default"], 4, 1, 10, now, now, ["t"])
         await broker.heartbeat(info, 0.5)
@@ -510,7 +519,7 @@ async def check_idempotency_key_admits_one(factory: BrokerFactory) -> None:
     The scheduler's exactly-once per tick (G7) is this property: every scheduler publishes
     every tick with a fresh task id and the key ``tick:<schedule>:<fire time>``.
     """
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         # (a) 10 concurrent publishes, 10 task ids, one key: one task, one id for all
         key = "tick:nightly:1000.000"
         racers = [_out(f"racer-{i}".encode(), key=key, key_ttl=30.0) for i in range(10)]
@@ -522,14 +531,14 @@ async def check_idempotency_key_admits_one(factory: BrokerFactory) -> None:
         assert [d.task_id for d in got] == [winner], "exactly one task may exist per key"
         for r in racers:
             if r.task_id != winner:
-                assert await broker.task_status(r.task_id) is None
+                assert await _status(broker, r.task_id) is None
 
         # (b) acked: a late duplicate within key_ttl gets the old id and publishes nothing
         assert await got[0].ack()
         late = _out(b"late", key=key, key_ttl=30.0)
         assert await broker.publish([late]) == [winner]
         assert await broker.fetch(["default"], 5, 0.0) == []
-        assert await broker.task_status(late.task_id) is None
+        assert await _status(broker, late.task_id) is None
 
         # (c) dead-lettered: a late duplicate (a fresh id, or the dead task's own id) gets
         # the old id, publishes nothing and leaves the dead letter as it was
@@ -545,7 +554,7 @@ async def check_idempotency_key_admits_one(factory: BrokerFactory) -> None:
             await broker.reap()
             assert await broker.fetch(["default"], 5, 0.0) == []
             assert await broker.dead_letters() == entries, "a duplicate disturbed the DLQ"
-            assert await broker.task_status(first.task_id) == (TaskStatus.DEAD, 1)
+            assert await _status(broker, first.task_id) == (TaskStatus.DEAD, 1)
 
         # (d) once key_ttl has passed since the task ended, the key admits a new task
         key = "tick:nightly:3000.000"
@@ -564,7 +573,7 @@ async def check_idempotency_key_admits_one(factory: BrokerFactory) -> None:
 
 async def check_schedule_store(factory: BrokerFactory) -> None:
     """Schedule definitions are saved, replaced, loaded and deleted."""
-    async with factory(conformance_settings()) as broker:
+    async with factory(conformance_options()) as broker:
         store = broker.schedule_store()
         await store.save_schedule("s1", b"spec-1")
         await store.save_schedule("s1", b"spec-1b")
@@ -577,7 +586,7 @@ async def check_schedule_store(factory: BrokerFactory) -> None:
 
 async def check_event_store(factory: BrokerFactory) -> None:
     """The event log keeps records in order, pages by cursor, and is capped."""
-    async with factory(conformance_settings(events_max=50)) as broker:
+    async with factory(conformance_options(events_max=50)) as broker:
         store = broker.event_store()
         assert await store.read() == [] and await store.recent() == []
         await store.append([b"e1", b"e2"])
@@ -601,31 +610,54 @@ async def check_event_store(factory: BrokerFactory) -> None:
         assert (await store.read(rows[0][0], limit=1))[0] == kept[0]
 
 
-CHECKS: list[Check] = [
-    check_publish_fetch_ack,
-    check_fetch_respects_count,
-    check_priority_then_fifo,
-    check_queues_are_separate,
-    check_delay,
-    check_retry_with_delay,
-    check_dead_letter,
-    check_requeue_dead_keeps_priority,
-    check_lease_expiry_redelivers_and_fences,
-    check_extend_lease_keeps_ownership,
-    check_release_is_uncharged,
-    check_batch_publish,
-    check_idempotency_key,
-    check_idempotency_key_admits_one,
-    check_duplicate_task_id,
-    check_blocking_fetch_wakes_on_publish,
-    check_waiting_fetch_takes_a_delayed_message_when_due,
-    check_interrupt_fetch,
-    check_task_status_and_depths,
-    check_result_store,
-    check_ack_stores_result_atomically,
-    check_abort,
-    check_abort_races_fetch,
-    check_workers_heartbeat,
-    check_schedule_store,
-    check_event_store,
-]
+# Each check and the capabilities it needs; it runs on a broker that declares them all.
+_QUEUE, _PRIORITY, _ABORT, _ADMIN = (
+    Capability.QUEUE,
+    Capability.PRIORITY,
+    Capability.ABORT,
+    Capability.ADMIN,
+)
+REQUIRES: dict[Check, frozenset[Capability]] = {
+    check: frozenset(needs)
+    for check, needs in [
+        (check_publish_fetch_ack, {_QUEUE}),
+        (check_fetch_respects_count, {_QUEUE}),
+        (check_priority_then_fifo, {_QUEUE, _PRIORITY}),
+        (check_queues_are_separate, {_QUEUE}),
+        (check_delay, {_QUEUE}),
+        (check_retry_with_delay, {_QUEUE}),
+        (check_lease_expiry_redelivers_and_fences, {_QUEUE}),
+        (check_extend_lease_keeps_ownership, {_QUEUE}),
+        (check_release_is_uncharged, {_QUEUE}),
+        (check_batch_publish, {_QUEUE}),
+        (check_idempotency_key, {_QUEUE}),
+        (check_duplicate_task_id, {_QUEUE}),
+        (check_blocking_fetch_wakes_on_publish, {_QUEUE}),
+        (check_waiting_fetch_takes_a_delayed_message_when_due, {_QUEUE}),
+        (check_interrupt_fetch, {_QUEUE}),
+        (check_dead_letter, {_QUEUE, _ADMIN}),
+        (check_requeue_dead_keeps_priority, {_QUEUE, _ADMIN, _PRIORITY}),
+        (check_idempotency_key_admits_one, {_QUEUE, _ADMIN}),
+        (check_locate_and_depths, {_QUEUE, _ADMIN}),
+        (check_workers_heartbeat, {_ADMIN}),
+        (check_result_store, {Capability.RESULTS}),
+        (check_ack_stores_result_atomically, {_QUEUE, Capability.RESULTS}),
+        (check_abort, {_QUEUE, _ABORT, _ADMIN, Capability.RESULTS}),
+        (check_abort_races_fetch, {_QUEUE, _ABORT, Capability.RESULTS}),
+        (check_schedule_store, {Capability.SCHEDULES}),
+        (check_event_store, {Capability.EVENTS}),
+    ]
+}
+
+CHECKS: list[Check] = list(REQUIRES)
+"""Every check, for a broker with every capability."""
+
+
+def checks_for(capabilities: Iterable[Capability]) -> list[Check]:
+    """The checks a broker with ``capabilities`` must pass (a ``capabilities`` attribute
+    of the broker class says which it has).
+
+    >>> checks_for(MyBroker.capabilities)           # doctest: +SKIP
+    """
+    have = frozenset(capabilities)
+    return [check for check, needs in REQUIRES.items() if needs <= have]

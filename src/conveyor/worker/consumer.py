@@ -14,6 +14,7 @@ the only per-task cost is a set lookup.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
@@ -22,23 +23,18 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.brokers import shown_url
-from conveyor.brokers.base import Broker, Delivery, Release, WorkerInfo
+from conveyor.brokers.base import Broker, Capability, Delivery, Release, WorkerInfo
 from conveyor.clock import FaultPause, sleep_unless
 from conveyor.errors import ConfigurationError
-from conveyor.observability.events import (
-    Event,
-    EventLog,
-    EventRecorder,
-    WorkerHeartbeat,
-    notify,
-)
+from conveyor.events import EventEmitter, EventLog, WorkerHeartbeat
 from conveyor.observability.logging import install_task_context
 from conveyor.settings import MAX_CONCURRENCY, Settings
 from conveyor.worker.executor import Executor, Settler
 from conveyor.worker.lease import LeaseRenewer
+from conveyor.worker.runners import SyncRunner
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -94,8 +90,8 @@ class Worker:
         self._executor: Executor | None = None
         self._settler: Settler | None = None
         self._renewer: LeaseRenewer | None = None
-        self._recorder: EventRecorder | None = None
-        self._on_event: list[Callable[[Event], None]] = []
+        self._runner: SyncRunner | None = None
+        self._events = EventEmitter()
         self._owns_connection = False
         self._broker: Broker  # set by start()
         self._alone_waiting: Delivery | None = None
@@ -117,23 +113,24 @@ class Worker:
         if not self.app.is_connected:
             await self.app.connect()
             self._owns_connection = True
-        self.app.ensure_thread_pool(self.concurrency)
-        await self.app.call_handlers(self.app.startup_handlers)
+        self._runner = SyncRunner(self.concurrency)
+        await run_handlers(self.app.startup_handlers)
         settings = self.app.settings
         self.started_at = settings.clock.now()
         install_task_context()
         broker = self._broker = self.app.broker
-        self._on_event = list(self.app.hooks_for("on_event"))
-        if settings.events and hasattr(broker, "event_store"):
-            self._recorder = EventRecorder(EventLog(broker.event_store()))
-            self._on_event.append(self._recorder.on_event)
+        event_log = None
+        if settings.events and Capability.EVENTS in broker.capabilities:
+            event_log = EventLog(broker.event_store())
+        self._events = EventEmitter(self.app.hooks.of("on_event"), event_log)
         self._settler = Settler(self.app)
         self._executor = Executor(
             self.app,
             self._settler,
             settle_retry_for=max(settings.lease, 1.0),
+            run_sync=self._runner,
             worker_id=self.worker_id,
-            on_event=self._on_event,
+            emitter=self._events,
         )
         self._renewer = LeaseRenewer(
             broker.lease_keeper,
@@ -212,8 +209,7 @@ class Worker:
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self._settler is not None:
             await self._settler.aclose()
-        if self._recorder is not None:
-            await self._recorder.aclose()
+        await self._events.aclose()
         if self._renewer is not None:
             await asyncio.to_thread(self._renewer.stop)
         try:  # leave `conveyor status` at once rather than after the heartbeat expires
@@ -221,9 +217,11 @@ class Worker:
         except Exception:
             log.debug("could not clear the heartbeat", exc_info=True)
         try:
-            await self.app.call_handlers(self.app.shutdown_handlers)
+            await run_handlers(self.app.shutdown_handlers)
         finally:
             self._stopped.set()
+            if self._runner is not None:
+                self._runner.close()
             if self._owns_connection:
                 await self.app.close()
         log.info("worker %s stopped after %d task(s)", self.worker_id, self.processed)
@@ -440,7 +438,7 @@ class Worker:
         ttl = max(self.app.settings.heartbeat_interval * 3, 1.0)
         info = self.info()
         await self._broker.heartbeat(info, ttl)
-        if self._on_event:
+        if self._events.active:
             event = WorkerHeartbeat(
                 at=info.last_seen,
                 worker=info.worker_id,
@@ -453,7 +451,15 @@ class Worker:
                 utilization=info.running / info.concurrency,
                 current_tasks=info.current_tasks,
             )
-            notify(self._on_event, event)
+            self._events.emit(event)
+
+
+async def run_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
+    """Run startup or shutdown handlers in order, awaiting the async ones."""
+    for handler in handlers:
+        value = handler()
+        if inspect.isawaitable(value):
+            await value
 
 
 def _fault_pause(settings: Settings) -> FaultPause:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.batching import Batcher
@@ -30,18 +30,18 @@ from conveyor.brokers.base import (
 from conveyor.clock import FaultPause
 from conveyor.deps import Context
 from conveyor.errors import SettlementRefused, TaskTimeout
-from conveyor.hooks import HOOK_METHODS
-from conveyor.message import MalformedMessage, Message, decode_message, encode_value
-from conveyor.observability.events import (
+from conveyor.events import (
     Event,
+    EventEmitter,
     TaskDead,
     TaskReceived,
     TaskRetried,
     TaskStarted,
     args_preview,
     finished_event,
-    notify,
 )
+from conveyor.hooks import HOOK_METHODS
+from conveyor.message import MalformedMessage, Message, decode_message, encode_value
 from conveyor.observability.logging import TASK_CONTEXT
 from conveyor.result import (
     MAX_TRACEBACK,
@@ -55,7 +55,7 @@ from conveyor.signing import InvalidSignature, verified
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.task import Task
+    from conveyor.task import SyncRun, Task
 
 __all__ = ["Executor", "Settler"]
 
@@ -141,10 +141,12 @@ class Executor:
         settler: Settler,
         settle_retry_for: float,
         *,
+        run_sync: SyncRun,
         worker_id: str = "",
-        on_event: Sequence[Callable[[Event], None]] = (),
+        emitter: EventEmitter | None = None,
     ) -> None:
         self.app = app
+        self._run_sync = run_sync
         self.settler = settler
         self.settle_retry_for = settle_retry_for
         self.shutting_down = False
@@ -163,12 +165,12 @@ class Executor:
             lambda batch: broker.extend_leases(batch, self._lease)
         )
         # hooks are fixed while a worker runs; skip the await entirely when there are none
-        self._has_hooks = {name: bool(app.hooks_for(name)) for name in HOOK_METHODS}
-        # events are built only when someone listens (hooks' on_event, the event recorder)
+        self._has_hooks = {name: bool(app.hooks.of(name)) for name in HOOK_METHODS}
+        # events are built only when someone takes them (on_event hooks, the event log)
         self.worker_id = worker_id
         self._log_tasks = app.settings.log_tasks
-        self._on_event = list(on_event)
-        if self._on_event:  # terminal events ride on after_execute (see _hooks)
+        self._events = emitter if emitter is not None and emitter.active else None
+        if self._events is not None:  # terminal events ride on after_execute (see _hooks)
             self._has_hooks["after_execute"] = True
 
     async def execute(self, delivery: Delivery) -> TaskStatus | None:
@@ -193,7 +195,7 @@ class Executor:
                 f"message's {delivery.task_id!r}",
             )
         TASK_CONTEXT.set((message.task_id, message.task, delivery.attempt))  # for log records
-        if self._on_event:
+        if self._events is not None:
             self._emit(self._task_event(TaskReceived, message, delivery.attempt))
         if delivery.abort_requested or delivery in self.aborting:
             return await self._aborted(delivery, message, 0.0, running=False)
@@ -251,7 +253,7 @@ class Executor:
             await self._still_ours(delivery)
         ):
             return None
-        if self._on_event:
+        if self._events is not None:
             self._emit(self._task_event(TaskStarted, message, delivery.attempt))
         started = time.perf_counter()
         self._bodies[delivery] = (asyncio.current_task(), context)
@@ -259,13 +261,13 @@ class Executor:
             if message.timeout:
                 try:
                     async with asyncio.timeout(message.timeout):
-                        value = await task.run(args, kwargs, context)
+                        value = await task.run(args, kwargs, context, self._run_sync)
                 except TimeoutError:
                     raise TaskTimeout(
                         f"task {task.name!r} exceeded its timeout of {message.timeout:g} s"
                     ) from None
             else:
-                value = await task.run(args, kwargs, context)
+                value = await task.run(args, kwargs, context, self._run_sync)
         except asyncio.CancelledError as exc:
             del self._bodies[delivery]
             current = asyncio.current_task()
@@ -393,7 +395,7 @@ class Executor:
         if retryable:
             delay = task.options.backoff(delivery.attempt)
             await self._hooks("on_retry", message, delivery.attempt, delay, error)
-            if self._on_event:
+            if self._events is not None:
                 self._emit(
                     TaskRetried(
                         at=self.app.settings.clock.now(),
@@ -498,7 +500,7 @@ class Executor:
             finished_at=self.app.settings.clock.now(),
         )
         await self._hooks("on_dead_letter", message, delivery.task_id, reason)
-        if self._on_event:
+        if self._events is not None:
             self._emit(
                 TaskDead(
                     at=result.finished_at,
@@ -517,10 +519,10 @@ class Executor:
 
     async def _hooks(self, method: str, *args: Any) -> None:
         """Run hooks; a hook that raises is logged and never changes the task's outcome."""
-        if method == "after_execute" and self._on_event:
+        if method == "after_execute" and self._events is not None:
             # every terminal result (succeeded, failed, aborted) passes here exactly once
             self._emit(finished_event(args[0], args[1], self.worker_id))
-        for hook in self.app.hooks_for(method):
+        for hook in self.app.hooks.of(method):
             try:
                 await hook(*args)
             except Exception:
@@ -548,7 +550,8 @@ class Executor:
         )
 
     def _emit(self, event: Event) -> None:
-        notify(self._on_event, event)
+        if self._events is not None:
+            self._events.emit(event)
 
     def _ttl(self, message: Message | None) -> float:
         if message is not None and message.result_ttl is not None:

@@ -19,8 +19,6 @@ The header of each script states its contract; the key layout is in ``keys.py``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -36,17 +34,21 @@ import redis
 
 from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
-    MAX_ABORT_SIGNALS,
     AbortResult,
+    AbortSignalBuffer,
     Ack,
+    BrokerOptions,
+    Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
     Outgoing,
+    Place,
     QueueDepth,
     Retry,
     Settlement,
     StoredResult,
+    TaskLocation,
     WorkerInfo,
 )
 from conveyor.brokers.redis.connection import Scripts, new_client, reachable_client, split_url
@@ -58,22 +60,23 @@ from conveyor.brokers.redis.results import RedisResultStore
 from conveyor.brokers.redis.schedules import RedisScheduleStore
 from conveyor.brokers.redis.wakeup import FetchWaker
 from conveyor.errors import BrokerUnavailable, SettlementRefused
-from conveyor.result import AbortOutcome, TaskStatus
-from conveyor.settings import Settings
+from conveyor.result import AbortOutcome
 
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("conveyor.redis")
 
-_STATUS = {b"running": TaskStatus.RUNNING, b"dead": TaskStatus.DEAD}
+_PLACE = {b"running": Place.LEASED, b"dead": Place.DEAD}
 
 
 class RedisBroker:
     """Redis Streams broker: ``Conveyor("redis://localhost:6379/0")``."""
 
-    def __init__(self, url: str, settings: Settings | None = None) -> None:
+    capabilities = frozenset(Capability)
+
+    def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.url = url
-        self._settings = settings or Settings()
+        self._options = options or BrokerOptions()
         self._redis_url, prefix = split_url(url)
         self.keys = Keys(prefix)
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -81,17 +84,17 @@ class RedisBroker:
         self._blocking: Any = None
         self._scripts: Scripts | None = None
         self._known_queues: set[str] = set()
-        self._results = RedisResultStore(url, self._settings, broker=self)
-        self._aborts = _AbortSignals()
+        self._results = RedisResultStore(url, self._options, broker=self)
+        self._aborts = AbortSignalBuffer()
         self._abort_listener = ChannelListener(
             "conveyor-redis-aborts",
             lambda: self.client,
             self.keys.aborts_channel,
-            self._aborts.receive,
-            self._aborts.resubscribed,
+            lambda payload: self._aborts.add([payload.decode(errors="replace")]),
+            self._abort_resubscribed,
         )
         self._schedules = RedisScheduleStore(self)
-        self._events = RedisEventStore(self, self._settings.events_max)
+        self._events = RedisEventStore(self, self._options.events_max)
         self._waker = FetchWaker(lambda: self.client, lambda: self._blocking, self.keys.delays)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -110,18 +113,18 @@ class RedisBroker:
     async def connect(self) -> None:
         if self._client is not None:
             return
-        client = await reachable_client(self.url, self._redis_url, self._settings)
+        client = await reachable_client(self.url, self._redis_url, self._options)
         self._client = client
-        self._blocking = new_client(self._redis_url, self._settings, blocking=True)
+        self._blocking = new_client(self._redis_url, self._options, blocking=True)
         self._scripts = Scripts(client)
         await self._check_server()
-        for queue in self._settings.queues:
+        for queue in self._options.queues:
             await self._register_queue(queue)
 
     async def close(self) -> None:
         await self._abort_listener.close()
         await self._waker.close()
-        self._aborts.reset()  # its event may be bound to this event loop
+        self._aborts = AbortSignalBuffer()  # its event may be bound to this event loop
         await self._results.close()
         for client in (self._client, self._blocking):
             if client is not None:
@@ -129,7 +132,7 @@ class RedisBroker:
         self._client = self._blocking = None
 
     def clone(self) -> RedisBroker:
-        return RedisBroker(self.url, self._settings)
+        return RedisBroker(self.url, self._options)
 
     def result_store(self) -> RedisResultStore:
         return self._results
@@ -441,7 +444,7 @@ class RedisBroker:
                 args: list[Any] = [
                     self.keys.group,
                     self.consumer,
-                    idle_ms(self._settings.lease, seconds),
+                    idle_ms(self._options.lease, seconds),
                 ]
                 for i in indexes:
                     args += list(deliveries[i].token)
@@ -454,10 +457,10 @@ class RedisBroker:
         return out
 
     def lease_keeper(self) -> RedisLeaseKeeper:
-        return RedisLeaseKeeper(self._redis_url, self.keys, self.consumer, self._settings.lease)
+        return RedisLeaseKeeper(self._redis_url, self.keys, self.consumer, self._options.lease)
 
     async def reap(self) -> int:
-        lease_ms = max(int(self._settings.lease * 1000), 1)
+        lease_ms = max(int(self._options.lease * 1000), 1)
         moved = 0
         for queue in await self._all_queues():
             answer = await self.scripts.call(
@@ -528,7 +531,10 @@ class RedisBroker:
 
     async def wait_abort_signal(self, timeout: float) -> list[str]:
         await self._abort_listener.start()
-        return await self._aborts.wait(timeout)
+        return await self._aborts.take(timeout)
+
+    async def _abort_resubscribed(self) -> None:
+        self._aborts.wake()  # anything published while we were away: the worker re-checks
 
     # -- inspection ----------------------------------------------------------------
 
@@ -546,15 +552,12 @@ class RedisBroker:
                 return queue, values
         return None
 
-    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
+    async def locate(self, task_id: str) -> TaskLocation | None:
         found = await self._find_job(task_id)
         if found is None:
             return None
         state, attempts = found[1][0], int(found[1][1] or 0)
-        status = _STATUS.get(state)
-        if status is None:
-            status = TaskStatus.RETRYING if attempts > 0 else TaskStatus.QUEUED
-        return status, attempts
+        return TaskLocation(_PLACE.get(state, Place.WAITING), attempts)
 
     async def queue_depths(self) -> list[QueueDepth]:
         queues = await self._all_queues()
@@ -599,7 +602,7 @@ class RedisBroker:
         entries.sort(key=lambda e: e.failed_at, reverse=True)
         return entries[offset : offset + limit]
 
-    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+    async def get_dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
         found = await self._find_job(entry_id)
         if found is None or found[1][0] != b"dead" or found[1][2] is None:
             return None
@@ -704,32 +707,3 @@ def _dead_entry(queue: str, fields: dict[bytes, bytes]) -> DeadLetterEntry:
         attempts=int(fields.get(b"a", b"0")),
         failed_at=int(fields.get(b"t", b"0")) / 1000.0,
     )
-
-
-class _AbortSignals:
-    """Task ids announced on the aborts channel, until the worker takes them."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-        self._task_ids: list[str] = []
-
-    def reset(self) -> None:
-        self._event = asyncio.Event()
-        self._task_ids = []
-
-    def receive(self, payload: bytes) -> None:
-        if len(self._task_ids) < MAX_ABORT_SIGNALS:
-            self._task_ids.append(payload.decode())
-        self._event.set()
-
-    async def resubscribed(self) -> None:
-        self._event.set()  # anything published while we were away: the worker re-checks
-
-    async def wait(self, timeout: float) -> list[str]:
-        if not self._event.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(timeout, 0.0)):
-                    await self._event.wait()
-        self._event.clear()
-        taken, self._task_ids = self._task_ids, []
-        return taken

@@ -19,9 +19,9 @@ from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 
 from conveyor.brokers import redact_secrets, redact_url
+from conveyor.brokers.base import BrokerOptions
 from conveyor.brokers.redis.scripts import SCRIPT_NAMES, load_sources
 from conveyor.errors import BrokerUnavailable, ConfigurationError
-from conveyor.settings import Settings
 
 __all__ = [
     "SOURCES",
@@ -64,14 +64,14 @@ class HiredisPackSSLConnection(aioredis.SSLConnection, HiredisPackConnection):
     pass
 
 
-def new_client(url: str, settings: Settings, *, blocking: bool = False) -> aioredis.Redis:
+def new_client(url: str, options: BrokerOptions, *, blocking: bool = False) -> aioredis.Redis:
     """A client for ``url``. A ``blocking`` one (for ``XREADGROUP ... BLOCK``) holds a
     single connection whose ``client_id`` (see :func:`blocked_client_id`) another
     connection can pass to ``CLIENT UNBLOCK``, to end its wait early."""
     # a blocking XREADGROUP must finish within the socket timeout (redis-py #2807)
-    timeout = settings.fetch_wait + 10.0 if blocking else 10.0
+    timeout = options.fetch_wait + 10.0 if blocking else 10.0
     secure = urlsplit(url).scheme == "rediss"
-    options: dict[str, Any] = {
+    client_options: dict[str, Any] = {
         "connection_class": HiredisPackSSLConnection if secure else HiredisPackConnection,
         "socket_timeout": timeout,
         "socket_connect_timeout": 5.0,
@@ -85,7 +85,7 @@ def new_client(url: str, settings: Settings, *, blocking: bool = False) -> aiore
             url,
             single_connection_client=True,
             redis_connect_func=_connect_keeping_id,
-            **options,
+            **client_options,
         )
     # A pool of a known size that queues callers beyond it: a thousand concurrent
     # status() or wait_result() calls wait their turn instead of failing with
@@ -93,7 +93,7 @@ def new_client(url: str, settings: Settings, *, blocking: bool = False) -> aiore
     query = dict(parse_qsl(urlsplit(url).query))
     size = int(query.get("max_connections", DEFAULT_POOL_SIZE))
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=size, timeout=POOL_WAIT, **options
+        url, max_connections=size, timeout=POOL_WAIT, **client_options
     )
     return aioredis.Redis.from_pool(pool)  # the client owns and closes its pool
 
@@ -111,12 +111,12 @@ def blocked_client_id(client: aioredis.Redis) -> int | None:
     return getattr(client.connection, "conveyor_client_id", None)
 
 
-async def reachable_client(url: str, redis_url: str, settings: Settings) -> aioredis.Redis:
+async def reachable_client(url: str, redis_url: str, options: BrokerOptions) -> aioredis.Redis:
     """A client that answered PING, or :class:`BrokerUnavailable` naming ``url`` without
     its password (:class:`ConfigurationError` for a URL redis-py cannot use)."""
     # redis-py's messages may quote a piece of a password that its URL parser cut
     try:
-        client = new_client(redis_url, settings)
+        client = new_client(redis_url, options)
     except ValueError as exc:  # a bad port, an invalid option value
         reason = redact_secrets(str(exc), url)
         raise ConfigurationError(f"invalid Redis URL {redact_url(url)}: {reason}") from None

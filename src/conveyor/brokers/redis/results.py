@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.brokers import redact_url
-from conveyor.brokers.base import StoredResult
+from conveyor.brokers.base import BrokerOptions, StoredResult
 from conveyor.brokers.redis.connection import reachable_client, split_url
 from conveyor.brokers.redis.keys import Keys
 from conveyor.brokers.redis.pubsub import ChannelListener
 from conveyor.errors import BrokerUnavailable
-from conveyor.settings import Settings
 
 if TYPE_CHECKING:
     from conveyor.brokers.redis.broker import RedisBroker
@@ -31,10 +30,10 @@ class RedisResultStore:
     """Results in Redis with a TTL; ``wait`` is woken by pub/sub, with no polling loop."""
 
     def __init__(
-        self, url: str, settings: Settings | None = None, *, broker: RedisBroker | None = None
+        self, url: str, options: BrokerOptions | None = None, *, broker: RedisBroker | None = None
     ) -> None:
         self.url = url
-        self._settings = settings or Settings()
+        self._options = options or BrokerOptions()
         self._redis_url, prefix = split_url(url)
         self.keys = Keys(prefix)
         self._broker = broker
@@ -61,7 +60,7 @@ class RedisResultStore:
     async def connect(self) -> None:
         if self._broker is not None or self._own_client is not None:
             return
-        self._own_client = await reachable_client(self.url, self._redis_url, self._settings)
+        self._own_client = await reachable_client(self.url, self._redis_url, self._options)
 
     async def close(self) -> None:
         await self._listener.close()
@@ -74,7 +73,7 @@ class RedisResultStore:
             self._own_client = None
 
     def clone(self) -> RedisResultStore:
-        return RedisResultStore(self.url, self._settings)
+        return RedisResultStore(self.url, self._options)
 
     async def put(self, batch: Sequence[StoredResult]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:

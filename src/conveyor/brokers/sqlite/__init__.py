@@ -3,8 +3,8 @@
 No server: any number of producer and worker processes on one host share one SQLite
 file in WAL mode. What makes it a real broker rather than a table:
 
-- **Durable by default.** ``synchronous=FULL`` (``sqlite_synchronous``): a publish that
-  returned survives a power loss. ``busy_timeout`` is ``sqlite_busy_timeout``.
+- **Durable by default.** ``synchronous=FULL`` (``?synchronous=`` in the URL): a publish
+  that returned survives a power loss. ``?busy_timeout=`` (seconds) sets SQLite's.
 - **One transition, one transaction.** publish, fetch, ack, retry, dead_letter,
   release, extend_lease and reap are each one ``BEGIN IMMEDIATE`` transaction over the
   named statements of ``queries.sql``; the tables are in ``schema.sql``.

@@ -42,20 +42,26 @@ from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
+    BrokerOptions,
+    Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
     Outgoing,
+    Place,
     QueueDepth,
     Release,
     Retry,
     Settlement,
     StoredResult,
+    TaskLocation,
     WorkerInfo,
 )
 from conveyor.brokers.sqlite.connection import (
+    DEFAULT_URL,
     MOUNTS_FILE,
     Database,
+    SqliteTuning,
     as_bytes,
     open_connection,
     snapshot,
@@ -69,8 +75,7 @@ from conveyor.brokers.sqlite.wake import Subscription
 from conveyor.clock import Clock
 from conveyor.errors import BrokerUnavailable, SettlementRefused
 from conveyor.message import MalformedMessage, decode_message
-from conveyor.result import AbortOutcome, TaskStatus
-from conveyor.settings import DEFAULT_BROKER_URL, Settings
+from conveyor.result import AbortOutcome
 
 __all__ = ["SqliteBroker", "SqliteLeaseKeeper"]
 
@@ -82,31 +87,33 @@ class SqliteBroker:
 
     Any number of producer and worker processes on one host may share the file (WAL
     mode; a network filesystem is refused). Writes are durable when they return, per
-    ``sqlite_synchronous`` (default FULL). A fetch waiting on an empty queue is woken by
+    ``?synchronous=`` in the URL (default FULL). A fetch waiting on an empty queue is woken by
     a publish from any process within milliseconds and uses no CPU while it waits.
 
     >>> broker = SqliteBroker("sqlite:////var/lib/app/conveyor.db")
     """
 
+    capabilities = frozenset(Capability)
+
     def __init__(
         self,
-        url: str = DEFAULT_BROKER_URL,
-        settings: Settings | None = None,
+        url: str = DEFAULT_URL,
+        options: BrokerOptions | None = None,
         *,
         mounts_file: str | os.PathLike[str] = MOUNTS_FILE,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
-        self._settings = settings or Settings()
-        self._clock = self._settings.clock
+        self._options = options or BrokerOptions()
+        self._clock = self._options.clock
         self._mounts_file = mounts_file
         self._environ = environ
-        self._db = Database(url, self._settings, mounts_file=mounts_file, environ=environ)
+        self._db = Database(url, self._options, mounts_file=mounts_file, environ=environ)
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._results = SqliteResultStore(url, self._settings, database=self._db)
-        self._schedules = SqliteScheduleStore(url, self._settings, database=self._db)
+        self._results = SqliteResultStore(url, self._options, database=self._db)
+        self._schedules = SqliteScheduleStore(url, self._options, database=self._db)
         self._abort_signals: Subscription | None = None
-        self._events = SqliteEventStore(self._db, self._settings.events_max)
+        self._events = SqliteEventStore(self._db, self._options.events_max)
         self._waiting: set[Subscription] = set()  # fetches waiting for a wake-up
         self._interrupted = False  # interrupt_fetch(): the waiting fetch returns now
 
@@ -141,7 +148,7 @@ class SqliteBroker:
     def clone(self) -> SqliteBroker:
         """An unconnected broker on the same file, for another event loop."""
         return SqliteBroker(
-            self.url, self._settings, mounts_file=self._mounts_file, environ=self._environ
+            self.url, self._options, mounts_file=self._mounts_file, environ=self._environ
         )
 
     # -- publish -------------------------------------------------------------------
@@ -179,6 +186,9 @@ class SqliteBroker:
                 ).rowcount
                 if inserted:
                     touched.add(item.queue)
+                    # a reused task id: its old result must not answer the new run's waiters
+                    conn.execute(QUERIES.delete_result, {"task_id": item.task_id})
+                    conn.execute(QUERIES.delete_progress, {"task_id": item.task_id})
                     if item.key is not None:
                         conn.execute(QUERIES.hold_key, {"key": item.key, "task_id": item.task_id})
                 ids.append(item.task_id)
@@ -261,7 +271,7 @@ class SqliteBroker:
                         "count": count - len(claimed),
                         "owner": self._owner,
                         "now": now,
-                        "lease": self._settings.lease,
+                        "lease": self._options.lease,
                     },
                 ).fetchall()
                 if not rows:
@@ -347,7 +357,7 @@ class SqliteBroker:
 
     def lease_keeper(self) -> SqliteLeaseKeeper:
         """A renewer with its own connection, callable from any OS thread."""
-        return SqliteLeaseKeeper(self._db.path, self._settings, url=self.url)
+        return SqliteLeaseKeeper(self._db.path, self._db.tuning, self._clock, url=self.url)
 
     async def reap(self) -> int:
         """Requeue expired leases (attempts stay counted), make due delayed messages ready,
@@ -391,7 +401,7 @@ class SqliteBroker:
                 outcome = AbortOutcome.DEQUEUED
             elif conn.execute(QUERIES.mark_abort, params).rowcount == 1:
                 outcome = AbortOutcome.SIGNALLED
-            elif conn.execute(QUERIES.dead_status, params).fetchone() is not None:
+            elif conn.execute(QUERIES.locate_dead, params).fetchone() is not None:
                 outcome = AbortOutcome.FINISHED
             else:
                 outcome = AbortOutcome.UNKNOWN
@@ -422,9 +432,9 @@ class SqliteBroker:
 
     # -- inspection ----------------------------------------------------------------
 
-    async def task_status(self, task_id: str) -> tuple[TaskStatus, int] | None:
-        """(queued|running|retrying|dead, attempts) while the broker holds the task."""
-        return await self._db.run(_task_status, task_id)
+    async def locate(self, task_id: str) -> TaskLocation | None:
+        """Where the task is (waiting, leased, dead) while the broker holds it."""
+        return await self._db.run(_locate, task_id)
 
     async def queue_depths(self) -> list[QueueDepth]:
         """Ready, delayed, running and dead counts of every queue, sorted by name."""
@@ -439,7 +449,7 @@ class SqliteBroker:
         params = {"queue": queue, "limit": limit, "offset": offset}
         return await self._db.run(_dead_letter_rows, QUERIES.list_dead_letters, params)
 
-    async def dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
+    async def get_dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
         """One dead-letter entry by id."""
         rows = await self._db.run(_dead_letter_rows, QUERIES.get_dead_letter, {"id": entry_id})
         return rows[0] if rows else None
@@ -497,10 +507,10 @@ class SqliteLeaseKeeper:
     loop) and is shared by calls from any thread under a lock.
     """
 
-    def __init__(self, path: Path, settings: Settings, *, url: str) -> None:
+    def __init__(self, path: Path, tuning: SqliteTuning, clock: Clock, *, url: str) -> None:
         self._path = path
-        self._settings = settings
-        self._clock: Clock = settings.clock
+        self._tuning = tuning
+        self._clock = clock
         self._url = url
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -515,9 +525,7 @@ class SqliteLeaseKeeper:
                 raise BrokerUnavailable(f"the lease keeper of {redact_url(self._url)} is closed")
             try:
                 if self._conn is None:
-                    self._conn = open_connection(
-                        self._path, self._settings, check_same_thread=False
-                    )
+                    self._conn = open_connection(self._path, self._tuning, check_same_thread=False)
                 return _extend_leases(self._conn, deliveries, seconds, self._clock.now())
             except sqlite3.OperationalError as exc:
                 raise BrokerUnavailable(f"SQLite database {self._path}: {exc}") from exc
@@ -560,18 +568,14 @@ def _extend_leases(
         ]
 
 
-def _task_status(conn: sqlite3.Connection, task_id: str) -> tuple[TaskStatus, int] | None:
+def _locate(conn: sqlite3.Connection, task_id: str) -> TaskLocation | None:
     with snapshot(conn):
-        row = conn.execute(QUERIES.task_status, {"task_id": task_id}).fetchone()
+        row = conn.execute(QUERIES.locate, {"task_id": task_id}).fetchone()
         if row is not None:
             state, attempts = row
-            if state == "leased":
-                return TaskStatus.RUNNING, attempts
-            if attempts > 0:
-                return TaskStatus.RETRYING, attempts
-            return TaskStatus.QUEUED, 0
-        row = conn.execute(QUERIES.dead_status, {"task_id": task_id}).fetchone()
-        return None if row is None else (TaskStatus.DEAD, row[0])
+            return TaskLocation(Place.LEASED if state == "leased" else Place.WAITING, attempts)
+        row = conn.execute(QUERIES.locate_dead, {"task_id": task_id}).fetchone()
+        return None if row is None else TaskLocation(Place.DEAD, row[0])
 
 
 def _queue_depths(conn: sqlite3.Connection, now: float) -> list[QueueDepth]:

@@ -18,14 +18,16 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from conveyor.brokers import redact_url
+from conveyor.brokers.base import BrokerOptions
 from conveyor.brokers.sqlite.queries import QUERIES, SCHEMA, SCHEMA_VERSION
 from conveyor.brokers.sqlite.wake import WakeDir
 from conveyor.errors import BrokerUnavailable, ConfigurationError
-from conveyor.settings import Settings
 
 __all__ = [
     "ALLOW_NETWORK_FS_ENV",
@@ -60,6 +62,45 @@ _NETWORK_FILESYSTEMS = frozenset(
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
+DEFAULT_URL = "sqlite:///conveyor.db"  # the embedded default, as in settings
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteTuning:
+    """The SQLite knobs, from the URL's query: ``sqlite:///x.db?synchronous=NORMAL&
+    busy_timeout=5``. ``synchronous`` FULL (the default) makes every commit durable;
+    ``busy_timeout`` is how many seconds a writer waits for another's lock."""
+
+    synchronous: str = "FULL"
+    busy_timeout: float = 5.0
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteTuning:
+        query = dict(parse_qsl(urlsplit(url).query))
+        unknown = set(query) - {"synchronous", "busy_timeout"}
+        shown = redact_url(url)
+        if unknown:
+            raise ConfigurationError(
+                f"{shown!r}: unknown SQLite parameter(s) {', '.join(sorted(unknown))}; "
+                "known: synchronous, busy_timeout"
+            )
+        synchronous = query.get("synchronous", "FULL").upper()
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError(
+                f"{shown!r}: synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}"
+            )
+        try:
+            busy_timeout = float(query.get("busy_timeout", 5.0))
+        except ValueError:
+            busy_timeout = -1.0
+        if not (0.1 <= busy_timeout <= 600):  # also refuses nan
+            raise ConfigurationError(
+                f"{shown!r}: busy_timeout must be 0.1 to 600 seconds, "
+                f"got {query.get('busy_timeout')!r}"
+            )
+        return cls(synchronous, busy_timeout)
+
+
 def path_from_url(url: str) -> Path:
     """The absolute path of the database file a ``sqlite://`` URL names.
 
@@ -71,6 +112,7 @@ def path_from_url(url: str) -> Path:
     """
     scheme, sep, rest = url.partition("://")
     shown = redact_url(url)
+    rest = rest.partition("?")[0]  # the query holds tuning (SqliteTuning), not the path
     if scheme.lower() != "sqlite" or not sep:
         raise ConfigurationError(f"{shown!r} is not a sqlite:// URL")
     if not rest.startswith("/"):
@@ -149,7 +191,7 @@ def check_local_filesystem(
 
 
 def open_connection(
-    path: Path, settings: Settings, *, check_same_thread: bool = True
+    path: Path, tuning: SqliteTuning, *, check_same_thread: bool = True
 ) -> sqlite3.Connection:
     """A connection in WAL mode with the configured ``synchronous`` and ``busy_timeout``.
 
@@ -157,20 +199,20 @@ def open_connection(
     """
     conn = sqlite3.connect(
         path,
-        timeout=settings.sqlite_busy_timeout,
+        timeout=tuning.busy_timeout,
         isolation_level=None,
         check_same_thread=check_same_thread,
     )
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(settings.sqlite_busy_timeout * 1000)}")
-        mode = _switch_to_wal(conn, settings.sqlite_busy_timeout)
+        conn.execute(f"PRAGMA busy_timeout = {int(tuning.busy_timeout * 1000)}")
+        mode = _switch_to_wal(conn, tuning.busy_timeout)
         if str(mode).lower() != "wal":
             raise ConfigurationError(
                 f"{path} could not be switched to WAL mode (journal_mode is {mode!r}); "
                 "the SQLite broker needs WAL for concurrent readers and writers"
             )
-        # Settings.validate() restricts the value to OFF/NORMAL/FULL/EXTRA.
-        conn.execute(f"PRAGMA synchronous = {settings.sqlite_synchronous.upper()}")
+        # SqliteTuning.from_url restricts the value to OFF/NORMAL/FULL/EXTRA.
+        conn.execute(f"PRAGMA synchronous = {tuning.synchronous}")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     except BaseException:
         conn.close()
@@ -281,7 +323,7 @@ class Database:
     def __init__(
         self,
         url: str,
-        settings: Settings,
+        options: BrokerOptions,
         *,
         mounts_file: str | os.PathLike[str] = MOUNTS_FILE,
         environ: Mapping[str, str] | None = None,
@@ -289,7 +331,8 @@ class Database:
         self.url = url
         self._shown = redact_url(url)  # for messages
         self.path = path_from_url(url)
-        self.settings = settings
+        self.tuning = SqliteTuning.from_url(url)
+        self.options = options
         self.mounts_file = mounts_file
         self.environ = environ
         wake_root = self.path.with_name(self.path.name + ".wake")
@@ -306,7 +349,7 @@ class Database:
     def poll_interval(self) -> float:
         """How long a waiter sleeps without a wake-up before it looks again: the fallback
         that bounds the cost of a lost datagram (``fetch_wait``, or 1 s when that is 0)."""
-        return self.settings.fetch_wait if self.settings.fetch_wait > 0 else 1.0
+        return self.options.fetch_wait if self.options.fetch_wait > 0 else 1.0
 
     @property
     def wal_path(self) -> Path:
@@ -395,7 +438,7 @@ class Database:
             directory, mounts_file=self.mounts_file, environ=self.environ
         )
         try:
-            conn = open_connection(self.path, self.settings)
+            conn = open_connection(self.path, self.tuning)
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, read-only, I/O
             raise BrokerUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         try:
@@ -422,7 +465,7 @@ class Database:
         ``reap_interval``. Runs on the database thread."""
         if now < self._next_maintenance:
             return
-        self._next_maintenance = now + self.settings.reap_interval
+        self._next_maintenance = now + self.options.reap_interval
         with transaction(conn):
             for statement in QUERIES.purges():
                 conn.execute(statement, {"now": now})

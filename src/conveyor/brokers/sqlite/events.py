@@ -44,8 +44,8 @@ class SqliteEventStore:
     def __init__(self, database: Database, capacity: int) -> None:
         self._db = database
         self._capacity = capacity
-        self._trim_every = max(database.settings.reap_interval, 0.1)
-        self._clock = database.settings.clock
+        self._trim_every = max(database.options.reap_interval, 0.1)
+        self._clock = database.options.clock
         self._created = False
         self._next_trim = 0.0
 

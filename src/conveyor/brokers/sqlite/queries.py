@@ -51,8 +51,8 @@ class Queries:
     abort: str
     mark_abort: str
     abort_marks: str
-    task_status: str
-    dead_status: str
+    locate: str
+    locate_dead: str
     queue_depths: str
     dead_depths: str
     list_dead_letters: str

@@ -133,11 +133,11 @@ WHERE task_id = :task_id AND state = 'leased';
 SELECT task_id FROM tasks
 WHERE abort_requested = 1 AND task_id IN (SELECT value FROM json_each(:task_ids));
 
--- task_status --
+-- locate --
 -- The state and attempts of a message the broker holds.
 SELECT state, attempts FROM tasks WHERE task_id = :task_id;
 
--- dead_status --
+-- locate_dead --
 -- The attempts of a dead-lettered message.
 SELECT attempts FROM dead_letters WHERE id = :task_id;
 

@@ -12,10 +12,15 @@ import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from conveyor.brokers.base import StoredResult
-from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database, as_bytes, transaction
+from conveyor.brokers.base import BrokerOptions, StoredResult
+from conveyor.brokers.sqlite.connection import (
+    DEFAULT_URL,
+    MOUNTS_FILE,
+    Database,
+    as_bytes,
+    transaction,
+)
 from conveyor.brokers.sqlite.queries import QUERIES
-from conveyor.settings import DEFAULT_BROKER_URL, Settings
 
 __all__ = ["SqliteResultStore", "store_results"]
 
@@ -43,20 +48,20 @@ class SqliteResultStore:
 
     def __init__(
         self,
-        url: str = DEFAULT_BROKER_URL,
-        settings: Settings | None = None,
+        url: str = DEFAULT_URL,
+        options: BrokerOptions | None = None,
         *,
         database: Database | None = None,
         mounts_file: str | os.PathLike[str] = MOUNTS_FILE,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
-        self._settings = settings or Settings()
-        self._clock = self._settings.clock
+        self._options = options or BrokerOptions()
+        self._clock = self._options.clock
         self._mounts_file = mounts_file
         self._environ = environ
         self._db = database or Database(
-            url, self._settings, mounts_file=mounts_file, environ=environ
+            url, self._options, mounts_file=mounts_file, environ=environ
         )
 
     async def connect(self) -> None:
@@ -70,7 +75,7 @@ class SqliteResultStore:
     def clone(self) -> SqliteResultStore:
         """An unconnected store on the same file, for another event loop."""
         return SqliteResultStore(
-            self.url, self._settings, mounts_file=self._mounts_file, environ=self._environ
+            self.url, self._options, mounts_file=self._mounts_file, environ=self._environ
         )
 
     async def put(self, batch: Sequence[StoredResult]) -> None:

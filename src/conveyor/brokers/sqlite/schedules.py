@@ -10,9 +10,9 @@ import os
 import sqlite3
 from collections.abc import Mapping
 
-from conveyor.brokers.sqlite.connection import MOUNTS_FILE, Database, as_bytes
+from conveyor.brokers.base import BrokerOptions
+from conveyor.brokers.sqlite.connection import DEFAULT_URL, MOUNTS_FILE, Database, as_bytes
 from conveyor.brokers.sqlite.queries import QUERIES
-from conveyor.settings import DEFAULT_BROKER_URL, Settings
 
 __all__ = ["SqliteScheduleStore"]
 
@@ -23,8 +23,8 @@ class SqliteScheduleStore:
 
     def __init__(
         self,
-        url: str = DEFAULT_BROKER_URL,
-        settings: Settings | None = None,
+        url: str = DEFAULT_URL,
+        options: BrokerOptions | None = None,
         *,
         database: Database | None = None,
         mounts_file: str | os.PathLike[str] = MOUNTS_FILE,
@@ -32,7 +32,7 @@ class SqliteScheduleStore:
     ) -> None:
         self.url = url
         self._db = database or Database(
-            url, settings or Settings(), mounts_file=mounts_file, environ=environ
+            url, options or BrokerOptions(), mounts_file=mounts_file, environ=environ
         )
 
     async def connect(self) -> None:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, Self, TypeVar, overload
 from urllib.parse import urlsplit
 
-from conveyor.app import Conveyor
+from conveyor.app import Conveyor, broker_options
 from conveyor.brokers import result_store_class_for
 from conveyor.compat.taskiq._options import _label, _note_ignored
 from conveyor.compat.taskiq.context import Context, TaskiqEvents, TaskiqState, _context_provider
@@ -33,6 +33,7 @@ from conveyor.compat.taskiq.retries import (
 )
 from conveyor.compat.taskiq.tasks import AsyncTaskiqDecoratedTask
 from conveyor.errors import ConfigurationError
+from conveyor.worker.consumer import run_handlers
 
 if TYPE_CHECKING:
     from conveyor.worker.consumer import Worker
@@ -152,7 +153,7 @@ class AsyncBroker:
 
     async def _run_handlers(self, event: TaskiqEvents) -> None:
         handlers = [functools.partial(h, self.state) for h in self.event_handlers[event]]
-        await self.conveyor.call_handlers(handlers)
+        await run_handlers(handlers)
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -379,4 +380,4 @@ def _store_results_at(app: Conveyor, url: str, ttl: float | None) -> None:
         app._result_store = app._broker.result_store()
         return
     app.settings = app.settings.replace(result_url=url, **changes)
-    app._result_store = result_store_class_for(url)(url, app.settings)
+    app._result_store = result_store_class_for(url)(url, broker_options(app.settings))

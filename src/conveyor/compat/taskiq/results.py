@@ -105,14 +105,16 @@ class AsyncResultBackend:
 
     async def is_result_ready(self, task_id: str) -> bool:
         """True once ``task_id`` has a stored result."""
-        return await self._app().get_result(task_id) is not None
+        return await self._app().result_store.get(task_id) is not None
 
     async def get_result(self, task_id: str, with_logs: bool = False) -> Result[Any]:
         """The stored result of ``task_id``; raises ``ResultGetError`` if there is none."""
-        result = await self._app().get_result(task_id)
-        if result is None:
-            raise ResultGetError(f"no result stored for task {task_id} (not finished, or expired)")
-        return result
+        try:
+            return await self._app().handle(task_id).result()
+        except ResultMissing:
+            raise ResultGetError(
+                f"no result stored for task {task_id} (not finished, or expired)"
+            ) from None
 
 
 class RedisAsyncResultBackend(AsyncResultBackend):

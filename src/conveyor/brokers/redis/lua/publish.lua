@@ -2,7 +2,8 @@
 -- KEYS: tag of the queue.  ARGV: group, key prefix, then per message 6 values:
 --   task id, body, priority, not-before (unix ms, 0 = now), idempotency key ('' = none),
 --   key ttl ms (how long the key keeps pointing at the task after it ends).
--- A delayed message that becomes the queue's earliest is announced (announce_due).
+-- A delayed message that becomes the queue's earliest is announced (announce_due). A
+-- message written anew deletes the result and progress stored under its id.
 -- Returns, per message, the task id that stands for it: the existing one when the key or
 -- the task id is already known (nothing is written then), else its own. A dead-lettered
 -- task's id may be reused: its dead letter is replaced by the new run, unless the
@@ -29,6 +30,8 @@ for i = 3, #ARGV, 6 do
   elseif redis.call('EXISTS', job) == 1 then
     out[#out + 1] = id
   else
+    -- a reused task id: its old result and progress must not answer the new run's waiters
+    redis.call('DEL', prefix .. ':result:' .. id, prefix .. ':progress:' .. id)
     if key ~= '' then redis.call('SET', tag .. ':key:' .. key, id) end
     if due > now then
       redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'b', body)

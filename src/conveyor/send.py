@@ -1,0 +1,198 @@
+"""The one path every enqueue takes: ``kiq``, ``enqueue_many`` and scheduler ticks.
+
+:func:`send` builds each call's message (arguments checked against the task), runs the
+``before_enqueue`` hooks, encodes and signs it (size checked), publishes through the
+connection's batcher (calls made together go to the broker as one batch), and runs the
+``after_enqueue`` hooks.
+
+The hooks' error policy, the same for every caller:
+
+- ``before_enqueue`` raising stops that call before anything is sent. With
+  ``skip_failed=False`` (``kiq``, ``enqueue_many``) the error is raised and nothing of
+  the batch is sent; with ``skip_failed=True`` (scheduler ticks) the call is logged and
+  left out, and the others are sent.
+- ``after_enqueue`` raising is logged and ignored: the message is published, and an
+  error would make the caller send it again.
+
+A reused task id (``with_options(task_id=...)``) forgets its earlier result: a broker
+with its own result store does so in the publish itself (no read before the write); a
+result store elsewhere is told to delete it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from conveyor.brokers.base import Outgoing
+from conveyor.errors import PayloadTooLarge
+from conveyor.message import SCHEMA_VERSION, Message, encode_message, encode_value, new_task_id
+from conveyor.signing import sign
+
+if TYPE_CHECKING:
+    from conveyor.hooks import HookSet
+    from conveyor.portal import Connection
+    from conveyor.settings import Settings
+    from conveyor.task import CallOptions, Task
+
+__all__ = ["Call", "Sent", "send"]
+
+log = logging.getLogger("conveyor.send")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One task call to send: the task, its arguments, and per-call options."""
+
+    task: Task[Any, Any]
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+    options: CallOptions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What became of one call: the message as sent, and the id of the task that now
+    stands for it (another task's when an idempotency key or a task id matched)."""
+
+    call: Call
+    message: Message
+    task_id: str
+
+    @property
+    def fresh(self) -> bool:
+        """This call's message was published (no earlier task took its place)."""
+        return self.task_id == self.message.task_id
+
+
+async def send(
+    calls: Sequence[Call],
+    connection: Connection,
+    settings: Settings,
+    hooks: HookSet,
+    *,
+    skip_failed: bool = False,
+) -> list[Sent]:
+    """Send ``calls`` as one batch; see the module docstring for the error policy."""
+    prepared: list[tuple[Call, Message, Outgoing]] = []
+    for call in calls:
+        try:
+            message = build_message(call, settings)
+            for hook in hooks.of("before_enqueue"):
+                message = await hook(message)
+            prepared.append((call, message, encode(call.task, message, settings, call.options)))
+        except Exception:
+            if not skip_failed:
+                raise
+            log.exception("could not send a call of task %r; it is skipped", call.task.name)
+    if connection.results_apart:
+        reused = [c.options.task_id for c, _, _ in prepared if c.options and c.options.task_id]
+        for task_id in reused:
+            await connection.result_store.delete(task_id)
+    publisher = connection.publisher
+    if len(prepared) == 1:  # kiq: no gather on the hot path
+        ids = [await publisher.submit(prepared[0][2])]
+    else:
+        ids = list(await asyncio.gather(*(publisher.submit(out) for _, _, out in prepared)))
+    sent = [
+        Sent(call, message, task_id)
+        for (call, message, _), task_id in zip(prepared, ids, strict=True)
+    ]
+    after = hooks.of("after_enqueue")
+    for item in sent if after else ():
+        for hook in after:
+            try:
+                await hook(item.message, item.task_id)
+            except Exception:
+                log.exception("after_enqueue hook failed for task %s; ignored", item.task_id)
+    return sent
+
+
+def build_message(call: Call, settings: Settings) -> Message:
+    """The envelope for one call; raises ``TypeError`` for arguments that do not fit."""
+    task, options = call.task, call.options
+    task.check_arguments(tuple(call.args), call.kwargs)
+    opts = task.options
+    now = settings.clock.now()
+    not_before = 0.0
+    priority, queue, key, task_id, labels = opts.priority, opts.queue, None, None, opts.labels
+    if options is not None:
+        if options.delay is not None:
+            not_before = now + options.delay
+        elif options.eta is not None:
+            eta = options.eta if options.eta.tzinfo else options.eta.replace(tzinfo=UTC)
+            not_before = eta.timestamp()
+        priority = opts.priority if options.priority is None else options.priority
+        queue = options.queue or queue
+        key, task_id = options.key, options.task_id
+        if options.labels:
+            labels = {**labels, **options.labels}
+    return Message(
+        version=SCHEMA_VERSION,
+        task_id=task_id or new_task_id(),
+        task=task.name,
+        queue=queue,
+        args=list(call.args),
+        kwargs=dict(call.kwargs),
+        priority=priority,
+        enqueued_at=now,
+        not_before=not_before,
+        max_attempts=opts.max_attempts,
+        timeout=opts.timeout,
+        result_ttl=opts.result_ttl,
+        key=key,
+        labels=dict(labels),
+    )
+
+
+def encode(
+    task: Task[Any, Any],
+    message: Message,
+    settings: Settings,
+    options: CallOptions | None = None,
+) -> Outgoing:
+    """Encode (and sign) ``message`` and check its size; nothing is sent."""
+    try:
+        body = encode_message(message)
+    except TypeError as exc:
+        raise _name_bad_argument(task, message, exc) from None
+    if settings.signing_keys:
+        body = sign(body, settings.signing_keys[0])
+    if len(body) > settings.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"task {task.name!r}: encoded message is {len(body)} bytes, over the limit of "
+            f"{settings.max_payload_bytes} (max_payload_bytes); pass a reference "
+            "(a path, a URL, a row id) instead of the data"
+        )
+    key_ttl = message.result_ttl if message.result_ttl is not None else settings.result_ttl
+    if options is not None and options.key_ttl is not None:
+        key_ttl = max(key_ttl, options.key_ttl)
+    return Outgoing(
+        task_id=message.task_id,
+        queue=message.queue,
+        body=body,
+        priority=message.priority,
+        not_before=message.not_before,
+        key=message.key,
+        key_ttl=key_ttl,
+    )
+
+
+def _name_bad_argument(task: Task[Any, Any], message: Message, exc: TypeError) -> TypeError:
+    params = [p.name for p in task.spec.arguments]
+    named = [(params[i] if i < len(params) else f"#{i}", v) for i, v in enumerate(message.args)]
+    named += list(message.kwargs.items())
+    for name, value in named:
+        try:
+            encode_value(value)
+        except TypeError as inner:
+            return TypeError(
+                f"task {task.name!r}: argument {name!r} of type {type(value).__qualname__} "
+                f"cannot be serialized ({inner}); pass JSON-like data, a dataclass, a msgspec "
+                "Struct or a pydantic model"
+            )
+    return TypeError(f"task {task.name!r}: cannot serialize the call ({exc})")
