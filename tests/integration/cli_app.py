@@ -13,6 +13,7 @@ app = Conveyor()
 
 @app.task
 async def whoami(n: int) -> int:
+    # sleep: a task that takes a while, so that every worker process gets some of them
     await asyncio.sleep(0.01)
     return os.getpid()
 

@@ -16,5 +16,5 @@ log = logging.getLogger("tests.metrics_app")
 async def whoami(n: int) -> int:
     """Returns the worker's pid; slow enough that both processes get some."""
     log.info("running %d", n)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # sleep: the task's work, long enough to be shared
     return os.getpid()

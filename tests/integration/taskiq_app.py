@@ -81,7 +81,7 @@ def always_fails(reason: str) -> None:
 async def too_slow() -> None:
     import asyncio
 
-    await asyncio.sleep(5)
+    await asyncio.Event().wait()  # slower than its timeout: ends only when cancelled
 
 
 @broker.task(team="billing")

@@ -8,15 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conveyor import BrokerUnavailable, Conveyor, TaskStatus
+from conveyor import BrokerUnavailable, Conveyor, TaskState, TaskStatus
 from tests.brokers.conftest import REDIS_URL, _cleanup, service_unavailable
+from tests.conftest import eventually, nothing_pending
 from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
@@ -38,6 +38,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, st
         "CONVEYOR_REAP_INTERVAL": "0.2",
         "CONVEYOR_FETCH_WAIT": "0.2",
         "CONVEYOR_HEARTBEAT_INTERVAL": "0.5",
+        # marks are checked only by signal here: the periodic check is far off
+        "CONVEYOR_ABORT_CHECK_INTERVAL": "60",
         "CONVEYOR_GRACE": "2",
         "PYTHONPATH": str(ROOT),
     }
@@ -56,14 +58,14 @@ def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
     marks.mkdir()
 
     async def until_running(task_id: str) -> tuple[float | None, str | None]:
+        async def with_progress() -> TaskState | None:
+            state = await client.handle(task_id).status()
+            running = state.status is TaskStatus.RUNNING and state.progress is not None
+            return state if running else None
+
         async with client:
-            handle = client.handle(task_id)
-            for _ in range(300):
-                state = await handle.status()
-                if state.status is TaskStatus.RUNNING and state.progress is not None:
-                    return state.progress, state.progress_message
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"the task never ran with progress: {state}")
+            state = await eventually(with_progress, timeout=15, what="the task with progress")
+        return state.progress, state.progress_message
 
     async def enqueue_long() -> tuple[str, str]:
         async with client:
@@ -74,6 +76,10 @@ def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
     async def wait_result(task_id: str) -> TaskStatus:
         async with client:
             return (await client.handle(task_id).wait_result(timeout=10)).status
+
+    async def retries_pending() -> bool:
+        async with client:
+            return not await nothing_pending(client)
 
     async def doubles() -> list[int]:
         async with client:
@@ -94,13 +100,11 @@ def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
         # progress written in the worker process is read here, from another process
         assert asyncio.run(until_running(running)) == (0.5, "half")
 
-        asked = time.monotonic()
         aborted = run_cli(env, "abort", APP, running)
         assert aborted.returncode == 0, aborted.stderr
         assert f"{running}: signalled" in aborted.stdout
+        # within 10 s: by the signal, as the worker's periodic check is 60 s away
         assert asyncio.run(wait_result(running)) is TaskStatus.ABORTED
-        took = time.monotonic() - asked  # includes starting the `conveyor abort` interpreter
-        assert took < 5.0, f"aborted {took:.2f}s after `conveyor abort` started"
         assert (marks / "cancelled").exists()
         assert not (marks / "finished").exists()
 
@@ -116,7 +120,7 @@ def test_conveyor_abort_cancels_a_long_task_and_the_worker_keeps_working(
         assert again.returncode == 0 and f"{running}: finished" in again.stdout
         unknown = run_cli(env, "abort", APP, "no-such-task")
         assert unknown.returncode == 1 and "no-such-task: unknown" in unknown.stdout
-        time.sleep(0.5)  # a retry, if there were one, would have started by now
+        assert not asyncio.run(retries_pending()), "a retry is waiting, delayed or running"
         assert sorted(p.name for p in marks.iterdir()) == ["cancelled", "started-1"]
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.brokers.conftest import REDIS_URL, service_unavailable
+from tests.conftest import eventually_blocking
 from tests.integration.processes import ROOT
 
 pytestmark = pytest.mark.slow
@@ -170,15 +170,16 @@ def test_start_up_lines_show_no_password(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def started_or_exited() -> bool:
+        text = log.read_text()
+        return process.poll() is not None or bool(
+            re.search(r"worker \S+ started on", text)
+            and re.search(r"scheduler \S+ started on", text)
+        )
+
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            text = log.read_text()
-            if re.search(r"worker \S+ started on", text) and re.search(
-                r"scheduler \S+ started on", text
-            ):
-                break
-            time.sleep(0.05)
+        eventually_blocking(started_or_exited, timeout=30, what="the start-up lines")
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
     finally:

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from conveyor import Conveyor
+from conveyor.observability.events import EventLog
+from tests.conftest import eventually_blocking
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _has_run(url: str) -> bool:
+    """The demo (another process) has run a health check and dead-lettered a CRM sync."""
+    app = Conveyor(url, events=True, environ={})
+    async with app:
+        events = [record.event for record in await EventLog.of(app).recent(10_000)]
+        dead = await app.broker.dead_letters()
+    checked = any(e.kind == "succeeded" and e.task.endswith("health_check") for e in events)
+    return checked and any("CRM unreachable" in entry.reason for entry in dead)
 
 
 def test_demo_shows_progress_dead_letters_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -40,10 +54,11 @@ def test_demo_shows_progress_dead_letters_and_stops_on_ctrl_c(tmp_path: Path) ->
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(5)
+    url = env["CONVEYOR_DEMO_URL"]
+    # a health check ran (the scheduler fires one every 5 s) and a CRM sync was dead-lettered
+    eventually_blocking(lambda: asyncio.run(_has_run(url)), timeout=30, every=0.2)
     page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)  # the demo serves the dashboard
     assert page.status_code == 200 and "succeeded, last 30 min" in page.text
-    time.sleep(1)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output

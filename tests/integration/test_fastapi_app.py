@@ -18,23 +18,25 @@ import socket
 import sqlite3
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from tests.brokers.conftest import REDIS_URL, _cleanup, service_unavailable
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fastapi_app"
 TERMINAL = {"succeeded", "failed", "dead", "aborted"}
+T = TypeVar("T")
 
 
 @dataclass
@@ -120,39 +122,47 @@ async def example(
 
 
 async def _wait_until_serving(example: Example) -> None:
-    for _ in range(200):
-        assert example.process.returncode is None, f"python -m app exited:\n{example.output()}"
+    async def serving() -> bool:
+        assert example.process.returncode is None, "python -m app exited"
         try:
-            if (await example.http.get("/health")).status_code == 200:
-                return
+            return (await example.http.get("/health")).status_code == 200
         except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the API did not start within 10 s:\n{example.output()}")
+            return False
+
+    await _eventually(example, serving, timeout=10, what="the API to serve")
 
 
 async def _wait_for_worker_and_scheduler(example: Example) -> None:
     """Until the worker and the scheduler (`--with-scheduler`) heartbeat on the broker."""
-    roles: set[str] = set()
-    for _ in range(200):
-        assert example.process.returncode is None, f"python -m app exited:\n{example.output()}"
+
+    async def both_beat() -> bool:
+        assert example.process.returncode is None, "python -m app exited"
         roles = {w.role for w in await example.tasks.conveyor_app.broker.workers()}
-        if roles == {"worker", "scheduler"}:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"live roles after 10 s: {roles}\n{example.output()}")
+        return roles == {"worker", "scheduler"}
+
+    await _eventually(example, both_beat, timeout=10, what="a worker and a scheduler")
 
 
 async def _poll(example: Example, task_id: str, seen: list[dict[str, Any]]) -> dict[str, Any]:
     """GET /tasks/{task_id} every 50 ms until the task ends; every answer goes to ``seen``."""
-    for _ in range(300):
+
+    async def ended() -> dict[str, Any] | None:
         response = await example.http.get(f"/tasks/{task_id}")
         assert response.status_code == 200, response.text
         seen.append(response.json())
-        if seen[-1]["status"] in TERMINAL:
-            return seen[-1]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"task {task_id} is still {seen[-1]} after 15 s:\n{example.output()}")
+        return seen[-1] if seen[-1]["status"] in TERMINAL else None
+
+    return await _eventually(example, ended, timeout=15, what=f"task {task_id} to end")
+
+
+async def _eventually(
+    example: Example, check: Callable[[], Awaitable[T | None]], timeout: float, what: str
+) -> T:
+    """:func:`eventually`, polling every 50 ms; a failure shows the example's output."""
+    try:
+        return await eventually(check, timeout=timeout, what=what, every=0.05)  # type: ignore[return-value]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{example.output()}") from None
 
 
 def _rows(database: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:

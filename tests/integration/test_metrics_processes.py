@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor import Conveyor
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +81,12 @@ async def test_two_worker_processes_are_counted_on_one_endpoint(tmp_path: Path) 
         assert len(pids) == 2, "both worker processes must have run tasks"
 
         labels = (("queue", "default"), ("status", "succeeded"), ("task", "whoami"))
-        deadline = time.monotonic() + 15
-        found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        while time.monotonic() < deadline:
+
+        async def both_alive() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
             found = await asyncio.to_thread(_scrape, port)
-            if found.get(("conveyor_workers_alive", ())) == 2:
-                break
-            await asyncio.sleep(0.2)
+            return found if found.get(("conveyor_workers_alive", ())) == 2 else None
+
+        found = await eventually(both_alive, timeout=15, what="two live workers in a scrape")
         assert found[("conveyor_tasks_total", labels)] == 40
         timing = (("queue", "default"), ("task", "whoami"))
         assert found[("conveyor_task_duration_seconds_count", timing)] == 40

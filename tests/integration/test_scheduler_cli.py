@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conveyor import Conveyor, TaskStatus
+from tests.conftest import eventually_blocking
 from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
@@ -97,11 +98,7 @@ def _ticks(path: Path, schedule_id: str) -> list[float]:
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    eventually_blocking(condition, timeout=timeout, what=what, every=0.05)
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -363,7 +360,16 @@ def test_worker_with_scheduler_enqueues_each_tick_once_restarts_it_and_stops_on_
     _wait_for(lambda: len(started.findall(log.read_bytes())) == 2, 10, "a new scheduler process")
     restarted = int(started.findall(log.read_bytes())[1])
     assert restarted in _children(supervisor.pid)
-    time.sleep(1.5)  # the new scheduler has made its first pass
+
+    # the new scheduler has made its first pass before the other one stops: it heartbeats
+    # in that pass, right before it publishes, and a tick later the publish is long done
+    def restarted_listed() -> bool:
+        schedulers = _section(cli("status", APP).stdout, "Schedulers", "Schedules")
+        return f"-{restarted}-" in schedulers
+
+    _wait_for(restarted_listed, 10, "the new scheduler's heartbeat")
+    seen = len(_ticks(ticks, "every-second"))
+    _wait_for(lambda: len(_ticks(ticks, "every-second")) > seen, 10, "a tick after that")
     other.send_signal(signal.SIGTERM)
     assert other.wait(timeout=10) == 0
     count = len(_ticks(ticks, "every-second"))
@@ -405,7 +411,9 @@ def test_skip_first_run_fires_nothing_from_before_the_start_and_a_plain_schedule
     )
     assert added.returncode == 0, added.stderr
     created = time.time()
-    time.sleep(2.5)  # no scheduler: ticks pile up, all within the 60 s catch-up window
+    # sleep: no scheduler for a while, so that ticks pile up (all within the 60 s catch-up
+    # window); the schedule's time is the processes' real time, which no test can move
+    time.sleep(2.5)
 
     first_start = time.time()
     skipping = start(*command)
@@ -418,7 +426,12 @@ def test_skip_first_run_fires_nothing_from_before_the_start_and_a_plain_schedule
     # the same backlog is still within its window: a scheduler without the flag runs it
     plain = start("scheduler", APP)
     _wait_for(lambda: min(_ticks(ticks, "backlog")) < first_start, 15, "the backlog")
-    time.sleep(1.5)  # let the worker run what was enqueued
+
+    def backlog_filled() -> bool:  # the worker has run every tick enqueued so far
+        fires = sorted(set(_ticks(ticks, "backlog")))  # a tick run twice fails below
+        return all(b - a == 1.0 for a, b in itertools.pairwise(fires))
+
+    _wait_for(backlog_filled, 15, "every missed tick to run")
     plain.send_signal(signal.SIGTERM)
     assert plain.wait(timeout=10) == 0
 

@@ -9,7 +9,6 @@ processes. Each Redis test has its own key prefix and deletes its keys.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import signal
@@ -35,6 +34,7 @@ from conveyor.compat.taskiq import (
     TaskiqResultTimeoutError,
 )
 from tests.brokers.conftest import REDIS_URL, service_unavailable
+from tests.conftest import eventually
 from tests.docs.programs import Program, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -268,10 +268,7 @@ async def _data(module: ModuleType, key: str) -> list[str]:
 
 
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
+    await eventually(check, timeout=timeout, what=what, every=0.1)
 
 
 @pytest.mark.slow
@@ -337,9 +334,13 @@ async def test_schedule_labels_and_schedule_by_cron_fire_from_a_scheduler_proces
         await _until(lambda: _records_at_least(module, 2), 15, "two runs of schedule_by_cron")
         await created.unschedule()
         assert await module.redis_source.get_schedules() == []
-        await asyncio.sleep(1.5)  # schedulers re-read within schedule_refresh (0.2 s)
+        # the label schedule fires on the same seconds as the removed one did: the
+        # scheduler's own beats time the check. Two beats on, it has re-read its schedules
+        # (every 0.2 s) and run what was due; two more, and the removed one would have fired
+        beats = (await _data(module, "beats")).count("label")
+        await _until(lambda: _beats_at_least(module, beats + 2), 15, "two more beats")
         settled = len(await _data(module, "records"))
-        await asyncio.sleep(2.5)
+        await _until(lambda: _beats_at_least(module, beats + 4), 15, "two beats after that")
         assert len(await _data(module, "records")) == settled, "it fired after unschedule()"
     finally:
         await module.scheduler.shutdown()
