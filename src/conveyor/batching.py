@@ -61,6 +61,15 @@ class Batcher(Generic[T, U]):
             if not isinstance(exc, Exception):
                 raise
             return
+        if len(answers) != len(batch):  # a broker bug: fail every caller, leave none pending
+            error = RuntimeError(
+                f"{getattr(self._flush, '__qualname__', self._flush)!s} answered "
+                f"{len(answers)} result(s) for a batch of {len(batch)}"
+            )
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)

@@ -141,20 +141,20 @@ class Result(msgspec.Struct, Generic[R], frozen=True, omit_defaults=True):
         """True when the task did not succeed."""
         return self.status is not TaskStatus.SUCCEEDED
 
-    def raise_for_error(self) -> Result[R]:
-        """This result, or raise :class:`TaskFailed` carrying ``error`` (taskiq's name).
-
-        >>> value = (await handle.wait_result()).raise_for_error().return_value  # doctest: +SKIP
-        """
-        if self.is_err:
-            raise TaskFailed(self.task_id, self.error or ErrorInfo(self.status.value, ""))
-        return self
-
     def unwrap(self) -> R:
-        """The return value, or raise :class:`TaskFailed` carrying ``error``."""
+        """The return value, or raise :class:`TaskFailed` carrying ``error``
+        (``handle.get()`` is ``wait_result()`` then this)."""
         if self.is_err:
             raise TaskFailed(self.task_id, self.error or ErrorInfo(self.status.value, ""))
         return self.return_value  # type: ignore[return-value]
+
+    def raise_for_error(self) -> Result[R]:
+        """taskiq's spelling of :meth:`unwrap` that returns the result itself.
+
+        >>> value = (await handle.wait_result()).raise_for_error().return_value  # doctest: +SKIP
+        """
+        self.unwrap()
+        return self
 
 
 def aborted_result(

@@ -32,9 +32,10 @@ from conveyor.errors import ConfigurationError
 from conveyor.events import EventEmitter, EventLog, WorkerHeartbeat
 from conveyor.observability.logging import install_task_context
 from conveyor.settings import MAX_CONCURRENCY, Settings
-from conveyor.worker.executor import Executor, Settler
+from conveyor.worker.executor import Executor
 from conveyor.worker.lease import LeaseRenewer
 from conveyor.worker.runners import SyncRunner
+from conveyor.worker.settle import Settler
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -78,7 +79,7 @@ class Worker:
         self.processed = 0
         self.claimed = 0
         self.started_at = 0.0
-        self._held: dict[int, Delivery] = {}
+        self._held: dict[Delivery, None] = {}  # ordered set: the deliveries in hand
         self._running: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -183,7 +184,7 @@ class Worker:
             await self._fetcher  # a fetch in progress was interrupted by request_stop()
         if self._alone_waiting is not None:  # never started: hand it back uncharged
             waiting, self._alone_waiting = self._alone_waiting, None
-            self._held.pop(id(waiting), None)
+            self._held.pop(waiting, None)
             await self._release([waiting])
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=self.grace)
@@ -194,7 +195,7 @@ class Worker:
                     len(pending),
                 )
                 if self._executor is not None:
-                    self._executor.shutting_down = True
+                    self._executor.shut_down()
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=max(self.app.settings.lease, 5.0))
@@ -278,7 +279,7 @@ class Worker:
                     self._spawn(delivery)
                 elif self._alone_waiting is None:
                     self._alone_waiting = delivery
-                    self._held[id(delivery)] = delivery  # keep its lease while it waits
+                    self._held[delivery] = None  # keep its lease while it waits
                 else:
                     surplus.append(delivery)  # one isolated run at a time per worker
             await self._release(surplus)
@@ -286,7 +287,7 @@ class Worker:
     def _spawn(self, delivery: Delivery) -> None:
         assert self._executor is not None
         self.claimed += 1
-        self._held[id(delivery)] = delivery
+        self._held[delivery] = None
         if self._signalled and delivery.task_id in self._signalled:
             self._executor.request_abort(delivery)  # it never starts
         task = asyncio.create_task(
@@ -311,13 +312,10 @@ class Worker:
                     delivery.task_id,
                 )
         finally:
-            self._held.pop(id(delivery), None)
+            self._held.pop(delivery, None)
             if self._alone_running is delivery:
                 self._alone_running = None
-            # id() values are reused once a delivery is freed: a stale "lost" mark would make
-            # an unrelated later delivery give up settling on its first transient error
-            self._executor.lost.discard(id(delivery))
-            self._executor.aborting.discard(delivery)
+            self._executor.forget(delivery)
             self.processed += 1
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -336,10 +334,10 @@ class Worker:
 
         def lost(delivery: Delivery) -> None:
             def mark() -> None:
-                if self._held.get(id(delivery)) is not delivery:
+                if delivery not in self._held:
                     return  # it settled meanwhile (the renewer raced its ack): not lost
                 if self._executor is not None:
-                    self._executor.lost.add(id(delivery))
+                    self._executor.lose(delivery)
                 log.warning(
                     "lease of task %s was lost (another worker may run it)", delivery.task_id
                 )
@@ -377,11 +375,11 @@ class Worker:
                 now = clock.monotonic()
                 for task_id in signalled:
                     self._signalled[task_id] = now
-                held = list(self._held.values())
+                held = list(self._held)
                 if held:
                     marks = await broker.abort_marks(held)
                     for delivery, marked in zip(held, marks, strict=True):
-                        if marked and delivery not in executor.aborting:
+                        if marked and not executor.is_aborting(delivery):
                             log.info("task %s: abort requested; cancelling it", delivery.task_id)
                             executor.request_abort(delivery)
                 while self._signalled:
@@ -415,7 +413,7 @@ class Worker:
             processed=self.processed,
             started_at=self.started_at,
             last_seen=now,
-            current_tasks=[d.task_id for d in list(self._held.values())[:50]],
+            current_tasks=[d.task_id for d in list(self._held)[:50]],
         )
 
     async def _heartbeat_loop(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conveyor.batching import Batcher
@@ -24,7 +24,6 @@ from conveyor.brokers.base import (
     Outcome,
     Release,
     Retry,
-    Settlement,
     StoredResult,
 )
 from conveyor.clock import FaultPause
@@ -56,8 +55,9 @@ from conveyor.signing import InvalidSignature, verified
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.task import SyncRun, Task
+    from conveyor.worker.settle import Settler
 
-__all__ = ["Executor", "Settler"]
+__all__ = ["Executor"]
 
 log = logging.getLogger("conveyor.worker")
 # one line per task that ends (settings.log_tasks); a logger of its own so that it can be
@@ -70,66 +70,14 @@ _BUG_MEMORY = 1000
 _BUG_RETRY_DELAY = 1.0
 
 
-class Settler:
-    """Batches settlements; stores results first when the result store is elsewhere, so a
-    task is acked only after its result is stored."""
+@dataclass(slots=True)
+class _Ran:
+    """How a task body ended."""
 
-    def __init__(self, app: Conveyor) -> None:
-        self._broker = app.broker
-        self._store = app.result_store
-        self._colocated = self._store is self._broker.result_store()
-        self._lease = app.settings.lease
-        self._batcher: Batcher[Settlement, bool | SettlementRefused] = Batcher(self._flush)
-
-    async def settle(self, delivery: Delivery, outcome: Outcome) -> bool:
-        """Settle (batched with others); raises :class:`SettlementRefused` if the broker
-        refuses this one itself."""
-        answer = await self._batcher.submit((delivery, outcome))
-        if isinstance(answer, SettlementRefused):
-            raise answer
-        return answer
-
-    async def _flush(self, batch: Sequence[Settlement]) -> list[bool | SettlementRefused]:
-        try:
-            return list(await self._settle_batch(batch))
-        except SettlementRefused as refused:
-            if len(batch) == 1:
-                return [refused]
-        # one item was refused: settle each alone, so the others are not refused with it
-        answers: list[bool | SettlementRefused] = []
-        for settlement in batch:
-            try:
-                answers += await self._settle_batch([settlement])
-            except SettlementRefused as refused:
-                answers.append(refused)
-        return answers
-
-    async def _settle_batch(self, batch: Sequence[Settlement]) -> list[bool]:
-        if self._colocated:
-            return await self._broker.settle(batch)
-        # results live elsewhere: store them first (ack only after the result is safe), but
-        # only for deliveries we still own, so a zombie's late result is not written
-        with_results = [
-            (d, o.result) for d, o in batch if isinstance(o, Ack | DeadLetter) and o.result
-        ]
-        if with_results:
-            owned = await self._broker.extend_leases([d for d, _ in with_results], self._lease)
-            keep = [r for (_, r), mine in zip(with_results, owned, strict=True) if mine and r]
-            if keep:
-                await self._store.put(keep)
-        stripped: list[Settlement] = [(d, _without_result(o)) for d, o in batch]
-        return await self._broker.settle(stripped)
-
-    async def aclose(self) -> None:
-        await self._batcher.aclose()
-
-
-def _without_result(outcome: Outcome) -> Outcome:
-    if isinstance(outcome, Ack):
-        return Ack()
-    if isinstance(outcome, DeadLetter):
-        return DeadLetter(outcome.reason)
-    return outcome
+    value: Any = None
+    error: BaseException | None = None
+    aborted: bool = False  # by request (a value it returned anyway is dropped)
+    released: bool = False  # cancelled by a shutdown past its grace
 
 
 class Executor:
@@ -149,10 +97,10 @@ class Executor:
         self._run_sync = run_sync
         self.settler = settler
         self.settle_retry_for = settle_retry_for
-        self.shutting_down = False
-        self.lost: set[int] = set()
-        # deliveries whose abort was requested, and the bodies running now (to cancel them)
-        self.aborting: set[Delivery] = set()
+        # the state of the deliveries in hand, keyed by the Delivery itself
+        self._shutting_down = False
+        self._lost: set[Delivery] = set()  # the lease thread found another owner
+        self._aborting: set[Delivery] = set()  # abort requested
         self._bodies: dict[Delivery, tuple[asyncio.Task[Any] | None, Context | None]] = {}
         self._bug_hits: dict[str, int] = {}  # task id -> worker bugs seen (oldest first)
         self._lease = app.settings.lease
@@ -197,7 +145,7 @@ class Executor:
         TASK_CONTEXT.set((message.task_id, message.task, delivery.attempt))  # for log records
         if self._events is not None:
             self._emit(self._task_event(TaskReceived, message, delivery.attempt))
-        if delivery.abort_requested or delivery in self.aborting:
+        if delivery.abort_requested or delivery in self._aborting:
             return await self._aborted(delivery, message, 0.0, running=False)
         task = self.app.tasks.get(message.task)
         if task is None:
@@ -232,22 +180,10 @@ class Executor:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> TaskStatus | None:
-        context = None
-        # a Context (and its Event) only for tasks that inject one or hooks that read it:
-        # most no-op tasks on the hot path need neither
-        if task.has_dependencies or self._has_hooks["before_execute"]:
-            context = Context(
-                self.app,
-                message.task_id,
-                task.name,
-                delivery.attempt,
-                message.queue,
-                message.labels,
-                message,
-            )
+        context = self._context_for(delivery, message, task)
         if context is not None and self._has_hooks["before_execute"]:
             await self._hooks("before_execute", message, context)
-        if delivery in self.aborting:  # requested while the hooks above ran
+        if delivery in self._aborting:  # requested while the hooks above ran
             return await self._aborted(delivery, message, 0.0, running=False)
         if delivery.lease_until - self._clock.monotonic() < self._lease_margin and not (
             await self._still_ours(delivery)
@@ -256,7 +192,47 @@ class Executor:
         if self._events is not None:
             self._emit(self._task_event(TaskStarted, message, delivery.attempt))
         started = time.perf_counter()
-        self._bodies[delivery] = (asyncio.current_task(), context)
+        ran = await self._call_body(delivery, message, task, args, kwargs, context)
+        elapsed = time.perf_counter() - started
+        if ran.released:
+            await self._settle(delivery, Release())
+            return None
+        if ran.aborted:
+            return await self._aborted(delivery, message, elapsed)
+        if ran.error is not None:
+            return await self._failed(delivery, message, task, ran.error, elapsed)
+        return await self._succeeded(delivery, message, task, ran.value, elapsed)
+
+    def _context_for(
+        self, delivery: Delivery, message: Message, task: Task[Any, Any]
+    ) -> Context | None:
+        # a Context only for tasks that inject one or hooks that read it: most no-op tasks
+        # on the hot path need neither
+        if not (task.has_dependencies or self._has_hooks["before_execute"]):
+            return None
+        return Context(
+            self.app,
+            message.task_id,
+            task.name,
+            delivery.attempt,
+            message.queue,
+            message.labels,
+            message,
+        )
+
+    async def _call_body(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: Task[Any, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: Context | None,
+    ) -> _Ran:
+        """Run the task function (under its timeout) and say how it ended: a value, an
+        error, aborted by request, or released by a shutdown past its grace."""
+        current = asyncio.current_task()
+        self._bodies[delivery] = (current, context)
         try:
             if message.timeout:
                 try:
@@ -269,31 +245,36 @@ class Executor:
             else:
                 value = await task.run(args, kwargs, context, self._run_sync)
         except asyncio.CancelledError as exc:
-            del self._bodies[delivery]
-            current = asyncio.current_task()
-            if delivery in self.aborting:
-                if current is not None and current.cancelling():
+            ours = current is not None and current.cancelling() > 0
+            if delivery in self._aborting:
+                if ours and current is not None:
                     current.uncancel()  # our own cancellation, now handled
-                return await self._aborted(delivery, message, time.perf_counter() - started)
-            if current is not None and current.cancelling():
-                if self.shutting_down:
-                    await self._settle(delivery, Release())
-                    return None
+                return _Ran(aborted=True)
+            if ours:
+                if self._shutting_down:
+                    return _Ran(released=True)
                 raise
-            # the task itself raised CancelledError: a failure like any other
-            return await self._failed(delivery, message, task, exc, time.perf_counter() - started)
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code: settle it
+            return _Ran(error=exc)  # the task itself raised CancelledError: a failure
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code too
+            if delivery in self._aborting:  # a library turned our cancellation into its error
+                return _Ran(aborted=True)
+            return _Ran(error=exc)
+        finally:
             del self._bodies[delivery]
-            if delivery in self.aborting:  # a library turned our cancellation into its error
-                return await self._aborted(delivery, message, time.perf_counter() - started)
-            return await self._failed(delivery, message, task, exc, time.perf_counter() - started)
-        del self._bodies[delivery]
-        if delivery in self.aborting:  # it swallowed the cancellation: still aborted, value dropped
-            current = asyncio.current_task()
+        if delivery in self._aborting:  # it swallowed the cancellation: the value is dropped
             if current is not None and current.cancelling():
                 current.uncancel()
-            return await self._aborted(delivery, message, time.perf_counter() - started)
-        elapsed = time.perf_counter() - started
+            return _Ran(aborted=True)
+        return _Ran(value=value)
+
+    async def _succeeded(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: Task[Any, Any],
+        value: Any,
+        elapsed: float,
+    ) -> TaskStatus:
         result: Result[Any] = Result(
             task_id=message.task_id,
             task=task.name,
@@ -346,9 +327,9 @@ class Executor:
         """Abort ``delivery``: if its body runs, set its Context's ``abort_requested`` and
         cancel it (a sync task's thread runs on; its value is discarded); if it has not
         started, it never will. Either way it settles as aborted: acked, no retry."""
-        if delivery in self.aborting:
+        if delivery in self._aborting:
             return
-        self.aborting.add(delivery)
+        self._aborting.add(delivery)
         running = self._bodies.get(delivery)
         if running is not None:
             task, context = running
@@ -356,6 +337,23 @@ class Executor:
                 context.request_abort()
             if task is not None:
                 task.cancel()
+
+    def is_aborting(self, delivery: Delivery) -> bool:
+        """Its abort was requested (it ends as aborted, whatever it does meanwhile)."""
+        return delivery in self._aborting
+
+    def lose(self, delivery: Delivery) -> None:
+        """The lease thread found another owner: settling it is no longer retried."""
+        self._lost.add(delivery)
+
+    def shut_down(self) -> None:
+        """A stopping worker is about to cancel what still runs: release it, uncharged."""
+        self._shutting_down = True
+
+    def forget(self, delivery: Delivery) -> None:
+        """``delivery`` has ended in this worker: drop what was kept about it."""
+        self._lost.discard(delivery)
+        self._aborting.discard(delivery)
 
     async def _aborted(
         self, delivery: Delivery, message: Message, elapsed: float, *, running: bool = True
@@ -386,42 +384,15 @@ class Executor:
         *,
         retry: bool = True,
     ) -> TaskStatus:
+        """An attempt raised: retried after its backoff while ``retry_on`` and the attempts
+        allow, else failed for good (dead-lettered with a FAILED result)."""
         error = ErrorInfo.from_exception(exc)
-        retryable = (
+        if (
             retry
             and isinstance(exc, task.options.retry_on)
             and delivery.attempt < message.max_attempts
-        )
-        if retryable:
-            delay = task.options.backoff(delivery.attempt)
-            await self._hooks("on_retry", message, delivery.attempt, delay, error)
-            if self._events is not None:
-                self._emit(
-                    TaskRetried(
-                        at=self.app.settings.clock.now(),
-                        task_id=message.task_id,
-                        task=message.task,
-                        queue=message.queue,
-                        attempt=delivery.attempt,
-                        worker=self.worker_id,
-                        duration=elapsed,
-                        delay=delay,
-                        error_type=error.type,
-                        error_message=error.message,
-                    )
-                )
-            if self._log_tasks:
-                _log_outcome(
-                    logging.INFO,
-                    message,
-                    "retrying",
-                    elapsed,
-                    delivery.attempt,
-                    f"; retrying in {delay:.2f}s: {error}",
-                    verb="failed",
-                )
-            await self._settle(delivery, Retry(delay))
-            return TaskStatus.RETRYING
+        ):
+            return await self._retry_later(delivery, message, task, error, elapsed)
         result: Result[Any] = Result(
             task_id=message.task_id,
             task=task.name,
@@ -444,6 +415,39 @@ class Executor:
         await self._hooks("on_dead_letter", message, message.task_id, reason)
         await self._settle(delivery, DeadLetter(reason, self._store(message, result)))
         return TaskStatus.FAILED
+
+    async def _retry_later(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: Task[Any, Any],
+        error: ErrorInfo,
+        elapsed: float,
+    ) -> TaskStatus:
+        delay = task.options.backoff(delivery.attempt)
+        await self._hooks("on_retry", message, delivery.attempt, delay, error)
+        if self._events is not None:
+            self._emit(
+                TaskRetried(
+                    at=self.app.settings.clock.now(),
+                    task_id=message.task_id,
+                    task=message.task,
+                    queue=message.queue,
+                    attempt=delivery.attempt,
+                    worker=self.worker_id,
+                    duration=elapsed,
+                    delay=delay,
+                    error_type=error.type,
+                    error_message=error.message,
+                )
+            )
+        if self._log_tasks:
+            detail = f"; retrying in {delay:.2f}s: {error}"
+            _log_outcome(
+                logging.INFO, message, "retrying", elapsed, delivery.attempt, detail, "failed"
+            )
+        await self._settle(delivery, Retry(delay))
+        return TaskStatus.RETRYING
 
     async def contain_bug(self, delivery: Delivery, exc: Exception) -> TaskStatus:
         """Settle a delivery whose run escaped :meth:`execute` (a bug in Conveyor, a hook or
@@ -597,7 +601,7 @@ class Executor:
                 )
                 return
             except Exception:
-                if clock.monotonic() >= deadline or id(delivery) in self.lost:
+                if clock.monotonic() >= deadline or delivery in self._lost:
                     log.error(
                         "could not settle %s; it will be redelivered after its lease",
                         delivery.task_id,

@@ -27,7 +27,7 @@ class LeaseRenewer:
     def __init__(
         self,
         keeper_factory: Callable[[], LeaseKeeper],
-        held: dict[int, Delivery],
+        held: dict[Delivery, None],
         lease: float,
         on_lost: Callable[[Delivery], None],
         interval: float | None = None,
@@ -55,7 +55,7 @@ class LeaseRenewer:
         keeper: LeaseKeeper | None = None
         try:
             while not self._stop.wait(self._interval):
-                deliveries = list(self._held.copy().values())  # dict.copy is atomic under the GIL
+                deliveries = list(self._held.copy())  # dict.copy is atomic under the GIL
                 if not deliveries:
                     continue
                 asked = self._monotonic()

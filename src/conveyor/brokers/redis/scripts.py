@@ -6,11 +6,9 @@ the header comment of its file in ``lua/``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from importlib import resources
-from typing import Any
 
-__all__ = ["SCRIPT_NAMES", "ScriptArgs", "load_sources"]
+__all__ = ["SCRIPT_NAMES", "load_sources"]
 
 SCRIPT_NAMES = (
     "publish",
@@ -33,14 +31,3 @@ def load_sources() -> dict[str, str]:
     folder = resources.files("conveyor.brokers.redis") / "lua"
     lib = (folder / "lib.lua").read_text()
     return {name: lib + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
-
-
-ScriptArgs = list[Any]
-
-
-def flat(rows: Sequence[Sequence[Any]]) -> ScriptArgs:
-    """Flatten per-message argument tuples into one ARGV list."""
-    out: ScriptArgs = []
-    for row in rows:
-        out.extend(row)
-    return out

@@ -1,0 +1,85 @@
+"""The Settler: every settlement of a worker goes through it, batched with the others of
+the same event-loop turn into one broker call.
+
+When the result store is not the broker's own, results are stored first and the delivery
+is acked after, so a task is acked only once its result is safe; a delivery whose lease
+was lost meanwhile gets no result written (a zombie's late result is discarded). A
+settlement the broker refuses (a result over its size limit) is settled alone, so the
+others of its batch are not refused with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from conveyor.batching import Batcher
+from conveyor.brokers.base import Ack, DeadLetter, Delivery, Outcome, Settlement
+from conveyor.errors import SettlementRefused
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+__all__ = ["Settler"]
+
+
+class Settler:
+    """Batches settlements; stores results first when the result store is elsewhere, so a
+    task is acked only after its result is stored."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self._broker = app.broker
+        self._store = app.result_store
+        self._colocated = self._store is self._broker.result_store()
+        self._lease = app.settings.lease
+        self._batcher: Batcher[Settlement, bool | SettlementRefused] = Batcher(self._flush)
+
+    async def settle(self, delivery: Delivery, outcome: Outcome) -> bool:
+        """Settle (batched with others); raises :class:`SettlementRefused` if the broker
+        refuses this one itself."""
+        answer = await self._batcher.submit((delivery, outcome))
+        if isinstance(answer, SettlementRefused):
+            raise answer
+        return answer
+
+    async def _flush(self, batch: Sequence[Settlement]) -> list[bool | SettlementRefused]:
+        try:
+            return list(await self._settle_batch(batch))
+        except SettlementRefused as refused:
+            if len(batch) == 1:
+                return [refused]
+        # one item was refused: settle each alone, so the others are not refused with it
+        answers: list[bool | SettlementRefused] = []
+        for settlement in batch:
+            try:
+                answers += await self._settle_batch([settlement])
+            except SettlementRefused as refused:
+                answers.append(refused)
+        return answers
+
+    async def _settle_batch(self, batch: Sequence[Settlement]) -> list[bool]:
+        if self._colocated:
+            return await self._broker.settle(batch)
+        # results live elsewhere: store them first (ack only after the result is safe), but
+        # only for deliveries we still own, so a zombie's late result is not written
+        with_results = [
+            (d, o.result) for d, o in batch if isinstance(o, Ack | DeadLetter) and o.result
+        ]
+        if with_results:
+            owned = await self._broker.extend_leases([d for d, _ in with_results], self._lease)
+            keep = [r for (_, r), mine in zip(with_results, owned, strict=True) if mine and r]
+            if keep:
+                await self._store.put(keep)
+        stripped: list[Settlement] = [(d, _without_result(o)) for d, o in batch]
+        return await self._broker.settle(stripped)
+
+    async def aclose(self) -> None:
+        await self._batcher.aclose()
+
+
+def _without_result(outcome: Outcome) -> Outcome:
+    if isinstance(outcome, Ack):
+        return Ack()
+    if isinstance(outcome, DeadLetter):
+        return DeadLetter(outcome.reason)
+    return outcome
