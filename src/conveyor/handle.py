@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from conveyor.brokers.base import StoredResult, status_of
+from conveyor.brokers import redact_url
+from conveyor.brokers.base import Capability, StoredResult, status_of
 from conveyor.clock import Seconds, seconds
-from conveyor.errors import ResultMissing, ResultTimeout, TaskNotFound
+from conveyor.errors import ConfigurationError, ResultMissing, ResultTimeout, TaskNotFound
 from conveyor.message import NO_CONVERSION, MalformedMessage, convert, decode_message, encode_value
 from conveyor.result import AbortOutcome, Result, TaskState, TaskStatus, aborted_result
 
@@ -167,6 +168,11 @@ async def record_progress(
 async def abort_task(app: Conveyor, task_id: str) -> AbortOutcome:
     """Abort a task by id (``TaskHandle.abort()`` and ``app.abort()``; see there)."""
     broker, store = app.broker, app.result_store
+    if Capability.ABORT not in broker.capabilities:
+        raise ConfigurationError(
+            f"the broker at {redact_url(broker.url)} cannot abort tasks (it does not declare "
+            "the ABORT capability)"
+        )
     finished_at = app.settings.clock.now()
     default_ttl = app.settings.result_ttl
 

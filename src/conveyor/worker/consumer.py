@@ -141,12 +141,15 @@ class Worker:
             monotonic=settings.clock.monotonic,
         )
         self._renewer.start()
-        # listen for abort signals before the first fetch, so none for our tasks is missed
-        self._signalled = dict.fromkeys(
-            await broker.wait_abort_signal(0), settings.clock.monotonic()
-        )
+        can = broker.capabilities
+        if Capability.ABORT in can:
+            # listen for abort signals before the first fetch, so none for ours is missed
+            self._signalled = dict.fromkeys(
+                await broker.wait_abort_signal(0), settings.clock.monotonic()
+            )
         self._fetcher = asyncio.create_task(self._fetch_loop(), name="conveyor-fetch")
-        self._abort_watch = asyncio.create_task(self._watch_aborts(), name="conveyor-aborts")
+        if Capability.ABORT in can:
+            self._abort_watch = asyncio.create_task(self._watch_aborts(), name="conveyor-aborts")
         self._loops = [
             asyncio.create_task(
                 self._every(settings.reap_interval, self._reap), name="conveyor-reap"
@@ -214,7 +217,8 @@ class Worker:
         if self._renewer is not None:
             await asyncio.to_thread(self._renewer.stop)
         try:  # leave `conveyor status` at once rather than after the heartbeat expires
-            await self._broker.heartbeat(self.info(), -1.0)
+            if Capability.ADMIN in self._broker.capabilities:
+                await self._broker.heartbeat(self.info(), -1.0)
         except Exception:
             log.debug("could not clear the heartbeat", exc_info=True)
         try:
@@ -435,7 +439,8 @@ class Worker:
     async def _heartbeat(self) -> None:
         ttl = max(self.app.settings.heartbeat_interval * 3, 1.0)
         info = self.info()
-        await self._broker.heartbeat(info, ttl)
+        if Capability.ADMIN in self._broker.capabilities:  # where `conveyor status` looks
+            await self._broker.heartbeat(info, ttl)
         if self._events.active:
             event = WorkerHeartbeat(
                 at=info.last_seen,
