@@ -3,7 +3,6 @@ client bound to a dashboard in this event loop, and a helper that waits for a st
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from starlette.types import ASGIApp
 
 from conveyor import Conveyor
-from tests.conftest import connected_app
+from tests.conftest import connected_app, eventually
 from tests.dashboard import dashboard_app
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -50,11 +49,4 @@ def csrf_of(html: str) -> str:
 
 async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
     """Poll ``check`` until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {check.__name__}")
-        await asyncio.sleep(0.05)
+    return await eventually(check, timeout=timeout, every=0.05)

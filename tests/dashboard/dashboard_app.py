@@ -13,7 +13,7 @@ app = Conveyor()  # the broker comes from CONVEYOR_BROKER_URL
 @app.task(name="resize_image")
 async def resize_image(path: str, width: int = 640) -> dict[str, str | int]:
     """Returns quickly: the succeeded rows and their return values."""
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # sleep: the task's (short) work
     return {"path": path.replace(".png", f"-{width}.png"), "width": width}
 
 
@@ -29,7 +29,7 @@ async def generate_report(report_id: int, seconds: float = 60.0, ctx: Context = 
     steps = 20
     for step in range(steps):
         await ctx.progress(step / steps, f"section {step + 1} of {steps}")
-        await asyncio.sleep(seconds / steps)
+        await asyncio.sleep(seconds / steps)  # sleep: the task's work, a section at a time
     return f"report {report_id} done"
 
 

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor import Conveyor
+from tests.conftest import eventually_blocking
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -153,25 +153,32 @@ class Stack:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
     def wait_http(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             try:
                 with urllib.request.urlopen(f"{self.base}/static/dashboard.css", timeout=2):
-                    return
+                    return True
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        raise AssertionError(f"the dashboard did not answer:\n{self.log('dashboard')}")
+                return False
+
+        try:
+            eventually_blocking(answers, timeout=timeout, every=0.1)
+        except AssertionError:
+            raise AssertionError(
+                f"the dashboard did not answer:\n{self.log('dashboard')}"
+            ) from None
 
     def wait_worker(self, timeout: float = 30.0) -> None:
         async def roles(client: Conveyor) -> set[str]:
             return {w.role for w in await client.broker.workers()}
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if {"worker", "scheduler"} <= self.run(roles):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"no worker and scheduler heartbeat:\n{self.log('worker')}")
+        try:
+            eventually_blocking(
+                lambda: {"worker", "scheduler"} <= self.run(roles), timeout=timeout, every=0.2
+            )
+        except AssertionError:
+            raise AssertionError(
+                f"no worker and scheduler heartbeat:\n{self.log('worker')}"
+            ) from None
 
     def stop(self) -> list[int | None]:
         for process in self.processes:
@@ -212,11 +219,4 @@ def stack(
 
 def poll(check: Callable[[], T | None], timeout: float = 20.0, every: float = 0.1) -> T:
     """Call ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s: {check}")
-        time.sleep(every)
+    return eventually_blocking(check, timeout=timeout, every=every, what=repr(check))  # type: ignore[return-value]
