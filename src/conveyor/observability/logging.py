@@ -3,7 +3,7 @@
 
 The worker sets a context variable when it starts a delivery; asyncio gives every task
 its own copy, and ``def`` tasks see it too because the app runs them in its thread pool
-with a copy of the caller's context (``app.run_sync``). :func:`install_task_context`
+with a copy of the caller's context (``worker/runners.py``). :func:`install_task_context`
 wraps the log record factory so that every record, from any logger and to any handler,
 gets the three attributes (``None`` outside a task). A worker installs it when it starts.
 
