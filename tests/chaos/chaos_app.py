@@ -5,11 +5,11 @@ Workers import it as ``tests.chaos.chaos_app:app``; the broker comes from
 
 Behaviours (``ms`` is milliseconds):
 
-- ``sleep``: ``await asyncio.sleep(ms)``;
+- ``sleep``: wait ``ms`` (``asyncio.sleep``): work the faults interrupt;
 - ``long``: the same, for a task meant to outlive many leases;
 - ``raise``: raise ``RuntimeError`` (retried, then dead-lettered);
 - ``exit``: ``os._exit(137)``: kills its worker process, like a segfault;
-- ``block_loop``: ``time.sleep(ms)`` on the event-loop thread (a blocked loop).
+- ``block_loop``: block the event-loop thread ``ms`` (``time.sleep``).
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ async def probe(
     outcome = "error"
     try:
         if behavior in ("sleep", "long"):
-            await asyncio.sleep(ms / 1000)
+            await asyncio.sleep(ms / 1000)  # sleep: the task's work, which faults interrupt
         elif behavior == "raise":
             raise RuntimeError(f"probe {task_id} fails on purpose")
         elif behavior == "exit":
             ledger.fault_start("self_exit", os.getpid())
             os._exit(137)
         elif behavior == "block_loop":
-            time.sleep(ms / 1000)  # noqa: ASYNC251 - blocking the event loop is the point
+            time.sleep(ms / 1000)  # noqa: ASYNC251 - sleep: blocking the event loop is the point
         else:
             raise ValueError(f"unknown probe behaviour {behavior!r}")
         outcome = "ok"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from tests.brokers.conftest import REDIS_URL, service_unavailable
 from tests.chaos.harness import Cluster
 from tests.chaos.ledger import Ledger
+from tests.conftest import eventually_blocking
 
 
 @pytest.fixture
@@ -128,16 +128,18 @@ class RedisServer:
             start_new_session=True,
         )
         client = _sync_redis(self.url)
-        deadline = time.monotonic() + timeout
+        process = self.process
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())  # LOADING (replaying the AOF) raises until done
+            except Exception:
+                if process.poll() is not None:
+                    raise
+                return False
+
         try:
-            while True:
-                try:
-                    if client.ping():  # LOADING (replaying the AOF) raises until done
-                        return
-                except Exception:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                time.sleep(0.02)
+            eventually_blocking(answers, timeout=timeout, what="redis-server to answer")
         finally:
             client.close()
 

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from conveyor import Conveyor, ResultMissing
+from conveyor.brokers.base import QueueDepth
 from conveyor.task import Task
 from tests.chaos.ledger import LEDGER_DIR_ENV, Ledger, Record, read_ledger
+from tests.conftest import eventually, eventually_blocking
 
 __all__ = [
     "APP",
@@ -94,16 +96,15 @@ class Proc:
     def wait_logged(self, pattern: str | re.Pattern[bytes], timeout: float = 20.0) -> bytes:
         """Wait until the log has a line matching ``pattern``; returns the first match."""
         regex = re.compile(pattern.encode()) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def logged() -> bytes | None:
             found = regex.search(self.log_path.read_bytes())
             if found:
                 return found.group(0)
-            if self.popen.poll() is not None:
-                raise AssertionError(f"{self} exited with {self.popen.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self}: no {regex.pattern!r} in the log:\n{self.log()}")
-            time.sleep(0.05)
+            self._assert_running()
+            return None
+
+        return self._wait(logged, timeout, f"no {regex.pattern!r} in the log")
 
     def terminate(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait up to ``timeout``; the exit code, or None if it did not exit
@@ -120,16 +121,30 @@ class Proc:
         return code
 
     def wait_started(self, count: int = 1, timeout: float = 20.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def started() -> list[int] | None:
             pids = self.started_pids()
             if len(pids) >= count:
                 return pids
-            if self.popen.poll() is not None:
-                raise AssertionError(f"{self} exited with {self.popen.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self}: {count} worker(s) not started:\n{self.log()}")
-            time.sleep(0.05)
+            self._assert_running()
+            return None
+
+        return self._wait(started, timeout, f"{count} worker(s) not started")
+
+    def _assert_running(self) -> None:
+        if self.popen.poll() is not None:
+            raise _Exited(f"{self} exited with {self.popen.returncode}:\n{self.log()}")
+
+    def _wait(self, check: Callable[[], T | None], timeout: float, missing: str) -> T:
+        try:
+            return eventually_blocking(check, timeout=timeout, every=0.05)  # type: ignore[return-value]
+        except _Exited:
+            raise
+        except AssertionError:
+            raise AssertionError(f"{self}: {missing}:\n{self.log()}") from None
+
+
+class _Exited(AssertionError):
+    """The process being waited on exited."""
 
 
 class Cluster:
@@ -241,7 +256,7 @@ class Producer:
                 self.ledger.enq_fail(task_id, repr(exc))
                 if time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # sleep: the producer's pause while the broker heals
                 continue
             self.ledger.enq_ok(task_id)
             return task_id
@@ -262,6 +277,7 @@ class Producer:
 
         async def one(index: int, behavior: str, ms: int) -> str:
             if rate is not None:
+                # sleep: a steady load is paced by real time
                 await asyncio.sleep(max(begin + index / rate - loop.time(), 0.0))
             async with gate:
                 return await self.enqueue(behavior, ms, retry_for=retry_for)
@@ -281,17 +297,23 @@ async def drain(
     is past ``quiet_until``; then record the dead letters and the results of ``ids``.
     A queue that never empties is a hang (G6) and fails. Returns how long it waited."""
     started = time.monotonic()
-    while True:
+    busy: list[QueueDepth] | None = None
+
+    async def drained() -> bool:
+        nonlocal busy
         try:
             depths = await app.broker.queue_depths()
         except Exception:  # the broker is still healing
             depths = None
         busy = None if depths is None else [d for d in depths if d.ready or d.delayed or d.running]
-        if busy == [] and time.time() >= quiet_until:
-            break
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"hang: the queues did not drain within {timeout:.0f}s: {busy}")
-        await asyncio.sleep(0.1)
+        return busy == [] and time.time() >= quiet_until
+
+    try:
+        await eventually(drained, timeout=timeout, every=0.1)
+    except AssertionError:
+        raise AssertionError(
+            f"hang: the queues did not drain within {timeout:.0f}s: {busy}"
+        ) from None
     for entry in await app.broker.dead_letters(limit=1_000_000):
         ledger.dlq(entry.id, entry.reason, entry.attempts)
     for task_id in ids:
@@ -398,25 +420,13 @@ class TcpProxy:
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
     """Poll ``condition`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
+    return eventually_blocking(condition, timeout=timeout, what=what)  # type: ignore[return-value]
 
 
 async def wait_for_ledger(
     directory: Path, condition: Callable[[list[Record]], T | None], timeout: float, what: str
 ) -> T:
     """Poll the ledger (without blocking the event loop) until ``condition`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition(read_ledger(directory))
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    return await eventually(  # type: ignore[return-value]
+        lambda: condition(read_ledger(directory)), timeout=timeout, what=what, every=0.02
+    )

@@ -206,7 +206,10 @@ async def test_sigterm_drains_short_tasks_and_releases_long_ones_at_once(
         taker = workers.worker(concurrency=4)
         # SIGTERM 2.5-3.5 s into the tasks: the short ones then need 0.5-1.5 s (< grace),
         # the long ones 4.5-5.5 s (> grace)
+        # sleep: the fault's moment on the tasks' timeline (real processes, real time)
         await asyncio.sleep(max(started + 2.5 - time.time(), 0))
+        # the premise of the timeline, not a speed bound: SIGTERM comes before the short
+        # tasks could end by themselves, and the long ones still outlast the grace
         assert time.time() - started < 3.5, "the second worker took too long to start"
         assert _in_flight(workers.ledger(), draining.pid) == set(short + long)
         stopped_at = time.time()
@@ -257,6 +260,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
         )
         owner = workers.worker(concurrency=2)
         # pause 2 s or more into the task: the zombie then ends well before the new owner
+        # sleep: the fault's moment on the task's timeline (real processes, real time)
         await asyncio.sleep(max(first["t"] + 2.0 - time.time(), 0))
         paused_at = time.time()
         fid = nemesis.fault_start("sigstop", zombie.pid)
@@ -265,6 +269,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
             takeover = await wait_for_ledger(
                 workers.ledger_dir, lambda rs: _starts(rs, owner.pid), 15, "the takeover"
             )
+            # sleep: the pause lasts 3.5 leases of the server's (real) clock
             await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
         finally:
             zombie.send(signal.SIGCONT)
@@ -274,7 +279,10 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
             workers.ledger_dir, lambda rs: _ends(rs, zombie.pid), 15, "the zombie to finish"
         )
         assert zombie_end["outcome"] == "ok"
-        await asyncio.sleep(0.5)  # time for its ack (and a result, were it accepted)
+        # its ack was refused: the worker says so once the settlement came back
+        await asyncio.to_thread(
+            zombie.wait_logged, rf"task {task_id}: lease lost before settling", 15
+        )
         assert not _ends(workers.ledger(), owner.pid), "the new owner should still be running"
         stored = await producer.app.result_store.get(task_id)
         assert stored is None, "the zombie's result was stored"
@@ -421,7 +429,7 @@ async def test_redis_killed_and_restarted_loses_no_acknowledged_enqueue(
         fid = nemesis.fault_start("redis_sigkill", None)
         server.kill()
         killed_at = time.time()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # sleep: the outage lasts a second of real time
         await asyncio.to_thread(server.start)
         restarted_at = time.time()
         nemesis.fault_end(fid, "redis_sigkill", None)
@@ -469,7 +477,7 @@ async def test_workers_recover_from_repeated_client_kills(
                 killed += await asyncio.to_thread(
                     admin.client_kill_filter, _type="normal", skipme=True
                 )
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # sleep: the nemesis' rhythm, a kill every 0.5 s
             healed_at = time.time()
             nemesis.fault_end(fid, "client_kill", None)
             ids = await load
@@ -504,7 +512,7 @@ async def test_task_ten_leases_long_runs_exactly_once(
             await wait_for_ledger(workers.ledger_dir, _starts, 20, "the task to start")
             deliveries = []
             for _ in range(4):
-                await asyncio.sleep(2 * lease)
+                await asyncio.sleep(2 * lease)  # sleep: a look every 2 leases of the run
                 (entry,) = await client.xpending_range(
                     keys.stream("default", 0), keys.group, "-", "+", 10
                 )
@@ -551,7 +559,7 @@ async def test_a_result_the_server_refuses_fails_the_task_once_with_the_reason(
     The task used to run 3 times and be dead-lettered as "poison: worker killed"; it now
     fails once, naming the refusal, and the tasks settled beside it are unharmed."""
     from conveyor import TaskStatus
-    from tests.conftest import fast_app
+    from tests.conftest import eventually, fast_app, nothing_pending
 
     server = redis_server()
     client = server.client()
@@ -574,7 +582,8 @@ async def test_a_result_the_server_refuses_fails_the_task_once_with_the_reason(
         others = [await small.kiq(n) for n in range(5)]
         result = await refused.wait_result(timeout=15)
         assert [await h.get(timeout=5) for h in others] == list(range(5))
-        await asyncio.sleep(0.5)  # a redelivery would have started by now
+        # settled: a redelivery would leave it pending (leased until the lease runs out)
+        await eventually(lambda: nothing_pending(app), what="nothing pending")
     assert runs == [1]
     assert result.status is TaskStatus.FAILED
     assert result.error is not None

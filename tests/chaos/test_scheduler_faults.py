@@ -130,6 +130,7 @@ def _cluster(cluster: ClusterFactory, url: str, *, worker: bool = True) -> Clust
 
 
 async def _until(deadline: float) -> None:
+    # sleep: a moment of the run's timeline; schedules tick by the processes' real clock
     await asyncio.sleep(max(deadline - time.time(), 0.0))
 
 
@@ -227,7 +228,7 @@ async def test_three_schedulers_enqueue_each_tick_once_through_sigkill_and_sigst
     fid = nemesis.fault_start("sigstop", stopped.pid)
     stopped.send(signal.SIGSTOP)
     try:
-        await asyncio.sleep(HA_STOP_FOR)
+        await asyncio.sleep(HA_STOP_FOR)  # sleep: the pause outlasts grace, in real time
     finally:
         stopped.send(signal.SIGCONT)
         nemesis.fault_end(fid, "sigstop", stopped.pid)
@@ -279,13 +280,13 @@ async def test_scheduler_down_across_ticks_catches_up_or_skips_by_policy(
     workers = _cluster(cluster, broker_url)
     first = workers.scheduler(APP)
     started = time.time()
-    await asyncio.sleep(MISSED_UP)
+    await asyncio.sleep(MISSED_UP)  # sleep: the scheduler runs a few ticks first
     killed_at = time.time()
     nemesis.fault("sigkill", first.pid)
     first.kill()
-    await asyncio.sleep(MISSED_DOWN)
+    await asyncio.sleep(MISSED_DOWN)  # sleep: the downtime spans ticks of real time
     second = workers.scheduler(APP)
-    await asyncio.sleep(MISSED_AFTER)
+    await asyncio.sleep(MISSED_AFTER)  # sleep: ticks to judge after the restart
     ended = time.time()
     records = await _finish(workers, nemesis, [second])
 
@@ -365,19 +366,19 @@ async def test_lone_scheduler_keeps_dispatching_through_lost_and_hung_connection
     killed = 0
     started = time.time()
     try:
-        await asyncio.sleep(CONN_WARMUP)
+        await asyncio.sleep(CONN_WARMUP)  # sleep: ticks to judge before the faults
         fid = nemesis.fault_start("client_kill", None)
         for _ in range(CONN_KILLS):
             killed += await asyncio.to_thread(admin.client_kill_filter, _type="normal", skipme=True)
-            await asyncio.sleep(CONN_KILL_EVERY)
+            await asyncio.sleep(CONN_KILL_EVERY)  # sleep: the nemesis' rhythm
         nemesis.fault_end(fid, "client_kill", None)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # sleep: ticks between two faults, so each is judged
 
         fid = nemesis.fault_start("blackhole", scheduler.pid)
         silenced_at = time.time()
         accepted = proxy.accepted
         silenced = proxy.silence()
-        await asyncio.sleep(CONN_SILENT)
+        await asyncio.sleep(CONN_SILENT)  # sleep: the black hole lasts past the timeout
         nemesis.fault_end(fid, "blackhole", scheduler.pid)
         reconnected = proxy.accepted - accepted
 
@@ -387,13 +388,13 @@ async def test_lone_scheduler_keeps_dispatching_through_lost_and_hung_connection
             admin.execute_command, "CLIENT", "PAUSE", int(CONN_PAUSE * 1000), "ALL"
         )
         try:
-            await asyncio.sleep(CONN_PAUSE)
+            await asyncio.sleep(CONN_PAUSE)  # sleep: the pause outlasts timeout and grace
         finally:
             # under PAUSE ALL the unpause itself waits for the pause to end: a barrier
             await asyncio.to_thread(admin.execute_command, "CLIENT", "UNPAUSE")
             healed_at = time.time()
             nemesis.fault_end(fid, "client_pause", None)
-        await asyncio.sleep(CONN_AFTER)
+        await asyncio.sleep(CONN_AFTER)  # sleep: ticks to judge after the faults
         ended = time.time()
     finally:
         admin.close()

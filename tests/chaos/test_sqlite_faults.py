@@ -23,6 +23,7 @@ import pytest
 from tests.chaos.conftest import ClusterFactory
 from tests.chaos.harness import ROOT, Producer, drain, wait_for_ledger
 from tests.chaos.ledger import Ledger, check, read_ledger
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,7 @@ async def test_repeatedly_killed_workers_lose_nothing_on_sqlite(
                 20,
                 "the victim to start a task",
             )
+            # sleep: the nemesis kills at a random moment of the victim's work
             await asyncio.sleep(rng.uniform(0.2, 0.6))
             nemesis.fault("sigkill", victim.pid)
             victim.kill()
@@ -102,12 +104,13 @@ async def test_a_killed_producer_loses_no_enqueue_that_returned(
     producer = subprocess.Popen(  # noqa: ASYNC220 - a real, separate producer process
         [sys.executable, "-c", PRODUCER, url, str(workers.ledger_dir)], env=env, cwd=ROOT
     )
+
+    def enqueued_300() -> bool:
+        assert producer.poll() is None, "the producer died on its own"
+        return sum(r["ev"] == "enq_ok" for r in read_ledger(workers.ledger_dir)) >= 300
+
     try:
-        deadline = time.monotonic() + 30
-        while sum(r["ev"] == "enq_ok" for r in read_ledger(workers.ledger_dir)) < 300:
-            assert time.monotonic() < deadline, "the producer did not get going"
-            assert producer.poll() is None, "the producer died on its own"
-            await asyncio.sleep(0.05)
+        await eventually(enqueued_300, timeout=30, what="the producer to get going")
         producer.send_signal(signal.SIGKILL)  # mid-burst: enqueues are in flight
         producer.wait()
     finally:
