@@ -1,18 +1,22 @@
 """The broker conformance suite: what every broker must do, as public checks.
 
-Any broker, ours or a third party's, proves itself the same way::
+Any broker, ours or a third party's, proves itself the same way: the checks of the
+capabilities its class declares (:func:`checks_for`), each given a factory::
 
     import pytest
-    from conveyor.testing.conformance import CHECKS, BrokerFactory
+    from conveyor.testing.conformance import Check, broker_factory, checks_for
 
-    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
-    async def test_my_broker(check, my_factory: BrokerFactory) -> None:
-        await check(my_factory)
+    @pytest.mark.parametrize("check", checks_for(MyBroker.capabilities), ids=lambda c: c.__name__)
+    async def test_my_broker(check: Check) -> None:
+        await check(broker_factory("mybroker://localhost/test"))
+
+(or let ``conveyor.testing.plugin`` generate these and the behaviour checks from one
+fixture).
 
 A :class:`BrokerFactory` opens a fresh, empty, connected broker for the given options
-(``async with factory(options) as broker``). Checks use short real durations (leases of
-a fraction of a second), because leases on server brokers are measured by the server's
-clock, not an injected one.
+(``async with factory(options) as broker``); each check calls it once. Checks use short
+real durations (leases of a fraction of a second), because leases on server brokers are
+measured by the server's clock, not an injected one.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
+from conveyor.brokers import broker_class_for
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
@@ -41,7 +46,15 @@ from conveyor.brokers.base import (
 from conveyor.message import SCHEMA_VERSION, Message, encode_message
 from conveyor.result import AbortOutcome, TaskStatus
 
-__all__ = ["CHECKS", "REQUIRES", "BrokerFactory", "Check", "checks_for", "conformance_options"]
+__all__ = [
+    "CHECKS",
+    "REQUIRES",
+    "BrokerFactory",
+    "Check",
+    "broker_factory",
+    "checks_for",
+    "conformance_options",
+]
 
 LEASE = 0.6
 
@@ -51,6 +64,27 @@ class BrokerFactory(Protocol):
 
 
 Check = Callable[[BrokerFactory], Awaitable[None]]
+
+
+def broker_factory(url: str) -> BrokerFactory:
+    """A :class:`BrokerFactory` for the broker at ``url`` (its scheme registered with
+    :func:`~conveyor.brokers.register_broker`): each call builds ``BrokerClass(url,
+    options)`` and connects it. It is fresh and empty only if a new broker at ``url`` is:
+    ``memory://`` is, a file or a server needs a new path or namespace per test.
+
+    >>> await check_publish_fetch_ack(broker_factory("memory://"))    # doctest: +SKIP
+    """
+
+    @asynccontextmanager
+    async def open_broker(options: BrokerOptions) -> AsyncIterator[Broker]:
+        broker: Broker = broker_class_for(url)(url, options)
+        await broker.connect()
+        try:
+            yield broker
+        finally:
+            await broker.close()
+
+    return open_broker
 
 
 def conformance_options(**changes: Any) -> BrokerOptions:

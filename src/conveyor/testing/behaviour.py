@@ -1,0 +1,484 @@
+"""The behaviour suite: what a real worker must be able to do on a broker, as public checks.
+
+The conformance suite (``conveyor.testing.conformance``) drives a broker by hand; these
+checks run ``app.worker()`` on it, as production does, and check what users see: results,
+statuses, attempts, what ran and how often. A broker proves itself with both::
+
+    import pytest
+    from conveyor.testing.behaviour import BEHAVIOUR_CHECKS, AppFactory, BehaviourCheck
+
+    @pytest.mark.parametrize("check", BEHAVIOUR_CHECKS, ids=lambda c: c.__name__)
+    async def test_my_broker(check: BehaviourCheck, my_app_factory: AppFactory) -> None:
+        await check(my_app_factory)
+
+(or let ``conveyor.testing.plugin`` generate both suites from one fixture).
+
+An :class:`AppFactory` opens a connected :class:`~conveyor.Conveyor` on a fresh, empty
+broker, built with the settings a check passes (``async with factory(**settings) as
+app``); :func:`app_factory` makes one from a URL. Each check calls its factory once and
+registers its own tasks. Checks use short real durations (leases under a second), because
+server brokers keep leases by their own clock, not an injected one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
+
+from conveyor.app import Conveyor
+from conveyor.brokers.base import (
+    Broker,
+    Capability,
+    Delivery,
+    LeaseKeeper,
+    Place,
+    TaskLocation,
+)
+from conveyor.deps import Context, Depends
+from conveyor.result import AbortOutcome, TaskStatus
+from conveyor.retry import fixed
+
+__all__ = [
+    "BEHAVIOUR_CHECKS",
+    "BEHAVIOUR_REQUIRES",
+    "LEASE",
+    "AppFactory",
+    "BehaviourCheck",
+    "app_factory",
+    "behaviour_checks_for",
+    "behaviour_settings",
+]
+
+LEASE = 0.8
+"""The lease of every check, in seconds: short, yet three renewals (one every lease/3) a
+loaded machine still makes in time."""
+
+
+class AppFactory(Protocol):
+    """Opens a connected app on a fresh, empty broker: ``async with factory(**settings)``.
+    The keywords are :class:`~conveyor.settings.Settings` fields."""
+
+    def __call__(self, **settings: Any) -> AbstractAsyncContextManager[Conveyor]: ...
+
+
+BehaviourCheck = Callable[[AppFactory], Awaitable[None]]
+
+
+def behaviour_settings(**changes: Any) -> dict[str, Any]:
+    """The settings the checks use: a :data:`LEASE` lease and reaps, fetch waits and
+    heartbeats of a fraction of it, so fault paths run in about a second."""
+    settings: dict[str, Any] = {
+        "lease": LEASE,
+        "reap_interval": 0.05,
+        "fetch_wait": 0.05,
+        "heartbeat_interval": 0.2,
+        "abort_check_interval": 0.2,
+        "grace": 1.0,
+    }
+    settings.update(changes)
+    return settings
+
+
+def app_factory(url: str) -> AppFactory:
+    """An :class:`AppFactory` for the broker at ``url`` (its scheme registered with
+    :func:`~conveyor.brokers.register_broker`). Each call builds ``Conveyor(url, ...)``
+    with no environment read; it is fresh and empty only if a new broker at ``url`` is:
+    ``memory://`` is, a file or a server needs a new path or namespace per test.
+
+    >>> async with app_factory("memory://")(**behaviour_settings()) as app:  # doctest: +SKIP
+    ...     assert app.is_connected
+    """
+
+    @asynccontextmanager
+    async def open_app(**settings: Any) -> AsyncIterator[Conveyor]:
+        app = Conveyor(url, environ={}, **settings)
+        await app.connect()
+        try:
+            yield app
+        finally:
+            await app.close()
+
+    return open_app
+
+
+async def _until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Poll ``check()`` (plain or async) until it is truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(0.01)  # a broker's state announces nothing: poll it
+
+
+async def _gone(broker: Broker, task_id: str) -> bool:
+    """The broker no longer holds the task: nothing waits, runs or is dead."""
+    return await broker.locate(task_id) is None
+
+
+async def _die(broker: Broker, queue: str) -> Delivery:
+    """A worker claims the next task of ``queue`` and dies: its lease ends unsettled, and a
+    reaper takes it back."""
+    (delivery,) = await broker.fetch([queue], 1, 5.0)
+    assert await delivery.extend_lease(0.0), "a fresh lease could not be ended"
+    await _until(broker.reap, "the reaper to take back a dead worker's task")
+    return delivery
+
+
+def _reap_elsewhere(broker: Broker) -> int:
+    """What another process's reaper moves now, on its own connection and event loop.
+    It blocks the calling thread until done."""
+
+    async def reap() -> int:
+        other = broker.clone()
+        if other is broker:  # a thread-safe broker shares itself
+            return await broker.reap()
+        await other.connect()
+        try:
+            return await other.reap()
+        finally:
+            await other.close()
+
+    moved: list[int] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            moved.append(asyncio.run(reap()))
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="conveyor-behaviour-reaper")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return moved[0]
+
+
+class _PausingKeeper:
+    """A lease keeper that renews nothing for the deliveries ``paused`` picks: for them, it
+    is the lease thread of a paused process (which renews nothing, and notices nothing)."""
+
+    def __init__(self, keeper: LeaseKeeper, paused: Callable[[Delivery], bool]) -> None:
+        self._keeper = keeper
+        self._paused = paused
+
+    def renew(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
+        live = [d for d in deliveries if not self._paused(d)]
+        renewed = iter(self._keeper.renew(live, seconds) if live else [])
+        return [True if self._paused(d) else next(renewed) for d in deliveries]
+
+    def close(self) -> None:
+        self._keeper.close()
+
+
+def _pause_lease_renewal(broker: Broker, paused: Callable[[Delivery], bool]) -> Callable[[], None]:
+    """Workers started from now on renew no lease of the deliveries ``paused`` picks;
+    returns the undo."""
+    keeper_of = broker.lease_keeper
+
+    def pausing() -> LeaseKeeper:
+        return _PausingKeeper(keeper_of(), paused)
+
+    broker.__dict__["lease_keeper"] = pausing  # shadows the method on this instance only
+    return lambda: broker.__dict__.pop("lease_keeper", None)
+
+
+# -- the checks ---------------------------------------------------------------------------
+
+
+async def check_retries_then_dead_letter(factory: AppFactory) -> None:
+    """A task that always raises runs ``retries + 1`` times, then ends ``failed`` and is
+    dead-lettered (``locate`` says dead) with the reason, which a broker with ``ADMIN``
+    shows in its dead-letter entry."""
+    async with factory(**behaviour_settings()) as app:
+        calls: list[int] = []
+
+        @app.task(name="behaviour.flaky", retries=2, backoff=fixed(0.01))
+        async def flaky(ctx: Context = Depends()) -> None:
+            calls.append(ctx.attempt)
+            raise ValueError(f"attempt {ctx.attempt}")
+
+        async with app.worker():
+            handle = await flaky.kiq()
+            result = await handle.wait_result(timeout=10)
+        assert calls == [1, 2, 3]
+        assert (result.status, result.attempts) == (TaskStatus.FAILED, 3)
+        assert result.error is not None
+        assert (result.error.type, result.error.message) == ("ValueError", "attempt 3")
+        assert await app.broker.locate(handle.task_id) == TaskLocation(Place.DEAD, 3)
+        assert (await handle.status()).status is TaskStatus.FAILED
+        if Capability.ADMIN in app.broker.capabilities:
+            (entry,) = await app.broker.dead_letters()
+            assert (entry.id, entry.attempts) == (handle.task_id, 3)
+            assert "failed after 3 attempt(s): ValueError: attempt 3" in entry.reason
+
+
+async def check_abort_queued_task_never_runs(factory: AppFactory) -> None:
+    """An aborted queued task is removed with its ``aborted`` result (attempts 0) and never
+    runs, while the task queued after it does; aborting it again finds it finished."""
+    async with factory(**behaviour_settings()) as app:
+        ran: list[str] = []
+
+        @app.task(name="behaviour.job", retries=3)
+        async def job(name: str) -> str:
+            ran.append(name)
+            return name
+
+        handle = await job.kiq("aborted")
+        assert (await handle.status()).status is TaskStatus.QUEUED
+        assert await handle.abort() is AbortOutcome.DEQUEUED
+        result = await handle.wait_result(timeout=1)  # stored by the abort itself
+        assert (result.status, result.attempts) == (TaskStatus.ABORTED, 0)
+        assert await _gone(app.broker, handle.task_id)
+        witness = await job.kiq("witness")
+        async with app.worker():
+            assert await witness.get(timeout=10) == "witness"
+        assert ran == ["witness"]
+        assert (await handle.status()).status is TaskStatus.ABORTED
+        assert await handle.abort() is AbortOutcome.FINISHED
+
+
+async def check_abort_running_task_is_cancelled(factory: AppFactory) -> None:
+    """An aborted running task is cancelled in its worker by the broker's abort signal
+    (the periodic look at abort marks is a minute away), ends ``aborted`` after attempt 1,
+    and is not retried."""
+    async with factory(**behaviour_settings(abort_check_interval=60.0)) as app:
+        started = asyncio.Event()
+        seen: list[str] = []
+
+        @app.task(name="behaviour.crunch", retries=3)
+        async def crunch(ctx: Context = Depends()) -> str:
+            seen.append(f"start {ctx.attempt}")
+            started.set()
+            try:
+                await asyncio.Event().wait()  # runs until cancelled
+            except asyncio.CancelledError:
+                seen.append(f"cancelled, abort_requested={ctx.abort_requested}")
+                raise
+            return "never"
+
+        async with app.worker():
+            handle = await crunch.kiq()
+            await asyncio.wait_for(started.wait(), 10)
+            assert await handle.abort() is AbortOutcome.SIGNALLED
+            result = await handle.wait_result(timeout=10)
+            await _until(lambda: _gone(app.broker, handle.task_id), "the task to end")
+        assert seen == ["start 1", "cancelled, abort_requested=True"]
+        assert (result.status, result.attempts) == (TaskStatus.ABORTED, 1)
+        assert (await handle.status()).status is TaskStatus.ABORTED
+        assert await handle.abort() is AbortOutcome.FINISHED
+
+
+async def check_long_task_keeps_its_lease(factory: AppFactory) -> None:
+    """A task that runs for over three leases runs once: its worker's lease thread renews
+    the lease through ``lease_keeper()``, even while the task blocks the event loop and
+    another process's reaper looks for expired leases."""
+    async with factory(**behaviour_settings()) as app:
+        broker = app.broker
+        runs: list[int] = []
+        reaped: list[int] = []
+
+        @app.task(name="behaviour.long")
+        async def long(ctx: Context = Depends()) -> str:
+            runs.append(ctx.attempt)
+            await asyncio.sleep(2 * LEASE)  # the worker's own reaper runs meanwhile
+            # the event loop is blocked: only the lease thread keeps the lease
+            threading.Event().wait(1.5 * LEASE)
+            reaped.append(_reap_elsewhere(broker))
+            return "done"
+
+        async with app.worker(concurrency=2):  # a slot free to run it again, wrongly
+            handle = await long.kiq()
+            result = await handle.wait_result(timeout=30)
+        assert (result.status, result.return_value, result.attempts) == (
+            TaskStatus.SUCCEEDED,
+            "done",
+            1,
+        )
+        assert runs == [1]
+        assert reaped == [0], "another reaper found the renewed lease expired"
+
+
+async def check_zombie_cannot_settle(factory: AppFactory) -> None:
+    """A worker that lost its lease (its lease thread paused) cannot settle: attempt 1's
+    body, finishing while attempt 2 runs after the lease expired, is refused (no result,
+    the task still attempt 2's), and attempt 2's result is the one kept."""
+    async with factory(**behaviour_settings()) as app:
+        resume, second_started, second_may_end = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        finished: list[int] = []
+
+        @app.task(name="behaviour.stuck", retries=3)
+        async def stuck(ctx: Context = Depends()) -> str:
+            if ctx.attempt == 1:
+                await resume.wait()  # paused past its lease
+            else:
+                second_started.set()
+                await second_may_end.wait()
+            finished.append(ctx.attempt)
+            return f"attempt {ctx.attempt}"
+
+        undo = _pause_lease_renewal(app.broker, lambda delivery: delivery.attempt == 1)
+        try:
+            async with app.worker(concurrency=2) as worker:
+                handle = await stuck.kiq()
+                # the lease of attempt 1 expires; the worker's reaper and fetch start attempt 2
+                await asyncio.wait_for(second_started.wait(), 10)
+                resume.set()
+                await _until(lambda: worker.processed == 1, "the zombie to try to settle")
+                assert finished == [1]
+                assert await app.result_store.get(handle.task_id) is None, (
+                    "a zombie's late result was stored"
+                )
+                assert await app.broker.locate(handle.task_id) == TaskLocation(Place.LEASED, 2)
+                second_may_end.set()
+                result = await handle.wait_result(timeout=10)
+        finally:
+            undo()
+        assert finished == [1, 2]
+        assert (result.status, result.return_value, result.attempts) == (
+            TaskStatus.SUCCEEDED,
+            "attempt 2",
+            2,
+        )
+        assert await _gone(app.broker, handle.task_id)
+
+
+async def check_poison_task_is_dead_lettered(factory: AppFactory) -> None:
+    """A task whose worker dies on each attempt is dead-lettered without running again
+    after exactly max(retries + 1, ``poison_after``) started attempts; one that died one
+    time fewer still runs."""
+    async with factory(**behaviour_settings(poison_after=3)) as app:
+        ran: list[str] = []
+
+        # retries=1: 2 attempts; poison_after=3 makes the limit 3 started attempts
+        @app.task(name="behaviour.crashes", retries=1)
+        async def crashes(name: str) -> None:
+            ran.append(name)
+
+        survivor = await crashes.kiq("survivor")
+        poison = await crashes.with_options(queue="behaviour-poison").kiq("poison")
+        for _ in range(2):
+            await _die(app.broker, "default")
+        for _ in range(3):
+            await _die(app.broker, "behaviour-poison")
+        async with app.worker(queues=["default", "behaviour-poison"]):
+            dead = await poison.wait_result(timeout=10)
+            lived = await survivor.wait_result(timeout=10)
+        assert ran == ["survivor"]
+        assert (lived.status, lived.attempts) == (TaskStatus.SUCCEEDED, 3)
+        assert dead.status is TaskStatus.DEAD
+        assert await app.broker.locate(poison.task_id) == TaskLocation(Place.DEAD, 4)
+        if Capability.ADMIN in app.broker.capabilities:
+            (entry,) = await app.broker.dead_letters()
+            assert entry.id == poison.task_id
+            assert entry.reason.startswith(
+                "poison: attempt 4 exceeds the limit of 3 started attempts"
+            ), entry.reason
+
+
+async def check_crashes_are_counted(factory: AppFactory) -> None:
+    """``Delivery.crashes`` counts the attempts in a row whose lease expired unsettled (a
+    retry ends the row), and a worker runs a task that crashed twice alone: no other task
+    of its worker runs beside it."""
+    # five started attempts: poison_after=10 keeps the fifth from counting as poison
+    async with factory(**behaviour_settings(poison_after=10)) as app:
+        broker = app.broker
+        running: set[str] = set()
+        beside: dict[str, set[str]] = {}
+
+        @app.task(name="behaviour.watched")
+        async def watched(name: str) -> None:
+            beside[name] = set(running)
+            running.add(name)
+            await asyncio.sleep(0.1)  # long enough for the others to start beside it
+            beside[name] |= running - {name}
+            running.discard(name)
+
+        suspect = await watched.kiq("suspect")
+        first = await _die(broker, "default")
+        (second,) = await broker.fetch(["default"], 1, 5.0)
+        assert await second.retry(0.0)  # settled: the row of crashes ends
+        third = await _die(broker, "default")
+        fourth = await _die(broker, "default")
+        assert [d.crashes for d in (first, second, third, fourth)] == [0, 1, 0, 1]
+        others = [await watched.kiq(f"other-{n}") for n in range(3)]
+        async with app.worker(concurrency=4):
+            for handle in [suspect, *others]:
+                result = await handle.wait_result(timeout=10)
+                assert result.status is TaskStatus.SUCCEEDED, result
+        assert (await suspect.result()).attempts == 5
+        assert beside["suspect"] == set(), f"ran beside {beside['suspect']}"
+
+
+async def check_graceful_stop_releases_uncharged(factory: AppFactory) -> None:
+    """A stopping worker lets a task finish within its grace, then cancels the one still
+    running and releases it uncharged: it waits again with 0 attempts, and runs next time
+    as attempt 1."""
+    async with factory(**behaviour_settings()) as app:
+        attempts: list[tuple[str, int]] = []
+        finish_short = asyncio.Event()
+
+        @app.task(name="behaviour.job")
+        async def job(kind: str, ctx: Context = Depends()) -> str:
+            attempts.append((kind, ctx.attempt))
+            if kind == "short":
+                await finish_short.wait()
+            elif attempts.count(("long", 1)) == 1:
+                await asyncio.Event().wait()  # the first run never ends by itself
+            return kind
+
+        short, long = await job.kiq("short"), await job.kiq("long")
+        worker = app.worker(concurrency=2, grace=0.3)
+        await worker.start()
+        try:
+            await _until(lambda: len(attempts) == 2, "both tasks to start")
+            worker.request_stop()  # nothing more is fetched; what runs has its grace
+            finish_short.set()
+        finally:
+            await asyncio.wait_for(worker.stop(), 10)
+        assert await short.get(timeout=1) == "short"
+        assert await app.broker.locate(long.task_id) == TaskLocation(Place.WAITING, 0)
+        assert (await long.status()).status is TaskStatus.QUEUED
+        async with app.worker():
+            result = await long.wait_result(timeout=10)
+        assert (result.return_value, result.attempts) == ("long", 1)
+        assert sorted(attempts) == [("long", 1), ("long", 1), ("short", 1)]
+
+
+# Each check and the capabilities it needs; it runs on a broker that declares them all.
+_QUEUE, _ABORT, _RESULTS = Capability.QUEUE, Capability.ABORT, Capability.RESULTS
+BEHAVIOUR_REQUIRES: dict[BehaviourCheck, frozenset[Capability]] = {
+    check: frozenset(needs)
+    for check, needs in [
+        (check_retries_then_dead_letter, {_QUEUE, _RESULTS}),
+        (check_abort_queued_task_never_runs, {_QUEUE, _ABORT, _RESULTS}),
+        (check_abort_running_task_is_cancelled, {_QUEUE, _ABORT, _RESULTS}),
+        (check_long_task_keeps_its_lease, {_QUEUE, _RESULTS}),
+        (check_zombie_cannot_settle, {_QUEUE, _RESULTS}),
+        (check_poison_task_is_dead_lettered, {_QUEUE, _RESULTS}),
+        (check_crashes_are_counted, {_QUEUE, _RESULTS}),
+        (check_graceful_stop_releases_uncharged, {_QUEUE, _RESULTS}),
+    ]
+}
+
+BEHAVIOUR_CHECKS: list[BehaviourCheck] = list(BEHAVIOUR_REQUIRES)
+"""Every behaviour check, for a broker with every capability."""
+
+
+def behaviour_checks_for(capabilities: Iterable[Capability]) -> list[BehaviourCheck]:
+    """The behaviour checks a broker with ``capabilities`` must pass.
+
+    >>> behaviour_checks_for(MyBroker.capabilities)     # doctest: +SKIP
+    """
+    have = frozenset(capabilities)
+    return [check for check, needs in BEHAVIOUR_REQUIRES.items() if needs <= have]
