@@ -25,17 +25,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, cast, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_origin, get_type_hints
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.message import Message
 
 __all__ = ["Context", "Dependency", "Depends", "resolve_dependencies", "split_signature"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("conveyor.worker")
 
@@ -234,6 +236,31 @@ def split_signature(call: Callable[..., Any]) -> CallSpec:
 
 
 _NO_PROVIDERS: Mapping[Any, Callable[..., Any]] = MappingProxyType({})
+
+
+async def run_with_dependencies(
+    spec: CallSpec,
+    context: Context | None,
+    overrides: Mapping[Callable[..., Any], Callable[..., Any]],
+    providers: Mapping[Any, Callable[..., Any]],
+    body: Callable[[dict[str, Any]], Awaitable[T]],
+) -> T:
+    """Resolve ``spec``'s dependencies, run ``body(injected)``, then close them: generator
+    dependencies run their cleanup with the body's exception, if any.
+
+    A cleanup cannot turn a failed call into a success: a generator that catches the
+    exception (to roll back) and does not re-raise it still leaves the call failed, with
+    that exception, as FastAPI does."""
+    stack = AsyncExitStack()
+    await stack.__aenter__()
+    try:
+        injected = await resolve_dependencies(spec, context, stack, overrides, providers=providers)
+        value = await body(injected)
+    except BaseException as exc:
+        await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await stack.__aexit__(None, None, None)
+    return value
 
 
 async def resolve_dependencies(

@@ -16,7 +16,6 @@ import inspect
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
@@ -25,7 +24,7 @@ import msgspec
 
 from conveyor.clock import Seconds as Seconds
 from conveyor.clock import seconds as seconds
-from conveyor.deps import CallSpec, Context, resolve_dependencies, split_signature
+from conveyor.deps import CallSpec, Context, run_with_dependencies, split_signature
 from conveyor.handle import TaskHandle
 from conveyor.message import NO_CONVERSION, PLAIN_TYPES, convert, encode_value
 from conveyor.retry import Backoff, exponential, fixed
@@ -244,16 +243,13 @@ class Task(Generic[P, R]):
         return self._call_here(args, kwargs)
 
     async def _call_here(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        async with AsyncExitStack() as stack:
-            injected = await resolve_dependencies(
-                self.spec,
-                None,
-                stack,
-                self.app.dependency_overrides,
-                providers=self.app.dependency_providers,
-            )
+        async def body(injected: dict[str, Any]) -> R:
             value = self.fn(*args, **kwargs, **injected)
             return cast(R, await value if self.is_async else value)
+
+        return await run_with_dependencies(
+            self.spec, None, self.app.dependency_overrides, self.app.dependency_providers, body
+        )
 
     def _call_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not self.has_dependencies:
@@ -383,17 +379,15 @@ class Task(Generic[P, R]):
             if self.is_async:
                 return await self.fn(*args, **kwargs)
             return await run_sync(self.fn, args, kwargs)
-        async with AsyncExitStack() as stack:
-            injected = await resolve_dependencies(
-                self.spec,
-                context,
-                stack,
-                self.app.dependency_overrides,
-                providers=self.app.dependency_providers,
-            )
+
+        async def body(injected: dict[str, Any]) -> Any:
             if self.is_async:
                 return await self.fn(*args, **kwargs, **injected)
             return await run_sync(self.fn, args, {**kwargs, **injected})
+
+        return await run_with_dependencies(
+            self.spec, context, self.app.dependency_overrides, self.app.dependency_providers, body
+        )
 
 
 def _fits(value: Any, expected: type) -> bool:
