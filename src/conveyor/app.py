@@ -16,8 +16,10 @@ worker is made), the scheduler to :mod:`conveyor.scheduler` (likewise).
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor.brokers import broker_class_for, redact_url, result_store_class_for
@@ -156,7 +158,7 @@ class Conveyor:
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
                 raise TypeError(f"@app.task decorates a function, got {func!r}")
-            task_name = name or f"{func.__module__}:{func.__qualname__}"
+            task_name = name or f"{importable_module(func)}:{func.__qualname__}"
             where = f"task {task_name!r}: option"
             options = TaskOptions(
                 name=task_name,
@@ -335,6 +337,32 @@ class Conveyor:
     def abort_sync(self, task_id: str) -> AbortOutcome:
         """:meth:`abort` from synchronous code, through the portal's event loop."""
         return self._connections.portal().call(lambda: self.abort(task_id))
+
+
+def importable_module(func: Callable[..., Any]) -> str:
+    """The module a worker imports to find ``func``: its ``__module__``, except for a
+    script run as ``python tasks.py`` (``__main__``), which a worker knows as ``tasks``
+    (the path of the file under the current directory or ``sys.path``, as taskiq names
+    it), or as ``pkg.tasks`` when run with ``python -m pkg.tasks``."""
+    module = getattr(func, "__module__", None) or "__main__"
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    if not path:
+        return module  # an interactive session: no module a worker could import
+    file = Path(path).resolve()
+    for root in [Path.cwd(), *(Path(p) for p in sys.path if p)]:
+        try:
+            parts = file.with_suffix("").relative_to(root.resolve()).parts
+        except ValueError:
+            continue
+        if parts and all(part.isidentifier() for part in parts):
+            return ".".join(parts)
+    return file.stem
 
 
 def broker_options(settings: Settings) -> BrokerOptions:

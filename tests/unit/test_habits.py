@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +118,36 @@ async def test_status_and_result_can_be_read_from_sync_code(app: Conveyor) -> No
     state = await asyncio.to_thread(handle.status_sync)
     assert state.status is TaskStatus.SUCCEEDED
     assert (await asyncio.to_thread(handle.result_sync)).return_value == 3
+
+
+SCRIPT = """
+from conveyor import Conveyor
+app = Conveyor("memory://")
+
+@app.task
+async def resize(path: str) -> str:
+    return path
+
+print(resize.name)
+"""
+
+
+def test_a_task_declared_in_a_script_is_named_after_the_module_a_worker_imports(
+    tmp_path: Path,
+) -> None:
+    """`python tasks.py` runs it as __main__; a worker imports it as `tasks`, so the
+    task must be `tasks:resize` (or a worker dead-letters it as unknown)."""
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "__init__.py").write_text("")
+    (tmp_path / "tasks.py").write_text(SCRIPT)
+    (tmp_path / "jobs" / "media.py").write_text(SCRIPT)
+
+    def name(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *argv], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    assert name("tasks.py") == "tasks:resize"
+    assert name("-m", "jobs.media") == "jobs.media:resize"
+    assert name("jobs/media.py") == "jobs.media:resize"
