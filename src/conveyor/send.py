@@ -2,8 +2,8 @@
 
 :func:`send` builds each call's message (arguments checked against the task), runs the
 ``before_enqueue`` hooks, encodes and signs it (size checked), publishes through the
-connection's batcher (calls made together go to the broker as one batch), and runs the
-``after_enqueue`` hooks.
+broker (a single call through the connection's batcher, so concurrent ``kiq`` calls
+share a write; a batch of calls as one publish), and runs the ``after_enqueue`` hooks.
 
 The hooks' error policy, the same for every caller:
 
@@ -21,7 +21,6 @@ result store elsewhere is told to delete it first.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Sent", "send"]
 
 log = logging.getLogger("conveyor.send")
+
+PUBLISH_SLICE = 1000
+"""The most messages of one ``enqueue_many`` sent to the broker in one call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +95,13 @@ async def send(
         reused = [c.options.task_id for c, _, _ in prepared if c.options and c.options.task_id]
         for task_id in reused:
             await connection.result_store.delete(task_id)
-    publisher = connection.publisher
-    if len(prepared) == 1:  # kiq: no gather on the hot path
-        ids = [await publisher.submit(prepared[0][2])]
-    else:
-        ids = list(await asyncio.gather(*(publisher.submit(out) for _, _, out in prepared)))
+    if len(prepared) == 1:  # kiq: calls made together by concurrent callers share a batch
+        ids = [await connection.publisher.submit(prepared[0][2])]
+    else:  # already a batch: straight to the broker, in slices it takes in one write
+        outgoing = [out for _, _, out in prepared]
+        ids = []
+        for start in range(0, len(outgoing), PUBLISH_SLICE):
+            ids += await connection.broker.publish(outgoing[start : start + PUBLISH_SLICE])
     sent = [
         Sent(call, message, task_id)
         for (call, message, _), task_id in zip(prepared, ids, strict=True)
@@ -179,6 +183,7 @@ def encode(
         not_before=message.not_before,
         key=message.key,
         key_ttl=key_ttl,
+        reused_id=options is not None and options.task_id is not None,
     )
 
 

@@ -137,7 +137,11 @@ class Outgoing:
 
     ``not_before`` is a Unix time (0: now). ``key`` is an idempotency key: when a task
     with the same key is queued, running, or finished within ``key_ttl`` seconds, the
-    broker publishes nothing and reports the existing task id instead.
+    broker publishes nothing and reports the existing task id instead. ``reused_id`` says
+    the caller chose ``task_id`` (``with_options(task_id=...)``): a broker that stores
+    results forgets the result and progress kept under that id when it writes the
+    message, so the old run's outcome cannot answer the new run's waiters. Generated ids
+    are new, and the broker need not look.
     """
 
     task_id: str
@@ -147,6 +151,7 @@ class Outgoing:
     not_before: float = 0.0
     key: str | None = None
     key_ttl: float = 0.0
+    reused_id: bool = False
 
 
 @dataclass(frozen=True, slots=True)

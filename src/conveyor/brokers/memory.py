@@ -150,7 +150,8 @@ class MemoryBroker:
                     key_ttl=item.key_ttl,
                 )
                 self._jobs[job.task_id] = job
-                self._results.forget(job.task_id)  # a reused id's old result is gone
+                if item.reused_id:  # the old run's result is gone
+                    self._results.forget(job.task_id)
                 if item.key is not None:
                     self._keys[item.key] = (job.task_id, float("inf"))
                 self._schedule(job, now)

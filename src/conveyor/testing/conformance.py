@@ -416,6 +416,26 @@ async def check_ack_stores_result_atomically(factory: BrokerFactory) -> None:
         assert await broker.result_store().get(item.task_id) == b"value"
 
 
+async def check_reused_id_forgets_result(factory: BrokerFactory) -> None:
+    """Publishing a finished task's id again with ``reused_id`` forgets its result and
+    progress in the same write: the new run's waiters never see the old outcome."""
+    async with factory(conformance_options()) as broker:
+        store = broker.result_store()
+        item = _out(b"first")
+        await broker.publish([item])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        await store.set_progress(item.task_id, b"90%", 60.0)
+        assert await d.ack(StoredResult(item.task_id, b"old", 60.0))
+        again = Outgoing(task_id=item.task_id, queue="default", body=b"second", reused_id=True)
+        assert await broker.publish([again]) == [item.task_id]
+        assert await store.get(item.task_id) is None, "the old run's result answers"
+        assert await store.get_progress(item.task_id) is None, "the old run's progress shows"
+        (d2,) = await broker.fetch(["default"], 1, 1.0)
+        assert d2.body == b"second"
+        assert await d2.ack(StoredResult(item.task_id, b"new", 60.0))
+        assert await store.get(item.task_id) == b"new"
+
+
 def _aborted_as(calls: list[tuple[str, bytes, int]], task_id: str) -> AbortResult:
     """An abort result builder that records its calls and stores b"aborted:<body>"."""
 
@@ -676,6 +696,7 @@ REQUIRES: dict[Check, frozenset[Capability]] = {
         (check_workers_heartbeat, {_ADMIN}),
         (check_result_store, {Capability.RESULTS}),
         (check_ack_stores_result_atomically, {_QUEUE, Capability.RESULTS}),
+        (check_reused_id_forgets_result, {_QUEUE, Capability.RESULTS}),
         (check_abort, {_QUEUE, _ABORT, _ADMIN, Capability.RESULTS}),
         (check_abort_races_fetch, {_QUEUE, _ABORT, Capability.RESULTS}),
         (check_schedule_store, {Capability.SCHEDULES}),

@@ -215,6 +215,7 @@ class RedisBroker:
                         math.ceil(item.not_before * 1000),  # never before it is due
                         item.key or "",
                         int(item.key_ttl * 1000),
+                        1 if item.reused_id else 0,
                     ]
                 await self.scripts.call("publish", self.keys.tag(queue), args, client=pipe)
                 order.append(indexes)

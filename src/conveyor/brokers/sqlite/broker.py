@@ -186,9 +186,9 @@ class SqliteBroker:
                 ).rowcount
                 if inserted:
                     touched.add(item.queue)
-                    # a reused task id: its old result must not answer the new run's waiters
-                    conn.execute(QUERIES.delete_result, {"task_id": item.task_id})
-                    conn.execute(QUERIES.delete_progress, {"task_id": item.task_id})
+                    if item.reused_id:  # its old result must not answer the new run's waiters
+                        conn.execute(QUERIES.delete_result, {"task_id": item.task_id})
+                        conn.execute(QUERIES.delete_progress, {"task_id": item.task_id})
                     if item.key is not None:
                         conn.execute(QUERIES.hold_key, {"key": item.key, "task_id": item.task_id})
                 ids.append(item.task_id)

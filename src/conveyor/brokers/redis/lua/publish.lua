@@ -1,9 +1,10 @@
 -- publish.lua: enqueue a batch for one queue, with idempotency.
--- KEYS: tag of the queue.  ARGV: group, key prefix, then per message 6 values:
+-- KEYS: tag of the queue.  ARGV: group, key prefix, then per message 7 values:
 --   task id, body, priority, not-before (unix ms, 0 = now), idempotency key ('' = none),
---   key ttl ms (how long the key keeps pointing at the task after it ends).
+--   key ttl ms (how long the key keeps pointing at the task after it ends), reused id
+--   ('1' when the caller chose the task id, else '0').
 -- A delayed message that becomes the queue's earliest is announced (announce_due). A
--- message written anew deletes the result and progress stored under its id.
+-- message written anew under a reused id deletes the result and progress stored under it.
 -- Returns, per message, the task id that stands for it: the existing one when the key or
 -- the task id is already known (nothing is written then), else its own. A dead-lettered
 -- task's id may be reused: its dead letter is replaced by the new run, unless the
@@ -11,9 +12,9 @@
 local tag, group, prefix = KEYS[1], ARGV[1], ARGV[2]
 local now = now_ms()
 local out = {}
-for i = 3, #ARGV, 6 do
+for i = 3, #ARGV, 7 do
   local id, body, prio, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local key, key_ttl = ARGV[i + 4], ARGV[i + 5]
+  local key, key_ttl, reused = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local job = tag .. ':job:' .. id
   local existing = false
   if key ~= '' then existing = redis.call('GET', tag .. ':key:' .. key) end
@@ -30,8 +31,10 @@ for i = 3, #ARGV, 6 do
   elseif redis.call('EXISTS', job) == 1 then
     out[#out + 1] = id
   else
-    -- a reused task id: its old result and progress must not answer the new run's waiters
-    redis.call('DEL', prefix .. ':result:' .. id, prefix .. ':progress:' .. id)
+    if reused == '1' then
+      -- its old result and progress must not answer the new run's waiters
+      redis.call('DEL', prefix .. ':result:' .. id, prefix .. ':progress:' .. id)
+    end
     if key ~= '' then redis.call('SET', tag .. ':key:' .. key, id) end
     if due > now then
       redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'b', body)
