@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from conveyor.brokers.base import Outgoing
 from conveyor.errors import PayloadTooLarge
@@ -46,8 +45,7 @@ PUBLISH_SLICE = 1000
 """The most messages of one ``enqueue_many`` sent to the broker in one call."""
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One task call to send: the task, its arguments, and per-call options."""
 
     task: Task[Any, Any]
@@ -56,8 +54,7 @@ class Call:
     options: CallOptions | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
+class Sent(NamedTuple):
     """What became of one call: the message as sent, and the id of the task that now
     stands for it (another task's when an idempotency key or a task id matched)."""
 
@@ -81,10 +78,11 @@ async def send(
 ) -> list[Sent]:
     """Send ``calls`` as one batch; see the module docstring for the error policy."""
     prepared: list[tuple[Call, Message, Outgoing]] = []
+    before = hooks.of("before_enqueue")
     for call in calls:
         try:
             message = build_message(call, settings)
-            for hook in hooks.of("before_enqueue"):
+            for hook in before:
                 message = await hook(message)
             prepared.append((call, message, encode(call.task, message, settings, call.options)))
         except Exception:

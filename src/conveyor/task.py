@@ -228,6 +228,11 @@ class Task(Generic[P, R]):
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
         self._signature = inspect.Signature(list(self.spec.arguments))
+        # A call giving only positional arguments to a signature of plain parameters is
+        # checked without Signature.bind (2 us of a 4 us enqueue).
+        plain = len(self._positional) == len(self.spec.arguments)
+        self._plain_names = tuple(p.name for p in self._positional) if plain else None
+        self._required = sum(1 for p in self._positional if p.default is p.empty)
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__doc__ = fn.__doc__
 
@@ -321,11 +326,15 @@ class Task(Generic[P, R]):
         An argument with a richer annotation (``list[int]``, a dataclass, a model) is
         checked as the worker will convert it: encoded, decoded and converted, so a call
         the worker would dead-letter fails here, in the caller."""
-        try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"task {self.name!r}: {exc}") from None
-        for name, value in bound.arguments.items():
+        names = self._plain_names
+        if names is not None and not kwargs and self._required <= len(args) <= len(names):
+            given: Iterable[tuple[str, Any]] = zip(names, args, strict=False)
+        else:
+            try:
+                given = self._signature.bind(*args, **kwargs).arguments.items()
+            except TypeError as exc:
+                raise TypeError(f"task {self.name!r}: {exc}") from None
+        for name, value in given:
             expected = self.spec.hints.get(name)
             if expected in PLAIN_TYPES:
                 if not _fits(value, expected):

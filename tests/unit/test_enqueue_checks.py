@@ -72,3 +72,44 @@ async def test_arguments_the_worker_converts_are_accepted_and_converted() -> Non
         result = await ordered.wait_result(timeout=5)
     assert result.status is TaskStatus.SUCCEEDED
     assert result.return_value == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("1", "x"), {}, "argument 'n' must be int, got str"),  # positional only
+        ((1, 2), {}, "argument 'name' must be str, got int"),
+        ((1, "x", 2.5), {}, "argument 'scale' must be int, got float"),  # with the default's
+        ((1,), {"name": 2}, "argument 'name' must be str, got int"),  # through bind
+        ((1,), {}, "missing a required argument: 'name'"),
+        ((1, "x", 2, 3), {}, "too many positional arguments"),
+        ((1, "x"), {"n": 2}, "multiple values for argument 'n'"),
+    ],
+)
+async def test_every_call_form_is_checked_the_same_way(
+    args: tuple[object, ...], kwargs: dict[str, object], match: str
+) -> None:
+    app = fast_app()
+
+    @app.task(name="typed")
+    async def typed(n: int, name: str, scale: int = 1) -> None: ...
+
+    async with app:
+        with pytest.raises(TypeError, match=f"task 'typed': {match}"):
+            await typed.kiq(*args, **kwargs)  # type: ignore[arg-type]
+        await typed.kiq(1, "x")
+        await typed.kiq(1, "x", 3)
+        await typed.kiq(n=1, name="x")
+        assert sum(depth.ready for depth in await app.broker.queue_depths()) == 3
+
+
+def test_generated_task_ids_are_random_uuid4_hex() -> None:
+    import uuid
+
+    from conveyor.message import new_task_id
+
+    ids = {new_task_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for task_id in ids:
+        parsed = uuid.UUID(task_id)
+        assert (parsed.hex, parsed.version, parsed.variant) == (task_id, 4, uuid.RFC_4122)
