@@ -89,11 +89,15 @@ class FaultPause:
         """A success: the next fault waits ``first`` again."""
         self.current = self.first
 
-    async def wait(self) -> float:
-        """Sleep the current pause, double the next; returns how long it slept."""
+    async def wait(self, unless: asyncio.Event | None = None) -> float:
+        """Sleep the current pause (cut short when ``unless`` is set), double the next;
+        returns how long it meant to sleep."""
         slept = self.current
         self.current = min(self.current * 2, self.cap)
-        await self.clock.sleep(slept)
+        if unless is None:
+            await self.clock.sleep(slept)
+        else:
+            await sleep_unless(self.clock, slept, unless)
         return slept
 
 

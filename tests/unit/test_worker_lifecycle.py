@@ -282,3 +282,32 @@ async def test_a_worker_paused_after_its_claim_does_not_start_what_another_ran(
         other.join(10)
     assert result.status is TaskStatus.SUCCEEDED
     assert runs == ["run"], "the paused worker started a body another worker had run"
+
+
+async def test_stop_ends_an_abort_watcher_whose_client_swallowed_the_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # redis-py's health-check ping can swallow the CancelledError of stop(): the watcher
+    # must still end (by the halt event), not loop on for another abort_check_interval
+    app = fast_app(abort_check_interval=60.0)
+    waiting = asyncio.Event()
+    swallowed: list[None] = []
+    async with app:
+        real_wait = app.broker.wait_abort_signal
+
+        async def swallowing_wait(timeout: float) -> list[str]:
+            waiting.set()
+            try:
+                return list(await real_wait(timeout))
+            except asyncio.CancelledError:
+                swallowed.append(None)
+                return []
+
+        monkeypatch.setattr(app.broker, "wait_abort_signal", swallowing_wait)
+        worker = app.worker()
+        async with worker:
+            await waiting.wait()
+            watcher = worker._abort_watch
+            assert watcher is not None
+        assert swallowed, "the cancel never reached the client"
+        assert watcher.done(), "the abort watcher outlived the worker"

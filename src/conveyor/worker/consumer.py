@@ -205,8 +205,13 @@ class Worker:
         self._halt.set()
         self._report.set()
         if self._abort_watch is not None:  # a pure waiter: cancelling it is its way out
-            self._abort_watch.cancel()
-            await asyncio.wait([self._abort_watch], timeout=5.0)
+            for _ in range(10):  # a swallowed cancel: it sees _halt on its next turn
+                self._abort_watch.cancel()
+                await asyncio.wait([self._abort_watch], timeout=0.5)
+                if self._abort_watch.done():
+                    break
+            else:
+                log.warning("the abort watcher did not stop within 5 s; left behind")
         _, stuck = await asyncio.wait(self._loops, timeout=5.0)
         for loop_task in stuck:
             loop_task.cancel()
@@ -373,7 +378,9 @@ class Worker:
         settings = self.app.settings
         interval, clock = settings.abort_check_interval, settings.clock
         pause = _fault_pause(settings)
-        while True:
+        # ended by stop()'s cancel, and by the _halt event: a client library that swallows
+        # the CancelledError (redis-py's health-check ping does) must not keep it alive
+        while not self._halt.is_set():
             try:
                 signalled = await broker.wait_abort_signal(interval)
                 now = clock.monotonic()
@@ -397,7 +404,7 @@ class Worker:
             except Exception:
                 # G6: a broker fault never kills the worker; marks are checked again later
                 log.warning("abort check failed; retrying in %.2fs", pause.current, exc_info=True)
-                await pause.wait()
+                await pause.wait(unless=self._halt)
 
     async def _reap(self) -> None:
         moved = await self._broker.reap()
