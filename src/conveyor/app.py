@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor.brokers import broker_class_for, redact_url, result_store_class_for
-from conveyor.brokers.base import Broker, BrokerOptions, ResultStore
+from conveyor.brokers.base import Broker, BrokerOptions, ResultStore, own_result_store
 from conveyor.errors import ConfigurationError
 from conveyor.handle import TaskHandle, abort_task
 from conveyor.hooks import Hook, HookSet
@@ -86,11 +86,16 @@ class Conveyor:
         self.state: dict[str, Any] = {}
         options = broker_options(base)
         self._broker: Broker = broker_class_for(base.broker_url)(base.broker_url, options)
-        self._result_store: ResultStore = (
-            self._broker.result_store()
-            if base.result_url is None
-            else result_store_class_for(base.result_url)(base.result_url, options)
-        )
+        if base.result_url is not None:
+            store = result_store_class_for(base.result_url)(base.result_url, options)
+        elif (own := own_result_store(self._broker)) is not None:
+            store = own
+        else:
+            raise ConfigurationError(
+                f"the broker {redact_url(base.broker_url)!r} keeps no results (no "
+                "Capability.RESULTS): give results= the URL of a result store"
+            )
+        self._result_store: ResultStore = store
         self._connections = Connections(lambda: (self._broker, self._result_store))
         self._schedules: ScheduleBook | None = None
 

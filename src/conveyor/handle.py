@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from conveyor.brokers import redact_url
-from conveyor.brokers.base import Capability, StoredResult, status_of
+from conveyor.brokers.base import Capability, StoredResult, own_result_store, status_of
 from conveyor.clock import Seconds, seconds
 from conveyor.errors import ConfigurationError, ResultMissing, ResultTimeout, TaskNotFound
 from conveyor.message import NO_CONVERSION, MalformedMessage, convert, decode_message, encode_value
@@ -191,7 +191,7 @@ async def abort_task(app: Conveyor, task_id: str) -> AbortOutcome:
         )
         return StoredResult(task_id, encode_value(result), ttl)
 
-    if store is broker.result_store():
+    if store is own_result_store(broker):
         outcome = await broker.abort(task_id, result_for)
     else:
         # results live elsewhere: the broker removes the message, then we store its

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from conveyor.batching import Batcher
-from conveyor.brokers.base import Broker, Outgoing, ResultStore
+from conveyor.brokers.base import Broker, Outgoing, ResultStore, own_result_store
 from conveyor.errors import ConveyorError
 
 __all__ = ["Connection", "Connections", "SyncPortal"]
@@ -36,7 +36,7 @@ class Connection:
     @property
     def results_apart(self) -> bool:
         """The result store is not the broker's own (``results=`` another server)."""
-        return self.result_store is not self.broker.result_store()
+        return self.result_store is not own_result_store(self.broker)
 
     @classmethod
     async def open(cls, broker: Broker, result_store: ResultStore) -> Connection:
@@ -152,7 +152,7 @@ class SyncPortal:
 
     async def _connect(self) -> None:
         broker, store = self._templates()
-        own_store = store is broker.result_store()
+        own_store = store is own_result_store(broker)
         clone = broker.clone()
         self.connection = await Connection.open(
             clone, clone.result_store() if own_store else store.clone()

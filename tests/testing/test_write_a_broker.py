@@ -52,3 +52,15 @@ def test_the_page_broker_declares_queue_and_results_and_the_counts_hold(
     testing = (ROOT / "docs/testing.md").read_text()
     assert f"{len(CHECKS)} async checks" in testing
     assert f"{len(BEHAVIOUR_CHECKS)} async checks" in testing
+
+
+def test_the_page_broker_type_checks_strictly(tmp_path: Path) -> None:
+    # a QUEUE-only broker hands itself to Delivery and must satisfy the protocols it claims
+    from mypy import api
+
+    source = tmp_path / "listbroker.py"
+    source.write_text(files_of(PAGE)["listbroker.py"])
+    out, err, status = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(source)]
+    )
+    assert status == 0, out + err

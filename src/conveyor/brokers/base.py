@@ -55,7 +55,7 @@ import enum
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import msgspec
 
@@ -90,6 +90,7 @@ __all__ = [
     "StoredResult",
     "TaskLocation",
     "WorkerInfo",
+    "own_result_store",
     "status_of",
 ]
 
@@ -215,7 +216,7 @@ class Delivery:
     case nothing was changed.
     """
 
-    broker: Broker
+    broker: Queue  # what settles it: every broker has QUEUE
     queue: str
     task_id: str
     body: bytes
@@ -393,7 +394,7 @@ class Queue(Protocol):
         """Close connections. Unsettled deliveries are left to lease expiry."""
         ...
 
-    def clone(self) -> Broker:
+    def clone(self) -> Self:
         """An unconnected broker on the same backing store, for another event loop
         (the sync portal). Brokers whose state is thread-safe may return themselves."""
         ...
@@ -547,7 +548,7 @@ class ResultStore(Protocol):
 
     async def delete(self, task_id: str) -> None: ...
 
-    def clone(self) -> ResultStore:
+    def clone(self) -> Self:
         """An unconnected store on the same backing store, for another event loop."""
         ...
 
@@ -604,3 +605,9 @@ class EventStore(Protocol):
     async def recent(self, limit: int = 100) -> list[tuple[str, bytes]]:
         """The last ``limit`` (id, record) pairs, oldest first."""
         ...
+
+
+def own_result_store(broker: Broker) -> ResultStore | None:
+    """The result store on the broker's own server, or None when it keeps no results
+    (no ``Capability.RESULTS``: results go to a store given as ``results=``)."""
+    return broker.result_store() if Capability.RESULTS in broker.capabilities else None

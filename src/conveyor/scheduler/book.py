@@ -6,6 +6,10 @@
 
 Code schedules (``@app.task(schedule=...)``) cannot be removed at run time, only paused:
 a pause (and a resume) is stored as an override record under the same id.
+
+On a broker without ``Capability.SCHEDULES`` only the code schedules exist: they fire
+from the scheduler's start (their catch-up window is not remembered across restarts),
+and changing schedules at run time raises :class:`~conveyor.errors.ConfigurationError`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from conveyor.errors import UnknownTask
+from conveyor.brokers import redact_url
+from conveyor.brokers.base import Capability, ScheduleStore
+from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.scheduler import schedule as build
 from conveyor.scheduler.schedule import MissedPolicy, Schedule, decode_schedule, encode_schedule
 from conveyor.scheduler.triggers import InvalidSchedule
@@ -65,7 +71,8 @@ class ScheduleBook:
     async def load(self) -> list[Schedule]:
         """Every schedule: code ones (with stored pauses applied), then dynamic ones.
         A stored record that cannot be read is logged and left out."""
-        stored = await self._app.broker.schedule_store().load_schedules()
+        store = self._store()
+        stored = {} if store is None else await store.load_schedules()
         code = {s.id: s for s in self.in_code()}
         dynamic: list[Schedule] = []
         for schedule_id, raw in sorted(stored.items()):
@@ -149,7 +156,7 @@ class ScheduleBook:
             created_at=self._app.settings.clock.now(),
             active_from=self._app.settings.clock.now(),
         )
-        await self._app.broker.schedule_store().save_schedule(
+        await self._required_store("add a schedule").save_schedule(
             schedule_id, encode_schedule(schedule)
         )
         return schedule
@@ -161,7 +168,7 @@ class ScheduleBook:
             raise InvalidSchedule(
                 f"schedule {schedule_id!r} is declared in code; pause it or remove it there"
             )
-        return await self._app.broker.schedule_store().delete_schedule(schedule_id)
+        return await self._required_store("remove a schedule").delete_schedule(schedule_id)
 
     async def pause(self, schedule_id: str) -> Schedule:
         """Stop firing ``schedule_id`` until :meth:`resume`; ticks while paused are skipped."""
@@ -174,7 +181,9 @@ class ScheduleBook:
     async def activate(self, schedule: Schedule, now: float) -> Schedule:
         """Record that the code schedule ``schedule`` is live from ``now`` (its catch-up
         window starts there), unless a scheduler already did; returns the stored view."""
-        store = self._app.broker.schedule_store()
+        store = self._store()
+        if store is None:
+            return msgspec.structs.replace(schedule, active_from=now)
         stored = (await store.load_schedules()).get(schedule.id)
         if stored is not None:
             try:
@@ -197,15 +206,28 @@ class ScheduleBook:
     # -- helpers -------------------------------------------------------------------
 
     async def _set_paused(self, schedule_id: str, paused: bool) -> Schedule:
+        store = self._required_store("resume a schedule" if not paused else "pause a schedule")
         schedule = await self.get(schedule_id)
         changes: dict[str, Any] = {"paused": paused}
         if schedule.paused and not paused:
             changes["active_from"] = self._app.settings.clock.now()  # skip the paused ticks
         schedule = msgspec.structs.replace(schedule, **changes)
-        await self._app.broker.schedule_store().save_schedule(
-            schedule_id, encode_schedule(schedule)
-        )
+        await store.save_schedule(schedule_id, encode_schedule(schedule))
         return schedule
+
+    def _store(self) -> ScheduleStore | None:
+        broker = self._app.broker
+        return broker.schedule_store() if Capability.SCHEDULES in broker.capabilities else None
+
+    def _required_store(self, action: str) -> ScheduleStore:
+        store = self._store()
+        if store is None:
+            raise ConfigurationError(
+                f"cannot {action}: the broker {redact_url(self._app.broker.url)!r} does not store "
+                "schedules (no Capability.SCHEDULES); declare them in code with "
+                "@app.task(schedule=...)"
+            )
+        return store
 
     def _task(self, task: Task[Any, Any] | str) -> Task[Any, Any]:
         name = task if isinstance(task, str) else task.name

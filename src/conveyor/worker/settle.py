@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.batching import Batcher
-from conveyor.brokers.base import Ack, DeadLetter, Delivery, Outcome, Settlement
+from conveyor.brokers.base import (
+    Ack,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Settlement,
+    own_result_store,
+)
 from conveyor.errors import SettlementRefused
 
 if TYPE_CHECKING:
@@ -30,7 +37,7 @@ class Settler:
     def __init__(self, app: Conveyor) -> None:
         self._broker = app.broker
         self._store = app.result_store
-        self._colocated = self._store is self._broker.result_store()
+        self._colocated = self._store is own_result_store(self._broker)
         self._lease = app.settings.lease
         self._batcher: Batcher[Settlement, bool | SettlementRefused] = Batcher(self._flush)
 
