@@ -71,13 +71,16 @@ _BUG_RETRY_DELAY = 1.0
 
 
 @dataclass(slots=True)
-class _Ran:
-    """How a task body ended."""
+class _Ended:
+    """How a task body ended when it did not return a value (a return is the value
+    itself: no object on the hot path)."""
 
-    value: Any = None
     error: BaseException | None = None
     aborted: bool = False  # by request (a value it returned anyway is dropped)
     released: bool = False  # cancelled by a shutdown past its grace
+
+
+_ABORTED, _RELEASED = _Ended(aborted=True), _Ended(released=True)
 
 
 class Executor:
@@ -180,7 +183,11 @@ class Executor:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> TaskStatus | None:
-        context = self._context_for(delivery, message, task)
+        context = (
+            self._context_for(delivery, message, task)
+            if task.has_dependencies or self._has_hooks["before_execute"]
+            else None  # most no-op tasks on the hot path need no Context
+        )
         if context is not None and self._has_hooks["before_execute"]:
             await self._hooks("before_execute", message, context)
         if delivery in self._aborting:  # requested while the hooks above ran
@@ -194,22 +201,17 @@ class Executor:
         started = time.perf_counter()
         ran = await self._call_body(delivery, message, task, args, kwargs, context)
         elapsed = time.perf_counter() - started
+        if type(ran) is not _Ended:
+            return await self._succeeded(delivery, message, task, ran, elapsed)
         if ran.released:
             await self._settle(delivery, Release())
             return None
         if ran.aborted:
             return await self._aborted(delivery, message, elapsed)
-        if ran.error is not None:
-            return await self._failed(delivery, message, task, ran.error, elapsed)
-        return await self._succeeded(delivery, message, task, ran.value, elapsed)
+        assert ran.error is not None
+        return await self._failed(delivery, message, task, ran.error, elapsed)
 
-    def _context_for(
-        self, delivery: Delivery, message: Message, task: Task[Any, Any]
-    ) -> Context | None:
-        # a Context only for tasks that inject one or hooks that read it: most no-op tasks
-        # on the hot path need neither
-        if not (task.has_dependencies or self._has_hooks["before_execute"]):
-            return None
+    def _context_for(self, delivery: Delivery, message: Message, task: Task[Any, Any]) -> Context:
         return Context(
             self.app,
             message.task_id,
@@ -228,9 +230,9 @@ class Executor:
         args: list[Any],
         kwargs: dict[str, Any],
         context: Context | None,
-    ) -> _Ran:
-        """Run the task function (under its timeout) and say how it ended: a value, an
-        error, aborted by request, or released by a shutdown past its grace."""
+    ) -> Any:
+        """Run the task function (under its timeout): its value, or an :class:`_Ended`
+        saying it failed, was aborted by request, or released by a shutdown past its grace."""
         current = asyncio.current_task()
         self._bodies[delivery] = (current, context)
         try:
@@ -249,23 +251,23 @@ class Executor:
             if delivery in self._aborting:
                 if ours and current is not None:
                     current.uncancel()  # our own cancellation, now handled
-                return _Ran(aborted=True)
+                return _ABORTED
             if ours:
                 if self._shutting_down:
-                    return _Ran(released=True)
+                    return _RELEASED
                 raise
-            return _Ran(error=exc)  # the task itself raised CancelledError: a failure
+            return _Ended(error=exc)  # the task itself raised CancelledError: a failure
         except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code too
             if delivery in self._aborting:  # a library turned our cancellation into its error
-                return _Ran(aborted=True)
-            return _Ran(error=exc)
+                return _ABORTED
+            return _Ended(error=exc)
         finally:
             del self._bodies[delivery]
         if delivery in self._aborting:  # it swallowed the cancellation: the value is dropped
             if current is not None and current.cancelling():
                 current.uncancel()
-            return _Ran(aborted=True)
-        return _Ran(value=value)
+            return _ABORTED
+        return value
 
     async def _succeeded(
         self,
@@ -587,7 +589,7 @@ class Executor:
         the :class:`SettlementRefused` (to settle otherwise), else it is logged."""
         clock = self._clock
         deadline = clock.monotonic() + self.settle_retry_for
-        pause = FaultPause(clock, self.app.settings.fault_pause, self.app.settings.fault_pause_max)
+        pause: FaultPause | None = None  # made on the first fault: most settle at once
         while True:
             try:
                 owned = await self.settler.settle(delivery, outcome)
@@ -608,6 +610,9 @@ class Executor:
                         exc_info=True,
                     )
                     return
+                if pause is None:
+                    settings = self.app.settings
+                    pause = FaultPause(clock, settings.fault_pause, settings.fault_pause_max)
                 log.warning(
                     "settling %s failed; retrying in %.2fs",
                     delivery.task_id,
