@@ -104,6 +104,15 @@ def _out(body: bytes = b"x", queue: str = "default", **kw: object) -> Outgoing:
     return Outgoing(task_id=uuid.uuid4().hex, queue=queue, body=body, **kw)  # type: ignore[arg-type]
 
 
+async def _until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    """Poll ``check`` until it holds: a state reached by the server's clock (an expired
+    key, lease or heartbeat), which no injected clock can move. Fails after ``within``."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {within} s: {what}"
+        await asyncio.sleep(0.02)  # sleep: the poll interval of _until
+
+
 async def _fetch_all(
     broker: Broker, queues: list[str], expect: int, wait: float = 2.0
 ) -> list[Delivery]:
@@ -244,8 +253,8 @@ async def check_lease_expiry_redelivers_and_fences(factory: BrokerFactory) -> No
         item = _out(b"lease")
         await broker.publish([item])
         (old,) = await broker.fetch(["default"], 1, 1.0)
-        await asyncio.sleep(LEASE + 0.3)
-        (new,) = await _fetch_all(broker, ["default"], 1)
+        # reaped and fetched again as soon as the lease has run out
+        (new,) = await _fetch_all(broker, ["default"], 1, wait=LEASE + 5.0)
         assert new.attempt == 2 and new.task_id == item.task_id
         assert await old.ack() is False, "a zombie's completion must be rejected"
         assert await old.extend_lease(5) is False
@@ -260,7 +269,7 @@ async def check_extend_lease_keeps_ownership(factory: BrokerFactory) -> None:
         keeper = broker.lease_keeper()
         try:
             for _ in range(3):
-                await asyncio.sleep(LEASE / 2)
+                await asyncio.sleep(LEASE / 2)  # sleep: the lease runs by the server's clock
                 assert await got[0].extend_lease(LEASE)
                 ok: list[bool] = []
 
@@ -323,28 +332,28 @@ async def check_duplicate_task_id(factory: BrokerFactory) -> None:
 
 
 async def check_blocking_fetch_wakes_on_publish(factory: BrokerFactory) -> None:
-    """A fetch waiting on an empty queue returns soon after a publish, not at its timeout."""
-    async with factory(conformance_options()) as broker:
-        waiting = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
-        await asyncio.sleep(0.1)
-        started = time.monotonic()
+    """A fetch waiting on an empty queue returns soon after a publish, not at its timeout
+    nor at its next poll (fetch_wait, 30 s here): within a 10 s wait, it woke."""
+    async with factory(conformance_options(fetch_wait=30.0)) as broker:
+        waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
+        await asyncio.sleep(0.1)  # sleep: the fetch begins to wait (no portable signal)
         await broker.publish([_out(b"wake")])
-        got = await asyncio.wait_for(waiting, 5.0)
+        got = await asyncio.wait_for(waiting, 10.0)
         assert [d.body for d in got] == [b"wake"]
-        assert time.monotonic() - started < 1.5
 
 
 async def check_waiting_fetch_takes_a_delayed_message_when_due(factory: BrokerFactory) -> None:
     """A fetch waiting on an empty queue returns a delayed message published meanwhile
-    (and a retry parked meanwhile) when it falls due, not at the end of its wait."""
-    async with factory(conformance_options()) as broker:
+    (and a retry parked meanwhile) when it falls due, not at the end of its wait nor at its
+    next poll (fetch_wait, 30 s here)."""
+    async with factory(conformance_options(fetch_wait=30.0)) as broker:
         waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # sleep: the fetch begins to wait (no portable signal)
         await broker.publish([_out(b"soon", not_before=time.time() + 0.2)])
         (got,) = await asyncio.wait_for(waiting, 10.0)
         assert got.body == b"soon"
         waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # sleep: the fetch begins to wait (no portable signal)
         assert await got.retry(0.2)
         (again,) = await asyncio.wait_for(waiting, 10.0)
         assert (again.body, again.attempt) == (b"soon", 2)
@@ -352,10 +361,11 @@ async def check_waiting_fetch_takes_a_delayed_message_when_due(factory: BrokerFa
 
 
 async def check_interrupt_fetch(factory: BrokerFactory) -> None:
-    """interrupt_fetch() ends a waiting fetch at once, and one that has not begun to wait."""
-    async with factory(conformance_options()) as broker:
+    """interrupt_fetch() ends a waiting fetch at once (not at its next poll: fetch_wait is
+    30 s here), and one that has not begun to wait."""
+    async with factory(conformance_options(fetch_wait=30.0)) as broker:
         waiting = asyncio.create_task(broker.fetch(["default"], 1, 30.0))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # sleep: the fetch begins to wait (no portable signal)
         broker.interrupt_fetch()
         assert await asyncio.wait_for(waiting, 10.0) == []
         broker.interrupt_fetch()  # before the fetch: it returns rather than wait
@@ -383,23 +393,24 @@ async def check_locate_and_depths(factory: BrokerFactory) -> None:
 
 async def check_result_store(factory: BrokerFactory) -> None:
     """Results: put/get, push-based wait, wait timeout, TTL expiry, delete."""
-    async with factory(conformance_options()) as broker:
+    # fetch_wait is also the result wait's fallback poll: 30 s, so a wait that ends within
+    # 10 s was woken by the put
+    async with factory(conformance_options(fetch_wait=30.0)) as broker:
         store = broker.result_store()
         assert await store.get("missing") is None
-        started = time.monotonic()
-        assert await store.wait("missing", 0.3) is None
-        assert 0.25 <= time.monotonic() - started < 2.0
-        waiter = asyncio.create_task(store.wait("t1", 5.0))
-        await asyncio.sleep(0.1)
-        woke_from = time.monotonic()
+        assert await asyncio.wait_for(store.wait("missing", 0.3), 10.0) is None
+        waiter = asyncio.create_task(store.wait("t1", 30.0))
+        await asyncio.sleep(0.1)  # sleep: the wait begins (no portable signal)
         await store.put([StoredResult("t1", b"result-bytes", 60.0)])
-        assert await asyncio.wait_for(waiter, 5.0) == b"result-bytes"
-        assert time.monotonic() - woke_from < 1.0
+        assert await asyncio.wait_for(waiter, 10.0) == b"result-bytes"
         assert await store.get("t1") == b"result-bytes"
         await store.put([StoredResult("short", b"s", 0.3)])
         assert await store.get("short") == b"s"
-        await asyncio.sleep(1.2)
-        assert await store.get("short") is None
+
+        async def expired() -> bool:
+            return await store.get("short") is None
+
+        await _until(expired, 5.0, "a result past its ttl is gone")
         await store.delete("t1")
         assert await store.get("t1") is None
         await store.set_progress("t2", b"half", 60.0)
@@ -497,8 +508,7 @@ async def check_abort(factory: BrokerFactory) -> None:
         assert await _status(broker, running.task_id) == (TaskStatus.RUNNING, 1)
         assert await store.get(running.task_id) is None, "the worker stores the result"
         # its worker died: the mark survives the reap, and the next claim carries it
-        await asyncio.sleep(LEASE + 0.3)
-        (again,) = await _fetch_all(broker, ["default"], 1)
+        (again,) = await _fetch_all(broker, ["default"], 1, wait=LEASE + 5.0)
         assert (again.task_id, again.attempt, again.abort_requested) == (running.task_id, 2, True)
         assert await again.ack(StoredResult(running.task_id, b"aborted by its worker", 60.0))
         assert await d.ack(StoredResult(running.task_id, b"zombie", 60.0)) is False
@@ -562,8 +572,11 @@ async def check_workers_heartbeat(factory: BrokerFactory) -> None:
         info = WorkerInfo("w1", "host", 1, ["default"], 4, 1, 10, now, now, ["t"])
         await broker.heartbeat(info, 0.5)
         assert [w.worker_id for w in await broker.workers()] == ["w1"]
-        await asyncio.sleep(1.2)
-        assert await broker.workers() == []
+
+        async def forgotten() -> bool:
+            return await broker.workers() == []
+
+        await _until(forgotten, 5.0, "an expired heartbeat is forgotten")
 
 
 async def check_idempotency_key_admits_one(factory: BrokerFactory) -> None:
@@ -617,9 +630,12 @@ async def check_idempotency_key_admits_one(factory: BrokerFactory) -> None:
         (d,) = await broker.fetch(["default"], 1, 1.0)
         assert await d.ack()
         assert await broker.publish([_out(b"early", key=key, key_ttl=0.3)]) == [short.task_id]
-        await asyncio.sleep(0.6)
         fresh = _out(b"fresh", key=key, key_ttl=0.3)
-        assert await broker.publish([fresh]) == [fresh.task_id]
+
+        async def admitted() -> bool:  # until then each try gets the old id, and is dropped
+            return await broker.publish([fresh]) == [fresh.task_id]
+
+        await _until(admitted, 5.0, "the key admits a new task once key_ttl has passed")
         (d,) = await _fetch_all(broker, ["default"], 1)
         assert (d.task_id, d.body) == (fresh.task_id, b"fresh")
         assert await d.ack()
@@ -651,9 +667,9 @@ async def check_event_store(factory: BrokerFactory) -> None:
         assert [r for _, r in await store.read(rows[0][0], limit=1)] == [b"e2"]
         assert await store.read(rows[-1][0]) == []
         assert await store.recent(2) == rows[1:]
-        await asyncio.sleep(0.15)  # past one reap_interval: a store may trim once per interval
+        await asyncio.sleep(0.15)  # sleep: past a reap_interval: a store trims once per interval
         await store.append([str(i).encode() for i in range(200)])
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.15)  # sleep: and past the next one
         await store.append([b"last"])
         kept = await store.recent(1000)
         # Redis trims approximately (whole stream nodes): at least the cap, fewer than all
