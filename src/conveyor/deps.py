@@ -25,11 +25,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    TypeVar,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -208,16 +217,27 @@ def split_signature(call: Callable[..., Any]) -> CallSpec:
     cached = _specs.get(call)
     if cached is not None:
         return cached
+    # a class is called through its __init__, whose annotations say what it depends on; a
+    # generic class given its type arguments (``Repo[User]``) fills its TypeVars with them
+    origin = get_origin(call)
+    cls = origin if isinstance(origin, type) else call
+    typevars: dict[Any, Any] = {}
+    if cls is not call:
+        typevars = dict(zip(getattr(cls, "__parameters__", ()), get_args(call), strict=False))
+    # getattr: mypy refuses __init__ read off a value it types as a callable
+    annotated = getattr(cls, "__init__") if isinstance(cls, type) else call  # noqa: B009
     try:
-        hints = get_type_hints(call)
-        extras = get_type_hints(call, include_extras=True)
+        hints = get_type_hints(annotated)
+        extras = get_type_hints(annotated, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to raw annotations
         hints = extras = {}
-    signature = inspect.signature(call)
+    signature = inspect.signature(cls)
     injected: list[_Param] = []
     arguments: list[inspect.Parameter] = []
     for param in signature.parameters.values():
         annotation = hints.get(param.name, param.annotation)
+        if isinstance(annotation, TypeVar):
+            annotation = typevars.get(annotation, annotation)
         dependency = _as_dependency(param.default) or _annotated_dependency(extras.get(param.name))
         if dependency is None and _is_connection(annotation):
             dependency = Dependency(None)
@@ -238,15 +258,30 @@ def split_signature(call: Callable[..., Any]) -> CallSpec:
 _NO_PROVIDERS: Mapping[Any, Callable[..., Any]] = MappingProxyType({})
 
 
+def passed_explicitly(spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> set[str]:
+    """The injected parameters a direct call passes itself, by position or by name (a
+    test handing a task its session or a Context): those are not resolved. A call that
+    does not fit the signature passes none; calling the function then says why."""
+    if not spec.injected:
+        return set()
+    try:
+        bound = inspect.signature(spec.call).bind_partial(*args, **kwargs)
+    except TypeError:
+        return set()
+    return {param.name for param in spec.injected if param.name in bound.arguments}
+
+
 async def run_with_dependencies(
     spec: CallSpec,
     context: Context | None,
     overrides: Mapping[Callable[..., Any], Callable[..., Any]],
     providers: Mapping[Any, Callable[..., Any]],
     body: Callable[[dict[str, Any]], Awaitable[T]],
+    given: Collection[str] = (),
 ) -> T:
-    """Resolve ``spec``'s dependencies, run ``body(injected)``, then close them: generator
-    dependencies run their cleanup with the body's exception, if any.
+    """Resolve ``spec``'s dependencies (but those the caller ``given`` itself), run
+    ``body(injected)``, then close them: generator dependencies run their cleanup with the
+    body's exception, if any.
 
     A cleanup cannot turn a failed call into a success: a generator that catches the
     exception (to roll back) and does not re-raise it still leaves the call failed, with
@@ -254,7 +289,9 @@ async def run_with_dependencies(
     stack = AsyncExitStack()
     await stack.__aenter__()
     try:
-        injected = await resolve_dependencies(spec, context, stack, overrides, providers=providers)
+        injected = await resolve_dependencies(
+            spec, context, stack, overrides, providers=providers, given=given
+        )
         value = await body(injected)
     except BaseException as exc:
         await stack.__aexit__(type(exc), exc, exc.__traceback__)
@@ -270,15 +307,19 @@ async def resolve_dependencies(
     overrides: Mapping[Callable[..., Any], Callable[..., Any]],
     cache: dict[Callable[..., Any], Any] | None = None,
     providers: Mapping[Any, Callable[..., Any]] = _NO_PROVIDERS,
+    given: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Values for ``spec``'s injected parameters. Generator dependencies are entered on
-    ``stack``; closing the stack runs their cleanup (with the task's exception, if any).
+    """Values for ``spec``'s injected parameters, but those named in ``given`` (passed by
+    the caller of a direct call). Generator dependencies are entered on ``stack``; closing
+    the stack runs their cleanup (with the task's exception, if any).
 
     ``Depends()`` without a callable calls the first of ``overrides[annotation]``,
     ``providers[annotation]`` and the annotation itself."""
     cache = {} if cache is None else cache
     values: dict[str, Any] = {}
     for param in spec.injected:
+        if param.name in given:
+            continue
         if param.dependency is None:
             if context is None:
                 raise RuntimeError(f"{param.name}: a Context is only available inside a task run")

@@ -9,7 +9,9 @@ instead of guessing. docs/wire-format.md describes every field.
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import os
+from pathlib import PurePath
 from typing import Any
 
 import msgspec
@@ -64,10 +66,25 @@ class MalformedMessage(ValueError):
         self.reason = reason
 
 
+# values that travel as their text, as pydantic's JSON mode sends them (taskiq stores a
+# returned Path as str): paths and IP addresses/networks; converted back by annotation
+_AS_TEXT: tuple[type, ...] = (
+    PurePath,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+)
+
+
 def _enc_hook(obj: Any) -> Any:
     dump = getattr(obj, "model_dump", None)  # pydantic v2 models, without importing pydantic
     if callable(dump):
         return dump(mode="json")
+    if isinstance(obj, _AS_TEXT):
+        return str(obj)
     raise TypeError(f"cannot encode objects of type {type(obj).__qualname__}")
 
 
@@ -138,6 +155,11 @@ def _dec_hook(kind: type, obj: Any) -> Any:
     validate = getattr(kind, "model_validate", None)  # pydantic v2 models
     if callable(validate):
         return validate(obj)
+    if isinstance(kind, type) and issubclass(kind, _AS_TEXT) and isinstance(obj, str):
+        try:
+            return kind(obj)  # type: ignore[call-arg]  # a PurePath or ipaddress class
+        except ValueError as exc:  # a malformed address
+            raise msgspec.ValidationError(str(exc)) from None
     raise NotImplementedError(f"cannot convert to {kind!r}")
 
 

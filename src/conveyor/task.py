@@ -24,7 +24,13 @@ import msgspec
 
 from conveyor.clock import Seconds as Seconds
 from conveyor.clock import seconds as seconds
-from conveyor.deps import CallSpec, Context, run_with_dependencies, split_signature
+from conveyor.deps import (
+    CallSpec,
+    Context,
+    passed_explicitly,
+    run_with_dependencies,
+    split_signature,
+)
 from conveyor.handle import TaskHandle
 from conveyor.message import NO_CONVERSION, PLAIN_TYPES, convert, encode_value
 from conveyor.retry import Backoff, exponential, fixed
@@ -253,7 +259,12 @@ class Task(Generic[P, R]):
             return cast(R, await value if self.is_async else value)
 
         return await run_with_dependencies(
-            self.spec, None, self.app.dependency_overrides, self.app.dependency_providers, body
+            self.spec,
+            None,
+            self.app.dependency_overrides,
+            self.app.dependency_providers,
+            body,
+            given=passed_explicitly(self.spec, args, kwargs),
         )
 
     def _call_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:

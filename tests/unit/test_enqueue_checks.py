@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path, PurePosixPath
 
 import pytest
 from pydantic import BaseModel
@@ -113,3 +115,23 @@ def test_generated_task_ids_are_random_uuid4_hex() -> None:
     for task_id in ids:
         parsed = uuid.UUID(task_id)
         assert (parsed.hex, parsed.version, parsed.variant) == (task_id, 4, uuid.RFC_4122)
+
+
+async def test_paths_and_addresses_travel_as_text_and_come_back_typed() -> None:
+    app = fast_app()
+
+    @app.task(name="where")
+    async def where(base: Path, host: ipaddress.IPv4Address) -> Path:
+        assert isinstance(base, Path) and isinstance(host, ipaddress.IPv4Address)
+        return base / str(host)
+
+    @app.task(name="untyped")
+    async def untyped() -> object:
+        return PurePosixPath("/srv/out.png")  # as taskiq stores it: its text
+
+    async with app, app.worker():
+        handle = await where.kiq(Path("/srv"), ipaddress.IPv4Address("10.0.0.1"))
+        assert await handle.get(timeout=10) == Path("/srv/10.0.0.1")
+        assert await (await untyped.kiq()).get(timeout=10) == "/srv/out.png"
+        with pytest.raises(TypeError, match="argument 'host' does not fit its annotation"):
+            await where.kiq("/srv", "999.0.0.1")
