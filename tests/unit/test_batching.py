@@ -73,9 +73,9 @@ async def test_aclose_waits_for_the_batches_in_flight() -> None:
 
     batcher: Batcher[int, int] = Batcher(slow)
     pending = asyncio.ensure_future(batcher.submit(1))
-    await asyncio.sleep(0)  # the flush has started
+    await asyncio.sleep(0)  # sleep: one turn of the loop, and the flush has started
     closing = asyncio.ensure_future(batcher.aclose())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep: one turn of the loop, and aclose() is waiting
     assert not closing.done()
     gate.set()
     await closing
