@@ -27,6 +27,7 @@ HOOK_METHODS = (
     "after_enqueue",
     "before_execute",
     "after_execute",
+    "on_error",
     "on_retry",
     "on_dead_letter",
     "on_event",
@@ -49,6 +50,11 @@ class Hook:
 
     async def after_execute(self, message: Message, result: Result[Any]) -> None:
         """Called after the task ended and before it is settled (acked)."""
+
+    async def on_error(self, message: Message, attempt: int, error: BaseException) -> None:
+        """Called in the worker when an attempt raised, with the exception itself (not
+        its :class:`ErrorInfo`), before ``on_retry`` or ``after_execute`` say what
+        becomes of the task. ``attempt`` is 1-based."""
 
     async def on_retry(
         self, message: Message, attempt: int, delay: float, error: ErrorInfo
@@ -79,6 +85,12 @@ class HookSet:
     def add(self, hook: Hook) -> None:
         self._hooks.append(hook)
         self._cache.clear()
+
+    def remove(self, hook: Hook) -> None:
+        """Remove ``hook`` (nothing if it was not added)."""
+        if hook in self._hooks:
+            self._hooks.remove(hook)
+            self._cache.clear()
 
     def of(self, method: str) -> list[Any]:
         """The overriding ``method``s, in order (an empty list costs nothing to loop)."""

@@ -122,6 +122,7 @@ def build_message(call: Call, settings: Settings) -> Message:
     now = settings.clock.now()
     not_before = 0.0
     priority, queue, key, task_id, labels = opts.priority, opts.queue, None, None, opts.labels
+    timeout = opts.timeout
     if options is not None:
         if options.delay is not None:
             not_before = now + options.delay
@@ -133,6 +134,8 @@ def build_message(call: Call, settings: Settings) -> Message:
         key, task_id = options.key, options.task_id
         if options.labels:
             labels = {**labels, **options.labels}
+        if options.timeout is not None:
+            timeout = options.timeout
     return Message(
         version=SCHEMA_VERSION,
         task_id=task_id or new_task_id(),
@@ -144,7 +147,7 @@ def build_message(call: Call, settings: Settings) -> Message:
         enqueued_at=now,
         not_before=not_before,
         max_attempts=opts.max_attempts,
-        timeout=opts.timeout,
+        timeout=timeout,
         result_ttl=opts.result_ttl,
         key=key,
         labels=dict(labels),

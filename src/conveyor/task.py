@@ -210,6 +210,9 @@ class CallOptions:
     key_ttl: float | None = None
     """How long ``key`` keeps pointing at the task after it ends (default: its
     ``result_ttl``); the scheduler sets it to cover a tick's whole window."""
+    timeout: float | None = None
+    """This call's timeout in seconds, instead of the task's (the worker reads the
+    message's); taskiq's per-call ``timeout`` label sets it."""
 
 
 class Task(Generic[P, R]):

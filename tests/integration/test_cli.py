@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from conveyor import Conveyor
 from conveyor.cli import main
-from tests.conftest import eventually_blocking
+from tests.conftest import eventually, eventually_blocking
 from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
@@ -71,12 +71,23 @@ def start_worker(env: dict[str, str]) -> Iterator[object]:
 
 
 async def _results(
-    app: Conveyor, task_name: str, args_list: list[tuple[object, ...]], timeout: float
+    app: Conveyor,
+    task_name: str,
+    args_list: list[tuple[object, ...]],
+    timeout: float,
+    workers: int = 0,
 ) -> list[object]:
+    """Enqueue and collect; with ``workers``, first wait until that many have a heartbeat,
+    so that one process cannot drain everything before the other has started."""
     from tests.integration import cli_app
 
     task = getattr(cli_app, task_name)
     async with app:
+
+        async def enough_workers() -> bool:
+            return sum(w.role != "scheduler" for w in await app.broker.workers()) >= workers
+
+        await eventually(enough_workers, timeout=timeout, what=f"{workers} worker heartbeats")
         handles = []
         for args in args_list:
             message_task = app.register(task.fn, task.options)
@@ -86,7 +97,9 @@ async def _results(
 
 def test_worker_processes_run_tasks_and_stop_on_sigterm(start_worker, client_app: Conveyor) -> None:  # type: ignore[no-untyped-def]
     supervisor = start_worker("--workers", "2", "--concurrency", "4")
-    pids = asyncio.run(_results(client_app, "whoami", [(n,) for n in range(40)], timeout=30))
+    pids = asyncio.run(
+        _results(client_app, "whoami", [(n,) for n in range(40)], timeout=30, workers=2)
+    )
     assert len(pids) == 40
     assert len(set(pids)) == 2, "both worker processes should take work"
     assert supervisor.pid not in pids
@@ -97,7 +110,11 @@ def test_worker_processes_run_tasks_and_stop_on_sigterm(start_worker, client_app
 
 def test_workers_stop_when_their_supervisor_is_killed(start_worker, client_app: Conveyor) -> None:  # type: ignore[no-untyped-def]
     supervisor = start_worker("--workers", "2", "--concurrency", "2", "--with-scheduler")
-    pids = set(asyncio.run(_results(client_app, "whoami", [(n,) for n in range(20)], timeout=30)))
+    pids = set(
+        asyncio.run(
+            _results(client_app, "whoami", [(n,) for n in range(20)], timeout=30, workers=2)
+        )
+    )
     assert len(pids) == 2
     os.kill(supervisor.pid, signal.SIGKILL)
     supervisor.wait()

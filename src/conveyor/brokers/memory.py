@@ -206,7 +206,10 @@ class MemoryBroker:
             if next_due is not None:
                 remaining = min(remaining, max(next_due, 0.001))
             try:
-                await asyncio.wait_for(waiter.event.wait(), remaining)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a
+                # cancellation that lands as the wait ends (a loop closing under a worker)
+                async with asyncio.timeout(remaining):
+                    await waiter.event.wait()
             except TimeoutError:
                 pass
             finally:
@@ -565,7 +568,8 @@ class MemoryResultStore:
                 return found
             self._waiters.setdefault(task_id, []).append(waiter)
         try:
-            await asyncio.wait_for(waiter.event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see fetch()
+                await waiter.event.wait()
         except TimeoutError:
             return None
         finally:

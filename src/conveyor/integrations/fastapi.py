@@ -60,24 +60,7 @@ class _Binding:
                 "a task asked for a Request before its FastAPI app was loaded: a worker "
                 "loads it at startup (init()), the API process while lifespan() runs"
             )
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "server": None,
-            "client": None,
-            "root_path": "",
-            "path": "/",
-            "raw_path": b"/",
-            "query_string": b"",
-            "headers": [],
-            "app": api,
-            "router": api.router,
-            "state": dict(self.state),
-        }
-        return Request(scope)
+        return synthetic_request(api, self.state)
 
     async def worker_started(self) -> None:
         self.workers += 1
@@ -102,6 +85,29 @@ class _Binding:
         if self.workers == 0 and self.worker_lifespan is not None:
             stack, self.worker_lifespan = self.worker_lifespan, None
             await stack.aclose()
+
+
+def synthetic_request(api: Starlette, state: Mapping[str, Any]) -> Request:
+    """A request for a task run, with no HTTP request behind it: ``.app`` is ``api``,
+    ``.state`` a copy of ``state`` (what the API's lifespan yielded), ``GET /``."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "server": None,
+        "client": None,
+        "root_path": "",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+        "app": api,
+        "router": api.router,
+        "state": dict(state),
+    }
+    return Request(scope)
 
 
 _bindings: WeakKeyDictionary[Conveyor, _Binding] = WeakKeyDictionary()

@@ -388,6 +388,8 @@ class Executor:
     ) -> TaskStatus:
         """An attempt raised: retried after its backoff while ``retry_on`` and the attempts
         allow, else failed for good (dead-lettered with a FAILED result)."""
+        if self._has_hooks["on_error"]:
+            await self._hooks("on_error", message, delivery.attempt, exc)
         error = ErrorInfo.from_exception(exc)
         if (
             retry
