@@ -29,6 +29,7 @@ from conveyor import (
 from conveyor.brokers.base import Outgoing
 from conveyor.scheduler import InvalidSchedule, UnknownSchedule
 from conveyor.scheduler.schedule import encode_schedule
+from conveyor.scheduler.triggers import Every
 from conveyor.testing import ManualClock
 from tests.conftest import connected_app, eventually
 
@@ -323,3 +324,34 @@ async def test_each_fired_tick_is_logged_once_across_schedulers(
     ]
     assert len(fired_lines) == 3
     assert all(line.endswith("enqueued") and "ping[" in line for line in fired_lines)
+
+
+async def test_an_interval_started_now_fires_at_once_then_every_interval_from_there(
+    app: Conveyor, clock: ManualClock
+) -> None:
+    # taskiq's interval schedules: the first run when a scheduler first sees it
+    @app.task(schedule=[every(hours=8, id="sync", start="now")])
+    async def sync() -> None: ...
+
+    deployed = clock.now()
+    first = Scheduler(app)
+    await first.run_pass()
+    assert fired([first], "sync") == [deployed]
+    clock.advance(3600.0)
+    restarted = Scheduler(app)  # a restart keeps the stored anchor: no second run now
+    await restarted.run_pass()
+    assert restarted.stats.enqueued == 0
+    clock.advance(7 * 3600.0)
+    await restarted.run_pass()
+    assert fired([restarted], "sync") == [deployed + 8 * 3600.0]
+
+
+def test_a_taskiq_interval_entry_may_start_now_and_nothing_else() -> None:
+    from conveyor.scheduler.schedule import schedule_from_entry
+
+    started = schedule_from_entry({"interval": 60, "start": "now"})
+    aligned = schedule_from_entry({"interval": 60})
+    assert isinstance(started.trigger, Every) and started.trigger.from_activation
+    assert isinstance(aligned.trigger, Every) and not aligned.trigger.from_activation
+    with pytest.raises(InvalidSchedule, match="start"):
+        every(seconds=60, start="soon")  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,8 +28,15 @@ from conveyor.brokers import redact_url
 from conveyor.brokers.base import Capability, ScheduleStore
 from conveyor.errors import ConfigurationError, UnknownTask
 from conveyor.scheduler import schedule as build
-from conveyor.scheduler.schedule import MissedPolicy, Schedule, decode_schedule, encode_schedule
-from conveyor.scheduler.triggers import InvalidSchedule
+from conveyor.scheduler.schedule import (
+    MissedPolicy,
+    Schedule,
+    activated,
+    anchored,
+    decode_schedule,
+    encode_schedule,
+)
+from conveyor.scheduler.triggers import At, InvalidSchedule
 from conveyor.send import Call, build_message, encode
 from conveyor.task import CallOptions, Task, TaskHandle
 
@@ -82,8 +90,10 @@ class ScheduleBook:
                 log.error("schedule %r skipped: %s", schedule_id, exc)
                 continue
             if schedule_id in code:
-                code[schedule_id] = msgspec.structs.replace(
-                    code[schedule_id], paused=record.paused, active_from=record.active_from
+                code[schedule_id] = anchored(
+                    msgspec.structs.replace(
+                        code[schedule_id], paused=record.paused, active_from=record.active_from
+                    )
                 )
             elif record.origin == "dynamic":
                 dynamic.append(record)
@@ -125,10 +135,17 @@ class ScheduleBook:
         kwargs: Mapping[str, Any] | None = None,
         missed: MissedPolicy = "skip",
         paused: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> Schedule:
         """Create or replace the dynamic schedule ``schedule_id``: exactly one of ``cron``,
         ``every`` (seconds or timedelta) or ``at``. The task must be registered and the
-        arguments must fit its signature; both are checked now."""
+        arguments must fit its signature; both are checked now. ``labels`` go on each
+        tick's message.
+
+        Only ticks after now fire, except an ``at`` time that is now or already past: it
+        fires as a tick that late (so within ``schedule_grace``, or its ``catch_up``
+        window). A dynamic ``at`` schedule is deleted once its tick is enqueued (or too
+        late to fire)."""
         if not schedule_id or not isinstance(schedule_id, str):
             raise InvalidSchedule("a schedule id must be a non-empty string")
         given = [
@@ -137,24 +154,29 @@ class ScheduleBook:
         if len(given) != 1:
             raise InvalidSchedule("give exactly one of cron=, every= or at=")
         resolved = self._task(task)
+        call: dict[str, Any] = {"args": args, "kwargs": kwargs, "missed": missed, "labels": labels}
         if cron is not None:
-            spec = build.cron(cron, tz, args=args, kwargs=kwargs, missed=missed)
+            spec = build.cron(cron, tz, **call)
         elif every is not None:
-            spec = build.every(every, args=args, kwargs=kwargs, missed=missed)
+            spec = build.every(every, **call)
         else:
             assert at is not None
-            spec = build.at(at, args=args, kwargs=kwargs, missed=missed)
+            spec = build.at(at, **call)
         if any(s.id == schedule_id for s in self.in_code()):
             raise InvalidSchedule(
                 f"schedule id {schedule_id!r} is declared in code; choose another id"
             )
         self.check_call(resolved, spec.args, spec.kwargs)
+        now = self._app.settings.clock.now()
+        active_from = now
+        if isinstance(spec.trigger, At):  # a time now or just past fires, late
+            active_from = min(now, math.nextafter(spec.trigger.when, -math.inf))
         schedule = msgspec.structs.replace(
             spec.bind(resolved.name, schedule_id),
             origin="dynamic",
             paused=paused,
-            created_at=self._app.settings.clock.now(),
-            active_from=self._app.settings.clock.now(),
+            created_at=now,
+            active_from=active_from,
         )
         await self._required_store("add a schedule").save_schedule(
             schedule_id, encode_schedule(schedule)
@@ -170,6 +192,30 @@ class ScheduleBook:
             )
         return await self._required_store("remove a schedule").delete_schedule(schedule_id)
 
+    async def remove_spent(self, spent: Sequence[Schedule]) -> builtins.list[str]:
+        """Delete the dynamic schedules ``spent`` (one-offs whose tick is behind them)
+        that the store still holds unchanged, not re-added under the same id since;
+        returns the ids deleted. The scheduler calls this."""
+        store = self._store()
+        if store is None or not spent:
+            return []
+        stored = await store.load_schedules()
+        removed = []
+        for schedule in spent:
+            raw = stored.get(schedule.id)
+            try:
+                current = None if raw is None else decode_schedule(raw)
+            except InvalidSchedule:
+                current = None
+            if (
+                current is not None
+                and current.origin == "dynamic"
+                and (current.created_at, current.trigger) == (schedule.created_at, schedule.trigger)
+                and await store.delete_schedule(schedule.id)
+            ):
+                removed.append(schedule.id)
+        return removed
+
     async def pause(self, schedule_id: str) -> Schedule:
         """Stop firing ``schedule_id`` until :meth:`resume`; ticks while paused are skipped."""
         return await self._set_paused(schedule_id, True)
@@ -183,16 +229,16 @@ class ScheduleBook:
         window starts there), unless a scheduler already did; returns the stored view."""
         store = self._store()
         if store is None:
-            return msgspec.structs.replace(schedule, active_from=now)
+            return activated(schedule, now)
         stored = (await store.load_schedules()).get(schedule.id)
         if stored is not None:
             try:
-                return msgspec.structs.replace(
-                    schedule, active_from=decode_schedule(stored).active_from or now
-                )
+                recorded = decode_schedule(stored).active_from
             except InvalidSchedule:
-                pass  # an unreadable override is replaced below
-        active = msgspec.structs.replace(schedule, active_from=now)
+                recorded = 0.0  # an unreadable override is replaced below
+            if recorded:
+                return anchored(msgspec.structs.replace(schedule, active_from=recorded))
+        active = activated(schedule, now)
         await store.save_schedule(schedule.id, encode_schedule(active))
         return active
 
@@ -200,7 +246,8 @@ class ScheduleBook:
         """Enqueue ``schedule_id``'s task with its arguments now, outside its ticks."""
         schedule = await self.get(schedule_id)
         task = self._task(schedule.task)
-        options = CallOptions(labels={"schedule": schedule.id, "scheduled_for": "now"})
+        labels = {**schedule.labels, "schedule": schedule.id, "scheduled_for": "now"}
+        options = CallOptions(labels=labels)
         return await self._app.enqueue(task, schedule.args, schedule.kwargs, options)
 
     # -- helpers -------------------------------------------------------------------

@@ -33,6 +33,7 @@ from conveyor.brokers import shown_url
 from conveyor.brokers.base import Capability, WorkerInfo
 from conveyor.events import EventEmitter, EventLog, SchedulerTick
 from conveyor.scheduler.schedule import CatchUp, Schedule
+from conveyor.scheduler.triggers import At, Every
 from conveyor.send import Call, Sent, send
 from conveyor.task import CallOptions
 
@@ -191,6 +192,7 @@ class Scheduler:
             return 1.0  # keep the cursors: the same ticks are tried again
         self._cursors.update(advanced)
         self.stats.last_pass = now
+        await self._forget_spent()
         return self._until_next(self._clock.now())
 
     def _due(self, schedule: Schedule, now: float) -> tuple[list[float], float]:
@@ -235,6 +237,42 @@ class Scheduler:
                 "catch_up" if isinstance(schedule.missed, CatchUp) else "skip",
             )
         return ticks, cursor
+
+    async def _forget_spent(self) -> None:
+        """Delete dynamic one-off (``at``) schedules whose tick is behind them, enqueued
+        or too late: nothing can fire them again. Kept when their task is not registered
+        here (another scheduler may fire them) or the delete fails (tried next pass)."""
+        spent = [
+            s
+            for s in self._schedules
+            if s.origin == "dynamic"
+            and isinstance(s.trigger, At)
+            and not s.paused
+            and s.task in self.app.tasks
+            and s.next_after(max(self._cursors.get(s.id, s.active_from), s.active_from)) is None
+        ]
+        if not spent:
+            return
+        try:
+            removed = await asyncio.wait_for(
+                self.app.schedules.remove_spent(spent), self.send_timeout
+            )
+        except Exception as exc:
+            log.warning(
+                "scheduler could not delete %d spent one-off schedule(s) (%s: %s); retrying",
+                len(spent),
+                type(exc).__name__,
+                exc,
+            )
+            return
+        gone = {s.id for s in spent}
+        self._schedules = [s for s in self._schedules if s.id not in gone]
+        for schedule_id in gone:
+            self._cursors.pop(schedule_id, None)
+        if removed:
+            log.info("one-off schedule(s) %s done: deleted", ", ".join(map(repr, removed)))
+        if len(removed) < len(gone):
+            self._loaded_at = float("-inf")  # one was replaced or removed: re-read the store
 
     @staticmethod
     def _count_between(schedule: Schedule, first: float, last: float) -> int:
@@ -341,6 +379,7 @@ class Scheduler:
             )
             return None
         labels = {
+            **schedule.labels,
             "schedule": schedule.id,
             "scheduled_for": datetime.fromtimestamp(fire, UTC).isoformat(),
         }
@@ -380,7 +419,7 @@ class Scheduler:
         for index, schedule in enumerate(self._schedules):
             if (
                 schedule.origin == "code"
-                and isinstance(schedule.missed, CatchUp)
+                and (isinstance(schedule.missed, CatchUp) or _from_activation(schedule))
                 and not schedule.active_from
             ):
                 self._schedules[index] = await asyncio.wait_for(
@@ -437,3 +476,8 @@ class Scheduler:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
+
+
+def _from_activation(schedule: Schedule) -> bool:
+    """An ``every(start="now")`` schedule: it needs its activation time to tick."""
+    return isinstance(schedule.trigger, Every) and schedule.trigger.from_activation

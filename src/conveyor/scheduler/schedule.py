@@ -8,6 +8,7 @@ The same struct is what dynamic schedules store (JSON) in the broker's schedule 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -54,13 +55,15 @@ def catch_up(within: float | timedelta) -> CatchUp:
 class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     """When ``task`` runs and with what. ``id`` names the schedule (and its ticks'
     idempotency keys); ``origin`` is ``"code"`` for ``@app.task(schedule=...)`` entries,
-    ``"dynamic"`` for ``app.schedules.add(...)``."""
+    ``"dynamic"`` for ``app.schedules.add(...)``. ``labels`` go on every tick's message,
+    beside ``schedule`` and ``scheduled_for``."""
 
     id: str = ""
     task: str = ""
     trigger: Trigger
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
+    labels: dict[str, str] = {}
     missed: MissedPolicy = "skip"
     paused: bool = False
     origin: Literal["code", "dynamic"] = "code"
@@ -106,6 +109,7 @@ def cron(
     kwargs: Mapping[str, Any] | None = None,
     missed: MissedPolicy = "skip",
     id: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Schedule:
     """A cron schedule: 5 fields (minute hour day-of-month month day-of-week), 6 with
     seconds first, or ``@hourly``/``@daily``/``@weekly``/``@monthly``/``@yearly``.
@@ -118,8 +122,34 @@ def cron(
         trigger=Cron(expr, tz),
         args=list(args),
         kwargs=dict(kwargs or {}),
+        labels=_labels(labels),
         missed=missed,
     )
+
+
+def activated(schedule: Schedule, now: float) -> Schedule:
+    """``schedule`` as live from ``now``: no tick at or before it fires, except, for
+    ``every(start="now")``, the tick at ``now`` itself, which anchors the interval."""
+    trigger = schedule.trigger
+    if isinstance(trigger, Every) and trigger.from_activation:
+        return msgspec.structs.replace(
+            schedule,
+            trigger=msgspec.structs.replace(trigger, anchor=now),
+            active_from=math.nextafter(now, -math.inf),
+        )
+    return msgspec.structs.replace(schedule, active_from=now)
+
+
+def anchored(schedule: Schedule) -> Schedule:
+    """``schedule`` with an ``every(start="now")`` interval anchored where it was
+    activated (``active_from``, recorded in the store)."""
+    trigger = schedule.trigger
+    if isinstance(trigger, Every) and trigger.from_activation and schedule.active_from:
+        anchor = math.nextafter(schedule.active_from, math.inf)
+        return msgspec.structs.replace(
+            schedule, trigger=msgspec.structs.replace(trigger, anchor=anchor)
+        )
+    return schedule
 
 
 def every(
@@ -129,28 +159,38 @@ def every(
     minutes: float = 0,
     hours: float = 0,
     days: float = 0,
-    start: datetime | None = None,
+    start: datetime | Literal["now"] | None = None,
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     missed: MissedPolicy = "skip",
     id: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Schedule:
     """A fixed-interval schedule: ``every(minutes=15)`` or ``every(timedelta(hours=1))``.
 
     Ticks are aligned to ``start`` (default the Unix epoch), not to when a scheduler
-    started, so every scheduler process agrees on them.
+    started, so every scheduler process agrees on them. ``start="now"`` (taskiq's
+    interval schedules) runs it as soon as the first scheduler sees it, then every
+    interval from that moment; the moment is stored, so a restarted or second scheduler
+    keeps the same ticks instead of firing again.
     """
     if interval is None:
         total = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
         length = total.total_seconds()
     else:
         length = interval.total_seconds() if isinstance(interval, timedelta) else interval
-    anchor = 0.0 if start is None else _timestamp(start)
+    if start == "now":
+        trigger = Every(float(length), 0.0, from_activation=True)
+    elif start is None or isinstance(start, datetime):
+        trigger = Every(float(length), 0.0 if start is None else _timestamp(start))
+    else:
+        raise InvalidSchedule(f"every(start=...) must be a datetime or 'now', not {start!r}")
     return Schedule(
         id=id or "",
-        trigger=Every(float(length), anchor),
+        trigger=trigger,
         args=list(args),
         kwargs=dict(kwargs or {}),
+        labels=_labels(labels),
         missed=missed,
     )
 
@@ -162,6 +202,7 @@ def at(
     kwargs: Mapping[str, Any] | None = None,
     missed: MissedPolicy = "skip",
     id: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Schedule:
     """One run at ``when`` (a naive datetime is taken as UTC)."""
     return Schedule(
@@ -169,12 +210,13 @@ def at(
         trigger=At(_timestamp(when)),
         args=list(args),
         kwargs=dict(kwargs or {}),
+        labels=_labels(labels),
         missed=missed,
     )
 
 
 _ENTRY_KEYS = {"cron", "cron_offset", "tz", "interval", "time", "args", "kwargs", "labels"}
-_ENTRY_KEYS |= {"schedule_id", "id", "missed"}
+_ENTRY_KEYS |= {"schedule_id", "id", "missed", "start"}
 
 
 def schedule_from_entry(entry: Schedule | Mapping[str, Any]) -> Schedule:
@@ -197,6 +239,7 @@ def schedule_from_entry(entry: Schedule | Mapping[str, Any]) -> Schedule:
         "kwargs": entry.get("kwargs") or {},
         "id": entry.get("schedule_id") or entry.get("id"),
         "missed": entry.get("missed", "skip"),
+        "labels": entry.get("labels"),
     }
     kinds = [k for k in ("cron", "interval", "time") if entry.get(k) is not None]
     if len(kinds) != 1:
@@ -209,11 +252,23 @@ def schedule_from_entry(entry: Schedule | Mapping[str, Any]) -> Schedule:
         interval = entry["interval"]
         if not isinstance(interval, (int, float, timedelta)):
             raise InvalidSchedule(f"schedule entry 'interval' must be seconds, not {interval!r}")
-        return every(interval, **common)
+        return every(interval, start=entry.get("start"), **common)
     when = entry["time"]
     if not isinstance(when, datetime):
         raise InvalidSchedule(f"schedule entry 'time' must be a datetime, not {when!r}")
     return at(when, **common)
+
+
+def _labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    """Labels as Conveyor keeps them, str to str (a taskiq entry's ``True`` is ``"true"``)."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InvalidSchedule(f"schedule labels must be a mapping, not {labels!r}")
+    return {
+        str(k): ("true" if v else "false") if isinstance(v, bool) else str(v)
+        for k, v in labels.items()
+    }
 
 
 def _zone_name(entry: Mapping[str, Any]) -> str:

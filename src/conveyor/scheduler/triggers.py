@@ -95,6 +95,8 @@ class Every(msgspec.Struct, frozen=True, tag="every"):
 
     interval: float
     anchor: float = 0.0
+    # anchored where a scheduler first sees it (every(start="now")): it fires then
+    from_activation: bool = False
 
     def __post_init__(self) -> None:
         if not self.interval > 0 or not math.isfinite(self.interval):
