@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from conveyor.compat.taskiq.message import TaskiqMessage
 from conveyor.deps import Context as ConveyorContext
 from conveyor.deps import Depends
 from conveyor.errors import ConfigurationError
@@ -62,22 +62,6 @@ class TaskiqState(dict[str, Any]):
             raise AttributeError(name) from None
 
 
-@dataclass(frozen=True, slots=True)
-class TaskiqMessage:
-    """The call a task is running, as taskiq's ``Context.message`` shows it.
-
-    ``args``/``kwargs`` are as sent (before conversion to the annotated types); label
-    values are strings. ``labels["_retries"]`` counts the earlier attempts, as taskiq's
-    retry middleware does.
-    """
-
-    task_id: str
-    task_name: str
-    labels: dict[str, str]
-    args: list[Any]
-    kwargs: dict[str, Any]
-
-
 class Context:
     """taskiq's ``Context``: declare ``ctx: Context = TaskiqDepends()`` in a task.
 
@@ -111,9 +95,11 @@ class Context:
 
 
 def _message_of(ctx: ConveyorContext) -> TaskiqMessage:
-    labels = dict(ctx.labels)
+    labels: dict[str, Any] = dict(ctx.labels)
     if ctx.attempt > 1:
         labels["_retries"] = str(ctx.attempt - 1)
+    if "schedule" in labels and "schedule_id" not in labels:
+        labels["schedule_id"] = labels["schedule"]  # taskiq's scheduler sets schedule_id
     sent = ctx.message
     args = list(sent.args) if sent is not None else []
     kwargs = dict(sent.kwargs) if sent is not None else {}
@@ -125,7 +111,10 @@ def _context_provider(broker: AsyncBroker) -> Callable[[ConveyorContext], Contex
     its parameter is annotated with Conveyor's Context, which the resolver injects."""
 
     def taskiq_context(ctx: ConveyorContext) -> Context:
-        return Context(_message_of(ctx), broker, ctx)
+        # the message as the middlewares' pre_execute() returned it, if they ran
+        from conveyor.compat.taskiq._middleware import current_message
+
+        return Context(current_message(ctx.task_id) or _message_of(ctx), broker, ctx)
 
     return taskiq_context
 

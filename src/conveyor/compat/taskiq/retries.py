@@ -4,8 +4,9 @@
 ...     SmartRetryMiddleware(default_delay=2, use_delay_exponent=True)
 ... )
 
-``TaskiqMiddleware`` is here so that modules defining other middlewares still import;
-:meth:`AsyncBroker.with_middlewares` refuses them.
+They are middlewares (``set_broker()`` and all) that define none of taskiq's methods:
+Conveyor's worker retries, with their settings. Other middlewares run as taskiq runs
+them (:mod:`conveyor.compat.taskiq.middlewares`).
 """
 
 from __future__ import annotations
@@ -15,21 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.compat.taskiq._middleware import TaskiqMiddleware
 from conveyor.compat.taskiq.schedules import ScheduleSource
 from conveyor.retry import Backoff, none
 
 __all__ = ["SimpleRetryMiddleware", "SmartRetryMiddleware", "TaskiqMiddleware"]
 
 
-class TaskiqMiddleware:
-    """taskiq's middleware base class, so modules that define middlewares still import.
-
-    :meth:`AsyncBroker.with_middlewares` understands the two retry middlewares only; port
-    other middlewares to a :class:`conveyor.Hook` (``broker.conveyor.add_hook(...)``).
-    """
-
-
-@dataclass(frozen=True)
+@dataclass
 class SimpleRetryMiddleware(TaskiqMiddleware):
     """Retry policy for tasks declared with ``retry_on_error=True``: at most
     ``max_retries`` (default ``default_retry_count``) runs in total, retried at once.
@@ -48,7 +42,7 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
         return none()
 
 
-@dataclass(frozen=True)
+@dataclass
 class SmartRetryMiddleware(TaskiqMiddleware):
     """:class:`SimpleRetryMiddleware` with a delay between runs: ``default_delay`` (or the
     task's ``delay`` label) seconds, times the retry number with ``use_delay_exponent``

@@ -17,8 +17,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
+from conveyor.compat.taskiq._options import _label, log
 from conveyor.compat.taskiq.results import AsyncTaskiqTask
 from conveyor.errors import ConfigurationError
 from conveyor.scheduler.schedule import Schedule, schedule_from_entry
@@ -46,12 +47,14 @@ R = TypeVar("R")
 class ScheduledTask:
     """A dynamic schedule as taskiq's sources take it: exactly one of ``cron``
     (``cron_offset``: an IANA zone name or a whole-hour timedelta), ``time`` or
-    ``interval`` (seconds)."""
+    ``interval`` (seconds). ``labels`` go on every run (as strings), with
+    ``schedule_id``; ``task_id`` is accepted and ignored: each run gets a fresh id."""
 
     task_name: str
     labels: dict[str, Any]
     args: list[Any]
     kwargs: dict[str, Any]
+    task_id: str | None = None
     schedule_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     cron: str | None = None
     cron_offset: str | timedelta | None = None
@@ -79,7 +82,7 @@ class CreatedSchedule(Generic[R]):
 
     async def kiq(self) -> AsyncTaskiqTask[R]:
         """Run the scheduled call once, now."""
-        return await self.kicker.task.send(self.task.args, self.task.kwargs, None)
+        return await self.kicker.task.send(self.task.args, self.task.kwargs, self.kicker._options())
 
 
 class ScheduleSource:
@@ -100,11 +103,26 @@ class ScheduleSource:
 
     def _book(self) -> ScheduleBook:
         if self._broker is None:
+            # a source used on its own, in a process with one broker: that broker's
+            from conveyor.compat.taskiq.brokers import AsyncSharedBroker, live_brokers
+
+            candidates = [b for b in live_brokers() if not isinstance(b, AsyncSharedBroker)]
+            if len(candidates) == 1:
+                self._attach(candidates[0])
+        if self._broker is None:
             raise ConfigurationError(
                 f"{type(self).__name__} is not bound to a broker: pass it to "
                 "TaskiqScheduler(broker, sources=[...]) or to task.schedule_by_cron()"
             )
         return self._broker.conveyor.schedules
+
+    async def _ready_book(self) -> ScheduleBook:
+        """The schedule store, its broker connected first if it is not (taskiq's
+        sources work without the broker's ``startup()``)."""
+        book = self._book()
+        assert self._broker is not None
+        await self._broker._ready()
+        return book
 
     async def startup(self) -> None:
         """Nothing to do: the broker's connection serves the schedule store."""
@@ -113,22 +131,25 @@ class ScheduleSource:
         """Nothing to do."""
 
     async def add_schedule(self, schedule: ScheduledTask) -> None:
-        """Store ``schedule`` (its task must be registered; its arguments are checked)."""
-        await self._book().add(
+        """Store ``schedule`` (its task must be registered; its arguments are checked).
+        A ``time`` schedule fires even when the time is now or just past, and leaves
+        ``get_schedules()`` once fired."""
+        await (await self._ready_book()).add(
             schedule.schedule_id,
             schedule.task_name,
             args=schedule.args,
             kwargs=schedule.kwargs,
+            labels={k: _label(v) for k, v in schedule.labels.items() if k != "schedule"},
             **_trigger_of(schedule),
         )
 
     async def delete_schedule(self, schedule_id: str) -> None:
         """Delete the dynamic schedule ``schedule_id`` (nothing if there is none)."""
-        await self._book().remove(schedule_id)
+        await (await self._ready_book()).remove(schedule_id)
 
     async def get_schedules(self) -> list[ScheduledTask]:
         """The dynamic schedules."""
-        stored = await self._book().load()
+        stored = await (await self._ready_book()).load()
         return [_scheduled(s) for s in stored if s.origin == "dynamic"]
 
 
@@ -153,8 +174,14 @@ class LabelScheduleSource(ScheduleSource):
         )
 
     async def get_schedules(self) -> list[ScheduledTask]:
-        """The schedules declared in code."""
-        return [_scheduled(s) for s in self._book().in_code()]
+        """The schedules declared in code (a ``time`` one only until its time)."""
+        assert self._broker is not None
+        now = self._broker.conveyor.settings.clock.now()
+        return [
+            _scheduled(s)
+            for s in self._book().in_code()
+            if not (isinstance(s.trigger, At) and s.trigger.when <= now)
+        ]
 
 
 class ListRedisScheduleSource(ScheduleSource):
@@ -166,10 +193,19 @@ class ListRedisScheduleSource(ScheduleSource):
         self.url = url
         self.prefix = prefix
 
+    def with_migrate_from(self, source: ScheduleSource, delete_schedules: bool = True) -> Self:
+        """taskiq-redis's migration from an older source: nothing to do, as every
+        source of an app keeps its schedules in the app's one schedule store. Returns
+        this source."""
+        return self
+
 
 class RedisScheduleSource(ListRedisScheduleSource):
     """taskiq-redis's older ``RedisScheduleSource``: the same as
     :class:`ListRedisScheduleSource`."""
+
+
+_STORE_READERS = (ScheduleSource.get_schedules, LabelScheduleSource.get_schedules)
 
 
 def _trigger_of(schedule: ScheduledTask) -> dict[str, Any]:
@@ -200,7 +236,7 @@ def _scheduled(schedule: Schedule) -> ScheduledTask:
     trigger = schedule.trigger
     found = ScheduledTask(
         task_name=schedule.task,
-        labels={},
+        labels=dict(schedule.labels),
         args=list(schedule.args),
         kwargs=dict(schedule.kwargs),
         schedule_id=schedule.id,
@@ -229,6 +265,13 @@ class TaskiqScheduler:
         self.conveyor = broker.conveyor
         for source in self.sources:
             source._attach(broker)
+            if type(source).get_schedules not in _STORE_READERS:
+                log.warning(
+                    "%s: Conveyor's scheduler does not call a schedule source's own "
+                    "get_schedules(); it fires code schedules and those in the broker's "
+                    "schedule store (add them with source.add_schedule() or app.schedules)",
+                    type(source).__name__,
+                )
 
     def __repr__(self) -> str:
         return f"<TaskiqScheduler {self.broker!r}>"

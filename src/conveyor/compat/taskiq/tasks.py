@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar
 
 from conveyor.compat.taskiq._options import _label
-from conveyor.compat.taskiq.errors import TaskiqError
-from conveyor.compat.taskiq.results import AsyncTaskiqTask
+from conveyor.compat.taskiq.errors import SendTaskError
+from conveyor.compat.taskiq.results import AsyncTaskiqTask, forget_reported
 from conveyor.compat.taskiq.schedules import CreatedSchedule, ScheduledTask, ScheduleSource
-from conveyor.errors import ConfigurationError
+from conveyor.errors import BrokerUnavailable, EnqueueError
 from conveyor.task import CallOptions, Task, TaskOptions
 
 if TYPE_CHECKING:
@@ -27,14 +27,18 @@ __all__ = ["AsyncKicker", "AsyncTaskiqDecoratedTask"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# labels that configure the call or the task rather than travel with the message
+_NOT_SENT = frozenset({"schedule", "types_of_exceptions"})
+
 
 class AsyncKicker(Generic[P, R]):
     """``task.kicker()``: per-call labels and task id, then ``kiq()`` or a schedule.
 
     >>> await send.kicker().with_labels(delay=5, tenant="a").kiq("a@b.c")  # doctest: +SKIP
 
-    Label ``delay`` (seconds) delays the run and ``priority`` sets its priority; every
-    label is kept, as a string, in the message's labels (``Context.message.labels``).
+    Label ``delay`` (seconds) delays the run, ``priority`` sets its priority and
+    ``timeout`` (seconds) its timeout; every label is kept, as a string, in the message's
+    labels (``Context.message.labels``), and a schedule's labels in each of its runs.
     """
 
     def __init__(self, task: AsyncTaskiqDecoratedTask[P, R], labels: dict[str, Any]) -> None:
@@ -61,17 +65,14 @@ class AsyncKicker(Generic[P, R]):
         return self
 
     def with_broker(self, broker: AsyncBroker) -> Self:
-        """Only the task's own broker: a task runs on the app that declared it."""
-        if broker is not self.broker:
-            raise ConfigurationError(
-                f"task {self.task_name!r} is declared on {self.broker!r}; declare it on "
-                f"{broker!r} too (taskiq's shared tasks are not supported)"
-            )
+        """Send through ``broker`` (a shared task's way; ``broker``'s workers run the
+        task if they have it)."""
+        self.broker = broker
         return self
 
     async def kiq(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskiqTask[R]:
         """Send the call; returns its handle at once."""
-        return await self.task.send(args, kwargs, self._options())
+        return await self.broker._own(self.task).send(args, kwargs, self._options())
 
     def _options(self) -> CallOptions | None:
         labels = self.labels
@@ -79,17 +80,18 @@ class AsyncKicker(Generic[P, R]):
         changed = {
             k: _label(v)
             for k, v in labels.items()
-            if k != "schedule" and (k not in declared or declared[k] != v)
+            if k not in _NOT_SENT and (k not in declared or declared[k] != v)
         }
         delay = labels.get("delay")
         if not changed and self.custom_task_id is None:
             return self.task.default_options
-        priority = labels.get("priority")
+        priority, timeout = labels.get("priority"), labels.get("timeout")
         return CallOptions(
             delay=None if delay is None else float(delay),
             priority=None if priority is None else int(priority),
             task_id=self.custom_task_id,
             labels=changed or None,
+            timeout=None if "timeout" not in changed or timeout is None else float(timeout),
         )
 
     async def schedule_by_cron(
@@ -124,7 +126,7 @@ class AsyncKicker(Generic[P, R]):
         source._attach(self.broker)
         scheduled = ScheduledTask(
             task_name=self.task_name,
-            labels=dict(self.labels),
+            labels={k: v for k, v in self.labels.items() if k not in _NOT_SENT},
             args=list(args),
             kwargs=dict(kwargs),
             schedule_id=self.custom_schedule_id or uuid.uuid4().hex,
@@ -166,13 +168,21 @@ class AsyncTaskiqDecoratedTask(Task[P, R]):
     ) -> AsyncTaskiqTask[R]:
         """Enqueue one call with ``options``; ``kiq()`` and ``kicker().kiq()`` land here."""
         app = self.app
-        if not app.is_connected:
-            raise TaskiqError(
-                f"{self.broker!r} is not started: await broker.startup() before kiq() "
-                "(a conveyor worker process starts it for you)"
-            )
-        handle = await app.enqueue(self, args, kwargs, options)
-        return AsyncTaskiqTask(app, handle.task_id, self.return_type)
+        if self.broker._kicks_itself:
+            return await self.broker._kick(self, args, kwargs, options)
+        try:
+            # connects a broker not started yet; an id from with_id_generator()
+            options = await self.broker._prepare_send(options)
+            if options is not None and options.task_id is not None:
+                await forget_reported(app.result_store, options.task_id)
+            handle = await app.enqueue(self, args, kwargs, options)
+        except SendTaskError:
+            raise
+        except (BrokerUnavailable, EnqueueError, OSError) as exc:
+            raise SendTaskError(f"cannot send task {self.task_name!r}: {exc}") from exc
+        sent: AsyncTaskiqTask[R] = AsyncTaskiqTask(app, handle.task_id, self.return_type)
+        await self.broker._sent(sent)  # InMemoryBroker(await_inplace=True) waits for it
+        return sent
 
     def kicker(self) -> AsyncKicker[P, R]:
         """A kicker for one call: ``task.kicker().with_labels(delay=5).kiq(...)``."""

@@ -1,0 +1,7 @@
+"""``taskiq.abc.schedule_source`` on Conveyor: ``ScheduleSource``."""
+
+from __future__ import annotations
+
+from conveyor.compat.taskiq.schedules import ScheduleSource as ScheduleSource
+
+__all__ = ["ScheduleSource"]

@@ -1,0 +1,7 @@
+"""``taskiq.result`` on Conveyor: ``TaskiqResult``."""
+
+from __future__ import annotations
+
+from conveyor.compat.taskiq.results import TaskiqResult as TaskiqResult
+
+__all__ = ["TaskiqResult"]

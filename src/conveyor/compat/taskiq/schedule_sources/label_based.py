@@ -1,0 +1,7 @@
+"""``taskiq.schedule_sources.label_based`` on Conveyor: ``LabelScheduleSource``."""
+
+from __future__ import annotations
+
+from conveyor.compat.taskiq.schedules import LabelScheduleSource as LabelScheduleSource
+
+__all__ = ["LabelScheduleSource"]

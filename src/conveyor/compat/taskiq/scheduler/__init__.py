@@ -1,0 +1,3 @@
+"""``taskiq.scheduler``: ``scheduler``, ``scheduled_task`` and ``created_schedule``."""
+
+__all__: list[str] = []
