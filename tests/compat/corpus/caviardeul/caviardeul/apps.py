@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class Caviardeul(AppConfig):
+    name = "caviardeul"
+
+    def ready(self):
+        from caviardeul import tasks  # noqa F401

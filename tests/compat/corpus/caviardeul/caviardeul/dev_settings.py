@@ -1,0 +1,3 @@
+from caviardeul.settings import *  # noqa F403
+
+DEBUG = True

@@ -1,0 +1,10 @@
+from .article import CustomArticle, DailyArticle
+from .score import DailyArticleScore
+from .user import User
+
+__all__ = [
+    "CustomArticle",
+    "DailyArticle",
+    "DailyArticleScore",
+    "User",
+]

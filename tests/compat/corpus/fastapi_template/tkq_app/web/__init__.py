@@ -1,0 +1,1 @@
+"""WEB API for tkq_app."""

@@ -1,0 +1,1 @@
+"""tkq_app API package."""

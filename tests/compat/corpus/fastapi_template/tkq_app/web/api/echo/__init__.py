@@ -1,0 +1,4 @@
+"""Echo API."""
+from .views import router
+
+__all__ = ['router']

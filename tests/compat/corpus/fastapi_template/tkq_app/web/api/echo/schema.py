@@ -1,0 +1,7 @@
+from pydantic import BaseModel
+
+
+class Message(BaseModel):
+    """Simple message model."""
+
+    message: str
