@@ -46,6 +46,16 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "conveyor.brokers.redis:RedisResultStore",
         "redis",
     ),
+    "amqp": (
+        "conveyor.brokers.rabbitmq:RabbitMQBroker",
+        "conveyor.brokers.rabbitmq:RabbitMQResultStore",
+        "amqp",
+    ),
+    "amqps": (
+        "conveyor.brokers.rabbitmq:RabbitMQBroker",
+        "conveyor.brokers.rabbitmq:RabbitMQResultStore",
+        "amqp",
+    ),
 }
 
 
