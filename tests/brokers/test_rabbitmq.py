@@ -15,7 +15,15 @@ import aio_pika
 import pytest
 
 from conveyor import Conveyor
-from conveyor.brokers.base import Ack, BrokerOptions, Capability, Outgoing, StoredResult
+from conveyor.brokers.base import (
+    Ack,
+    BrokerOptions,
+    Capability,
+    Outgoing,
+    Place,
+    StoredResult,
+    TaskLocation,
+)
 from conveyor.brokers.rabbitmq import RabbitMQBroker
 from conveyor.brokers.rabbitmq.settings import AmqpSettings
 from conveyor.brokers.rabbitmq.topology import MAX_DELAY_MS, delay_headers
@@ -265,8 +273,14 @@ async def test_rabbitmqs_delivery_limit_dead_letters_with_a_reason() -> None:
             assert await d.extend_lease(0.0)
             assert await broker.reap() == 1
         (entry,) = await eventually(broker.dead_letters, what="RabbitMQ's dead letter")
-        assert (entry.id, entry.body) == (item.task_id, b"poison")
+        assert (entry.id, entry.body, entry.attempts) == (item.task_id, b"poison", 2)
         assert entry.reason.startswith("poison: RabbitMQ's delivery limit (1) reached")
+        # the records still say running until a reap takes the copy the intake got
+        assert await broker.locate(item.task_id) == TaskLocation(Place.LEASED, 2)
+        await broker.reap()
+        assert await broker.locate(item.task_id) == TaskLocation(Place.DEAD, 2)
+        (depth,) = await broker.queue_depths()
+        assert (depth.ready, depth.running, depth.dead) == (0, 0, 1)
         assert await broker.requeue_dead([item.task_id]) == 1
         (again,) = await broker.fetch(["default"], 1, 5.0)
         assert (again.task_id, again.attempt) == (item.task_id, 1)

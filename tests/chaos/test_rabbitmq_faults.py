@@ -239,6 +239,41 @@ async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
     assert all(report.executions(i) <= 2 for i in normal)
 
 
+async def test_a_worker_killer_reaches_the_dlq_through_rabbitmqs_delivery_limit(
+    amqp_url: str, cluster: ClusterFactory, nemesis: Ledger
+) -> None:
+    """S14 on RabbitMQ's own limit: with ``delivery_limit=1`` below Conveyor's poison
+    limit, a task that kills its worker is dead-lettered by RabbitMQ itself (at least
+    once, into its DLQ) after two deliveries; a reap marks its task dead in the records,
+    so the broker drains and the dead letter carries the reason.
+
+    The normal tasks come after the crashes: RabbitMQ counts a delivery for every
+    message a dying consumer held, prefetched ones included, so a limit this low would
+    dead-letter innocent tasks too (the quorum-queue caveat; docs/rabbitmq.md). The
+    default limit, 20, sits far above Conveyor's own poison limit (the test above)."""
+    url = f"{amqp_url}&delivery_limit=1"
+    workers = cluster(url, **{**SETTINGS, "poison_after": 10})
+    supervisor = workers.supervisor(workers=1, concurrency=4)
+    async with Producer(url, nemesis) as producer:
+        crasher = await producer.enqueue("exit")
+        await wait_for_ledger(
+            workers.ledger_dir,
+            lambda rs: len([r for r in rs if r["ev"] == "fault_start"]) == 2,
+            20,
+            "the two crashes",
+        )
+        normal = await producer.enqueue_many([("sleep", 50)] * 20)
+        await drain(producer.app, nemesis, [crasher, *normal], timeout=40)
+        status = await producer.app.handle(crasher).status()
+    report = _judge(workers)
+    assert supervisor.alive
+    assert report.completed == set(normal)
+    assert set(report.dead) == {crasher}
+    assert len(report.starts[crasher]) == 2
+    assert report.dead[crasher]["reason"].startswith("poison: RabbitMQ's delivery limit (1)")
+    assert status.status.value == "dead"
+
+
 # -- S15: malformed messages ---------------------------------------------------------
 
 

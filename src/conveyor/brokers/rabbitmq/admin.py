@@ -24,7 +24,15 @@ from conveyor.brokers.base import DeadLetterEntry, QueueDepth
 from conveyor.brokers.rabbitmq.broker import RabbitMQBroker
 from conveyor.brokers.rabbitmq.broker import header_int as _int
 
-__all__ = ["BROWSE_LIMIT", "dead_letters", "delete_dead", "queue_depths", "requeue_dead"]
+__all__ = [
+    "BROWSE_LIMIT",
+    "bury_dead",
+    "dead_letters",
+    "delete_dead",
+    "queue_depths",
+    "rabbitmq_death",
+    "requeue_dead",
+]
 
 BROWSE_LIMIT = 10_000
 """Dead letters read per queue by one browse (list, show, requeue, delete)."""
@@ -173,18 +181,7 @@ def _entry(
     reason = headers.get("x-conveyor-reason")
     failed_at = _int(headers.get("x-conveyor-failed-at")) / 1000.0
     if reason is None:
-        deaths = [d for d in headers.get("x-death") or [] if isinstance(d, dict)]
-        why = str(deaths[0].get("reason", "unknown")) if deaths else "unknown"
-        if why == "delivery_limit":
-            reason = (
-                f"poison: RabbitMQ's delivery limit ({broker.settings.delivery_limit}) "
-                "reached: the workers that took it kept dying or handing it back"
-            )
-        else:
-            reason = f"dead-lettered by RabbitMQ ({why})"
-        when = deaths[0].get("time") if deaths else None
-        if isinstance(when, datetime.datetime):
-            failed_at = when.timestamp()
+        reason, failed_at = rabbitmq_death(headers, broker.settings.delivery_limit)
     tries = headers.get("x-conveyor-attempts")
     return DeadLetterEntry(
         id=task_id,
@@ -194,6 +191,47 @@ def _entry(
         attempts=_int(tries) if tries is not None else (attempts or 0),
         failed_at=failed_at,
     )
+
+
+def rabbitmq_death(headers: dict[str, Any], delivery_limit: int) -> tuple[str, float]:
+    """The reason and time of a message RabbitMQ dead-lettered itself (its newest
+    ``x-death`` record)."""
+    deaths = [d for d in headers.get("x-death") or [] if isinstance(d, dict)]
+    why = str(deaths[0].get("reason", "unknown")) if deaths else "unknown"
+    if why == "delivery_limit":
+        reason = (
+            f"poison: RabbitMQ's delivery limit ({delivery_limit}) reached: the workers "
+            "that took it kept dying or handing it back"
+        )
+    else:
+        reason = f"dead-lettered by RabbitMQ ({why})"
+    when = deaths[0].get("time") if deaths else None
+    return reason, when.timestamp() if isinstance(when, datetime.datetime) else time.time()
+
+
+async def bury_dead(broker: RabbitMQBroker, limit: int = 100) -> int:
+    """Take up to ``limit`` of RabbitMQ's own dead letters from the intake and mark their
+    tasks dead in the records (the DLQ holds the dead letters themselves). Each worker
+    does this when it reaps; returns how many intake messages it took."""
+    records = broker.records_or_none
+    if records is None:
+        return 0
+    taken: list[DeliveredMessage] = []
+    async with _browsing(broker) as channel:
+        for _ in range(limit):
+            message = await channel.basic_get(broker.names.intake, no_ack=False)
+            if isinstance(message.delivery, spec.Basic.GetEmpty):
+                break
+            taken.append(message)
+        dead = [
+            (task_id, rabbitmq_death(_headers(m), broker.settings.delivery_limit)[0])
+            for m in taken
+            if (task_id := m.header.properties.message_id)
+        ]
+        await records.bury(dead)
+        for message in taken:
+            await channel.basic_ack(_tag(message))
+    return len(taken)
 
 
 def _headers(message: DeliveredMessage) -> dict[str, Any]:

@@ -594,13 +594,19 @@ class RabbitMQBroker:
 
     async def reap(self) -> int:
         """Hand back the deliveries of this process whose lease ran out (their worker
-        stopped renewing): RabbitMQ redelivers them, and the next claim counts a crash."""
+        stopped renewing): RabbitMQ redelivers them, and the next claim counts a crash.
+        Then mark dead the tasks RabbitMQ dead-lettered itself (``dead.intake``)."""
         now = self._options.clock.monotonic()
         with self._lock:
             expired = [held for held in self._held if held.expires <= now]
             self._held.difference_update(expired)
         for held in expired:
             await _settle_amqp(held.incoming, requeue=True)
+        if self.records_or_none is not None and self.declared_queues:
+            from conveyor.brokers.rabbitmq.admin import bury_dead
+
+            session = await self._link.session()
+            await self._guard(session, bury_dead(self))
         return len(expired)
 
     # -- abort and status ----------------------------------------------------------

@@ -32,7 +32,16 @@ FINISHED_TTL_MS = 600_000
 """A finished record is kept at least this long, so that the redelivery of a message whose
 AMQP ack was lost (a connection cut right after the result was stored) is dropped."""
 
-_SCRIPTS = ("register", "unregister", "claim", "settle", "abort", "requeue", "forget")
+_SCRIPTS = (
+    "register",
+    "unregister",
+    "claim",
+    "settle",
+    "abort",
+    "requeue",
+    "forget",
+    "bury",
+)
 _PLACE = {b"w": Place.WAITING, b"r": Place.LEASED, b"d": Place.DEAD}
 
 
@@ -234,6 +243,13 @@ class RedisRecords:
     async def forget(self, task_ids: Sequence[str]) -> None:
         if task_ids:
             await self._call("forget", [self.prefix, *task_ids])
+
+    async def bury(self, dead: Sequence[tuple[str, str]]) -> int:
+        """(task id, reason) of tasks RabbitMQ dead-lettered itself: their records say
+        dead from now on (those still waiting or running)."""
+        if not dead:
+            return 0
+        return int(await self._call("bury", [self.prefix, *(v for pair in dead for v in pair)]))
 
     async def delete_all(self) -> None:
         """Delete every key under the prefix: records, results, workers, schedules."""

@@ -4,10 +4,16 @@
 name                        kind                holds
 ==========================  ==================  ===========================================
 ``<p>.<queue>``             quorum queue        ready messages of one Conveyor queue
-                            (or classic)        (``x-delivery-limit``, dead-lettered to
-                                                its ``.dlq`` at least once)
+                            (or classic)        (``x-delivery-limit``; what RabbitMQ
+                                                dead-letters goes to ``.dlx``, at least
+                                                once)
+``<p>.<queue>.dlx``         fanout exchange     RabbitMQ's own dead letters of the queue:
+                                                to its ``.dlq`` and to ``dead.intake``
 ``<p>.<queue>.dlq``         quorum queue        dead letters: the raw body, with the
                                                 reason, attempts and time in headers
+``<p>.dead.intake``         quorum queue        a copy of each of RabbitMQ's own dead
+                                                letters, until a worker's reap has
+                                                marked its task dead in the records
 ``<p>.delay.<k>``           headers exchange    level k of the delay cascade (below)
 ``<p>.delay.<k>``           quorum queue        messages waiting 2^k ms (``x-message-ttl``),
                                                 then dead-lettered to level k-1
@@ -54,6 +60,13 @@ class Names:
     def dlq(self, queue: str) -> str:
         return f"{self.prefix}.{queue}.dlq"
 
+    def dlx(self, queue: str) -> str:
+        return f"{self.prefix}.{queue}.dlx"
+
+    @property
+    def intake(self) -> str:
+        return f"{self.prefix}.dead.intake"
+
     def delay(self, level: int) -> str:
         """Level ``level``'s exchange and queue (they share the name)."""
         return f"{self.prefix}.delay.{level}"
@@ -84,13 +97,11 @@ class Topology:
     declared: set[str] = field(default_factory=set)
 
     def work_arguments(self, queue: str) -> dict[str, Any]:
-        """A work queue's arguments: dead letters go to its ``.dlq``; quorum queues
-        dead-letter at least once (``reject-publish``: a full DLQ refuses rather than
-        drops) and stop a message after ``delivery_limit`` deliveries."""
-        args: dict[str, Any] = {
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.names.dlq(queue),
-        }
+        """A work queue's arguments: what RabbitMQ dead-letters goes to its ``.dlx``;
+        quorum queues dead-letter at least once (``reject-publish``: a full target
+        refuses rather than drops) and stop a message after ``delivery_limit``
+        deliveries."""
+        args: dict[str, Any] = {"x-dead-letter-exchange": self.names.dlx(queue)}
         if self.quorum:
             args |= {
                 "x-queue-type": "quorum",
@@ -108,11 +119,17 @@ class Topology:
         return {"x-queue-type": "quorum"} if self.quorum else {}
 
     async def queue(self, channel: AbstractChannel, queue: str) -> None:
-        """Declare ``queue``'s work queue and DLQ, and bind it to the delay cascade's end."""
+        """Declare ``queue``'s work queue, its dead-letter exchange, DLQ and the intake,
+        and bind the work queue to the delay cascade's end."""
         work = self.names.work(queue)
         if work in self.declared:
             return
-        await channel.declare_queue(self.names.dlq(queue), durable=True, arguments=self._plain())
+        dlx = await channel.declare_exchange(
+            self.names.dlx(queue), aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        for name in (self.names.dlq(queue), self.names.intake):
+            target = await channel.declare_queue(name, durable=True, arguments=self._plain())
+            await target.bind(dlx)
         declared = await channel.declare_queue(
             work, durable=True, arguments=self.work_arguments(queue)
         )
