@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 
 from conveyor import Conveyor
@@ -24,7 +26,7 @@ from conveyor.brokers.base import (
     StoredResult,
     TaskLocation,
 )
-from conveyor.brokers.rabbitmq import RabbitMQBroker
+from conveyor.brokers.rabbitmq import RabbitMQBroker, delete_namespace
 from conveyor.brokers.rabbitmq.settings import AmqpSettings
 from conveyor.brokers.rabbitmq.topology import MAX_DELAY_MS, delay_headers
 from conveyor.errors import BrokerUnavailable, ConfigurationError
@@ -380,7 +382,29 @@ async def test_a_server_without_per_queue_consumer_timeouts_is_named_once(
     caplog.set_level(logging.WARNING, "conveyor.rabbitmq")
     async with _broker(_url()) as first:
         version = (await first.session()).server_version
-        async with _broker(_url()):
-            pass
+        assert not [r for r in caplog.records if "consumer_timeout" in r.getMessage()]
+        async with _broker(_url()) as second:
+            for broker in (first, second):  # a consumer meets it: said by the first fetch
+                assert await broker.fetch(["default"], 1, 0.0) == []
     warnings = [r for r in caplog.records if "consumer_timeout" in r.getMessage()]
     assert len(warnings) == (1 if version < module.CONSUMER_TIMEOUT_SINCE else 0)
+
+
+async def test_delete_namespace_leaves_no_queue_exchange_or_key() -> None:
+    url = _url()
+    async with _broker(url) as broker:
+        await broker.publish([_out(b"now"), _out(b"later", not_before=time.time() + 0.01)])
+        (d,) = await broker.fetch(["default"], 1, 5.0)
+        assert await d.dead_letter("test")
+        names = broker.names
+        queues = [names.work("default"), names.dlq("default"), names.intake, names.delay(3)]
+        exchanges = [names.dlx("default"), names.delay(3), names.delay_out]
+        await delete_namespace(url, REDIS_URL)
+        connection = await aio_pika.connect(broker.settings.server_url)
+        async with connection:
+            for kind, name in [("queue", q) for q in queues] + [("exchange", x) for x in exchanges]:
+                channel = await (await connection.channel()).get_underlay_channel()
+                look = channel.queue_declare if kind == "queue" else channel.exchange_declare
+                with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+                    await look(name, passive=True)
+        assert await broker.records.queues() == []

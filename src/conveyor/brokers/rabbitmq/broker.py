@@ -181,10 +181,15 @@ class RabbitMQBroker:
             await self.declare(session, queue)
 
     def _check_server(self, session: Session) -> None:
-        version = session.server_version
-        if version >= CONSUMER_TIMEOUT_SINCE:
+        if session.server_version >= CONSUMER_TIMEOUT_SINCE:
             self._topology.consumer_timeout_ms = int(self.settings.consumer_timeout * 1000)
-        elif _first_time("consumer-timeout", self.settings.server_url):
+
+    def _warn_consumer_timeout(self, session: Session) -> None:
+        """Said once per process and server, by the first fetch: only consumers meet it."""
+        version = session.server_version
+        if version < CONSUMER_TIMEOUT_SINCE and _first_time(
+            "consumer-timeout", self.settings.server_url
+        ):
             log.warning(
                 "RabbitMQ %s at %s has no per-queue consumer timeout (3.12+): a task that "
                 "runs longer than the server's consumer_timeout (rabbitmq.conf, 30 min by "
@@ -367,6 +372,7 @@ class RabbitMQBroker:
             await self._guard(session, self.declare(session, queue))
             amqp_queues[queue] = self.names.work(queue)
         await self._guard(session, self._consumers.ensure(session, amqp_queues, count + held))
+        self._warn_consumer_timeout(session)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:

@@ -37,6 +37,8 @@ async def delete_namespace(
         for queue in sorted(known):
             await channel.queue_delete(names.work(queue))
             await channel.queue_delete(names.dlq(queue))
+            await channel.exchange_delete(names.dlx(queue))
+        await channel.queue_delete(names.intake)
         for level in range(DELAY_LEVELS):
             await channel.queue_delete(names.delay(level))
             await channel.exchange_delete(names.delay(level))
