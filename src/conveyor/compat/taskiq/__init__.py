@@ -32,6 +32,7 @@ from conveyor.compat.taskiq.context import TaskiqState as TaskiqState
 from conveyor.compat.taskiq.errors import ResultGetError as ResultGetError
 from conveyor.compat.taskiq.errors import TaskiqError as TaskiqError
 from conveyor.compat.taskiq.errors import TaskiqResultTimeoutError as TaskiqResultTimeoutError
+from conveyor.compat.taskiq.rabbitmq import AioPikaBroker as AioPikaBroker
 from conveyor.compat.taskiq.results import AsyncResultBackend as AsyncResultBackend
 from conveyor.compat.taskiq.results import AsyncTaskiqTask as AsyncTaskiqTask
 from conveyor.compat.taskiq.results import RedisAsyncResultBackend as RedisAsyncResultBackend
@@ -50,6 +51,7 @@ from conveyor.compat.taskiq.tasks import AsyncKicker as AsyncKicker
 from conveyor.compat.taskiq.tasks import AsyncTaskiqDecoratedTask as AsyncTaskiqDecoratedTask
 
 __all__ = [
+    "AioPikaBroker",
     "AsyncBroker",
     "AsyncKicker",
     "AsyncResultBackend",
