@@ -14,6 +14,7 @@ from conveyor import ConfigurationError
 from conveyor.brokers.base import Capability
 from conveyor.brokers.rabbitmq import delete_namespace
 from conveyor.compat.taskiq import AioPikaBroker, RedisAsyncResultBackend, TaskiqDepends
+from conveyor.compat.taskiq.rabbitmq import Exchange, Queue, QueueType
 from conveyor.errors import BrokerUnavailable
 from tests.brokers.conftest import AMQP_URL, REDIS_URL, service_unavailable
 
@@ -87,3 +88,16 @@ def test_max_priority_declares_classic_queues_in_the_url() -> None:
     assert broker.conveyor.settings.broker_url == (
         "amqp://guest:guest@h:5672/vhost?queue_type=classic&max_priority=5"
     )
+
+
+def test_task_queues_of_taskiq_aio_pika_05_name_the_queues_and_their_type() -> None:
+    broker = AioPikaBroker(
+        "amqp://h/",
+        exchange=Exchange(name="tasks", type="topic"),
+        task_queues=[Queue(name="emails", type=QueueType.CLASSIC, max_priority=3), Queue("pdf")],
+    )
+    settings = broker.conveyor.settings
+    assert (settings.default_queue, settings.queues) == ("emails", ("emails", "pdf"))
+    assert settings.broker_url == "amqp://h/?queue_type=classic&max_priority=3"
+    with pytest.raises(ConfigurationError, match="stream"):
+        AioPikaBroker("amqp://h/", task_queues=[Queue("s", type="stream")])
