@@ -257,6 +257,18 @@ class RabbitNode:
             self.process.wait()
             self.process = None
 
+    def memory_alarm(self, on: bool) -> None:
+        """Raise (or clear) a memory alarm: RabbitMQ blocks every publishing connection
+        until it clears, as when the node runs out of memory."""
+        mark = "0.0000001" if on else "0.4"
+        subprocess.run(
+            [self.ctl, "-n", self.name, "set_vm_memory_high_watermark", mark],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
     def close_connections(self) -> None:
         """``rabbitmqctl close_all_connections``: every client is cut, as by a network."""
         subprocess.run(

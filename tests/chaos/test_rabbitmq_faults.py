@@ -390,13 +390,57 @@ async def test_workers_recover_from_repeated_connection_cuts(
         healed_at = time.time()
         nemesis.fault_end(fid, "connection_cut", None)
         ids = await load
+        ids += await producer.enqueue_many([("sleep", 10)] * 100)  # and work after the cuts
         await drain(producer.app, nemesis, ids, timeout=30)
     report = _judge(workers)
     assert report.completed == set(ids)
     assert all(p.alive for p in pool), "a worker exited on a dropped connection"
     after = [r for r in _starts(workers.ledger()) if r["t"] > healed_at]
-    assert after, "no task started after the cuts: the load ended too soon to show a resume"
     print(
         f"[chaos] connection cuts: 6 rounds, {len(after)} starts after, "
         f"{len(report.duplicated_ids)} tasks ran twice (explained by the cuts)"
     )
+
+
+# -- S11: a blocked connection (memory alarm) ----------------------------------------
+
+
+async def test_publishers_blocked_by_a_memory_alarm_fail_clearly_and_resume(
+    rabbit_node: RabbitNode, node_url: str, cluster: ClusterFactory, nemesis: Ledger
+) -> None:
+    """S11: a memory alarm blocks every publisher. An enqueue then fails after
+    ``publish_timeout`` saying why (never hangs, never claims success), the workers keep
+    running, and once the alarm clears the retried enqueues land and run: none lost."""
+    url = f"{node_url}&publish_timeout=1"
+    workers = cluster(url, **SETTINGS)
+    pool = [workers.worker(concurrency=8)]
+    async with Producer(url, nemesis) as producer:
+        before = await producer.enqueue_many([("sleep", 10)] * 50)
+        await drain(producer.app, nemesis, before, timeout=20)
+        fid = nemesis.fault_start("memory_alarm", None)
+        await asyncio.to_thread(rabbit_node.memory_alarm, True)
+        try:
+            with pytest.raises(BrokerUnavailable, match="memory or disk alarm"):
+                await producer.app.enqueue_many([(producer.probe, ("blocked", "sleep", 10), {})])
+            # a producer that retries, as a web app would, while the alarm lasts
+            load = asyncio.create_task(
+                producer.enqueue_many([("sleep", 10)] * 50, parallel=4, retry_for=60)
+            )
+            await asyncio.sleep(2.0)  # sleep: the alarm lasts two seconds of real time
+            assert not load.done(), "an enqueue returned while RabbitMQ blocked publishers"
+        finally:
+            await asyncio.to_thread(rabbit_node.memory_alarm, False)
+            cleared_at = time.time()
+            nemesis.fault_end(fid, "memory_alarm", None)
+        during = await load
+        await drain(producer.app, nemesis, before + during, timeout=30)
+    report = _judge(workers)
+    assert report.completed == set(before + during)
+    assert all(p.alive for p in pool), "a worker exited while publishers were blocked"
+    assert report.enq_failures > 0, "no enqueue failed while publishers were blocked"
+    resumed = min(r["t"] for r in _starts(workers.ledger()) if r["t"] > cleared_at)
+    print(
+        f"[chaos] memory alarm: {report.enq_failures} enqueue calls failed and were retried; "
+        f"first task started {resumed - cleared_at:.2f}s after the alarm cleared"
+    )
+    assert resumed - cleared_at < 10.0

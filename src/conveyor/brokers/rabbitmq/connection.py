@@ -88,6 +88,7 @@ class Link:
         self._pause = fault_pause
         self._failed = False
         self._connects = 0
+        self._closing: set[asyncio.Task[None]] = set()
         self.closed = False
 
     @property
@@ -121,7 +122,7 @@ class Link:
             raise BrokerUnavailable(f"the RabbitMQ broker at {self.shown} is closed")
         old, self._session = self._session, None
         if old is not None:
-            await _quietly_close(old.connection)
+            self._retire(old.connection)
         try:
             connection = await aio_pika.connect(self._server_url, timeout=CONNECT_TIMEOUT)
         except aio_pika.exceptions.ProbableAuthenticationError as exc:
@@ -159,8 +160,8 @@ class Link:
             # a channel the server closed (PRECONDITION_FAILED, a consumer timeout...)
             # ends the whole session: its deliveries are being requeued
             if not connection.is_closed:
-                with contextlib.suppress(RuntimeError):
-                    asyncio.get_running_loop().create_task(_quietly_close(connection))
+                with contextlib.suppress(RuntimeError):  # the loop is closing
+                    self._retire(connection)
 
         connection.close_callbacks.add(lost)
         channel.close_callbacks.add(lost)
@@ -175,6 +176,14 @@ class Link:
         """Mark ``session`` dead after an error on it: the next call reconnects."""
         session.alive = False
 
+    def _retire(self, connection: AbstractConnection) -> None:
+        """Close a dead session's connection in the background, owned by this link: a
+        server that blocks a connection (a memory alarm) stops reading it, so its close
+        handshake can take the whole close timeout, which no caller should wait out."""
+        task = asyncio.get_running_loop().create_task(_quietly_close(connection))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def close(self) -> None:
         """Close the connection: RabbitMQ requeues every unacknowledged delivery."""
         self.closed = True
@@ -182,6 +191,8 @@ class Link:
         if session is not None:
             session.alive = False
             await _quietly_close(session.connection)
+        if self._closing:
+            await asyncio.wait(list(self._closing))
 
 
 async def _quietly_close(connection: AbstractConnection) -> None:

@@ -161,7 +161,8 @@ class RedisRecords:
 
     async def unregister(self, published: Sequence[tuple[str, int]]) -> None:
         if published:
-            await self._call("unregister", [self.prefix, *(v for p in published for v in p)])
+            args = [self.prefix, RECORD_TTL_MS, *(v for p in published for v in p)]
+            await self._call("unregister", args)
 
     async def claim(self, rows: Sequence[tuple[str, str, int, int, int]]) -> list[Claim]:
         answers = await self._call(

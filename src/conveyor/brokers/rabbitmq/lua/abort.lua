@@ -5,12 +5,12 @@
 -- Returns 'dequeued' (it was waiting: now aborted, result stored, key held as for an
 -- ack; its message is dropped unrun when it surfaces), 'signalled' (running: marked, and
 -- announced on <prefix>:aborts), 'finished' (dead), 'unknown' (no record, finished or
--- aborted already), or 'changed' (it moved since the caller read it: read again).
+-- aborted already, or its publish failed), or 'changed' (it moved since the caller read it: read again).
 local prefix, record_ttl, task_id = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local job = job_key(prefix, task_id)
 local f = redis.call('HMGET', job, 's', 'c', 'q', 'due')
 local state = f[1]
-if not state or state == 'f' or state == 'a' then return 'unknown' end
+if not state or state == 'f' or state == 'a' or state == 'u' then return 'unknown' end
 if state == 'd' then return 'finished' end
 if state == 'r' then
   redis.call('HSET', job, 'x', 1)

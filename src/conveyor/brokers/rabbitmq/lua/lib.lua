@@ -1,7 +1,8 @@
 -- lib.lua: helpers of the RabbitMQ ledger's scripts, prepended to each after the Redis
 -- broker's lib.lua (for now_ms and store_result). A record is the hash
 -- <prefix>:amqp:job:<task id>:
---   q queue, s state (w waiting, r running, d dead, a aborted before it ran, f finished),
+--   q queue, s state (w waiting, r running, d dead, a aborted before it ran, f finished,
+--   u unconfirmed: its publish failed, see unregister.lua),
 --   a started attempts, c copy (the number of the message copy that carries the task:
 --   a copy with a lower number is stale), t lease token, r crashes in a row, x abort mark,
 --   k idempotency key, kt key ttl ms, p priority, b body (while waiting, for abort),

@@ -1,10 +1,15 @@
--- unregister.lua: undo register.lua for messages whose publish failed (nothing reached
--- RabbitMQ), so the producer may try again with the same key or task id.
--- KEYS: none.  ARGV: prefix, then per message 2 values: task id, copy (as registered).
--- Returns how many records were removed; one that moved on meanwhile is left alone.
-local prefix = ARGV[1]
-local removed = 0
-for i = 2, #ARGV, 2 do
+-- unregister.lua: undo register.lua for messages whose publish failed or was not
+-- confirmed, so the producer may try again with the same key or task id.
+-- KEYS: none.  ARGV: prefix, record ttl ms, then per message 2 values: task id, copy (as
+--   registered).
+-- The record is kept as 'u' (unconfirmed) with its copy number: a retried publish then
+-- gets the next copy, and the unconfirmed one, if RabbitMQ took it after all (a confirm
+-- lost with its connection, a publish blocked past its timeout), is dropped as stale
+-- when it surfaces; if nobody retries, it runs. Its idempotency key is freed.
+-- Returns how many records were undone; one that moved on meanwhile is left alone.
+local prefix, record_ttl = ARGV[1], tonumber(ARGV[2])
+local undone = 0
+for i = 3, #ARGV, 2 do
   local task_id = ARGV[i]
   local job = job_key(prefix, task_id)
   local f = redis.call('HMGET', job, 's', 'c', 'q', 'k')
@@ -13,8 +18,9 @@ for i = 2, #ARGV, 2 do
       redis.call('DEL', idem_key(prefix, f[4]))
     end
     redis.call('ZREM', delayed_set(prefix, f[3]), task_id)
-    redis.call('DEL', job)
-    removed = removed + 1
+    redis.call('HSET', job, 's', 'u', 'k', '')
+    redis.call('PEXPIRE', job, record_ttl)
+    undone = undone + 1
   end
 end
-return removed
+return undone
