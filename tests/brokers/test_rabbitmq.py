@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -322,6 +323,52 @@ async def test_classic_queues_favour_priorities() -> None:
         assert got[0].body == b"high"
 
 
+async def test_quorum_queues_put_priorities_above_0_in_a_band_taken_first(
+    broker: RabbitMQBroker,
+) -> None:
+    """Quorum queues have no priorities before RabbitMQ 4: a message of priority > 0 goes
+    to ``<queue>.high``, which a fetch takes before the rest of what has arrived."""
+    await broker.publish([_out(b"low"), _out(b"high", priority=9), _out(b"low2")])
+    session = await broker.session()
+    high = await session.publisher.queue_declare(broker.names.work("default", True), passive=True)
+    low = await session.publisher.queue_declare(broker.names.work("default"), passive=True)
+    assert (high.message_count, low.message_count) == (1, 2)
+    (depth,) = await broker.queue_depths()
+    assert depth.ready == 3
+    got: list[bytes] = []
+    while len(got) < 3:  # the consumers fill the inbox; each fetch takes what arrived
+        got += [d.body for d in await broker.fetch(["default"], 3, 5.0)]
+    assert sorted(got) == [b"high", b"low", b"low2"]
+    assert got.index(b"low") < got.index(b"low2"), "FIFO within a band"
+
+
+async def test_a_delayed_message_reaches_exactly_one_band(broker: RabbitMQBroker) -> None:
+    """The end of the delay cascade routes on a header without the ``x-`` prefix (headers
+    exchanges ignore those: both bands then got a copy)."""
+    soon = time.time() + 0.05
+    await broker.publish(
+        [_out(b"low", not_before=soon), _out(b"high", priority=1, not_before=soon)]
+    )
+    got = await conformance._fetch_all(broker, ["default"], 2, wait=5.0)
+    assert sorted(d.body for d in got) == [b"high", b"low"]
+    assert await broker.settle([(d, Ack()) for d in got]) == [True, True]
+    assert await broker.fetch(["default"], 2, 0.5) == []
+    (depth,) = await broker.queue_depths()
+    assert (depth.ready, depth.delayed, depth.running) == (0, 0, 0)
+
+
+def test_a_fetch_takes_the_high_band_of_what_arrived_first() -> None:
+    from conveyor.brokers.rabbitmq.consume import Inbox, Incoming
+
+    live: Any = types.SimpleNamespace(alive=True)  # a session: only .alive is read
+    message: Any
+    inbox = Inbox()
+    for source, message in [("p.q", "low"), ("p.q.high", "high"), ("p.q", "low2")]:
+        inbox.put(Incoming("q", source, live, message))
+    assert [i.message for i in inbox.take(["p.q.high", "p.q"], 2)] == ["high", "low"]
+    assert [i.message for i in inbox.take(["p.q.high", "p.q"], 2)] == ["low2"]
+
+
 # -- without a record store ---------------------------------------------------------------------
 
 
@@ -397,7 +444,8 @@ async def test_delete_namespace_leaves_no_queue_exchange_or_key() -> None:
         (d,) = await broker.fetch(["default"], 1, 5.0)
         assert await d.dead_letter("test")
         names = broker.names
-        queues = [names.work("default"), names.dlq("default"), names.intake, names.delay(3)]
+        queues = [names.work("default"), names.work("default", high=True), names.dlq("default")]
+        queues += [names.intake, names.delay(3)]
         exchanges = [names.dlx("default"), names.delay(3), names.delay_out]
         await delete_namespace(url, REDIS_URL)
         connection = await aio_pika.connect(broker.settings.server_url)

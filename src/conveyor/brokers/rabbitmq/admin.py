@@ -48,12 +48,14 @@ async def queue_depths(broker: RabbitMQBroker) -> list[QueueDepth]:
     depths = []
     async with _browsing(broker) as channel:
         for queue, (delayed, running) in zip(queues, counts, strict=True):
-            ready = await channel.queue_declare(broker.names.work(queue), passive=True)
+            ready = 0
+            for band in broker.bands(queue):
+                ready += (await channel.queue_declare(band, passive=True)).message_count or 0
             dead = await channel.queue_declare(broker.names.dlq(queue), passive=True)
             depths.append(
                 QueueDepth(
                     queue,
-                    ready=ready.message_count or 0,
+                    ready=ready,
                     delayed=delayed,
                     running=running,
                     dead=dead.message_count or 0,

@@ -229,6 +229,10 @@ class RabbitMQBroker:
             )
         return self._side
 
+    def bands(self, queue: str) -> list[str]:
+        """The AMQP work queues of ``queue``, the one consumers take first first."""
+        return self._topology.bands(queue)
+
     async def declare(self, session: Session, queue: str) -> None:
         """Declare ``queue``'s work queue and DLQ (once per process)."""
         try:
@@ -323,7 +327,7 @@ class RabbitMQBroker:
             headers[PRIORITY] = priority
         if attempts:
             headers[ATTEMPTS] = attempts
-        exchange, routing_key = "", self.names.work(queue)
+        exchange, routing_key = "", self._topology.route(queue, priority)
         if dead is not None:
             reason, tries = dead
             headers |= {REASON: reason, ATTEMPTS: tries, FAILED_AT: int(time.time() * 1000)}
@@ -367,16 +371,17 @@ class RabbitMQBroker:
         session = await self._link.session()
         with self._lock:
             held = len(self._held)
-        amqp_queues = {}
+        sources: dict[str, str] = {}  # AMQP queue -> Conveyor queue, taken in this order
         for queue in queues:
             await self._guard(session, self.declare(session, queue))
-            amqp_queues[queue] = self.names.work(queue)
-        await self._guard(session, self._consumers.ensure(session, amqp_queues, count + held))
+            sources |= dict.fromkeys(self._topology.bands(queue), queue)
+        await self._guard(session, self._consumers.ensure(session, sources, count + held))
         self._warn_consumer_timeout(session)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        order = list(sources)
         while True:
-            taken = self._inbox.take(queues, count)
+            taken = self._inbox.take(order, count)
             if taken:
                 out = await self._admit(taken)
                 if out:

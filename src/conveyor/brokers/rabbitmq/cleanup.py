@@ -36,6 +36,7 @@ async def delete_namespace(
         channel = session.publisher
         for queue in sorted(known):
             await channel.queue_delete(names.work(queue))
+            await channel.queue_delete(names.work(queue, high=True))
             await channel.queue_delete(names.dlq(queue))
             await channel.exchange_delete(names.dlx(queue))
         await channel.queue_delete(names.intake)

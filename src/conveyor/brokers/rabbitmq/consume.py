@@ -1,11 +1,12 @@
 """Consuming: RabbitMQ pushes messages to this process's consumers (manual acks), and a
 fetch takes them from the :class:`Inbox`.
 
-One channel consumes for the whole process (one consumer per queue on it). Each
-consumer's prefetch is what the worker can take: its free slots plus the deliveries it
-holds, so RabbitMQ never parks more unacknowledged messages here than the worker asked
-for. A fetch that asks for more than that (a bigger worker) restarts the consumers with
-the larger prefetch; messages already delivered stay valid to acknowledge.
+One channel consumes for the whole process. The consumers of each queue have a prefetch
+of what the worker can take: its free slots plus the deliveries it holds, so RabbitMQ
+never parks more unacknowledged messages here than the worker asked for. A fetch that
+asks for more (a bigger worker) adds consumers with the difference as their prefetch:
+cancelling a consumer of a quorum queue would hand its unacknowledged messages back, and
+break the leases of the tasks running from them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ __all__ = ["Consumers", "Inbox", "Incoming"]
 
 @dataclass(eq=False, slots=True)
 class Incoming:
-    """A message RabbitMQ delivered to a consumer of ``queue`` in one session."""
+    """A message RabbitMQ delivered to a consumer of ``queue`` (a Conveyor queue; its
+    AMQP queue ``source``) in one session."""
 
     queue: str
+    source: str
     session: Session
     message: DeliveredMessage
 
@@ -40,10 +43,10 @@ class Incoming:
 
 
 class Inbox:
-    """Delivered messages waiting for a fetch, per queue in arrival order."""
+    """Delivered messages waiting for a fetch, per AMQP queue in arrival order."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[Incoming]] = {}
+        self._queues: dict[str, deque[Incoming]] = {}  # AMQP queue -> its messages
         self._arrived: asyncio.Event | None = None
         self._interrupted = False
 
@@ -54,16 +57,16 @@ class Inbox:
         return self._arrived
 
     def put(self, item: Incoming) -> None:
-        self._queues.setdefault(item.queue, deque()).append(item)
+        self._queues.setdefault(item.source, deque()).append(item)
         self._event.set()
 
-    def take(self, queues: Sequence[str], count: int) -> list[Incoming]:
-        """Up to ``count`` messages of ``queues``, in the order the queues are given;
+    def take(self, sources: Sequence[str], count: int) -> list[Incoming]:
+        """Up to ``count`` messages of the AMQP queues ``sources``, in the order given;
         messages of a session that died are discarded (RabbitMQ requeued them)."""
         self._event.clear()
         out: list[Incoming] = []
-        for queue in queues:
-            waiting = self._queues.get(queue)
+        for source in sources:
+            waiting = self._queues.get(source)
             while waiting and len(out) < count:
                 item = waiting.popleft()
                 if item.session.alive:
@@ -101,33 +104,33 @@ class Consumers:
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._session: Session | None = None
-        self._tags: dict[str, str] = {}
+        self._prefetch: dict[str, int] = {}  # AMQP queue -> prefetch of its consumers
         self.prefetch = 0
 
     async def ensure(self, session: Session, queues: dict[str, str], want: int) -> None:
-        """Consume ``queues`` (Conveyor queue -> AMQP queue) on ``session`` with a
-        prefetch of at least ``want``."""
+        """Consume ``queues`` (AMQP queue -> its Conveyor queue) on ``session`` with a
+        prefetch of at least ``want`` each."""
         if self._session is not session:
-            self._session, self._tags, self.prefetch = session, {}, 0
+            self._session, self._prefetch = session, {}
+        self.prefetch = max(self.prefetch, want)
         channel = session.consumer
-        if want > self.prefetch:
-            for tag in list(self._tags.values()):
-                await channel.basic_cancel(tag)
-            self._tags.clear()
-            self.prefetch = want
-            await channel.basic_qos(prefetch_count=want)
-        for queue, amqp_queue in queues.items():
-            if queue not in self._tags:
-                ok = await channel.basic_consume(amqp_queue, self._on_message(queue, session))
-                assert ok.consumer_tag is not None
-                self._tags[queue] = ok.consumer_tag
+        qos = None
+        for source, queue in queues.items():
+            extra = self.prefetch - self._prefetch.get(source, 0)
+            if extra <= 0:
+                continue
+            if qos != extra:  # per consumer, for the consumers started after it
+                await channel.basic_qos(prefetch_count=extra)
+                qos = extra
+            await channel.basic_consume(source, self._on_message(queue, source, session))
+            self._prefetch[source] = self.prefetch
 
     def _on_message(
-        self, queue: str, session: Session
+        self, queue: str, source: str, session: Session
     ) -> Callable[[DeliveredMessage], Coroutine[Any, Any, None]]:
         inbox = self._inbox
 
         async def deliver(message: DeliveredMessage) -> None:
-            inbox.put(Incoming(queue, session, message))
+            inbox.put(Incoming(queue, source, session, message))
 
         return deliver

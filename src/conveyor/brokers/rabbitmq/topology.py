@@ -7,6 +7,11 @@ name                        kind                holds
                             (or classic)        (``x-delivery-limit``; what RabbitMQ
                                                 dead-letters goes to ``.dlx``, at least
                                                 once)
+``<p>.<queue>.high``        quorum queue        the same for messages of priority > 0
+                                                (quorum queues have no priorities before
+                                                RabbitMQ 4: a consumer takes this band
+                                                first); classic queues have none, they
+                                                use ``x-max-priority``
 ``<p>.<queue>.dlx``         fanout exchange     RabbitMQ's own dead letters of the queue:
                                                 to its ``.dlq`` and to ``dead.intake``
 ``<p>.<queue>.dlq``         quorum queue        dead letters: the raw body, with the
@@ -18,7 +23,7 @@ name                        kind                holds
 ``<p>.delay.<k>``           quorum queue        messages waiting 2^k ms (``x-message-ttl``),
                                                 then dead-lettered to level k-1
 ``<p>.delay.out``           headers exchange    the end of the cascade: routes on header
-                                                ``x-conveyor-target`` to a work queue
+                                                ``conveyor-target`` to a work queue
 ==========================  ==================  ===========================================
 
 Delays (no plugin needed). A delay of ``d`` ms is written in binary; the message carries
@@ -45,7 +50,9 @@ __all__ = ["DELAY_LEVELS", "Names", "Topology", "delay_headers"]
 DELAY_LEVELS = 36
 """Levels of the delay cascade: 2^0 ms ... 2^35 ms, about 1.09 years in all."""
 MAX_DELAY_MS = 2**DELAY_LEVELS - 1
-TARGET = "x-conveyor-target"
+# the header the end of the cascade routes on: no "x-" prefix, which headers exchanges
+# leave out of their matching (a binding on it would match every message)
+TARGET = "conveyor-target"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +61,9 @@ class Names:
 
     prefix: str
 
-    def work(self, queue: str) -> str:
-        return f"{self.prefix}.{queue}"
+    def work(self, queue: str, high: bool = False) -> str:
+        """The work queue of ``queue``; ``high``: its band for priorities above 0."""
+        return f"{self.prefix}.{queue}.high" if high else f"{self.prefix}.{queue}"
 
     def dlq(self, queue: str) -> str:
         return f"{self.prefix}.{queue}.dlq"
@@ -118,9 +126,23 @@ class Topology:
     def _plain(self) -> dict[str, Any]:
         return {"x-queue-type": "quorum"} if self.quorum else {}
 
+    def bands(self, queue: str) -> list[str]:
+        """The work queues of ``queue``, the one consumers take first first: on quorum
+        queues the band of priorities above 0, then the rest; a classic queue is one."""
+        names = self.names
+        return (
+            [names.work(queue, high=True), names.work(queue)]
+            if self.quorum
+            else [names.work(queue)]
+        )
+
+    def route(self, queue: str, priority: int) -> str:
+        """The work queue a message of ``priority`` goes to."""
+        return self.names.work(queue, high=self.quorum and priority > 0)
+
     async def queue(self, channel: AbstractChannel, queue: str) -> None:
-        """Declare ``queue``'s work queue, its dead-letter exchange, DLQ and the intake,
-        and bind the work queue to the delay cascade's end."""
+        """Declare ``queue``'s work queues, its dead-letter exchange, DLQ and the intake,
+        and bind the work queues to the delay cascade's end."""
         work = self.names.work(queue)
         if work in self.declared:
             return
@@ -130,13 +152,14 @@ class Topology:
         for name in (self.names.dlq(queue), self.names.intake):
             target = await channel.declare_queue(name, durable=True, arguments=self._plain())
             await target.bind(dlx)
-        declared = await channel.declare_queue(
-            work, durable=True, arguments=self.work_arguments(queue)
-        )
         out = await channel.declare_exchange(
             self.names.delay_out, aio_pika.ExchangeType.HEADERS, durable=True
         )
-        await declared.bind(out, arguments={"x-match": "all", TARGET: work})
+        for band in self.bands(queue):
+            declared = await channel.declare_queue(
+                band, durable=True, arguments=self.work_arguments(queue)
+            )
+            await declared.bind(out, arguments={"x-match": "all", TARGET: band})
         self.declared.add(work)
 
     async def delay_level(self, channel: AbstractChannel, top: int) -> None:
