@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="dedicated DB: it is FLUSHDB'ed before every run (never DB 0)")
     p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/conveyor_bench",
                    help="dedicated database, dropped and re-created by the PostgreSQL peers")
+    p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/",
+                   help="RabbitMQ for the RabbitMQ peers; each deletes its own queues first")
     p.add_argument("--python", default="3.12",
                    help="interpreter for the peer venvs: a version found on PATH or in pyenv, "
                         "or a path (a peer that needs a newer one gets the oldest that fits)")
@@ -193,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(redis_url=args.redis_url, pg_dsn=args.pg_dsn, out_dir=out_dir,
                    time_limit=args.time_limit, latency_n=args.latency_n,
                    latency_gap_ms=args.latency_gap_ms, keep_run_dirs=args.keep_run_dirs,
-                   drain_cap=args.drain_cap, enqueue_timed=args.enqueue_timed)
+                   drain_cap=args.drain_cap, enqueue_timed=args.enqueue_timed,
+                   amqp_url=args.amqp_url)
     for a in selected:
         try:
             venv = ensure_venv(a, choose_python(a, pythons, args.python), log)

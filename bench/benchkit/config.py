@@ -18,6 +18,8 @@ class Config:
     """A fresh directory for this run (SQLite files and the like)."""
     pg_dsn: str
     """PostgreSQL DSN for the PostgreSQL peers (a dedicated database)."""
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """RabbitMQ for the RabbitMQ peers."""
 
     @classmethod
     def from_env(cls) -> Config:
@@ -30,6 +32,7 @@ class Config:
             pg_dsn=os.environ.get(
                 "BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/conveyor_bench"
             ),
+            amqp_url=os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         )
 
     @property

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 
-Backend = Literal["redis", "sqlite", "postgres"]
+Backend = Literal["redis", "sqlite", "postgres", "rabbitmq"]
 
 
 @dataclass(frozen=True)

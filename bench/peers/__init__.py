@@ -22,11 +22,12 @@ def discover() -> dict[str, Adapter]:
     return {a.name: a for a in order}
 
 
-# Report order: the raw ceiling, the Redis peers (fastest first, as last measured), then
-# the embedded and PostgreSQL peers. Unknown adapters go last, alphabetically.
+# Report order: the raw ceiling, the Redis peers (fastest first, as last measured), the
+# RabbitMQ peers, then the embedded and PostgreSQL peers. Unknown adapters go last, alphabetically.
 ORDER = {
     name: i for i, name in enumerate(
         ["conveyor", "conveyor-events", "ardiq", "taskiq", "streaq", "saq", "arq",
-         "dramatiq", "celery", "conveyor-sqlite", "huey", "procrastinate"]
+         "dramatiq", "celery", "conveyor-amqp", "taskiq-aio-pika", "dramatiq-rabbitmq",
+         "celery-rabbitmq", "conveyor-sqlite", "huey", "procrastinate"]
     )
 }

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor.brokers import broker_class_for, redact_url, result_store_class_for
-from conveyor.brokers.base import Broker, BrokerOptions, ResultStore, own_result_store
+from conveyor.brokers.base import (
+    Broker,
+    BrokerOptions,
+    ResultStore,
+    StoredResult,
+    own_result_store,
+)
 from conveyor.errors import ConfigurationError
 from conveyor.handle import TaskHandle, abort_task
 from conveyor.hooks import Hook, HookSet
@@ -47,7 +53,7 @@ if TYPE_CHECKING:
     from conveyor.scheduler.book import ScheduleBook
     from conveyor.worker.consumer import Worker
 
-__all__ = ["Conveyor", "broker_options"]
+__all__ = ["Conveyor", "NoResultStore", "broker_options"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,8 +63,10 @@ class Conveyor:
     """A task queue application.
 
     ``broker_url`` defaults to ``CONVEYOR_BROKER_URL``, else the embedded
-    ``sqlite:///conveyor.db``. ``results`` defaults to the broker's own server. Any
-    :class:`Settings` field can be passed as a keyword (``Conveyor(lease=10)``).
+    ``sqlite:///conveyor.db``. ``results`` defaults to the broker's own server; a broker
+    that keeps no results (``amqp://``) without ``results=`` runs tasks fire-and-forget
+    (:class:`NoResultStore`). Any :class:`Settings` field can be passed as a keyword
+    (``Conveyor(lease=10)``).
     """
 
     def __init__(
@@ -91,10 +99,7 @@ class Conveyor:
         elif (own := own_result_store(self._broker)) is not None:
             store = own
         else:
-            raise ConfigurationError(
-                f"the broker {redact_url(base.broker_url)!r} keeps no results (no "
-                "Capability.RESULTS): give results= the URL of a result store"
-            )
+            store = NoResultStore(base.broker_url)
         self._result_store: ResultStore = store
         self._connections = Connections(lambda: (self._broker, self._result_store))
         self._schedules: ScheduleBook | None = None
@@ -382,7 +387,52 @@ def broker_options(settings: Settings) -> BrokerOptions:
         clock=settings.clock,
         fault_pause=settings.fault_pause,
         fault_pause_max=settings.fault_pause_max,
+        result_url=settings.result_url,
     )
+
+
+class NoResultStore:
+    """The result store of an app whose broker keeps no results and that was given no
+    ``results=``: tasks run fire-and-forget. Their results are dropped, status reads fall
+    through to the broker, and waiting for a result raises :class:`ConfigurationError`
+    saying how to add a store (never a silent ``None``)."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.url = broker_url
+
+    def _missing(self) -> ConfigurationError:
+        return ConfigurationError(
+            f"the broker {redact_url(self.url)!r} keeps no results (no Capability.RESULTS) "
+            "and this app has no result store: give Conveyor(..., results=...) the URL of "
+            "one (results='redis://localhost:6379/0', or CONVEYOR_RESULT_URL)"
+        )
+
+    async def connect(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def clone(self) -> NoResultStore:
+        return self
+
+    async def put(self, batch: Sequence[StoredResult]) -> None:
+        pass  # fire-and-forget: nobody can wait for these
+
+    async def get(self, task_id: str) -> bytes | None:
+        return None
+
+    async def wait(self, task_id: str, timeout: float) -> bytes | None:
+        raise self._missing()
+
+    async def delete(self, task_id: str) -> None:
+        pass
+
+    async def set_progress(self, task_id: str, progress: bytes, ttl: float) -> None:
+        pass
+
+    async def get_progress(self, task_id: str) -> bytes | None:
+        return None
 
 
 class _TaskDecorator(Protocol):

@@ -6,6 +6,8 @@ Locally a broker whose service is unreachable is skipped with the reason; with
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +24,9 @@ Factory = Callable[[BrokerOptions], AbstractAsyncContextManager[Broker]]
 
 
 REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("CONVEYOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# the queues the suites use: deleted after each test, whether or not a record names them
+SUITE_QUEUES = ("default", "alpha", "beta", "behaviour-poison")
 
 
 def _url_for(scheme: str, tmp_path: Path) -> str:
@@ -31,11 +36,28 @@ def _url_for(scheme: str, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'conformance.db'}"
     if scheme == "redis":
         return f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
+    if scheme == "amqp":
+        return f"{AMQP_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
     raise AssertionError(scheme)
 
 
+def result_url_for(url: str) -> str | None:
+    """The result store a broker's tests give it: amqp:// keeps its task records and
+    results in Redis, under the same prefix."""
+    if not url.startswith("amqp"):
+        return None
+    return f"{REDIS_URL}?prefix={url.rsplit('prefix=', 1)[1]}"
+
+
 async def _cleanup(url: str) -> None:
-    """Delete every key a test's prefix created."""
+    """Delete every key (and, on RabbitMQ, every queue and exchange) a test's prefix
+    created."""
+    if url.startswith("amqp"):
+        from conveyor.brokers.rabbitmq import delete_namespace
+
+        with contextlib.suppress(BrokerUnavailable):  # skipped: nothing was created
+            await delete_namespace(url, REDIS_URL, SUITE_QUEUES)
+        return
     if not url.startswith("redis"):
         return
     import redis.asyncio as aioredis
@@ -58,10 +80,19 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    scheme: str = request.param
-    url = _url_for(scheme, tmp_path)
+SCHEMES = ["memory", "sqlite", "redis", "amqp"]
+
+
+@pytest.fixture(params=SCHEMES)
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty broker's URL, one per scheme."""
+    return _url_for(request.param, tmp_path)
+
+
+@pytest.fixture
+def broker_factory(broker_url: str) -> Factory:
+    url = broker_url
+    scheme = url.split(":", 1)[0]
 
     @asynccontextmanager
     async def open_broker(options: BrokerOptions) -> AsyncIterator[Broker]:
@@ -69,6 +100,9 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
             cls = broker_class_for(url)
         except Exception as exc:  # the backend is not built yet or its extra is missing
             service_unavailable(f"{scheme} broker unavailable: {exc}")
+        results = result_url_for(url)
+        if results is not None:
+            options = dataclasses.replace(options, result_url=results)
         broker: Broker = cls(url, options)
         try:
             await broker.connect()

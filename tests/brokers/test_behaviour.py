@@ -5,25 +5,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor import BrokerUnavailable, Conveyor
-from conveyor.testing.behaviour import BEHAVIOUR_CHECKS, AppFactory, BehaviourCheck
+from conveyor.brokers import broker_class_for
+from conveyor.testing.behaviour import (
+    BEHAVIOUR_CHECKS,
+    BEHAVIOUR_REQUIRES,
+    AppFactory,
+    BehaviourCheck,
+)
 
-from .conftest import _cleanup, _url_for, service_unavailable
+from .conftest import _cleanup, result_url_for, service_unavailable
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def app_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AppFactory:
-    scheme: str = request.param
-    url = _url_for(scheme, tmp_path)
+@pytest.fixture
+def app_factory(broker_url: str) -> AppFactory:
+    url = broker_url
 
     @asynccontextmanager
     async def open_app(**settings: Any) -> AsyncIterator[Conveyor]:
-        app = Conveyor(url, environ={}, **settings)
+        app = Conveyor(url, results=result_url_for(url), environ={}, **settings)
         try:
             await app.connect()
         except BrokerUnavailable as exc:
@@ -38,5 +42,8 @@ def app_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AppFactory:
 
 
 @pytest.mark.parametrize("check", BEHAVIOUR_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-async def test_behaviour(check: BehaviourCheck, app_factory: AppFactory) -> None:
+async def test_behaviour(check: BehaviourCheck, broker_url: str, app_factory: AppFactory) -> None:
+    missing = BEHAVIOUR_REQUIRES[check] - broker_class_for(broker_url).capabilities
+    if missing:
+        pytest.skip(f"{broker_url.split(':')[0]}:// does not declare {sorted(missing)}")
     await check(app_factory)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.testing.conformance import CHECKS, Check
+from conveyor.brokers import broker_class_for
+from conveyor.testing.conformance import CHECKS, REQUIRES, Check
 
 from .conftest import Factory
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-async def test_conformance(check: Check, broker_factory: Factory) -> None:
+async def test_conformance(check: Check, broker_url: str, broker_factory: Factory) -> None:
+    missing = REQUIRES[check] - broker_class_for(broker_url).capabilities
+    if missing:
+        pytest.skip(f"{broker_url.split(':')[0]}:// does not declare {sorted(missing)}")
     await check(broker_factory)

@@ -7,7 +7,10 @@ fails with ``CI=true`` (:func:`tests.brokers.conftest.service_unavailable`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import uuid
@@ -175,3 +178,122 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     finally:
         for server in servers:
             server.kill()
+
+
+def _rabbitmq_script(name: str) -> str | None:
+    """A RabbitMQ script, the package's own: the /usr/sbin wrappers switch to the rabbitmq
+    user, dropping the environment (and the Erlang cookie) that makes the node private."""
+    for candidate in (f"/usr/lib/rabbitmq/bin/{name}", shutil.which(name)):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+class RabbitNode:
+    """A private RabbitMQ node: its own node name, AMQP and distribution ports, data and
+    log directories and Erlang cookie, so killing it touches nothing else. Restarted on
+    the same data directory, it recovers its durable queues and messages."""
+
+    def __init__(self, directory: Path, script: str, ctl: str) -> None:
+        self.directory = directory
+        self.script = script
+        self.ctl = ctl
+        self.port = _free_port()
+        self.name = f"conveyor-chaos-{uuid.uuid4().hex[:8]}@localhost"
+        self.process: subprocess.Popen[bytes] | None = None
+        (directory / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        (directory / "enabled_plugins").write_text("[].\n")
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin:/usr/sbin"),
+            "HOME": str(directory),  # the node's Erlang cookie, which rabbitmqctl reads
+            "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),  # none
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(_free_port()),
+            "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(directory / "log"),
+            "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = open(self.directory / "node.log", "ab")  # noqa: SIM115 - the node writes to it
+        self.process = subprocess.Popen(
+            [self.script],
+            cwd=self.directory,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"rabbitmq-server exited: {(self.directory / 'node.log').read_text()}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+            except OSError:
+                return False
+            return True
+
+        eventually_blocking(listening, timeout=timeout, what="the RabbitMQ node to listen")
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group: no shutdown, like a crash."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def memory_alarm(self, on: bool) -> None:
+        """Raise (or clear) a memory alarm: RabbitMQ blocks every publishing connection
+        until it clears, as when the node runs out of memory."""
+        mark = "0.0000001" if on else "0.4"
+        subprocess.run(
+            [self.ctl, "-n", self.name, "set_vm_memory_high_watermark", mark],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    def close_connections(self) -> None:
+        """``rabbitmqctl close_all_connections``: every client is cut, as by a network."""
+        subprocess.run(
+            [self.ctl, "-n", self.name, "close_all_connections", "chaos: cut"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+
+@pytest.fixture(scope="module")
+def rabbit_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
+    """A started private RabbitMQ node for the module's tests; killed at teardown."""
+    script, ctl = _rabbitmq_script("rabbitmq-server"), _rabbitmq_script("rabbitmqctl")
+    if script is None or ctl is None:
+        service_unavailable("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+        raise AssertionError("unreachable")
+    node = RabbitNode(tmp_path_factory.mktemp("rabbit"), script, ctl)
+    try:
+        node.start()
+    except AssertionError as exc:
+        node.kill()
+        service_unavailable(f"a private RabbitMQ node did not start: {exc}")
+    try:
+        yield node
+    finally:
+        node.kill()

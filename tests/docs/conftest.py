@@ -2,8 +2,8 @@
 
 Each test case carries its programs as a parameter (a ``Program``, or ``.programs``). The
 first test that asks for an outcome starts all of them, a few at a time, in collection
-order; a test then waits for its own only. A program that needs Redis is not started
-when Redis is down: its test skips locally and fails with ``CI=true``, like the broker
+order; a test then waits for its own only. A program that needs Redis (or RabbitMQ) is
+not started when it is down: its test skips locally and fails with ``CI=true``, like the broker
 tests (``service_unavailable``).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers.conftest import REDIS_URL, service_unavailable
+from tests.brokers.conftest import AMQP_URL, REDIS_URL, service_unavailable
 from tests.docs.programs import Outcome, Program, run
 
 
@@ -34,6 +34,26 @@ def _redis_down() -> str | None:
     finally:
         client.close()
     return None
+
+
+def _rabbitmq_down() -> str | None:
+    """Why RabbitMQ (with Redis, which keeps its task records) cannot be used, or None."""
+    import asyncio
+
+    try:
+        import aio_pika
+    except ImportError as exc:
+        return f"aio-pika is not installed: {exc}"
+
+    async def reach() -> None:
+        connection = await aio_pika.connect(AMQP_URL, timeout=2)
+        await connection.close()
+
+    try:
+        asyncio.run(reach())
+    except Exception as exc:
+        return f"rabbitmq at {AMQP_URL}: {exc!r}"
+    return _redis_down()
 
 
 def programs_of(value: object) -> tuple[Program, ...]:
@@ -55,9 +75,10 @@ class Launcher:
         if service is None:
             return None
         if service not in self._unavailable:
-            if service != "redis":
+            checks = {"redis": _redis_down, "rabbitmq": _rabbitmq_down}
+            if service not in checks:
                 raise AssertionError(f"unknown service {service!r}")
-            self._unavailable[service] = _redis_down()
+            self._unavailable[service] = checks[service]()
         return self._unavailable[service]
 
     def start(self, program: Program) -> None:

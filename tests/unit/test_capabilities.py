@@ -13,7 +13,7 @@ from conveyor.brokers import _REGISTRY
 from conveyor.brokers.base import Capability
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.testing import ManualClock
-from tests.conftest import fast_app
+from tests.conftest import eventually, fast_app
 
 ALL = frozenset(Capability)
 
@@ -104,9 +104,20 @@ async def test_no_admin_no_heartbeat() -> None:
         assert app.broker.calls_outside == []  # type: ignore[attr-defined]
 
 
-def test_no_results_needs_a_result_store_named() -> None:
-    with pytest.raises(ConfigurationError, match=r"'noresults://' keeps no results.*results="):
-        fast_app("noresults://")
+async def test_no_results_runs_fire_and_forget_and_wait_says_how_to_add_a_store() -> None:
+    app = fast_app("noresults://")
+    ran: list[int] = []
+
+    @app.task(name="record")
+    async def record(n: int) -> None:
+        ran.append(n)
+
+    async with app:
+        async with app.worker():
+            handle = await record.kiq(7)
+            await eventually(lambda: ran == [7])
+        with pytest.raises(ConfigurationError, match=r"'noresults://' keeps no results.*results="):
+            await handle.wait_result(timeout=1)
 
 
 async def test_no_results_uses_the_store_given(tmp_path: Path) -> None:

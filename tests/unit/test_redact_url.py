@@ -112,6 +112,15 @@ CASES: list[tuple[str, str]] = [
     ("redis://:S3CRET@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
     ("redis://:S3CRET@[::1/0", "redis://:***@[::1/0"),  # invalid IPv6: no ValueError
     ("redis://:S3CRET@h:notaport/0", "redis://:***@h:notaport/0"),
+    # a URL inside a parameter, percent-encoded (amqp's ?results=): its secrets too
+    (
+        "amqp://u:S3CRET@h/?prefix=a&results=redis%3A%2F%2F%3AS3CRET%40r%3A6379%2F0",
+        "amqp://u:***@h/?prefix=a&results=redis%3A%2F%2F%3A***%40r%3A6379%2F0",
+    ),
+    (
+        "amqp://h/?results=redis%3A%2F%2Fr%2F0%3Fpassword%3DS3CRET&prefix=a",
+        "amqp://h/?results=redis%3A%2F%2Fr%2F0%3Fpassword%3D***&prefix=a",
+    ),
 ]
 
 _ALSO_SECRET = ("Zm9v", "cXV4", "S3C", "RET")  # parts of passwords above

@@ -10,7 +10,7 @@ import importlib
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from conveyor.errors import ConfigurationError
 
@@ -45,6 +45,16 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "conveyor.brokers.redis:RedisBroker",
         "conveyor.brokers.redis:RedisResultStore",
         "redis",
+    ),
+    "amqp": (
+        "conveyor.brokers.rabbitmq:RabbitMQBroker",
+        "conveyor.brokers.rabbitmq:RabbitMQResultStore",
+        "amqp",
+    ),
+    "amqps": (
+        "conveyor.brokers.rabbitmq:RabbitMQBroker",
+        "conveyor.brokers.rabbitmq:RabbitMQResultStore",
+        "amqp",
     ),
 }
 
@@ -179,14 +189,25 @@ def _redact_params(text: str, hidden: list[str]) -> str:
     kept: list[str] = []
     done = 0
     for param in _PARAM.finditer(text):
-        if param.start() < done or not _SECRET_NAME.search(unquote(param["name"]).lower()):
+        if param.start() < done:
             continue
         value = _VALUE.match(text, param.end())
         assert value is not None  # it matches the empty string
-        hidden.append(value[0].strip("'"))
-        kept += [text[done : param.end()], _HIDDEN]
-        done = value.end()
+        if _SECRET_NAME.search(unquote(param["name"]).lower()):
+            hidden.append(value[0].strip("'"))
+            kept += [text[done : param.end()], _HIDDEN]
+            done = value.end()
+        elif "://" in unquote(value[0]):  # a URL in a parameter (amqp's ?results=redis://...)
+            kept += [text[done : param.end()], _redact_nested(value[0], hidden)]
+            done = value.end()
     return "".join([*kept, text[done:]])
+
+
+def _redact_nested(value: str, hidden: list[str]) -> str:
+    """A URL given as a parameter's value, redacted, in the encoding it came in."""
+    plain = unquote(value)
+    redacted = _redact(plain, hidden)
+    return quote(redacted, safe="*") if plain != value else redacted
 
 
 def shown_url(url: str) -> str:

@@ -120,6 +120,8 @@ class BrokerOptions:
     the event log keeps. ``clock``: time for leases and due times a broker keeps itself
     (server brokers use the server's clock). ``fault_pause``/``fault_pause_max``: the
     backoff of a broker's own background listeners after a lost connection.
+    ``result_url``: the app's ``results=`` URL (None: the broker's own store), for a
+    broker that keeps its own records there (RabbitMQ keeps task records in Redis).
     """
 
     lease: float = 30.0
@@ -130,6 +132,7 @@ class BrokerOptions:
     clock: Clock = field(default_factory=SystemClock, compare=False)
     fault_pause: float = 0.05
     fault_pause_max: float = 5.0
+    result_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

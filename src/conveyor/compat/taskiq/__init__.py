@@ -46,6 +46,7 @@ from conveyor.compat.taskiq.errors import TaskiqResultTimeoutError as TaskiqResu
 from conveyor.compat.taskiq.funcs import gather as gather
 from conveyor.compat.taskiq.message import BrokerMessage as BrokerMessage
 from conveyor.compat.taskiq.middlewares import PrometheusMiddleware as PrometheusMiddleware
+from conveyor.compat.taskiq.rabbitmq import AioPikaBroker as AioPikaBroker
 from conveyor.compat.taskiq.results import AsyncResultBackend as AsyncResultBackend
 from conveyor.compat.taskiq.results import AsyncTaskiqTask as AsyncTaskiqTask
 from conveyor.compat.taskiq.results import RedisAsyncResultBackend as RedisAsyncResultBackend
@@ -71,6 +72,7 @@ except PackageNotFoundError:  # pragma: no cover  (a source tree not installed)
 __all__ = [
     "AckableMessage",
     "AcknowledgeType",
+    "AioPikaBroker",
     "AsyncBroker",
     "AsyncKicker",
     "AsyncResultBackend",

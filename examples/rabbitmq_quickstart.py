@@ -1,0 +1,89 @@
+"""The RabbitMQ broker: the quickstart on `amqp://`, with results and task records in
+Redis, and what RabbitMQ adds: the queue layout, delays without a plugin, dead letters
+in a queue of their own, and fire-and-forget when there is no result store.
+
+Needs RabbitMQ (3.10 or newer), Redis, and the extra: pip install 'conveyor-tasks[amqp]'.
+Set EXAMPLE_AMQP_URL and EXAMPLE_REDIS_URL to point elsewhere than the local servers.
+Everything goes under a fresh `?prefix=`, and every queue, exchange and key with that
+prefix is deleted at the end.
+
+Run: python examples/rabbitmq_quickstart.py        (docs/rabbitmq.md)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+from conveyor import BrokerUnavailable, ConfigurationError, Conveyor, TaskFailed, fixed
+from conveyor.brokers.rabbitmq import delete_namespace
+
+SERVER = os.environ.get("EXAMPLE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+RESULTS = os.environ.get("EXAMPLE_REDIS_URL", "redis://127.0.0.1:6379/0")
+PREFIX = f"example-{uuid.uuid4().hex[:8]}"  # namespaces every queue, exchange and key
+URL = f"{SERVER}?prefix={PREFIX}"
+
+app = Conveyor(URL, results=f"{RESULTS}?prefix={PREFIX}")
+
+
+@app.task
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+@app.task(retries=2, backoff=fixed(0.1))
+async def unreliable(n: int) -> int:
+    raise ConnectionError(f"upstream down for {n}")
+
+
+async def main() -> None:
+    async with app, app.worker(concurrency=10):
+        print("get():", await (await add.kiq(2, 3)).get(timeout=5))
+
+        # a delay rides a cascade of TTL queues (no plugin): here 500 ms = 2^8+...+2^2
+        later = await add.with_options(delay=0.5).kiq(1, 1)
+        print("delayed task is", (await later.status()).status, "->", await later.get(timeout=5))
+
+        # RabbitMQ has no dedupe: the key is kept in the task records, in Redis
+        first = await add.with_options(key="sum-1-2").kiq(1, 2)
+        again = await add.with_options(key="sum-1-2").kiq(1, 2)
+        print("same idempotency key, same task:", first.task_id == again.task_id)
+
+        failing = await unreliable.kiq(7)
+        try:
+            await failing.get(timeout=5)
+        except TaskFailed as exc:
+            print("unreliable:", exc.error.type, exc.error.message)
+
+        (entry,) = await app.broker.dead_letters()
+        print(f"DLQ: attempts={entry.attempts} {entry.reason}")
+        for depth in await app.broker.queue_depths():
+            print(
+                f"queue {depth.queue}: ready={depth.ready} delayed={depth.delayed} "
+                f"running={depth.running} dead={depth.dead}"
+            )
+        names = app.broker.names  # type: ignore[attr-defined]
+        print("work queue:", names.work("default").replace(PREFIX, "P"))
+        print("dead letters:", names.dlq("default").replace(PREFIX, "P"))
+        print("delay levels:", names.delay(0).replace(PREFIX, "P"), "...")
+
+    # No result store: tasks still run, but nobody can wait for their result.
+    fire_and_forget = Conveyor(URL)
+    fire_and_forget.register(add.fn, add.options)
+    async with fire_and_forget:
+        handle = await fire_and_forget.tasks[add.name].kiq(4, 4)
+        try:
+            await handle.wait_result(timeout=1)
+        except ConfigurationError as exc:
+            print("without results=:", exc)
+
+    await delete_namespace(URL, RESULTS)
+    print("deleted the prefix's queues, exchanges and keys")
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except BrokerUnavailable as exc:
+        raise SystemExit(f"this example needs RabbitMQ and Redis: {exc}") from None

@@ -1,0 +1,50 @@
+-- settle.lua: end or park attempts, each only if its lease token is still the current one
+-- (a worker whose lease was taken over changes nothing: fencing).
+-- KEYS: none.  ARGV: prefix, record ttl ms, finished ttl ms, then per settlement 8 values:
+--   task id, token, kind (ack, retry, dead, release), copy (retry: the number of the copy
+--   just published), body (retry, release: kept for abort), delay ms (retry) or reason
+--   (dead), result bytes ('' = none), result ttl ms (<= 0: no expiry).
+-- Returns 1 per settlement applied, 0 per one refused.
+-- ack: the record stays finished for max(key ttl, finished ttl), so a redelivery of a
+--   message whose AMQP ack was lost is dropped instead of run again.
+-- dead: the record stays until the dead letter is requeued or deleted.
+-- retry: waiting for the new copy; the attempt stays counted, the row of crashes ends.
+-- release: waiting in its old place, the attempt taken back.
+local prefix, record_ttl, done_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local out = {}
+for i = 4, #ARGV, 8 do
+  local task_id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local job = job_key(prefix, task_id)
+  local f = redis.call('HMGET', job, 's', 't', 'q', 'kt', 'a')
+  if f[1] ~= 'r' or f[2] ~= token then
+    out[#out + 1] = 0
+  else
+    redis.call('SREM', running_set(prefix, f[3]), task_id)
+    if kind == 'ack' or kind == 'dead' then
+      store_result(prefix, task_id, ARGV[i + 6], ARGV[i + 7])
+      end_key(prefix, job, task_id)
+      redis.call('HDEL', job, 'b', 'x')
+      if kind == 'ack' then
+        redis.call('HSET', job, 's', 'f')
+        redis.call('PEXPIRE', job, math.max(tonumber(f[4]) or 0, done_ttl))
+      else
+        redis.call('HSET', job, 's', 'd', 'dr', ARGV[i + 5], 'dt', now)
+        redis.call('PERSIST', job)
+      end
+    elseif kind == 'retry' then
+      local delay = tonumber(ARGV[i + 5])
+      local due = now + delay
+      redis.call('HSET', job, 's', 'w', 'r', 0, 'c', ARGV[i + 3], 'b', ARGV[i + 4], 'due', due)
+      if delay > 0 then redis.call('ZADD', delayed_set(prefix, f[3]), due, task_id) end
+      redis.call('PEXPIRE', job, delay + record_ttl)
+      hold_key(prefix, job, task_id, delay + record_ttl)
+    else
+      redis.call('HSET', job, 's', 'w', 'a', math.max((tonumber(f[5]) or 1) - 1, 0),
+        'b', ARGV[i + 4])
+      redis.call('PEXPIRE', job, record_ttl)
+    end
+    out[#out + 1] = 1
+  end
+end
+return out
