@@ -22,6 +22,9 @@ Factory = Callable[[BrokerOptions], AbstractAsyncContextManager[Broker]]
 
 
 REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def _url_for(scheme: str, tmp_path: Path) -> str:
@@ -31,11 +34,16 @@ def _url_for(scheme: str, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'conformance.db'}"
     if scheme == "redis":
         return f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
+    if scheme == "postgres":
+        return f"{POSTGRES_URL}?prefix=test_{uuid.uuid4().hex[:12]}"
     raise AssertionError(scheme)
 
 
 async def _cleanup(url: str) -> None:
-    """Delete every key a test's prefix created."""
+    """Delete every key (Redis) or the schema (PostgreSQL) a test's prefix created."""
+    if url.startswith("postgres"):
+        await drop_postgres_schema(url)
+        return
     if not url.startswith("redis"):
         return
     import redis.asyncio as aioredis
@@ -51,6 +59,22 @@ async def _cleanup(url: str) -> None:
         await client.aclose()
 
 
+async def drop_postgres_schema(url: str) -> None:
+    """Drop the schema a test's ``?prefix=`` created (nothing when the server is down)."""
+    import asyncpg
+
+    base, _, query = url.partition("?")
+    schema = query.rsplit("prefix=", 1)[1].split("&", 1)[0]
+    try:
+        conn = await asyncpg.connect(base, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 def service_unavailable(reason: str) -> None:
     """Skip locally; fail in CI, where every service must be up."""
     if os.environ.get("CI", "").lower() == "true":
@@ -58,7 +82,7 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     scheme: str = request.param
     url = _url_for(scheme, tmp_path)

@@ -16,7 +16,7 @@ from conveyor.testing.behaviour import BEHAVIOUR_CHECKS, AppFactory, BehaviourCh
 from .conftest import _cleanup, _url_for, service_unavailable
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def app_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AppFactory:
     scheme: str = request.param
     url = _url_for(scheme, tmp_path)

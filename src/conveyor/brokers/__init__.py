@@ -46,6 +46,16 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "conveyor.brokers.redis:RedisResultStore",
         "redis",
     ),
+    "postgresql": (
+        "conveyor.brokers.postgres:PostgresBroker",
+        "conveyor.brokers.postgres:PostgresResultStore",
+        "postgres",
+    ),
+    "postgres": (
+        "conveyor.brokers.postgres:PostgresBroker",
+        "conveyor.brokers.postgres:PostgresResultStore",
+        "postgres",
+    ),
 }
 
 
