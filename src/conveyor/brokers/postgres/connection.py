@@ -11,6 +11,7 @@ inserts a task id once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -131,8 +132,7 @@ class Database:
         deadline = time.monotonic() + self.target.retry_for
         while True:
             try:
-                async with pool.acquire(timeout=self.target.connect_timeout) as conn:
-                    return await operation(conn, *args, **kwargs)
+                return await self._once(pool, operation, *args, **kwargs)
             except CONNECTION_ERRORS as exc:
                 if self._pool is None or time.monotonic() + pause > deadline:
                     raise self.target.unavailable(exc) from None
@@ -144,6 +144,25 @@ class Database:
                 )
                 await asyncio.sleep(pause)  # sleep: backoff while the server comes back
                 pause = min(pause * 2, self.options.fault_pause_max)
+
+    async def _once(
+        self,
+        pool: asyncpg.Pool,
+        operation: Callable[Concatenate[asyncpg.Connection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        conn = await pool.acquire(timeout=self.target.connect_timeout)
+        try:
+            return await operation(conn, *args, **kwargs)
+        except CONNECTION_ERRORS:
+            # never hand a connection that failed under us back for reuse: the pool
+            # replaces a closed one on the next acquire
+            conn.terminate()
+            raise
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await pool.release(conn)
 
     async def purge_when_due(self) -> int:
         """Delete expired results, progress, keys and heartbeats, at most once per

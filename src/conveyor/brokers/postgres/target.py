@@ -37,6 +37,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,  # starting up, in recovery
     asyncpg.exceptions.TooManyConnectionsError,
+    # the protocol was left mid-operation by a connection killed under it
+    asyncpg.exceptions.InternalClientError,
 )
 """What a lost or refused connection raises: the operation is retried, then reported
 as :class:`~conveyor.errors.BrokerUnavailable`."""

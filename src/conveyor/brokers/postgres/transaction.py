@@ -38,6 +38,10 @@ async def driver_connection(transaction: object, url: str) -> asyncpg.Connection
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         if isinstance(driver, asyncpg.Connection):
+            if not driver.is_in_transaction():
+                # SQLAlchemy sends BEGIN with its first statement, not at session.begin():
+                # one statement through it starts the transaction we must write in
+                await connection.exec_driver_sql("SELECT 1")
             return driver
         raise ConfigurationError(
             f"a transactional enqueue on {redact_url(url)} needs a SQLAlchemy session on the "
