@@ -255,3 +255,31 @@ async def test_a_waiting_fetch_survives_its_listener_being_terminated(
         assert got.task_id == "t1"
     finally:
         await broker.close()
+
+
+def test_conveyor_db_upgrade_applies_the_migrations_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli import main
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    url = f"{POSTGRES_URL}?prefix={schema}&migrate=false"
+    (tmp_path / "dbapp.py").write_text(
+        f"from conveyor import Conveyor\napp = Conveyor({url!r}, environ={{}})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        first = CliRunner().invoke(main, ["db", "upgrade", "dbapp:app"])
+        if "cannot reach PostgreSQL" in first.output:
+            service_unavailable(first.output)
+        assert first.exit_code == 0, first.output
+        assert "applied 0001_initial" in first.output
+        again = CliRunner().invoke(main, ["db", "upgrade", "dbapp:app"])
+        assert again.exit_code == 0, again.output
+        assert "applied" not in again.output.replace("migrations applied", "")
+        assert "(0 migrations applied)" in again.output
+    finally:
+        asyncio.run(drop_postgres_schema(url))
