@@ -55,9 +55,9 @@ class Launcher:
         if service is None:
             return None
         if service not in self._unavailable:
-            if service != "redis":
+            if service not in ("redis", "postgres"):
                 raise AssertionError(f"unknown service {service!r}")
-            self._unavailable[service] = _redis_down()
+            self._unavailable[service] = _redis_down() if service == "redis" else _postgres_down()
         return self._unavailable[service]
 
     def start(self, program: Program) -> None:
@@ -95,3 +95,22 @@ def launched(
                 launcher.start(program)
     yield launcher
     launcher.shutdown()
+
+
+def _postgres_down() -> str | None:
+    """Why the PostgreSQL the examples use cannot be reached, or None when it can."""
+    import asyncio
+
+    import asyncpg
+
+    from tests.brokers.conftest import POSTGRES_URL
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES_URL}: {exc}"
+    return None

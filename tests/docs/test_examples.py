@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.brokers.conftest import REDIS_URL
+from tests.brokers.conftest import POSTGRES_URL, REDIS_URL
 from tests.docs.conftest import Launcher
 from tests.docs.programs import PYTHON, ROOT, Program
 
@@ -30,6 +30,13 @@ def _program(path: str) -> Program:
             (PYTHON, str(EXAMPLES / path)),
             env={"EXAMPLE_REDIS_URL": REDIS_URL},
             needs="redis",
+        )
+    if path == "postgres_transactional.py":
+        return Program(
+            path,
+            (PYTHON, str(EXAMPLES / path)),
+            env={"EXAMPLE_POSTGRES_URL": POSTGRES_URL},
+            needs="postgres",
         )
     if path == "fastapi_app/tests":  # the example service's own tests, as its README runs them
         return Program(
