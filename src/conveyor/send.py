@@ -26,8 +26,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from conveyor.brokers.base import Outgoing
-from conveyor.errors import PayloadTooLarge
+from conveyor.brokers import redact_url
+from conveyor.brokers.base import Outgoing, TransactionalPublish
+from conveyor.errors import ConfigurationError, PayloadTooLarge
 from conveyor.message import SCHEMA_VERSION, Message, encode_message, encode_value, new_task_id
 from conveyor.signing import sign
 
@@ -93,7 +94,11 @@ async def send(
         reused = [c.options.task_id for c, _, _ in prepared if c.options and c.options.task_id]
         for task_id in reused:
             await connection.result_store.delete(task_id)
-    if len(prepared) == 1:  # kiq: calls made together by concurrent callers share a batch
+    options = prepared[0][0].options if len(prepared) == 1 else None
+    transaction = options.transaction if options is not None else None
+    if transaction is not None:  # in the caller's transaction, on its connection
+        ids = await publish_in(connection, transaction, [prepared[0][2]])
+    elif len(prepared) == 1:  # kiq: calls made together by concurrent callers share a batch
         ids = [await connection.publisher.submit(prepared[0][2])]
     else:  # already a batch: straight to the broker, in slices it takes in one write
         outgoing = [out for _, _, out in prepared]
@@ -112,6 +117,21 @@ async def send(
             except Exception:
                 log.exception("after_enqueue hook failed for task %s; ignored", item.task_id)
     return sent
+
+
+async def publish_in(
+    connection: Connection, transaction: object, batch: list[Outgoing]
+) -> list[str]:
+    """Publish through the caller's transaction (``with_options(connection=...)``), on a
+    broker that can; ConfigurationError naming the broker on one that cannot."""
+    broker = connection.broker
+    if not isinstance(broker, TransactionalPublish):
+        raise ConfigurationError(
+            f"{redact_url(broker.url)} cannot enqueue inside your transaction "
+            "(with_options(connection=...) or session=...): only postgresql:// can; "
+            "see docs/transactional-enqueue.md for enqueue after commit on other brokers"
+        )
+    return await broker.publish_in(transaction, batch)
 
 
 def build_message(call: Call, settings: Settings) -> Message:

@@ -31,6 +31,7 @@ from conveyor.deps import (
     run_with_dependencies,
     split_signature,
 )
+from conveyor.errors import ConfigurationError
 from conveyor.handle import TaskHandle
 from conveyor.message import NO_CONVERSION, PLAIN_TYPES, convert, encode_value
 from conveyor.retry import Backoff, exponential, fixed
@@ -213,6 +214,10 @@ class CallOptions:
     timeout: float | None = None
     """This call's timeout in seconds, instead of the task's (the worker reads the
     message's); taskiq's per-call ``timeout`` label sets it."""
+    transaction: object | None = None
+    """The caller's database connection or session (``with_options(connection=...)`` or
+    ``session=...``): the task is written in its transaction, on a broker that can
+    (:class:`~conveyor.brokers.base.TransactionalPublish`; docs/transactional-enqueue.md)."""
 
 
 class Task(Generic[P, R]):
@@ -321,12 +326,32 @@ class Task(Generic[P, R]):
         key: str | None = None,
         task_id: str | None = None,
         labels: Mapping[str, str] | None = None,
+        connection: object | None = None,
+        session: object | None = None,
     ) -> TaskWithOptions[P, R]:
-        """Per-call options: ``await task.with_options(delay=10, key="k").kiq(...)``."""
+        """Per-call options: ``await task.with_options(delay=10, key="k").kiq(...)``.
+
+        ``connection`` (an asyncpg connection) or ``session`` (a SQLAlchemy
+        ``AsyncSession``) enqueues inside that transaction, on PostgreSQL: the task is
+        visible to workers at its commit and gone on rollback::
+
+            async with conn.transaction():
+                await conn.execute("INSERT INTO emails ...")
+                await send_email.with_options(connection=conn).kiq(email_id)
+        """
         if delay is not None and eta is not None:
             raise ValueError("with_options(): give delay or eta, not both")
+        if connection is not None and session is not None:
+            raise ValueError("with_options(): give connection or session, not both")
         options = CallOptions(
-            seconds(delay, "with_options(): delay"), eta, priority, queue, key, task_id, labels
+            seconds(delay, "with_options(): delay"),
+            eta,
+            priority,
+            queue,
+            key,
+            task_id,
+            labels,
+            transaction=connection if connection is not None else session,
         )
         _check_call_options(self.name, options)
         return TaskWithOptions(self, options)
@@ -466,6 +491,11 @@ class TaskWithOptions(Generic[P, R]):
     kiq = enqueue
 
     def kiq_sync(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        if self.options.transaction is not None:
+            raise ConfigurationError(
+                f"task {self.task.name!r}: a transactional enqueue (connection= or session=) "
+                "runs on the caller's event loop: use `await ....kiq()`, not kiq_sync()"
+            )
         return self.task.app.enqueue_sync(self.task, args, kwargs, self.options)
 
     enqueue_sync = kiq_sync

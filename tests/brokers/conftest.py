@@ -27,6 +27,9 @@ REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 AMQP_URL = os.environ.get("CONVEYOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 # the queues the suites use: deleted after each test, whether or not a record names them
 SUITE_QUEUES = ("default", "alpha", "beta", "behaviour-poison")
+POSTGRES_URL = os.environ.get(
+    "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def _url_for(scheme: str, tmp_path: Path) -> str:
@@ -38,6 +41,8 @@ def _url_for(scheme: str, tmp_path: Path) -> str:
         return f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
     if scheme == "amqp":
         return f"{AMQP_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
+    if scheme == "postgres":
+        return f"{POSTGRES_URL}?prefix=test_{uuid.uuid4().hex[:12]}"
     raise AssertionError(scheme)
 
 
@@ -50,13 +55,16 @@ def result_url_for(url: str) -> str | None:
 
 
 async def _cleanup(url: str) -> None:
-    """Delete every key (and, on RabbitMQ, every queue and exchange) a test's prefix
-    created."""
+    """Delete every key (Redis), every queue and exchange (RabbitMQ) or the schema
+    (PostgreSQL) a test's prefix created."""
     if url.startswith("amqp"):
         from conveyor.brokers.rabbitmq import delete_namespace
 
         with contextlib.suppress(BrokerUnavailable):  # skipped: nothing was created
             await delete_namespace(url, REDIS_URL, SUITE_QUEUES)
+        return
+    if url.startswith("postgres"):
+        await drop_postgres_schema(url)
         return
     if not url.startswith("redis"):
         return
@@ -73,6 +81,22 @@ async def _cleanup(url: str) -> None:
         await client.aclose()
 
 
+async def drop_postgres_schema(url: str) -> None:
+    """Drop the schema a test's ``?prefix=`` created (nothing when the server is down)."""
+    import asyncpg
+
+    base, _, query = url.partition("?")
+    schema = query.rsplit("prefix=", 1)[1].split("&", 1)[0]
+    try:
+        conn = await asyncpg.connect(base, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 def service_unavailable(reason: str) -> None:
     """Skip locally; fail in CI, where every service must be up."""
     if os.environ.get("CI", "").lower() == "true":
@@ -80,7 +104,7 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-SCHEMES = ["memory", "sqlite", "redis", "amqp"]
+SCHEMES = ["memory", "sqlite", "redis", "amqp", "postgres"]
 
 
 @pytest.fixture(params=SCHEMES)

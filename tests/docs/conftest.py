@@ -75,7 +75,11 @@ class Launcher:
         if service is None:
             return None
         if service not in self._unavailable:
-            checks = {"redis": _redis_down, "rabbitmq": _rabbitmq_down}
+            checks = {
+                "redis": _redis_down,
+                "rabbitmq": _rabbitmq_down,
+                "postgres": _postgres_down,
+            }
             if service not in checks:
                 raise AssertionError(f"unknown service {service!r}")
             self._unavailable[service] = checks[service]()
@@ -116,3 +120,22 @@ def launched(
                 launcher.start(program)
     yield launcher
     launcher.shutdown()
+
+
+def _postgres_down() -> str | None:
+    """Why the PostgreSQL the examples use cannot be reached, or None when it can."""
+    import asyncio
+
+    import asyncpg
+
+    from tests.brokers.conftest import POSTGRES_URL
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES_URL}: {exc}"
+    return None

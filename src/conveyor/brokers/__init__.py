@@ -56,6 +56,16 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "conveyor.brokers.rabbitmq:RabbitMQResultStore",
         "amqp",
     ),
+    "postgresql": (
+        "conveyor.brokers.postgres:PostgresBroker",
+        "conveyor.brokers.postgres:PostgresResultStore",
+        "postgres",
+    ),
+    "postgres": (
+        "conveyor.brokers.postgres:PostgresBroker",
+        "conveyor.brokers.postgres:PostgresResultStore",
+        "postgres",
+    ),
 }
 
 

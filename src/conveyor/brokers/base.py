@@ -89,6 +89,7 @@ __all__ = [
     "Settlement",
     "StoredResult",
     "TaskLocation",
+    "TransactionalPublish",
     "WorkerInfo",
     "own_result_store",
     "status_of",
@@ -523,6 +524,19 @@ class Broker(Queue, AbortMarks, Admin, Protocol):
 
     def event_store(self) -> EventStore:
         """The capped log of worker and scheduler events, on the same server."""
+        ...
+
+
+@runtime_checkable
+class TransactionalPublish(Protocol):
+    """A broker that can publish inside the caller's own database transaction
+    (``task.with_options(connection=conn)`` or ``session=session``): the tasks become
+    visible to workers when that transaction commits, and vanish if it rolls back.
+    PostgreSQL has it; other brokers refuse such a call with ``ConfigurationError``."""
+
+    async def publish_in(self, transaction: object, batch: Sequence[Outgoing]) -> list[str]:
+        """:meth:`Queue.publish`, through ``transaction`` (a driver connection or an ORM
+        session the broker recognises)."""
         ...
 
 

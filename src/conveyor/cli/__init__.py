@@ -11,13 +11,14 @@
     conveyor dlq     pkg.tasks:app list|show|requeue|purge   (or: conveyor dlq list pkg.tasks:app)
     conveyor abort   pkg.tasks:app TASK_ID [TASK_ID ...]
     conveyor dashboard pkg.tasks:app [--host 127.0.0.1] [--port 8000] [--read-only]
+    conveyor db upgrade pkg.tasks:app   (PostgreSQL: apply schema migrations)
     conveyor demo
 
 This module holds the ``main`` group and what every command shares: loading the app
 (:func:`import_app`), logging, the app-first command groups, how a broker URL is shown,
 and running one job against a connected app (:func:`_run`). Each family
 of commands is a module of this package (``worker``, ``schedules``, ``status``, ``dlq``,
-``abort``, ``dashboard``, ``demo``) that registers on ``main`` when imported, at the end
+``abort``, ``dashboard``, ``db``, ``demo``) that registers on ``main`` when imported, at the end
 of this file.
 """
 
@@ -356,6 +357,7 @@ def main() -> None:
 from conveyor.cli import (  # noqa: E402, F401
     abort,
     dashboard,
+    db,
     demo,
     dlq,
     schedules,
