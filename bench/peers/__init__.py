@@ -28,6 +28,6 @@ ORDER = {
     name: i for i, name in enumerate(
         ["conveyor", "conveyor-events", "ardiq", "taskiq", "streaq", "saq", "arq",
          "dramatiq", "celery", "conveyor-amqp", "taskiq-aio-pika", "dramatiq-rabbitmq",
-         "celery-rabbitmq", "conveyor-sqlite", "huey", "procrastinate"]
+         "celery-rabbitmq", "conveyor-sqlite", "huey", "conveyor-postgres", "procrastinate"]
     )
 }
