@@ -22,6 +22,7 @@ Factory = Callable[[BrokerOptions], AbstractAsyncContextManager[Broker]]
 
 
 REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+NATS_URL = os.environ.get("CONVEYOR_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def _url_for(scheme: str, tmp_path: Path) -> str:
@@ -31,11 +32,16 @@ def _url_for(scheme: str, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'conformance.db'}"
     if scheme == "redis":
         return f"{REDIS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
+    if scheme == "nats":
+        return f"{NATS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
     raise AssertionError(scheme)
 
 
 async def _cleanup(url: str) -> None:
-    """Delete every key a test's prefix created."""
+    """Delete every key (Redis) or stream and bucket (NATS) a test's prefix created."""
+    if url.startswith("nats"):
+        await _cleanup_nats(url)
+        return
     if not url.startswith("redis"):
         return
     import redis.asyncio as aioredis
@@ -51,6 +57,25 @@ async def _cleanup(url: str) -> None:
         await client.aclose()
 
 
+async def _cleanup_nats(url: str) -> None:
+    from conveyor.brokers.nats.testing import delete_namespace
+
+    await delete_namespace(url)
+
+
+def skip_undeclared(request: pytest.FixtureRequest, fixture: str, needs: frozenset[str]) -> None:
+    """Skip a check that needs a capability the broker class of this parameter does not
+    declare, saying which (as conveyor.testing.plugin does)."""
+    scheme: str = request.node.callspec.params[fixture]
+    try:
+        have = broker_class_for(f"{scheme}://localhost").capabilities
+    except Exception:  # its extra is missing: the factory skips with the reason
+        return
+    missing = sorted(needs - have)
+    if missing:
+        pytest.skip(f"{scheme}:// does not declare {', '.join(missing)}")
+
+
 def service_unavailable(reason: str) -> None:
     """Skip locally; fail in CI, where every service must be up."""
     if os.environ.get("CI", "").lower() == "true":
@@ -58,7 +83,7 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "nats"])
 def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     scheme: str = request.param
     url = _url_for(scheme, tmp_path)

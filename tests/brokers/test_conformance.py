@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.testing.conformance import CHECKS, Check
+from conveyor.testing.conformance import CHECKS, REQUIRES, Check
 
-from .conftest import Factory
+from .conftest import Factory, skip_undeclared
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-async def test_conformance(check: Check, broker_factory: Factory) -> None:
+async def test_conformance(
+    check: Check, broker_factory: Factory, request: pytest.FixtureRequest
+) -> None:
+    skip_undeclared(request, "broker_factory", REQUIRES[check])
     await check(broker_factory)

@@ -46,6 +46,11 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "conveyor.brokers.redis:RedisResultStore",
         "redis",
     ),
+    "nats": (
+        "conveyor.brokers.nats:NatsBroker",
+        "conveyor.brokers.nats:NatsResultStore",
+        "nats",
+    ),
 }
 
 
