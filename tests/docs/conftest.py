@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers.conftest import REDIS_URL, service_unavailable
+from tests.brokers.conftest import NATS_URL, REDIS_URL, service_unavailable
 from tests.docs.programs import Outcome, Program, run
 
 
@@ -34,6 +34,32 @@ def _redis_down() -> str | None:
     finally:
         client.close()
     return None
+
+
+def _nats_down() -> str | None:
+    """Why NATS with JetStream cannot be used, or None when it answers."""
+    import asyncio
+
+    from conveyor.brokers.nats.connection import connect, parse_url
+    from conveyor.errors import ConveyorError
+
+    async def ping() -> str | None:
+        try:
+            nc = await connect(NATS_URL, parse_url(NATS_URL), "conveyor-docs-check")
+        except ConveyorError as exc:
+            return str(exc)
+        try:
+            await nc.jetstream().account_info()
+        except Exception as exc:
+            return f"NATS at {NATS_URL} has no JetStream: {exc!r}"
+        finally:
+            await nc.close()
+        return None
+
+    try:
+        return asyncio.run(ping())
+    except ImportError as exc:
+        return f"nats-py is not installed: {exc}"
 
 
 def programs_of(value: object) -> tuple[Program, ...]:
@@ -55,9 +81,9 @@ class Launcher:
         if service is None:
             return None
         if service not in self._unavailable:
-            if service != "redis":
+            if service not in ("redis", "nats"):
                 raise AssertionError(f"unknown service {service!r}")
-            self._unavailable[service] = _redis_down()
+            self._unavailable[service] = _redis_down() if service == "redis" else _nats_down()
         return self._unavailable[service]
 
     def start(self, program: Program) -> None:

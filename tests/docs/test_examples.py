@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.brokers.conftest import REDIS_URL
+from tests.brokers.conftest import NATS_URL, REDIS_URL
 from tests.docs.conftest import Launcher
 from tests.docs.programs import PYTHON, ROOT, Program
 
@@ -30,6 +30,10 @@ def _program(path: str) -> Program:
             (PYTHON, str(EXAMPLES / path)),
             env={"EXAMPLE_REDIS_URL": REDIS_URL},
             needs="redis",
+        )
+    if path == "nats_app.py":
+        return Program(
+            path, (PYTHON, str(EXAMPLES / path)), env={"NATS_URL": NATS_URL}, needs="nats"
         )
     if path == "fastapi_app/tests":  # the example service's own tests, as its README runs them
         return Program(
