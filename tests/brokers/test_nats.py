@@ -102,3 +102,21 @@ async def test_a_task_that_kills_its_workers_is_dead_lettered_after_its_attempts
         from conveyor.brokers.nats.testing import delete_namespace
 
         await delete_namespace(url)
+
+
+async def test_only_a_fetching_worker_sets_the_queues_ackwait(broker: NatsBroker) -> None:
+    """AckWait is one setting of the queue's consumer: an enqueue-only client with another
+    lease (an API process on the defaults) must not impose it on the workers."""
+    assert await broker.fetch(["default"], 1, 0.05) == []  # registers the queue
+    info = await broker.js.consumer_info(broker.names.tasks, "default")
+    assert info.config.ack_wait == LEASE
+    api = NatsBroker(broker.url, BrokerOptions(lease=30.0))
+    await api.connect()
+    try:
+        await api.publish([_out()])
+    finally:
+        await api.close()
+    info = await broker.js.consumer_info(broker.names.tasks, "default")
+    assert info.config.ack_wait == LEASE
+    (delivery,) = await broker.fetch(["default"], 1, 2.0)
+    assert await delivery.ack()

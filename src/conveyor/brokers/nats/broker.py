@@ -104,6 +104,15 @@ class _Key(msgspec.Struct, array_like=True):
     until: float = 0.0
 
 
+def _interrupted(record: Record, lease: Lease, outcome: Outcome) -> bool:
+    """Whether ``record`` is where this delivery's own ack or dead-lettering left it."""
+    if record.s != lease.seq or record.t != lease.delivered:
+        return False
+    return (record.st == "f" and isinstance(outcome, Ack)) or (
+        record.st == "d" and isinstance(outcome, DeadLetter)
+    )
+
+
 class NatsBroker:
     """NATS JetStream broker: ``Conveyor("nats://localhost:4222")``."""
 
@@ -235,8 +244,9 @@ class NatsBroker:
         self._events = NatsEventStore(self.js, names)
         self._puller = Puller(self.nc, names)
         self._dead = DeadLetters(self)
-        for queue in self._options.queues:
-            await self._register_queue(queue)
+        # no consumer here: AckWait is the lease of the workers that fetch, so only a
+        # fetch creates (or updates) a queue's consumer; an enqueue-only client must not
+        # impose its own lease setting on them
         await self.dead.listen()
 
     async def _on_reconnected(self) -> None:
@@ -279,15 +289,33 @@ class NatsBroker:
         return self._events
 
     async def _register_queue(self, queue: str) -> None:
-        """The queue's durable pull consumer, shared by every worker (AckWait = lease)."""
+        """The queue's durable pull consumer, shared by every worker (AckWait = lease).
+
+        Only a fetch registers a queue: AckWait is one setting of the consumer, so the
+        workers' lease must set it, not whichever client connected last. A worker whose
+        lease differs from the AckWait it finds sets its own, and says so: every worker
+        of a queue should have the same lease."""
         if queue in self._queues:
             return
+        durable = self.names.consumer(queue)
+        lease = self._options.lease
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            found = await self.js.consumer_info(self.names.tasks, durable)
+            if found.config.ack_wait is not None and abs(found.config.ack_wait - lease) > 1e-3:
+                log.warning(
+                    "NATS %s: queue %r had AckWait %.3gs; this worker's lease makes it %.3gs "
+                    "(give every worker of a queue the same lease)",
+                    redact_url(self.url),
+                    queue,
+                    found.config.ack_wait,
+                    lease,
+                )
         config = api.ConsumerConfig(
-            durable_name=self.names.consumer(queue),
+            durable_name=durable,
             description=queue,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self._options.lease,
+            ack_wait=lease,
             max_deliver=self.settings.max_deliver,
             max_ack_pending=self.settings.max_ack_pending,
             filter_subject=self.names.queue_subject(queue),
@@ -304,8 +332,7 @@ class NatsBroker:
     # -- publish -------------------------------------------------------------------
 
     async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
-        for queue in {item.queue for item in batch}:
-            await self._guard(self._register_queue(queue))
+        # the stream takes every queue's subject: a consumer created later reads it all
         return list(await asyncio.gather(*(self._guard(self._publish_one(i)) for i in batch)))
 
     async def _guard(self, call: Any) -> Any:
@@ -532,9 +559,16 @@ class NatsBroker:
         lease: Lease = delivery.token
         for _ in range(_ROUNDS):
             found = await self.jobs.get(delivery.task_id)
-            if not isinstance(found, tuple) or not owns(found[0], lease):
-                return False  # fenced: another delivery owns the task now
+            if not isinstance(found, tuple):
+                return False  # settled by another delivery (or aborted)
             record, revision = found
+            if _interrupted(record, lease, outcome):
+                # this very settlement moved the record, then met a fault (a server
+                # restart): its later steps are safe to repeat, so finish them
+                await self._apply(delivery, outcome, record, revision)
+                return True
+            if not owns(record, lease):
+                return False  # fenced: another delivery owns the task now
             now = time.time()
             if isinstance(outcome, Ack):
                 after = msgspec.structs.replace(record, st="f")
@@ -660,7 +694,7 @@ class NatsBroker:
 
     async def records(self) -> list[tuple[str, Record]]:
         """Every job record (an admin scan: one ordered consumer over the bucket)."""
-        pairs = await latest_values(self.jobs.kv)
+        pairs = await latest_values(self.js, self.names.bucket("jobs"))
         return [(untoken(k), msgspec.msgpack.decode(v, type=Record)) for k, v in pairs]
 
     async def queue_depths(self) -> list[QueueDepth]:
@@ -740,7 +774,7 @@ class NatsBroker:
         kv = await self.bucket("workers")
         alive: list[WorkerInfo] = []
         expired: list[str] = []
-        for key, value in await latest_values(kv):
+        for key, value in await latest_values(self.js, self.names.bucket("workers")):
             data = unwrap(value)
             if data is None:
                 expired.append(key)

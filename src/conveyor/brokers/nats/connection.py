@@ -14,6 +14,7 @@ Credentials never reach a log line: every message names the URL through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -171,18 +172,38 @@ async def ensure_bucket(js: JetStreamContext, bucket: str, replicas: int) -> Key
         )
 
 
-async def latest_values(kv: KeyValue) -> list[tuple[str, bytes]]:
-    """Every live key of a bucket with its value: one ordered consumer over the bucket,
-    read up to its end (admin scans: depths, heartbeats)."""
-    out: list[tuple[str, bytes]] = []
-    watcher = await kv.watchall(ignore_deletes=True)
+async def latest_values(
+    js: JetStreamContext, bucket: str, timeout: float = 10.0
+) -> list[tuple[str, bytes]]:
+    """Every live key of a bucket with its value (admin scans: depths, heartbeats).
+
+    One ordered consumer reads the bucket's stream from its start up to the last
+    sequence it had when the scan began. Our buckets keep one message per key
+    (``history=1``), so that is each key's latest value or delete marker. The end is
+    found by sequence, not by the consumer's ``num_pending`` (which ``kv.watchall()``
+    trusts): on nats-server 2.9 a last-per-subject consumer over a bucket with many
+    deletes, after a restart, reported 0 pending early and a scan missed live records.
+    """
+    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    state = (await js.stream_info(stream)).state
+    if not state.messages or not state.last_seq:
+        return []
+    last = state.last_seq
+    values: dict[str, bytes] = {}
+    sub = await js.subscribe(
+        f"{prefix}>", ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL, stream=stream
+    )
     try:
         while True:
-            # nats-py leaves the watcher's methods unannotated
-            entry = await watcher.updates(timeout=10.0)  # type: ignore[no-untyped-call]
-            if entry is None:  # the initial values are all in
-                return out
-            if entry.value:
-                out.append((entry.key, entry.value))
+            msg = await sub.next_msg(timeout=timeout)
+            key = msg.subject[len(prefix) :]
+            op = msg.headers.get("KV-Operation") if msg.headers else None
+            if op in ("DEL", "PURGE") or not msg.data:
+                values.pop(key, None)
+            else:
+                values[key] = msg.data
+            if msg.metadata.sequence.stream >= last:
+                return list(values.items())
     finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
