@@ -3,6 +3,8 @@ with the server's own redelivery (no reaper), loud refusals, redacted URLs."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -41,8 +43,8 @@ async def broker() -> AsyncIterator[NatsBroker]:
         await delete_namespace(url)
 
 
-def _out(body: bytes = b"x") -> Outgoing:
-    return Outgoing(task_id=uuid.uuid4().hex, queue="default", body=body)
+def _out(body: bytes = b"x", priority: int = 0) -> Outgoing:
+    return Outgoing(task_id=uuid.uuid4().hex, queue="default", body=body, priority=priority)
 
 
 async def test_expired_lease_is_redelivered_by_the_server_with_its_crash_counted(
@@ -120,3 +122,32 @@ async def test_only_a_fetching_worker_sets_the_queues_ackwait(broker: NatsBroker
     assert info.config.ack_wait == LEASE
     (delivery,) = await broker.fetch(["default"], 1, 2.0)
     assert await delivery.ack()
+
+
+async def test_a_new_priority_level_wakes_a_waiting_worker_and_is_read_first(
+    broker: NatsBroker,
+) -> None:
+    """Levels are learned from the ``levels`` bucket: a worker already waiting gets a
+    message at a level it never saw, published by another client, at once; from then on
+    that level is read before the lower ones queued earlier."""
+    publisher = NatsBroker(broker.url, BrokerOptions(lease=LEASE))
+    await publisher.connect()
+    try:
+        waiting = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
+        await asyncio.sleep(0.3)  # sleep: the worker is waiting before the publish
+        start = time.monotonic()
+        urgent = _out(b"u", priority=7)
+        await publisher.publish([urgent])
+        (first,) = await waiting
+        assert first.task_id == urgent.task_id
+        assert time.monotonic() - start < 1.0, "the new level did not wake the fetch"
+        assert await first.ack()
+        await publisher.publish([_out(b"low")])
+        await publisher.publish(
+            [Outgoing(task_id=uuid.uuid4().hex, queue="default", body=b"high", priority=7)]
+        )
+        got = await broker.fetch(["default"], 2, 1.0)
+        assert [d.body for d in got] == [b"high", b"low"]
+        assert all([await d.ack() for d in got])
+    finally:
+        await publisher.close()

@@ -20,8 +20,12 @@ abort             record CAS: waiting -> deleted (+ result); leased -> abort mar
 
 Delays: nats-server 2.9 has no scheduled delivery, so a delayed message is stored at
 once with its due time in its record; a fetch that meets it early NAKs it with the rest
-of the delay, and the server hands it to a waiting fetch when it falls due. Priorities
-are not kept (no ``Capability.PRIORITY``): each queue is FIFO. See docs/nats.md.
+of the delay, and the server hands it to a waiting fetch when it falls due.
+
+Priorities: a subject and a consumer per priority level of a queue (a *lane*); a fetch
+reads the lanes highest first. A publisher notes each level it uses (n != 0) in the
+``levels`` bucket before its first message at that level; workers follow that bucket, so
+they know every lane. See docs/nats.md.
 """
 
 from __future__ import annotations
@@ -119,6 +123,7 @@ class NatsBroker:
     capabilities = frozenset(
         {
             Capability.QUEUE,
+            Capability.PRIORITY,
             Capability.ABORT,
             Capability.ADMIN,
             Capability.RESULTS,
@@ -138,7 +143,10 @@ class NatsBroker:
         self._buckets: dict[str, KeyValue] = {}
         self._jobs: Jobs | None = None
         self._puller: Puller | None = None
-        self._queues: set[str] = set()
+        self._lanes: dict[str, str] = {}  # consumer -> queue, registered by this worker
+        self._levels: dict[str, set[int]] = {}  # queue -> priority levels n != 0 in use
+        self._announced: set[tuple[str, int]] = set()  # levels this process has noted
+        self._levels_sub: Subscription | None = None
         self._results = NatsResultStore(url, self._options, broker=self)
         self._schedules = NatsScheduleStore(lambda: self.bucket("schedules"))
         self._events: NatsEventStore | None = None
@@ -207,7 +215,7 @@ class NatsBroker:
             self.js,
             api.StreamConfig(
                 name=names.tasks,
-                subjects=[f"{names.p}.q.*"],
+                subjects=names.work_subjects,
                 retention=api.RetentionPolicy.WORK_QUEUE,
                 storage=api.StorageType.FILE,
                 discard=api.DiscardPolicy.NEW,
@@ -247,7 +255,49 @@ class NatsBroker:
         # no consumer here: AckWait is the lease of the workers that fetch, so only a
         # fetch creates (or updates) a queue's consumer; an enqueue-only client must not
         # impose its own lease setting on them
+        await self._follow_levels()
         await self.dead.listen()
+
+    async def _follow_levels(self) -> None:
+        """Learn the priority levels in use now, and every one noted from now on."""
+        bucket = self.names.bucket("levels")
+        await self.bucket("levels")
+        for key, _ in await latest_values(self.js, bucket):
+            self._note_level(key)
+        prefix = f"$KV.{bucket}."
+
+        async def on_level(msg: Msg) -> None:
+            self._note_level(msg.subject[len(prefix) :])
+
+        # an ordered consumer from the start: it replays what the scan read (harmless)
+        # and resumes by itself after a reconnect
+        self._levels_sub = await self.js.subscribe(
+            f"{prefix}>", cb=on_level, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
+        )
+
+    def _note_level(self, key: str) -> None:
+        try:
+            queue, level = self.names.parse_level_key(key)
+        except ValueError:
+            return
+        known = self._levels.setdefault(queue, set())
+        if level not in known:
+            known.add(level)
+            if self._puller is not None:
+                self._puller.poke()  # a waiting fetch reads the new lane too
+
+    def _levels_of(self, queue: str) -> list[int]:
+        """The queue's priority levels, highest first (0 is always one)."""
+        return sorted(self._levels.get(queue, set()) | {0}, reverse=True)
+
+    async def _announce(self, queue: str, priority: int) -> None:
+        """Note the level in the ``levels`` bucket before its first message is stored."""
+        if priority == 0 or (queue, priority) in self._announced:
+            return
+        kv = await self.bucket("levels")
+        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+            await kv.create(self.names.level_key(queue, priority), b"")
+        self._announced.add((queue, priority))
 
     async def _on_reconnected(self) -> None:
         """Wake what waited on the old link: requests and signals may be lost."""
@@ -257,6 +307,10 @@ class NatsBroker:
 
     async def close(self) -> None:
         nc, self._nc = self._nc, None
+        if self._levels_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._levels_sub.unsubscribe()
+            self._levels_sub = None
         if self._dead is not None:
             await self._dead.close()
         if self._puller is not None and nc is not None:
@@ -272,7 +326,9 @@ class NatsBroker:
                 await nc.drain()
         self._js = self._jobs = self._puller = self._dead = self._events = None
         self._buckets.clear()
-        self._queues.clear()
+        self._lanes.clear()
+        self._levels.clear()
+        self._announced.clear()
 
     def clone(self) -> NatsBroker:
         return NatsBroker(self.url, self._options)
@@ -288,16 +344,17 @@ class NatsBroker:
             raise BrokerUnavailable(f"the NATS broker {redact_url(self.url)} is not connected")
         return self._events
 
-    async def _register_queue(self, queue: str) -> None:
-        """The queue's durable pull consumer, shared by every worker (AckWait = lease).
+    async def _register_lane(self, queue: str, priority: int) -> str:
+        """The durable pull consumer of one priority level of ``queue``, shared by every
+        worker (AckWait = lease); returns its name.
 
         Only a fetch registers a queue: AckWait is one setting of the consumer, so the
         workers' lease must set it, not whichever client connected last. A worker whose
         lease differs from the AckWait it finds sets its own, and says so: every worker
         of a queue should have the same lease."""
-        if queue in self._queues:
-            return
-        durable = self.names.consumer(queue)
+        durable = self.names.consumer(queue, priority)
+        if durable in self._lanes:
+            return durable
         lease = self._options.lease
         with contextlib.suppress(nats.js.errors.NotFoundError):
             found = await self.js.consumer_info(self.names.tasks, durable)
@@ -318,10 +375,11 @@ class NatsBroker:
             ack_wait=lease,
             max_deliver=self.settings.max_deliver,
             max_ack_pending=self.settings.max_ack_pending,
-            filter_subject=self.names.queue_subject(queue),
+            filter_subject=self.names.queue_subject(queue, priority),
         )
         await self.js.add_consumer(self.names.tasks, config)
-        self._queues.add(queue)
+        self._lanes[durable] = queue
+        return durable
 
     async def known_queues(self) -> list[str]:
         """Every queue with a consumer on the work stream."""
@@ -373,7 +431,8 @@ class NatsBroker:
         try:
             if item.reused_id:
                 await self._results.delete(item.task_id)
-            seq = await self._store(item.queue, item.task_id, item.body, revision)
+            await self._announce(item.queue, item.priority)
+            seq = await self._store(item.queue, item.task_id, item.body, revision, item.priority)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.jobs.delete(item.task_id, revision)
@@ -384,12 +443,18 @@ class NatsBroker:
         await self.jobs.update(item.task_id, msgspec.structs.replace(record, s=seq), revision)
         return item.task_id
 
-    async def _store(self, queue: str, task_id: str, body: bytes, revision: int) -> int:
-        """Publish one message and wait for the stream to store it; its sequence."""
+    async def _store(
+        self, queue: str, task_id: str, body: bytes, revision: int, priority: int = 0
+    ) -> int:
+        """Publish one message on its priority level's subject and wait for the stream to
+        store it; its sequence."""
         headers = {"Nats-Msg-Id": f"{token(task_id)}.{revision}", TASK_HEADER: token(task_id)}
         try:
             ack = await self.js.publish(
-                self.names.queue_subject(queue), body, stream=self.names.tasks, headers=headers
+                self.names.queue_subject(queue, priority),
+                body,
+                stream=self.names.tasks,
+                headers=headers,
             )
         except nats.js.errors.APIError as exc:
             raise EnqueueError(
@@ -451,34 +516,43 @@ class NatsBroker:
         return list(await self._guard(self._fetch(queues, count, wait)))
 
     async def _fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
+        """Queues in the order given, each queue's levels highest first: a lane's
+        buffered messages, then (once per fetch) those ready on the server; then one
+        waiting request per lane until a message comes or ``wait`` ends."""
         deadline = time.monotonic() + wait
-        for queue in queues:
-            await self._register_queue(queue)
         puller = self.puller
-        out = await self._claim_buffered(queues, count)
-        for queue in queues:
-            if len(out) >= count:
-                break
-            left = deadline - time.monotonic()
-            await puller.pull_now(queue, count - len(out), min(left, PULL_NOW_MAX))
-            out += await self._claim_buffered([queue], count - len(out))
-        while not out:
+        out: list[Delivery] = []
+        pulled: set[str] = set()
+        while True:
+            lanes: list[str] = []
+            for queue in queues:
+                for level in self._levels_of(queue):
+                    lane = await self._register_lane(queue, level)
+                    lanes.append(lane)
+                    if len(out) >= count:
+                        continue
+                    out += await self._claim_buffered([lane], count - len(out))
+                    if len(out) < count and lane not in pulled:
+                        pulled.add(lane)
+                        left = deadline - time.monotonic()
+                        await puller.pull_now(lane, count - len(out), min(left, PULL_NOW_MAX))
+                        out += await self._claim_buffered([lane], count - len(out))
+            if out:
+                return out
             left = deadline - time.monotonic()
             if puller.take_interrupt() or left <= 0.001:
                 return out
-            for queue in queues:
-                await puller.linger(queue, left)
-            await puller.wait(queues, left)
-            out = await self._claim_buffered(queues, count)
-        return out
+            for lane in lanes:
+                await puller.linger(lane, left)
+            await puller.wait(lanes, left)
 
-    async def _claim_buffered(self, queues: Sequence[str], count: int) -> list[Delivery]:
+    async def _claim_buffered(self, lanes: Sequence[str], count: int) -> list[Delivery]:
         taken: list[tuple[str, Msg, float]] = []
-        for queue in queues:
-            buffer = self.puller.buffer.get(queue)
+        for lane in lanes:
+            buffer = self.puller.buffer.get(lane)
             while buffer and len(taken) < count:
                 msg, received = buffer.popleft()
-                taken.append((queue, msg, received))
+                taken.append((self._lanes[lane], msg, received))
         claimed = await asyncio.gather(*(self._claim(q, m, r) for q, m, r in taken))
         return [d for d in claimed if d is not None]
 
@@ -737,7 +811,8 @@ class NatsBroker:
             rev = await self.jobs.update(task_id, fresh, revision)
             if rev is None:
                 continue
-            seq = await self._store(record.q, task_id, entry.body, rev)
+            await self._announce(record.q, record.p)
+            seq = await self._store(record.q, task_id, entry.body, rev, record.p)
             await self.jobs.update(task_id, msgspec.structs.replace(fresh, s=seq), rev)
             await self.dead.remove(record.q, task_id)
             moved += 1

@@ -152,7 +152,7 @@ class DeadLetters:
             return False
         raw = (msg.headers or {}).get(_TASK)
         task_id = untoken(raw) if raw else f"nats-{broker.names.tasks}-{seq}"
-        queue = untoken((msg.subject or "").rsplit(".", 1)[-1])
+        queue = broker.names.queue_of_subject(msg.subject or "")
         reason = f"delivered {broker.settings.max_deliver} times (MaxDeliver) without settling"
         found = await broker.jobs.get(task_id)
         if isinstance(found, tuple):

@@ -8,7 +8,9 @@ name                       kind              holds
 =========================  ================  ==============================================
 ``P_tasks``                stream            work-queue retention, file storage,
                                              ``discard=new``; subjects ``P.q.<q>``
-consumer ``<q>``           durable pull      one per queue, shared by every worker;
+                                             (priority 0) and ``P.q.<q>.<n>`` (priority n)
+consumer ``<q>``           durable pull      one per queue and priority level in use
+(``<q>_p<n>``)                               (n != 0), shared by every worker;
                                              AckWait = the lease, MaxDeliver = backstop
 ``P_dlq``                  stream            dead letters: ``P.dlq.<q>.<t>`` (raw bytes,
                                              headers: reason, attempts, time, task id)
@@ -19,6 +21,8 @@ consumer ``<q>``           durable pull      one per queue, shared by every work
 ``KV_P_results``           KV bucket         ``r.<t>`` results, ``p.<t>`` progress
 ``KV_P_workers``           KV bucket         heartbeats
 ``KV_P_schedules``         KV bucket         dynamic schedule specs
+``KV_P_levels``            KV bucket         ``<q>.<n>``: the priority levels n != 0 that
+                                             were ever published to queue q
 ``P.aborts``               core subject      the id of a running task that was aborted
 =========================  ================  ==============================================
 """
@@ -75,12 +79,33 @@ class Names:
     def events_subject(self) -> str:
         return f"{self.p}.events"
 
-    def queue_subject(self, queue: str) -> str:
-        return f"{self.p}.q.{token(queue)}"
+    @property
+    def work_subjects(self) -> list[str]:
+        return [f"{self.p}.q.*", f"{self.p}.q.*.*"]
+
+    def queue_subject(self, queue: str, priority: int = 0) -> str:
+        """The subject of one priority level of ``queue`` (level 0: the queue's own)."""
+        base = f"{self.p}.q.{token(queue)}"
+        return base if priority == 0 else f"{base}.{priority}"
 
     @staticmethod
-    def consumer(queue: str) -> str:
-        return token(queue)
+    def consumer(queue: str, priority: int = 0) -> str:
+        """The durable consumer of one priority level of ``queue``."""
+        return token(queue) if priority == 0 else f"{token(queue)}_p{priority}"
+
+    @staticmethod
+    def level_key(queue: str, priority: int) -> str:
+        return f"{token(queue)}.{priority}"
+
+    @staticmethod
+    def parse_level_key(key: str) -> tuple[str, int]:
+        queue, level = key.rsplit(".", 1)
+        return untoken(queue), int(level)
+
+    @staticmethod
+    def queue_of_subject(subject: str) -> str:
+        """The queue of a work subject ``P.q.<q>[.<n>]`` (``P`` holds no dot)."""
+        return untoken(subject.split(".")[2])
 
     def dlq_subject(self, queue: str, task_id: str) -> str:
         return f"{self.p}.dlq.{token(queue)}.{token(task_id)}"
@@ -89,7 +114,7 @@ class Names:
         return f"{self.p}.dlq.{token(queue)}.*" if queue else f"{self.p}.dlq.>"
 
     def bucket(self, role: str) -> str:
-        """``jobs``, ``keys``, ``results``, ``workers`` or ``schedules``."""
+        """``jobs``, ``keys``, ``results``, ``workers``, ``schedules`` or ``levels``."""
         return f"{self.p}_{role}"
 
     @property
