@@ -11,7 +11,10 @@ this mirrors. RUN_MODE picks the role of this process:
 - ``both`` (default here): a worker inside the app's own event loop, as a FastAPI
   lifespan would start it, then enqueue and wait.
 
-Everything goes under a fresh ``?prefix=``, deleted at the end.
+Everything goes under a fresh prefix, deleted at the end: the NATS streams and buckets
+(``?prefix=`` on NATS_URL) and, with REDIS_URL, the result keys (the same ``?prefix=`` on
+REDIS_URL). Set NATS_PREFIX to share a fixed prefix with other processes (an ``api`` and a
+``worker``); then nothing is deleted.
 
 Run: python examples/nats_app.py        (docs/nats.md)
 """
@@ -19,6 +22,7 @@ Run: python examples/nats_app.py        (docs/nats.md)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 
@@ -29,7 +33,14 @@ REDIS_URL = os.environ.get("REDIS_URL")  # e.g. redis://127.0.0.1:6379/0
 RUN_MODE = os.environ.get("RUN_MODE", "both")
 PREFIX = os.environ.get("NATS_PREFIX", f"example-{uuid.uuid4().hex[:8]}")
 
-app = Conveyor(f"{NATS_URL}?prefix={PREFIX}", results=REDIS_URL)
+
+def _with_prefix(url: str) -> str:
+    """``url`` with this app's ``?prefix=`` (results on Redis are namespaced too)."""
+    return f"{url}{'&' if '?' in url else '?'}prefix={PREFIX}"
+
+
+RESULTS_URL = _with_prefix(REDIS_URL) if REDIS_URL else None
+app = Conveyor(_with_prefix(NATS_URL), results=RESULTS_URL)
 
 
 @app.task
@@ -71,9 +82,28 @@ async def main() -> None:
         raise SystemExit(f"start NATS with JetStream first (nats-server -js): {exc}") from None
     finally:
         if "NATS_PREFIX" not in os.environ:  # our own fresh prefix: leave nothing behind
-            from conveyor.brokers.nats.testing import delete_namespace
+            await delete_everything()
 
-            await delete_namespace(f"{NATS_URL}?prefix={PREFIX}")
+
+async def delete_everything() -> None:
+    """Delete the streams and buckets of our prefix, and its result keys on Redis."""
+    from conveyor.brokers.nats.testing import delete_namespace
+
+    with contextlib.suppress(BrokerUnavailable):  # no server: nothing was created
+        await delete_namespace(_with_prefix(NATS_URL))
+    if REDIS_URL:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            # result keys use "<prefix>:", queue keys (none here) "{<prefix>:"
+            keys = [k async for k in client.scan_iter(match=f"{PREFIX}:*")]
+            keys += [k async for k in client.scan_iter(match=f"{{{PREFIX}:*")]
+            if keys:
+                await client.delete(*keys)
+            print("redis result keys deleted:", len(keys))
+        finally:
+            await client.aclose()
 
 
 if __name__ == "__main__":
