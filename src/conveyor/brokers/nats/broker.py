@@ -256,6 +256,7 @@ class NatsBroker:
         # fetch creates (or updates) a queue's consumer; an enqueue-only client must not
         # impose its own lease setting on them
         await self._follow_levels()
+        await self._discover_levels()
         await self.dead.listen()
 
     async def _follow_levels(self) -> None:
@@ -274,6 +275,23 @@ class NatsBroker:
         self._levels_sub = await self.js.subscribe(
             f"{prefix}>", cb=on_level, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
         )
+
+    async def _discover_levels(self) -> int:
+        """Note the levels that hold messages no client noted (written by hand on
+        ``P.q.<queue>.<n>``), so that workers read them; how many were new."""
+        info = await self.js.stream_info(self.names.tasks, subjects_filter=f"{self.names.p}.q.*.*")
+        found = 0
+        for subject in info.state.subjects or {}:
+            parts = subject.split(".")
+            try:
+                queue, level = untoken(parts[2]), int(parts[3])
+            except (IndexError, ValueError):
+                continue
+            if level != 0 and level not in self._levels.get(queue, set()):
+                await self._announce(queue, level)  # every client learns it from the bucket
+                self._note_level(self.names.level_key(queue, level))
+                found += 1
+        return found
 
     def _note_level(self, key: str) -> None:
         try:
@@ -705,6 +723,7 @@ class NatsBroker:
         if now - self._last_reconcile < max(self._options.reap_interval, 30.0):
             return 0
         self._last_reconcile = now
+        await self._guard(self._discover_levels())
         return int(await self._guard(self.dead.reconcile()))
 
     # -- abort ---------------------------------------------------------------------

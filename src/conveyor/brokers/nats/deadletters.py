@@ -26,7 +26,7 @@ from nats.js import api
 from conveyor.brokers import redact_url
 from conveyor.brokers.base import DeadLetterEntry
 from conveyor.brokers.nats.names import token, untoken
-from conveyor.brokers.nats.records import Record
+from conveyor.brokers.nats.records import GONE, Record
 
 if TYPE_CHECKING:
     from conveyor.brokers.nats.broker import NatsBroker
@@ -155,6 +155,12 @@ class DeadLetters:
         queue = broker.names.queue_of_subject(msg.subject or "")
         reason = f"delivered {broker.settings.max_deliver} times (MaxDeliver) without settling"
         found = await broker.jobs.get(task_id)
+        if found is GONE or (isinstance(found, tuple) and found[0].s not in (0, seq)):
+            # the task was settled (or sent again as another message): this is a leftover
+            # copy, e.g. an acked message a killed server had not removed yet
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await broker.js.delete_msg(broker.names.tasks, seq)
+            return False
         if isinstance(found, tuple):
             record, revision = found
             if record.st != "d":
