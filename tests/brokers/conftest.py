@@ -30,6 +30,7 @@ SUITE_QUEUES = ("default", "alpha", "beta", "behaviour-poison")
 POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+NATS_URL = os.environ.get("CONVEYOR_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def _url_for(scheme: str, tmp_path: Path) -> str:
@@ -43,6 +44,8 @@ def _url_for(scheme: str, tmp_path: Path) -> str:
         return f"{AMQP_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
     if scheme == "postgres":
         return f"{POSTGRES_URL}?prefix=test_{uuid.uuid4().hex[:12]}"
+    if scheme == "nats":
+        return f"{NATS_URL}?prefix=test-{uuid.uuid4().hex[:12]}"
     raise AssertionError(scheme)
 
 
@@ -55,8 +58,11 @@ def result_url_for(url: str) -> str | None:
 
 
 async def _cleanup(url: str) -> None:
-    """Delete every key (Redis), every queue and exchange (RabbitMQ) or the schema
-    (PostgreSQL) a test's prefix created."""
+    """Delete every key (Redis), every queue and exchange (RabbitMQ), the schema
+    (PostgreSQL) or every stream and bucket (NATS) a test's prefix created."""
+    if url.startswith("nats"):
+        await _cleanup_nats(url)
+        return
     if url.startswith("amqp"):
         from conveyor.brokers.rabbitmq import delete_namespace
 
@@ -97,6 +103,12 @@ async def drop_postgres_schema(url: str) -> None:
         await conn.close()
 
 
+async def _cleanup_nats(url: str) -> None:
+    from conveyor.brokers.nats.testing import delete_namespace
+
+    await delete_namespace(url)
+
+
 def service_unavailable(reason: str) -> None:
     """Skip locally; fail in CI, where every service must be up."""
     if os.environ.get("CI", "").lower() == "true":
@@ -104,7 +116,7 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-SCHEMES = ["memory", "sqlite", "redis", "amqp", "postgres"]
+SCHEMES = ["memory", "sqlite", "redis", "amqp", "postgres", "nats"]
 
 
 @pytest.fixture(params=SCHEMES)

@@ -16,9 +16,18 @@ from conveyor.testing.behaviour import (
     BEHAVIOUR_REQUIRES,
     AppFactory,
     BehaviourCheck,
+    check_crashes_are_counted,
+    check_poison_task_is_dead_lettered,
 )
 
 from .conftest import _cleanup, result_url_for, service_unavailable
+
+# These checks end a lease and wait for reap() to report the message it takes back. On
+# JetStream the server takes back an expired lease itself, and no API lists the messages
+# waiting for redelivery, so reap() cannot report them (it returns 0); tests/brokers/
+# test_nats.py proves crash counting and poison isolation without it.
+_NATS_REAP_UNSEEN = {check_crashes_are_counted, check_poison_task_is_dead_lettered}
+_NATS_REAP_REASON = "JetStream requeues expired leases itself: reap() has nothing to report"
 
 
 @pytest.fixture
@@ -42,8 +51,12 @@ def app_factory(broker_url: str) -> AppFactory:
 
 
 @pytest.mark.parametrize("check", BEHAVIOUR_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-async def test_behaviour(check: BehaviourCheck, broker_url: str, app_factory: AppFactory) -> None:
+async def test_behaviour(
+    check: BehaviourCheck, broker_url: str, app_factory: AppFactory, request: pytest.FixtureRequest
+) -> None:
     missing = BEHAVIOUR_REQUIRES[check] - broker_class_for(broker_url).capabilities
     if missing:
         pytest.skip(f"{broker_url.split(':')[0]}:// does not declare {sorted(missing)}")
+    if broker_url.startswith("nats") and check in _NATS_REAP_UNSEEN:
+        request.applymarker(pytest.mark.xfail(reason=_NATS_REAP_REASON, strict=True))
     await check(app_factory)

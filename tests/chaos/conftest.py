@@ -1,6 +1,7 @@
-"""Fixtures for the chaos suite: the ledger, worker clusters, and Redis servers.
+"""Fixtures for the chaos suite: the ledger, worker clusters, and Redis and NATS servers.
 
-Everything a test starts (worker process groups, private ``redis-server``s) is killed
+Everything a test starts (worker process groups, private ``redis-server``s and
+``nats-server``s) is killed
 in the fixtures' teardown, whatever the test did. A missing service skips locally and
 fails with ``CI=true`` (:func:`tests.brokers.conftest.service_unavailable`).
 """
@@ -297,3 +298,91 @@ def rabbit_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode
         yield node
     finally:
         node.kill()
+
+
+NATS_SERVER = os.environ.get("CONVEYOR_TEST_NATS_SERVER", "/usr/sbin/nats-server")
+
+
+class NatsServer:
+    """A private ``nats-server -js`` on a free port, its JetStream store in a directory
+    of its own; :meth:`kill` is a SIGKILL, and :meth:`start` again reuses the store."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 15.0) -> None:
+        argv = [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+        argv += ["-sd", str(self.directory / "store")]
+        self.starts += 1
+        log = open(self.directory / f"nats-{self.starts}.log", "wb")  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()  # the child holds its own descriptor
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"nats-server exited with {process.returncode}")
+            # ready once JetStream has recovered its store and the port answers
+            text = (self.directory / f"nats-{self.starts}.log").read_bytes()
+            if b"Server is ready" not in text:
+                return False
+            with socket.socket() as sock:
+                sock.settimeout(1.0)
+                try:
+                    sock.connect(("127.0.0.1", self.port))
+                    return sock.recv(4).startswith(b"INFO")
+                except OSError:
+                    return False
+
+        eventually_blocking(answers, timeout=timeout, what="nats-server to answer")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final flush, like a crash."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[Callable[[], NatsServer]]:
+    """``nats_server()``: a started private NATS with JetStream, killed at teardown."""
+    if not os.path.exists(NATS_SERVER):
+        service_unavailable(f"{NATS_SERVER} is not installed (apt-get install nats-server)")
+    servers: list[NatsServer] = []
+
+    def start() -> NatsServer:
+        directory = tmp_path / f"nats-{len(servers)}"
+        directory.mkdir()
+        server = NatsServer(directory)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.kill()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers.conftest import AMQP_URL, REDIS_URL, service_unavailable
+from tests.brokers.conftest import AMQP_URL, NATS_URL, REDIS_URL, service_unavailable
 from tests.docs.programs import Outcome, Program, run
 
 
@@ -56,6 +56,32 @@ def _rabbitmq_down() -> str | None:
     return _redis_down()
 
 
+def _nats_down() -> str | None:
+    """Why NATS with JetStream cannot be used, or None when it answers."""
+    import asyncio
+
+    from conveyor.brokers.nats.connection import connect, parse_url
+    from conveyor.errors import ConveyorError
+
+    async def ping() -> str | None:
+        try:
+            nc = await connect(NATS_URL, parse_url(NATS_URL), "conveyor-docs-check")
+        except ConveyorError as exc:
+            return str(exc)
+        try:
+            await nc.jetstream().account_info()
+        except Exception as exc:
+            return f"NATS at {NATS_URL} has no JetStream: {exc!r}"
+        finally:
+            await nc.close()
+        return None
+
+    try:
+        return asyncio.run(ping())
+    except ImportError as exc:
+        return f"nats-py is not installed: {exc}"
+
+
 def programs_of(value: object) -> tuple[Program, ...]:
     """A test parameter's programs: itself, or its ``.programs``."""
     if isinstance(value, Program):
@@ -79,6 +105,7 @@ class Launcher:
                 "redis": _redis_down,
                 "rabbitmq": _rabbitmq_down,
                 "postgres": _postgres_down,
+                "nats": _nats_down,
             }
             if service not in checks:
                 raise AssertionError(f"unknown service {service!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.brokers.conftest import AMQP_URL, POSTGRES_URL, REDIS_URL
+from tests.brokers.conftest import AMQP_URL, NATS_URL, POSTGRES_URL, REDIS_URL
 from tests.docs.conftest import Launcher
 from tests.docs.programs import PYTHON, ROOT, Program
 
@@ -44,6 +44,10 @@ def _program(path: str) -> Program:
             (PYTHON, str(EXAMPLES / path)),
             env={"EXAMPLE_POSTGRES_URL": POSTGRES_URL},
             needs="postgres",
+        )
+    if path == "nats_app.py":
+        return Program(
+            path, (PYTHON, str(EXAMPLES / path)), env={"NATS_URL": NATS_URL}, needs="nats"
         )
     if path == "fastapi_app/tests":  # the example service's own tests, as its README runs them
         return Program(

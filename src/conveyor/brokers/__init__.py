@@ -66,6 +66,11 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "conveyor.brokers.postgres:PostgresResultStore",
         "postgres",
     ),
+    "nats": (
+        "conveyor.brokers.nats:NatsBroker",
+        "conveyor.brokers.nats:NatsResultStore",
+        "nats",
+    ),
 }
 
 

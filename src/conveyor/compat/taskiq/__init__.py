@@ -61,6 +61,9 @@ from conveyor.compat.taskiq.schedules import RedisScheduleSource as RedisSchedul
 from conveyor.compat.taskiq.schedules import ScheduledTask as ScheduledTask
 from conveyor.compat.taskiq.schedules import ScheduleSource as ScheduleSource
 from conveyor.compat.taskiq.schedules import TaskiqScheduler as TaskiqScheduler
+from conveyor.compat.taskiq.taskiq_nats import NatsBroker as NatsBroker
+from conveyor.compat.taskiq.taskiq_nats import PullBasedJetStreamBroker as PullBasedJetStreamBroker
+from conveyor.compat.taskiq.taskiq_nats import PushBasedJetStreamBroker as PushBasedJetStreamBroker
 from conveyor.compat.taskiq.tasks import AsyncKicker as AsyncKicker
 from conveyor.compat.taskiq.tasks import AsyncTaskiqDecoratedTask as AsyncTaskiqDecoratedTask
 
@@ -85,8 +88,11 @@ __all__ = [
     "LabelScheduleSource",
     "ListQueueBroker",
     "ListRedisScheduleSource",
+    "NatsBroker",
     "NoResultError",
     "PrometheusMiddleware",
+    "PullBasedJetStreamBroker",
+    "PushBasedJetStreamBroker",
     "RedisAsyncResultBackend",
     "RedisScheduleSource",
     "RedisStreamBroker",
