@@ -14,6 +14,12 @@ The hooks' error policy, the same for every caller:
 - ``after_enqueue`` raising is logged and ignored: the message is published, and an
   error would make the caller send it again.
 
+A call made with ``with_options(session=...)`` or ``connection=...`` is published
+through the caller's transaction on a broker that can (PostgreSQL). On another broker it is
+handed to the holder of that transaction's library (:data:`AFTER_COMMIT`), which runs
+:func:`deliver` (the publish, then the ``after_enqueue`` hooks) after the commit and never
+after a rollback; ``send`` returns the call's own task id at once.
+
 A reused task id (``with_options(task_id=...)``) forgets its earlier result: a broker
 with its own result store does so in the publish itself (no read before the write); a
 result store elsewhere is told to delete it first.
@@ -21,8 +27,9 @@ result store elsewhere is told to delete it first.
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -90,12 +97,28 @@ async def send(
             if not skip_failed:
                 raise
             log.exception("could not send a call of task %r; it is skipped", call.task.name)
+    options = prepared[0][0].options if len(prepared) == 1 else None
+    transaction = options.transaction if options is not None else None
+    if transaction is not None and not isinstance(connection.broker, TransactionalPublish):
+        # a broker outside the caller's database: published when the transaction commits
+        hold = after_commit_holder(transaction, connection.broker.url)
+        await hold(transaction, lambda: deliver(prepared, connection, hooks), _ids(prepared))
+        return [Sent(call, message, message.task_id) for call, message, _ in prepared]
+    return await deliver(prepared, connection, hooks, transaction)
+
+
+async def deliver(
+    prepared: list[tuple[Call, Message, Outgoing]],
+    connection: Connection,
+    hooks: HookSet,
+    transaction: object | None = None,
+) -> list[Sent]:
+    """Publish prepared calls (through ``transaction`` when given, on a broker that can),
+    then run the ``after_enqueue`` hooks."""
     if connection.results_apart:
         reused = [c.options.task_id for c, _, _ in prepared if c.options and c.options.task_id]
         for task_id in reused:
             await connection.result_store.delete(task_id)
-    options = prepared[0][0].options if len(prepared) == 1 else None
-    transaction = options.transaction if options is not None else None
     if transaction is not None:  # in the caller's transaction, on its connection
         ids = await publish_in(connection, transaction, [prepared[0][2]])
     elif len(prepared) == 1:  # kiq: calls made together by concurrent callers share a batch
@@ -119,6 +142,10 @@ async def send(
     return sent
 
 
+def _ids(prepared: list[tuple[Call, Message, Outgoing]]) -> list[str]:
+    return [message.task_id for _, message, _ in prepared]
+
+
 async def publish_in(
     connection: Connection, transaction: object, batch: list[Outgoing]
 ) -> list[str]:
@@ -132,6 +159,31 @@ async def publish_in(
             "see docs/transactional-enqueue.md for enqueue after commit on other brokers"
         )
     return await broker.publish_in(transaction, batch)
+
+
+HoldUntilCommit = Callable[[object, Callable[[], Awaitable[object]], list[str]], Awaitable[None]]
+"""``hold(transaction, publish, task_ids)``: run ``publish`` once ``transaction`` commits,
+never if it rolls back."""
+
+AFTER_COMMIT = {"sqlalchemy": "conveyor.integrations.sqlalchemy:hold_until_commit"}
+"""Top-level package of a transaction's type -> its holder, imported when first used (as
+brokers are found by URL scheme): the core imports no database library."""
+
+
+def after_commit_holder(transaction: object, url: str) -> HoldUntilCommit:
+    """The holder for ``transaction``'s library; ConfigurationError when there is none."""
+    package = type(transaction).__module__.split(".")[0]
+    target = AFTER_COMMIT.get(package)
+    if target is None:
+        raise ConfigurationError(
+            f"{redact_url(url)} cannot enqueue inside your transaction, and Conveyor cannot "
+            f"hold the task until a {type(transaction).__name__} commits: pass a SQLAlchemy "
+            "AsyncSession (session=...), which publishes after its commit, or use the "
+            "outbox; see docs/transactional-enqueue.md"
+        )
+    module, name = target.split(":")
+    holder: HoldUntilCommit = getattr(importlib.import_module(module), name)
+    return holder
 
 
 def build_message(call: Call, settings: Settings) -> Message:

@@ -217,7 +217,8 @@ class CallOptions:
     transaction: object | None = None
     """The caller's database connection or session (``with_options(connection=...)`` or
     ``session=...``): the task is written in its transaction, on a broker that can
-    (:class:`~conveyor.brokers.base.TransactionalPublish`; docs/transactional-enqueue.md)."""
+    (:class:`~conveyor.brokers.base.TransactionalPublish`), or published after its commit
+    (a SQLAlchemy session, on the others; docs/transactional-enqueue.md)."""
 
 
 class Task(Generic[P, R]):
@@ -333,7 +334,9 @@ class Task(Generic[P, R]):
 
         ``connection`` (an asyncpg connection) or ``session`` (a SQLAlchemy
         ``AsyncSession``) enqueues inside that transaction, on PostgreSQL: the task is
-        visible to workers at its commit and gone on rollback::
+        visible to workers at its commit and gone on rollback. On other brokers a
+        ``session`` holds the publish until its commit and drops it on rollback
+        (:mod:`conveyor.integrations.sqlalchemy`; docs/transactional-enqueue.md)::
 
             async with conn.transaction():
                 await conn.execute("INSERT INTO emails ...")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
 from app.db import DbSession, database
-from app.models import Report, User
+from app.models import Report, SentEmail, User
 from app.tasks import conveyor_app, generate_embedding, process_report, send_email
 from conveyor import TaskNotFound, TaskStatus
 from conveyor.integrations.fastapi import lifespan
@@ -83,9 +83,16 @@ async def create_user(body: UserIn, db: DbSession) -> UserOut:
 
 @api.post("/users/{user_id}/welcome-email", status_code=202)
 async def welcome_email(user_id: int, db: DbSession) -> Enqueued:
-    if await db.get(User, user_id) is None:
+    user = await db.get(User, user_id)
+    if user is None:
         raise HTTPException(404, f"no user {user_id}")
-    handle = await send_email.kiq(user_id)
+    email = SentEmail(user_id=user.id, to_address=user.email, subject=f"Welcome, {user.name}!")
+    db.add(email)
+    await db.flush()  # the email's id
+    # the row and its task commit together: inside this transaction on PostgreSQL,
+    # published right after the commit on other brokers; a rollback drops both
+    handle = await send_email.with_options(session=db).kiq(email.id)
+    await db.commit()
     return Enqueued(task_id=handle.task_id)
 
 

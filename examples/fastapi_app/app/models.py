@@ -26,7 +26,8 @@ class User(Base):
 
 
 class SentEmail(Base):
-    """One email handed to the mail service; ``cleanup_expired`` deletes old ones."""
+    """One email to send: written by the route with its ``send_email`` task, marked
+    ``delivered_at`` by the task; ``cleanup_expired`` deletes old ones."""
 
     __tablename__ = "sent_emails"
 
@@ -35,6 +36,7 @@ class SentEmail(Base):
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(200))
     sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Report(Base):

@@ -19,7 +19,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import get_db_session
-from app.models import Report, SentEmail, User
+from app.models import Report, SentEmail
 from app.settings import settings
 from conveyor import Context, Conveyor, Depends, cron
 from conveyor.integrations.fastapi import init
@@ -37,16 +37,16 @@ REPORT_STEP_SECONDS = 0.5
 # would not type-check.
 
 
-# An SMTP or HTTP error from a mail service is an OSError: retried. A missing user is not.
+# An SMTP or HTTP error from a mail service is an OSError: retried. A missing row is not.
 @conveyor_app.task(retries=3, retry_on=(OSError,))
-async def send_email(user_id: int, db: AsyncSession = Depends(get_db_session)) -> int:
-    """Send the welcome email to ``user_id`` and record it; returns the sent email's id."""
-    user = await db.get(User, user_id)
-    if user is None:
-        raise LookupError(f"user {user_id} does not exist")
-    email = SentEmail(user_id=user.id, to_address=user.email, subject=f"Welcome, {user.name}!")
-    # a real app hands the message to its mail service here, before recording it
-    db.add(email)
+async def send_email(email_id: int, db: AsyncSession = Depends(get_db_session)) -> int:
+    """Send the email recorded as ``email_id`` and mark it delivered; returns its id. The
+    route enqueues it with the row, in one transaction, so the row is always there."""
+    email = await db.get(SentEmail, email_id)
+    if email is None:
+        raise LookupError(f"email {email_id} does not exist")
+    # a real app hands the message to its mail service here, then records the delivery
+    email.delivered_at = datetime.now(UTC)
     await db.commit()
     return email.id
 

@@ -11,9 +11,11 @@ import pytest
 from app.db import create_tables, get_db_session
 from app.main import api
 from app.models import SentEmail
-from app.tasks import conveyor_app
+from app.tasks import conveyor_app, generate_embedding, send_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from conveyor import TaskNotFound
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +56,27 @@ async def test_welcome_email(
         email = await session.get(SentEmail, email_id)
     assert email is not None
     assert (email.to_address, email.subject) == ("ada@example.com", "Welcome, Ada!")
+    assert email.delivered_at is not None
+
+
+async def test_a_rolled_back_email_row_drops_its_task(
+    http: httpx.AsyncClient, database: async_sessionmaker[AsyncSession]
+) -> None:
+    """The route's pattern, with the commit failing: neither the row nor the task exist.
+    On memory:// (and SQLite, Redis) the task was held until a commit that never came."""
+    user = (await http.post("/users", json={"email": "bo@example.com", "name": "Bo"})).json()
+    async with database() as session:
+        email = SentEmail(user_id=user["id"], to_address="bo@example.com", subject="Hi")
+        session.add(email)
+        await session.flush()
+        handle = await send_email.with_options(session=session).kiq(email.id)
+        await session.rollback()
+    # a task enqueued after it runs: the worker was fetching all along
+    assert await (await generate_embedding.kiq("after")).get(timeout=5)
+    with pytest.raises(TaskNotFound):
+        await handle.status()  # never published
+    async with database() as session:
+        assert (await session.scalars(select(SentEmail))).all() == []
 
 
 async def test_a_report_shows_progress_then_its_result(http: httpx.AsyncClient) -> None:
