@@ -82,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="dedicated database, dropped and re-created by the PostgreSQL peers")
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/",
                    help="RabbitMQ for the RabbitMQ peers; each deletes its own queues first")
+    p.add_argument("--nats-url", default="nats://127.0.0.1:4222",
+                   help="NATS with JetStream for the NATS peers; each deletes its own streams")
     p.add_argument("--python", default="3.12",
                    help="interpreter for the peer venvs: a version found on PATH or in pyenv, "
                         "or a path (a peer that needs a newer one gets the oldest that fits)")
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                    time_limit=args.time_limit, latency_n=args.latency_n,
                    latency_gap_ms=args.latency_gap_ms, keep_run_dirs=args.keep_run_dirs,
                    drain_cap=args.drain_cap, enqueue_timed=args.enqueue_timed,
-                   amqp_url=args.amqp_url)
+                   amqp_url=args.amqp_url, nats_url=args.nats_url)
     for a in selected:
         try:
             venv = ensure_venv(a, choose_python(a, pythons, args.python), log)

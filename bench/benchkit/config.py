@@ -20,6 +20,8 @@ class Config:
     """PostgreSQL DSN for the PostgreSQL peers (a dedicated database)."""
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     """RabbitMQ for the RabbitMQ peers."""
+    nats_url: str = "nats://127.0.0.1:4222"
+    """NATS with JetStream for the NATS peers."""
 
     @classmethod
     def from_env(cls) -> Config:
@@ -33,6 +35,7 @@ class Config:
                 "BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/conveyor_bench"
             ),
             amqp_url=os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            nats_url=os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222"),
         )
 
     @property

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 
-Backend = Literal["redis", "sqlite", "postgres", "rabbitmq"]
+Backend = Literal["redis", "sqlite", "postgres", "rabbitmq", "nats"]
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ class Options:
     keep_run_dirs: bool = False
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     """RabbitMQ for the RabbitMQ peers (each deletes its own queues in ``prepare``)."""
+    nats_url: str = "nats://127.0.0.1:4222"
+    """NATS for the NATS peers (each deletes its own streams in ``prepare``)."""
 
 
 @dataclass
@@ -155,6 +157,7 @@ class PeerRunner:
             BENCH_REDIS_URL=self.opts.redis_url,
             BENCH_PG_DSN=self.opts.pg_dsn,
             BENCH_AMQP_URL=self.opts.amqp_url,
+            BENCH_NATS_URL=self.opts.nats_url,
             BENCH_RESULTS="1" if spec.results else "0",
             BENCH_CONCURRENCY="" if spec.concurrency is None else str(spec.concurrency),
             BENCH_LEDGER_DIR=str(ledger_dir),
@@ -177,7 +180,8 @@ class PeerRunner:
         raise RunFailure(f"`{args[0]}` failed (exit {proc.returncode}): {last}\n{tail[-1500:]}")
 
     def _reset(self, env: dict[str, str]) -> None:
-        if self.adapter.backend in ("redis", "rabbitmq"):  # RabbitMQ peers keep results there
+        # RabbitMQ and NATS peers keep results in Redis
+        if self.adapter.backend in ("redis", "rabbitmq", "nats"):
             url = self.opts.redis_url
             hostport, _, db = url.split("://", 1)[1].partition("/")
             host, _, port = hostport.partition(":")

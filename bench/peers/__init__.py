@@ -23,11 +23,11 @@ def discover() -> dict[str, Adapter]:
 
 
 # Report order: the raw ceiling, the Redis peers (fastest first, as last measured), the
-# RabbitMQ peers, then the embedded and PostgreSQL peers. Unknown adapters go last, alphabetically.
+# RabbitMQ and NATS peers, then the embedded and PostgreSQL peers. Unknown adapters go last, alphabetically.
 ORDER = {
     name: i for i, name in enumerate(
         ["conveyor", "conveyor-events", "ardiq", "taskiq", "streaq", "saq", "arq",
          "dramatiq", "celery", "conveyor-amqp", "taskiq-aio-pika", "dramatiq-rabbitmq",
-         "celery-rabbitmq", "conveyor-sqlite", "huey", "conveyor-postgres", "procrastinate"]
+         "celery-rabbitmq", "conveyor-nats", "taskiq-nats", "conveyor-sqlite", "huey", "conveyor-postgres", "procrastinate"]
     )
 }
