@@ -24,7 +24,7 @@ from pathlib import Path
 __all__ = ["MODULES", "rewrite_command", "rewrite_source", "rewrite_tree"]
 
 PREFIX = "conveyor.compat."
-MODULES = ("taskiq", "taskiq_redis", "taskiq_fastapi")
+MODULES = ("taskiq", "taskiq_redis", "taskiq_fastapi", "taskiq_aio_pika", "taskiq_nats")
 COMMANDS = ("worker", "scheduler")
 
 
