@@ -18,7 +18,7 @@ from conveyor.testing.behaviour import (
     BehaviourCheck,
 )
 
-from .conftest import _cleanup, result_url_for, service_unavailable
+from .conftest import _cleanup, service_unavailable, with_results
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def app_factory(broker_url: str) -> AppFactory:
 
     @asynccontextmanager
     async def open_app(**settings: Any) -> AsyncIterator[Conveyor]:
-        app = Conveyor(url, results=result_url_for(url), environ={}, **settings)
+        app = Conveyor(with_results(url), environ={}, **settings)
         try:
             await app.connect()
         except BrokerUnavailable as exc:

@@ -147,13 +147,18 @@ class RabbitMQBroker:
         self._lock = threading.Lock()  # _held and lease expiries: the lease thread renews
         self._side: RedisBroker | None = None  # records, results, heartbeats, schedules
         self._records: Records = NoRecords()
+        self._results: RedisResultStore | None = None
         store = settings.result_url
         if store is not None and urlsplit(store).scheme.lower() in _RECORDS_SCHEMES:
-            from conveyor.brokers.redis import RedisBroker
+            from conveyor.brokers.redis import RedisBroker, RedisResultStore
 
             self._side = RedisBroker(
                 _with_prefix(store, settings.prefix), replace(options, queues=())
             )
+            # results live where results= says (its own ?prefix=), on the side's
+            # connection: the app uses this store as the broker's own, and the
+            # settlement scripts store results with the records, in one step
+            self._results = RedisResultStore(store, options, broker=self._side)
         else:
             self.capabilities = frozenset({Capability.QUEUE})
 
@@ -181,7 +186,10 @@ class RabbitMQBroker:
         self._check_server(session)
         if self._side is not None and not isinstance(self._records, RedisRecords):
             await self._side.connect()
-            self._records = RedisRecords(self._side.client, self.settings.prefix)
+            assert self._results is not None
+            self._records = RedisRecords(
+                self._side.client, self.settings.prefix, self._results.keys.prefix
+            )
         for queue in self._options.queues:
             await self.declare(session, queue)
 
@@ -211,6 +219,8 @@ class RabbitMQBroker:
             self._held.clear()
         await self._link.close()
         if self._side is not None:
+            if self._results is not None:
+                await self._results.close()
             await self._side.close()
             self._records = NoRecords()
 
@@ -218,7 +228,9 @@ class RabbitMQBroker:
         return RabbitMQBroker(self.url, self._options)
 
     def result_store(self) -> RedisResultStore:
-        return self._need_side().result_store()
+        self._need_side()
+        assert self._results is not None
+        return self._results
 
     def schedule_store(self) -> RedisScheduleStore:
         return self._need_side().schedule_store()
