@@ -17,6 +17,7 @@ import os
 import uuid
 
 from conveyor import BrokerUnavailable, ConfigurationError, Conveyor, TaskFailed, fixed
+from conveyor.brokers.base import DeadLetterEntry
 from conveyor.brokers.rabbitmq import delete_namespace
 
 SERVER = os.environ.get("EXAMPLE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -56,7 +57,8 @@ async def main() -> None:
         except TaskFailed as exc:
             print("unreliable:", exc.error.type, exc.error.message)
 
-        (entry,) = await app.broker.dead_letters()
+        # the result is stored first, then the dead letter is published: wait for it
+        (entry,) = await dead_letters_soon()
         print(f"DLQ: attempts={entry.attempts} {entry.reason}")
         for depth in await app.broker.queue_depths():
             print(
@@ -80,6 +82,16 @@ async def main() -> None:
 
     await delete_namespace(URL, RESULTS)
     print("deleted the prefix's queues, exchanges and keys")
+
+
+async def dead_letters_soon() -> list[DeadLetterEntry]:
+    """The dead letters, once there are some (within 5 s)."""
+    for _ in range(100):
+        entries = await app.broker.dead_letters()
+        if entries:
+            return entries
+        await asyncio.sleep(0.05)
+    raise SystemExit("no dead letter after 5 s")
 
 
 if __name__ == "__main__":

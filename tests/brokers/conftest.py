@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -55,6 +56,13 @@ def result_url_for(url: str) -> str | None:
     if not url.startswith("amqp"):
         return None
     return f"{REDIS_URL}?prefix={url.rsplit('prefix=', 1)[1]}"
+
+
+def with_results(url: str) -> str:
+    """``url`` with its result store in it, where the broker takes one there (amqp's
+    ``?results=``): the broker's own store, so results are stored with the settlement."""
+    results = result_url_for(url)
+    return url if results is None else f"{url}&results={quote(results, safe='')}"
 
 
 async def _cleanup(url: str) -> None:

@@ -20,7 +20,7 @@ from conveyor.testing.behaviour import (
     check_poison_task_is_dead_lettered,
 )
 
-from .conftest import _cleanup, result_url_for, service_unavailable
+from .conftest import _cleanup, service_unavailable, with_results
 
 # These checks end a lease and wait for reap() to report the message it takes back. On
 # JetStream the server takes back an expired lease itself, and no API lists the messages
@@ -36,7 +36,7 @@ def app_factory(broker_url: str) -> AppFactory:
 
     @asynccontextmanager
     async def open_app(**settings: Any) -> AsyncIterator[Conveyor]:
-        app = Conveyor(url, results=result_url_for(url), environ={}, **settings)
+        app = Conveyor(with_results(url), environ={}, **settings)
         try:
             await app.connect()
         except BrokerUnavailable as exc:

@@ -28,7 +28,7 @@ from typing import IO, Any, TypeVar
 from conveyor import Conveyor, ResultMissing
 from conveyor.brokers.base import QueueDepth
 from conveyor.task import Task
-from tests.chaos.ledger import LEDGER_DIR_ENV, Ledger, Record, read_ledger
+from tests.chaos.ledger import LEDGER_DIR_ENV, Ledger, Record, Report, check, read_ledger
 from tests.conftest import eventually, eventually_blocking
 
 __all__ = [
@@ -39,6 +39,10 @@ __all__ = [
     "Producer",
     "TcpProxy",
     "drain",
+    "ends",
+    "in_flight",
+    "judge",
+    "starts",
     "wait_for",
     "wait_for_ledger",
 ]
@@ -430,3 +434,31 @@ async def wait_for_ledger(
     return await eventually(  # type: ignore[return-value]
         lambda: condition(read_ledger(directory)), timeout=timeout, what=what, every=0.02
     )
+
+
+def starts(records: list[Record], pid: int | None = None) -> list[Record]:
+    """The ``exec_start`` records (of ``pid``)."""
+    return [r for r in records if r["ev"] == "exec_start" and (pid is None or r["pid"] == pid)]
+
+
+def ends(records: list[Record], pid: int | None = None) -> list[Record]:
+    """The ``exec_end`` records (of ``pid``)."""
+    return [r for r in records if r["ev"] == "exec_end" and (pid is None or r["pid"] == pid)]
+
+
+def in_flight(records: list[Record], pid: int) -> set[str]:
+    """Task ids started on ``pid`` and not (yet) ended there."""
+    return {r["id"] for r in starts(records, pid)} - {r["id"] for r in ends(records, pid)}
+
+
+def judge(cluster: Cluster) -> Report:
+    """Check the ledger, print the summary (``pytest -s`` shows it) and fail on a
+    broken guarantee."""
+    report = check(cluster.ledger())
+    print(f"\n[chaos] {report.summary()}")
+    try:
+        report.assert_valid()
+    except AssertionError:
+        print(cluster.logs()[-20000:])
+        raise
+    return report

@@ -25,8 +25,16 @@ from conveyor.brokers.redis.keys import Keys
 from conveyor.message import SCHEMA_VERSION, Message, encode_message
 from tests.chaos.chaos_app import PROBE_RETRIES
 from tests.chaos.conftest import ClusterFactory, RedisServer
-from tests.chaos.harness import Cluster, Producer, drain, wait_for_ledger
-from tests.chaos.ledger import Ledger, Record, Report, check
+from tests.chaos.harness import (
+    Producer,
+    drain,
+    ends,
+    in_flight,
+    judge,
+    starts,
+    wait_for_ledger,
+)
+from tests.chaos.ledger import Ledger
 
 pytestmark = [pytest.mark.slow, pytest.mark.service("redis")]
 
@@ -47,32 +55,6 @@ def _prefix(url: str) -> str:
     return url.rsplit("prefix=", 1)[1]
 
 
-def _starts(records: list[Record], pid: int | None = None) -> list[Record]:
-    return [r for r in records if r["ev"] == "exec_start" and (pid is None or r["pid"] == pid)]
-
-
-def _ends(records: list[Record], pid: int | None = None) -> list[Record]:
-    return [r for r in records if r["ev"] == "exec_end" and (pid is None or r["pid"] == pid)]
-
-
-def _in_flight(records: list[Record], pid: int) -> set[str]:
-    """Task ids started on ``pid`` and not (yet) ended there."""
-    return {r["id"] for r in _starts(records, pid)} - {r["id"] for r in _ends(records, pid)}
-
-
-def _judge(cluster: Cluster) -> Report:
-    """Check the ledger, print the summary (``pytest -s`` shows it) and fail on a
-    broken guarantee."""
-    report = check(cluster.ledger())
-    print(f"\n[chaos] {report.summary()}")
-    try:
-        report.assert_valid()
-    except AssertionError:
-        print(cluster.logs()[-20000:])
-        raise
-    return report
-
-
 # -- S1: SIGKILL ---------------------------------------------------------------------
 
 
@@ -87,13 +69,13 @@ async def test_killed_worker_tasks_restart_elsewhere_within_lease(
         ids = await producer.enqueue_many([("sleep", 6000)] * 6)
         await wait_for_ledger(
             workers.ledger_dir,
-            lambda rs: len(_in_flight(rs, victim.pid)) == 6,
+            lambda rs: len(in_flight(rs, victim.pid)) == 6,
             20,
             "the victim to start all six tasks",
         )
         survivor = workers.worker(concurrency=16)
         records = workers.ledger()
-        interrupted = _in_flight(records, victim.pid)
+        interrupted = in_flight(records, victim.pid)
         assert len(interrupted) == 6, "the tasks should still be running at the kill"
         killed_at = time.time()
         nemesis.fault("sigkill", victim.pid)
@@ -101,7 +83,7 @@ async def test_killed_worker_tasks_restart_elsewhere_within_lease(
         # load on the survivor while the dead worker's leases run out
         ids += await producer.enqueue_many([("sleep", 50)] * 100)
         await drain(producer.app, nemesis, ids, quiet_until=killed_at + LEASE + REAP, timeout=30)
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == set(ids)
     assert report.duplicated_ids == interrupted, "only the killed attempts may run twice"
     recoveries = [r for r in report.recoveries if r.kind == "sigkill"]
@@ -169,7 +151,7 @@ async def test_raw_malformed_entries_are_dead_lettered_with_their_bytes(
             length = await client.xlen(stream)
     finally:
         await client.aclose()
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == set(ids)
     assert set(dead) == set(expected)
     for task_id, (case, body) in expected.items():
@@ -198,11 +180,11 @@ async def test_sigterm_drains_short_tasks_and_releases_long_ones_at_once(
         long = await producer.enqueue_many([("long", 8000)] * 2)
         await wait_for_ledger(
             workers.ledger_dir,
-            lambda rs: len(_in_flight(rs, draining.pid)) == 4,
+            lambda rs: len(in_flight(rs, draining.pid)) == 4,
             20,
             "the first worker to start all four tasks",
         )
-        started = min(r["t"] for r in _starts(workers.ledger(), draining.pid))
+        started = min(r["t"] for r in starts(workers.ledger(), draining.pid))
         taker = workers.worker(concurrency=4)
         # SIGTERM 2.5-3.5 s into the tasks: the short ones then need 0.5-1.5 s (< grace),
         # the long ones 4.5-5.5 s (> grace)
@@ -211,27 +193,27 @@ async def test_sigterm_drains_short_tasks_and_releases_long_ones_at_once(
         # the premise of the timeline, not a speed bound: SIGTERM comes before the short
         # tasks could end by themselves, and the long ones still outlast the grace
         assert time.time() - started < 3.5, "the second worker took too long to start"
-        assert _in_flight(workers.ledger(), draining.pid) == set(short + long)
+        assert in_flight(workers.ledger(), draining.pid) == set(short + long)
         stopped_at = time.time()
         nemesis.fault("sigterm", draining.pid)
         draining.send(signal.SIGTERM)
         code = await asyncio.to_thread(draining.popen.wait, grace + 10)
         exit_after = time.time() - stopped_at
         await drain(producer.app, nemesis, short + long, timeout=30)
-    report = _judge(workers)
+    report = judge(workers)
     print(f"[chaos] SIGTERM: exit code {code} after {exit_after:.2f}s (grace {grace}s)")
     assert code == 0
     assert exit_after <= grace + SLACK
     assert report.completed == set(short + long)
     records = workers.ledger()
     for task_id in short:
-        assert [(r["pid"], r["outcome"]) for r in _ends(records) if r["id"] == task_id] == [
+        assert [(r["pid"], r["outcome"]) for r in ends(records) if r["id"] == task_id] == [
             (draining.pid, "ok")
         ]
     assert report.duplicated_ids == set(long)
     for task_id in long:
         _, second = report.starts[task_id]
-        (cancelled,) = [r for r in _ends(records, draining.pid) if r["id"] == task_id]
+        (cancelled,) = [r for r in ends(records, draining.pid) if r["id"] == task_id]
         assert cancelled["outcome"] == "cancelled"
         assert cancelled["t"] - stopped_at >= grace - 0.5, "cancelled before the grace ended"
         assert second["pid"] == taker.pid
@@ -256,7 +238,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
     async with Producer(redis_url, nemesis) as producer:
         task_id = await producer.enqueue("sleep", 8000)
         (first,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: _starts(rs, zombie.pid), 20, "the task to start"
+            workers.ledger_dir, lambda rs: starts(rs, zombie.pid), 20, "the task to start"
         )
         owner = workers.worker(concurrency=2)
         # pause 2 s or more into the task: the zombie then ends well before the new owner
@@ -267,7 +249,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
         zombie.send(signal.SIGSTOP)
         try:
             takeover = await wait_for_ledger(
-                workers.ledger_dir, lambda rs: _starts(rs, owner.pid), 15, "the takeover"
+                workers.ledger_dir, lambda rs: starts(rs, owner.pid), 15, "the takeover"
             )
             # sleep: the pause lasts 3.5 leases of the server's (real) clock
             await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
@@ -276,19 +258,19 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
             nemesis.fault_end(fid, "sigstop", zombie.pid)
         resumed_at = time.time()
         (zombie_end,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: _ends(rs, zombie.pid), 15, "the zombie to finish"
+            workers.ledger_dir, lambda rs: ends(rs, zombie.pid), 15, "the zombie to finish"
         )
         assert zombie_end["outcome"] == "ok"
         # its ack was refused: the worker says so once the settlement came back
         await asyncio.to_thread(
             zombie.wait_logged, rf"task {task_id}: lease lost before settling", 15
         )
-        assert not _ends(workers.ledger(), owner.pid), "the new owner should still be running"
+        assert not ends(workers.ledger(), owner.pid), "the new owner should still be running"
         stored = await producer.app.result_store.get(task_id)
         assert stored is None, "the zombie's result was stored"
         result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
         await drain(producer.app, nemesis, [task_id], timeout=15)
-    report = _judge(workers)
+    report = judge(workers)
     assert result.return_value == {"pid": owner.pid, "attempt": 2}
     assert report.executions(task_id) == 2
     (duplicate,) = report.duplicates
@@ -323,7 +305,7 @@ async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
         raiser = await producer.enqueue("raise")
         await wait_for_ledger(
             workers.ledger_dir,
-            lambda rs: len([r for r in _ends(rs) if r["id"] == raiser]) == attempts,
+            lambda rs: len([r for r in ends(rs) if r["id"] == raiser]) == attempts,
             15,
             "the raiser's attempts",
         )
@@ -338,7 +320,7 @@ async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
         normal = await producer.enqueue_many([("sleep", 300)] * 200, rate=25)
         waited = await drain(producer.app, nemesis, [crasher, raiser, *normal], timeout=60)
         crasher_result = await producer.app.handle(crasher).result()
-    report = _judge(workers)
+    report = judge(workers)
     assert supervisor.alive
     assert report.completed == set(normal)
     assert set(report.dead) == {crasher, raiser}
@@ -351,7 +333,7 @@ async def test_poison_tasks_are_dead_lettered_after_exactly_max_attempts(
     normal_dups = report.duplicated_ids & set(normal)
     records = workers.ledger()
     queued_at = {r["id"]: r["t"] for r in records if r["ev"] == "enq_ok"}
-    done_at = {r["id"]: r["t"] for r in _ends(records) if r["outcome"] == "ok"}
+    done_at = {r["id"]: r["t"] for r in ends(records) if r["outcome"] == "ok"}
     waits = sorted(done_at[i] - queued_at[i] for i in normal)
     p50, p99 = waits[len(waits) // 2], waits[int(len(waits) * 0.99) - 1]
     assert crasher_result is not None
@@ -399,7 +381,7 @@ async def test_tasks_sharing_a_worker_with_a_poison_task_are_not_dead_lettered(
         normal = await producer.enqueue_many([("sleep", 3000)] * 5, parallel=1)
         crasher = await producer.enqueue("exit")
         await drain(producer.app, nemesis, [*normal, crasher], timeout=40)
-    report = _judge(workers)
+    report = judge(workers)
     print(f"[chaos] hostages: {sorted(r['reason'][:40] for r in report.dead.values())}")
     assert set(report.dead) == {crasher}
     assert report.completed == set(normal)
@@ -424,7 +406,7 @@ async def test_redis_killed_and_restarted_loses_no_acknowledged_enqueue(
             producer.enqueue_many([("sleep", 20)] * 400, parallel=8, rate=80, retry_for=30)
         )
         await wait_for_ledger(
-            workers.ledger_dir, lambda rs: len(_starts(rs)) >= 50, 20, "load to flow"
+            workers.ledger_dir, lambda rs: len(starts(rs)) >= 50, 20, "load to flow"
         )
         fid = nemesis.fault_start("redis_sigkill", None)
         server.kill()
@@ -435,12 +417,12 @@ async def test_redis_killed_and_restarted_loses_no_acknowledged_enqueue(
         nemesis.fault_end(fid, "redis_sigkill", None)
         ids = await load
         await drain(producer.app, nemesis, ids, quiet_until=restarted_at + LEASE + REAP)
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == set(ids)
     assert [p.alive for p in pool] == [True, True], "a worker exited on a broker fault"
     assert all(len(p.started_pids()) == 1 for p in pool)
     assert [p.pid for p in pool] == pids
-    resumed = min(r["t"] for r in _starts(workers.ledger()) if r["t"] > restarted_at)
+    resumed = min(r["t"] for r in starts(workers.ledger()) if r["t"] > restarted_at)
     print(
         f"[chaos] redis restart: down {restarted_at - killed_at:.2f}s, first task started "
         f"{resumed - restarted_at:.2f}s after the restart, {report.enq_failures} failed "
@@ -470,7 +452,7 @@ async def test_workers_recover_from_repeated_client_kills(
                 producer.enqueue_many([("sleep", 30)] * 400, parallel=8, rate=70, retry_for=30)
             )
             await wait_for_ledger(
-                workers.ledger_dir, lambda rs: len(_starts(rs)) >= 20, 20, "load to flow"
+                workers.ledger_dir, lambda rs: len(starts(rs)) >= 20, 20, "load to flow"
             )
             fid = nemesis.fault_start("client_kill", None)
             for _ in range(8):
@@ -484,10 +466,10 @@ async def test_workers_recover_from_repeated_client_kills(
             await drain(producer.app, nemesis, ids, quiet_until=healed_at + LEASE + REAP)
     finally:
         admin.close()
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == set(ids)
     assert all(p.alive for p in pool), "a worker exited on a dropped connection"
-    after = [r for r in _starts(workers.ledger()) if r["t"] > healed_at]
+    after = [r for r in starts(workers.ledger()) if r["t"] > healed_at]
     print(
         f"[chaos] client kill: {killed} connections killed in 8 rounds; {len(after)} starts after"
     )
@@ -509,7 +491,7 @@ async def test_task_ten_leases_long_runs_exactly_once(
     try:
         async with Producer(redis_url, nemesis) as producer:
             task_id = await producer.enqueue("long", int(10 * lease * 1000))
-            await wait_for_ledger(workers.ledger_dir, _starts, 20, "the task to start")
+            await wait_for_ledger(workers.ledger_dir, starts, 20, "the task to start")
             deliveries = []
             for _ in range(4):
                 await asyncio.sleep(2 * lease)  # sleep: a look every 2 leases of the run
@@ -520,7 +502,7 @@ async def test_task_ten_leases_long_runs_exactly_once(
             await drain(producer.app, nemesis, [task_id], timeout=20)
     finally:
         await client.aclose()
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == {task_id}
     assert report.executions(task_id) == 1
     assert deliveries == [1, 1, 1, 1], "the entry was reclaimed while running"
@@ -542,13 +524,13 @@ async def test_task_blocking_its_event_loop_for_three_leases_runs_once(
     async with Producer(redis_url, nemesis) as producer:
         task_id = await producer.enqueue("block_loop", int(3 * lease * 1000))
         await drain(producer.app, nemesis, [task_id], timeout=20)
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == {task_id}
     assert report.executions(task_id) == 1
     assert all(p.alive for p in pool)
     ran_on = report.starts[task_id][0]["pid"]
     idle = next(p for p in pool if p.pid != ran_on)
-    assert not _starts(workers.ledger(), idle.pid)
+    assert not starts(workers.ledger(), idle.pid)
     assert "lease of task" not in "".join(p.log() for p in pool)
 
 

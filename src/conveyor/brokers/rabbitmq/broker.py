@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiormq
@@ -64,6 +64,11 @@ from conveyor.brokers.rabbitmq.topology import TARGET, Names, Topology, delay_he
 from conveyor.clock import FaultPause
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.result import AbortOutcome
+
+if TYPE_CHECKING:
+    from conveyor.brokers.redis import RedisBroker, RedisResultStore
+    from conveyor.brokers.redis.events import RedisEventStore
+    from conveyor.brokers.redis.schedules import RedisScheduleStore
 
 __all__ = ["RabbitMQBroker", "RabbitMQResultStore"]
 
@@ -140,15 +145,20 @@ class RabbitMQBroker:
         self._held: set[Held] = set()
         self.declared_queues: set[str] = set()
         self._lock = threading.Lock()  # _held and lease expiries: the lease thread renews
-        self._side: Any = None
+        self._side: RedisBroker | None = None  # records, results, heartbeats, schedules
         self._records: Records = NoRecords()
+        self._results: RedisResultStore | None = None
         store = settings.result_url
         if store is not None and urlsplit(store).scheme.lower() in _RECORDS_SCHEMES:
-            from conveyor.brokers.redis import RedisBroker
+            from conveyor.brokers.redis import RedisBroker, RedisResultStore
 
             self._side = RedisBroker(
                 _with_prefix(store, settings.prefix), replace(options, queues=())
             )
+            # results live where results= says (its own ?prefix=), on the side's
+            # connection: the app uses this store as the broker's own, and the
+            # settlement scripts store results with the records, in one step
+            self._results = RedisResultStore(store, options, broker=self._side)
         else:
             self.capabilities = frozenset({Capability.QUEUE})
 
@@ -176,7 +186,10 @@ class RabbitMQBroker:
         self._check_server(session)
         if self._side is not None and not isinstance(self._records, RedisRecords):
             await self._side.connect()
-            self._records = RedisRecords(self._side.client, self.settings.prefix)
+            assert self._results is not None
+            self._records = RedisRecords(
+                self._side.client, self.settings.prefix, self._results.keys.prefix
+            )
         for queue in self._options.queues:
             await self.declare(session, queue)
 
@@ -206,22 +219,26 @@ class RabbitMQBroker:
             self._held.clear()
         await self._link.close()
         if self._side is not None:
+            if self._results is not None:
+                await self._results.close()
             await self._side.close()
             self._records = NoRecords()
 
     def clone(self) -> RabbitMQBroker:
         return RabbitMQBroker(self.url, self._options)
 
-    def result_store(self) -> Any:
-        return self._need_side().result_store()
+    def result_store(self) -> RedisResultStore:
+        self._need_side()
+        assert self._results is not None
+        return self._results
 
-    def schedule_store(self) -> Any:
+    def schedule_store(self) -> RedisScheduleStore:
         return self._need_side().schedule_store()
 
-    def event_store(self) -> Any:
+    def event_store(self) -> RedisEventStore:
         return self._need_side().event_store()
 
-    def _need_side(self) -> Any:
+    def _need_side(self) -> RedisBroker:
         if self._side is None:
             raise ConfigurationError(
                 f"the amqp:// broker {self._shown} keeps no results, schedules or events "
@@ -429,7 +446,7 @@ class RabbitMQBroker:
             claims = await self._records.claim(rows)
         except BaseException:
             for item in kept:  # nobody will settle these: hand them back
-                await _settle_amqp(item, requeue=True)
+                await _settle_amqp(item, ack=False)
             raise
         out: list[Delivery] = []
         expires = self._options.clock.monotonic() + self._options.lease
@@ -513,7 +530,7 @@ class RabbitMQBroker:
                 log.warning(
                     "could not publish a settlement's copy (%s); the task runs again", error
                 )
-                await _settle_amqp(held.incoming, requeue=True)
+                await _settle_amqp(held.incoming, ack=False)
         changes = [
             (i, delivery, outcome, held)
             for i, delivery, outcome, held in live_now
@@ -527,7 +544,7 @@ class RabbitMQBroker:
             out[i] = ok
             if held.incoming.session.alive:
                 if isinstance(outcome, Release) and ok:
-                    await self._release(held, outcome)
+                    await self._release(held)
                 else:  # done, or owned elsewhere: this copy goes
                     await _settle_amqp(held.incoming, ack=True)
         return out
@@ -559,9 +576,9 @@ class RabbitMQBroker:
                 dead=(outcome.reason, delivery.attempt),
             )
 
-    async def _release(self, held: Held, outcome: Release) -> None:
+    async def _release(self, held: Held) -> None:
         if isinstance(self._records, RedisRecords):
-            await _settle_amqp(held.incoming, requeue=True)  # in its old place
+            await _settle_amqp(held.incoming, ack=False)  # in its old place
             return
         # no records: RabbitMQ would count the return as a delivery; a copy that says
         # one attempt fewer goes back instead (at the tail)
@@ -612,7 +629,7 @@ class RabbitMQBroker:
             expired = [held for held in self._held if held.expires <= now]
             self._held.difference_update(expired)
         for held in expired:
-            await _settle_amqp(held.incoming, requeue=True)
+            await _settle_amqp(held.incoming, ack=False)
         if self.records_or_none is not None and self.declared_queues:
             from conveyor.brokers.rabbitmq.admin import bury_dead
 
@@ -636,8 +653,7 @@ class RabbitMQBroker:
         return await self.records.marks([d.task_id for d in deliveries])
 
     async def wait_abort_signal(self, timeout: float) -> list[str]:
-        signals: list[str] = await self._need_side().wait_abort_signal(timeout)
-        return signals
+        return await self._need_side().wait_abort_signal(timeout)
 
     # -- admin ---------------------------------------------------------------------
 
@@ -673,8 +689,7 @@ class RabbitMQBroker:
         await self._need_side().heartbeat(info, ttl)
 
     async def workers(self) -> list[WorkerInfo]:
-        found: list[WorkerInfo] = await self._need_side().workers()
-        return found
+        return await self._need_side().workers()
 
     # for admin.py: the session, the names, and sending a copy
     async def session(self) -> Session:
@@ -722,9 +737,9 @@ def _record_change(delivery: Delivery, outcome: Any, held: Held) -> Settle:
     return Settle(task_id, token, "release", body=delivery.body)
 
 
-async def _settle_amqp(item: Incoming, *, ack: bool = False, requeue: bool = False) -> None:
-    """basic.ack, or basic.nack(requeue), on the channel that delivered ``item``; nothing
-    when that channel is gone (RabbitMQ requeued the message with it)."""
+async def _settle_amqp(item: Incoming, *, ack: bool) -> None:
+    """basic.ack, or basic.nack with requeue (``ack=False``), on the channel that delivered
+    ``item``; nothing when that channel is gone (RabbitMQ requeued the message with it)."""
     if not item.session.alive:
         return
     channel = item.session.consumer
@@ -732,7 +747,7 @@ async def _settle_amqp(item: Incoming, *, ack: bool = False, requeue: bool = Fal
         if ack:
             await channel.basic_ack(item.delivery_tag)
         else:
-            await channel.basic_nack(item.delivery_tag, requeue=requeue)
+            await channel.basic_nack(item.delivery_tag, requeue=True)
     except (aiormq.exceptions.AMQPError, OSError) as exc:
         # ChannelInvalidStateError: the channel died meanwhile; its messages are requeued
         log.info("could not settle a delivery on a channel that closed: %s", exc)

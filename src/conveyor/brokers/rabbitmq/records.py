@@ -130,11 +130,13 @@ class NoRecords:
 
 
 class RedisRecords:
-    """Task records in Redis, under ``<prefix>:amqp:`` (see ``lua/lib.lua``)."""
+    """Task records in Redis, under ``<prefix>:amqp:`` (see ``lua/lib.lua``); results,
+    stored by the same scripts, under ``<results_prefix>:result:``."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str, results_prefix: str) -> None:
         self._client = client
         self.prefix = prefix
+        self.results_prefix = results_prefix
         self._scripts = {name: client.register_script(src) for name, src in _sources().items()}
 
     async def _call(self, name: str, args: Sequence[Any]) -> Any:
@@ -144,7 +146,7 @@ class RedisRecords:
         return f"{self.prefix}:amqp:job:{task_id}"
 
     async def register(self, batch: Sequence[Outgoing]) -> list[tuple[str, int]]:
-        args: list[Any] = [self.prefix, RECORD_TTL_MS]
+        args: list[Any] = [self.prefix, RECORD_TTL_MS, self.results_prefix]
         for item in batch:
             args += [
                 item.task_id,
@@ -174,7 +176,7 @@ class RedisRecords:
         ]
 
     async def settle(self, batch: Sequence[Settle]) -> list[bool]:
-        args: list[Any] = [self.prefix, RECORD_TTL_MS, FINISHED_TTL_MS]
+        args: list[Any] = [self.prefix, RECORD_TTL_MS, FINISHED_TTL_MS, self.results_prefix]
         for s in batch:
             data, ttl = _result_args(s.result)
             args += [s.task_id, s.token, s.kind, s.copy, s.body, s.arg, data, ttl]
@@ -192,7 +194,16 @@ class RedisRecords:
                 data, ttl = _result_args(result(bytes(body or b""), int(attempts or 0)))
             answer = _text(
                 await self._call(
-                    "abort", [self.prefix, RECORD_TTL_MS, task_id, copy or b"", data, ttl]
+                    "abort",
+                    [
+                        self.prefix,
+                        RECORD_TTL_MS,
+                        task_id,
+                        copy or b"",
+                        data,
+                        ttl,
+                        self.results_prefix,
+                    ],
                 )
             )
             if answer != "changed":

@@ -1,7 +1,7 @@
 -- abort.lua: abort one task where the ledger holds it.
 -- KEYS: none.  ARGV: prefix, record ttl ms, task id, the copy the caller read while
 --   waiting (its result was built from that copy's body), result bytes ('' = none),
---   result ttl ms.
+--   result ttl ms, the results' prefix.
 -- Returns 'dequeued' (it was waiting: now aborted, result stored, key held as for an
 -- ack; its message is dropped unrun when it surfaces), 'signalled' (running: marked, and
 -- announced on <prefix>:aborts), 'finished' (dead), 'unknown' (no record, finished or
@@ -18,7 +18,7 @@ if state == 'r' then
   return 'signalled'
 end
 if f[2] ~= ARGV[4] then return 'changed' end
-store_result(prefix, task_id, ARGV[5], ARGV[6])
+store_result(ARGV[7], task_id, ARGV[5], ARGV[6])
 end_key(prefix, job, task_id)
 redis.call('HSET', job, 's', 'a')
 redis.call('HDEL', job, 'b')

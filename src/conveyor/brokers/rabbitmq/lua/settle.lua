@@ -1,6 +1,7 @@
 -- settle.lua: end or park attempts, each only if its lease token is still the current one
 -- (a worker whose lease was taken over changes nothing: fencing).
--- KEYS: none.  ARGV: prefix, record ttl ms, finished ttl ms, then per settlement 8 values:
+-- KEYS: none.  ARGV: prefix, record ttl ms, finished ttl ms, the results' prefix, then per
+--   settlement 8 values:
 --   task id, token, kind (ack, retry, dead, release), copy (retry: the number of the copy
 --   just published), body (retry, release: kept for abort), delay ms (retry) or reason
 --   (dead), result bytes ('' = none), result ttl ms (<= 0: no expiry).
@@ -11,9 +12,10 @@
 -- retry: waiting for the new copy; the attempt stays counted, the row of crashes ends.
 -- release: waiting in its old place, the attempt taken back.
 local prefix, record_ttl, done_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local results = ARGV[4]
 local now = now_ms()
 local out = {}
-for i = 4, #ARGV, 8 do
+for i = 5, #ARGV, 8 do
   local task_id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local job = job_key(prefix, task_id)
   local f = redis.call('HMGET', job, 's', 't', 'q', 'kt', 'a')
@@ -22,7 +24,7 @@ for i = 4, #ARGV, 8 do
   else
     redis.call('SREM', running_set(prefix, f[3]), task_id)
     if kind == 'ack' or kind == 'dead' then
-      store_result(prefix, task_id, ARGV[i + 6], ARGV[i + 7])
+      store_result(results, task_id, ARGV[i + 6], ARGV[i + 7])
       end_key(prefix, job, task_id)
       redis.call('HDEL', job, 'b', 'x')
       if kind == 'ack' then
