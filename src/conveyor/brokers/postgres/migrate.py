@@ -20,7 +20,14 @@ from conveyor.brokers.postgres.queries import quoted, substitute
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["MIGRATIONS", "Migration", "current_version", "latest_version", "upgrade"]
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "current_version",
+    "latest_version",
+    "load_migrations",
+    "upgrade",
+]
 
 _FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
@@ -34,8 +41,10 @@ class Migration:
     sql: str
 
 
-def _load() -> tuple[Migration, ...]:
-    folder = resources.files("conveyor.brokers.postgres").joinpath("migrations")
+def load_migrations(package: str) -> tuple[Migration, ...]:
+    """The numbered files of ``package``'s ``migrations/`` folder, in order (the broker's
+    own, and :mod:`conveyor.outbox`'s)."""
+    folder = resources.files(package).joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         match = _FILE.fullmatch(entry.name)
@@ -44,11 +53,11 @@ def _load() -> tuple[Migration, ...]:
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"postgres migrations must be numbered 1, 2, ... in order: {versions}")
+        raise RuntimeError(f"{package} migrations must be numbered 1, 2, ... in order: {versions}")
     return tuple(found)
 
 
-MIGRATIONS = _load()
+MIGRATIONS = load_migrations("conveyor.brokers.postgres")
 
 
 def latest_version() -> int:
@@ -56,18 +65,27 @@ def latest_version() -> int:
     return MIGRATIONS[-1].version
 
 
-async def current_version(conn: asyncpg.Connection, schema: str) -> int:
+async def current_version(
+    conn: asyncpg.Connection, schema: str, version_table: str = "schema_version"
+) -> int:
     """The schema's version: 0 when the schema or its version table does not exist."""
-    table = await conn.fetchval("SELECT to_regclass($1)", f"{quoted(schema)}.schema_version")
+    table = await conn.fetchval("SELECT to_regclass($1)", f"{quoted(schema)}.{version_table}")
     if table is None:
         return 0
-    version = await conn.fetchval(f"SELECT max(version) FROM {quoted(schema)}.schema_version")
+    version = await conn.fetchval(f"SELECT max(version) FROM {quoted(schema)}.{version_table}")
     return int(version or 0)
 
 
-async def upgrade(conn: asyncpg.Connection, schema: str) -> list[Migration]:
-    """Apply the migrations ``schema`` lacks, in order; returns the ones applied."""
-    if await current_version(conn, schema) >= latest_version():
+async def upgrade(
+    conn: asyncpg.Connection,
+    schema: str,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    version_table: str = "schema_version",
+) -> list[Migration]:
+    """Apply the ``migrations`` ``schema`` lacks, in order; returns the ones applied.
+    ``version_table`` keeps their versions (the outbox has its own, so it can share a
+    schema with the broker)."""
+    if await current_version(conn, schema, version_table) >= migrations[-1].version:
         return []
     applied: list[Migration] = []
     q = quoted(schema)
@@ -76,17 +94,17 @@ async def upgrade(conn: asyncpg.Connection, schema: str) -> list[Migration]:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", schema)
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {q}")
         await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {q}.schema_version ("
+            f"CREATE TABLE IF NOT EXISTS {q}.{version_table} ("
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row[0] for row in await conn.fetch(f"SELECT version FROM {q}.schema_version")}
-        for migration in MIGRATIONS:
+        done = {row[0] for row in await conn.fetch(f"SELECT version FROM {q}.{version_table}")}
+        for migration in migrations:
             if migration.version in done:
                 continue
             await conn.execute(substitute(migration.sql, schema))
             await conn.execute(
-                f"INSERT INTO {q}.schema_version (version, name) VALUES ($1, $2)",
+                f"INSERT INTO {q}.{version_table} (version, name) VALUES ($1, $2)",
                 migration.version,
                 migration.name,
             )
