@@ -18,7 +18,11 @@ A call made with ``with_options(session=...)`` or ``connection=...`` is publishe
 through the caller's transaction on a broker that can (PostgreSQL). On another broker it is
 handed to the holder of that transaction's library (:data:`AFTER_COMMIT`), which runs
 :func:`deliver` (the publish, then the ``after_enqueue`` hooks) after the commit and never
-after a rollback; ``send`` returns the call's own task id at once.
+after a rollback; ``send`` returns the call's own task id at once. A call made with
+``with_options(outbox=...)`` as well is written, encoded, to that :class:`OutboxWriter`'s
+table through the caller's transaction instead, and a relay publishes it later
+(:mod:`conveyor.outbox`); its idempotency key is derived from its task id when it has none
+of its own, so a relay that publishes it twice publishes it once.
 
 A reused task id (``with_options(task_id=...)``) forgets its earlier result: a broker
 with its own result store does so in the publish itself (no read before the write); a
@@ -31,7 +35,7 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from conveyor.brokers import redact_url
 from conveyor.brokers.base import Outgoing, TransactionalPublish
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
     from conveyor.settings import Settings
     from conveyor.task import CallOptions, Task
 
-__all__ = ["Call", "Sent", "send"]
+__all__ = ["Call", "OutboxWriter", "Sent", "outbox_key", "publish_encoded", "send"]
 
 log = logging.getLogger("conveyor.send")
 
@@ -60,6 +64,26 @@ class Call(NamedTuple):
     args: Sequence[Any]
     kwargs: Mapping[str, Any]
     options: CallOptions | None = None
+
+
+class OutboxWriter(Protocol):
+    """Where ``with_options(outbox=...)`` writes a call: a table in the caller's database
+    (:class:`conveyor.outbox.Outbox`)."""
+
+    @property
+    def dedupe_ttl(self) -> float:
+        """The least time, in seconds, an outbox task's key keeps deduplicating after the
+        task ends."""
+        ...
+
+    async def write(self, transaction: object, batch: Sequence[Outgoing]) -> None:
+        """Insert ``batch`` through ``transaction`` (the caller's connection or session)."""
+        ...
+
+
+def outbox_key(task_id: str) -> str:
+    """The idempotency key of an outbox task that has none of its own."""
+    return f"outbox:{task_id}"
 
 
 class Sent(NamedTuple):
@@ -99,6 +123,9 @@ async def send(
             log.exception("could not send a call of task %r; it is skipped", call.task.name)
     options = prepared[0][0].options if len(prepared) == 1 else None
     transaction = options.transaction if options is not None else None
+    if options is not None and options.outbox is not None:  # a relay publishes it later
+        await options.outbox.write(transaction, [out for _, _, out in prepared])
+        return [Sent(call, message, message.task_id) for call, message, _ in prepared]
     if transaction is not None and not isinstance(connection.broker, TransactionalPublish):
         # a broker outside the caller's database: published when the transaction commits
         hold = after_commit_holder(transaction, connection.broker.url)
@@ -115,19 +142,14 @@ async def deliver(
 ) -> list[Sent]:
     """Publish prepared calls (through ``transaction`` when given, on a broker that can),
     then run the ``after_enqueue`` hooks."""
-    if connection.results_apart:
-        reused = [c.options.task_id for c, _, _ in prepared if c.options and c.options.task_id]
-        for task_id in reused:
-            await connection.result_store.delete(task_id)
     if transaction is not None:  # in the caller's transaction, on its connection
+        await forget_reused_results(connection, [prepared[0][2]])
         ids = await publish_in(connection, transaction, [prepared[0][2]])
     elif len(prepared) == 1:  # kiq: calls made together by concurrent callers share a batch
+        await forget_reused_results(connection, [prepared[0][2]])
         ids = [await connection.publisher.submit(prepared[0][2])]
-    else:  # already a batch: straight to the broker, in slices it takes in one write
-        outgoing = [out for _, _, out in prepared]
-        ids = []
-        for start in range(0, len(outgoing), PUBLISH_SLICE):
-            ids += await connection.broker.publish(outgoing[start : start + PUBLISH_SLICE])
+    else:
+        ids = await publish_encoded(connection, [out for _, _, out in prepared])
     sent = [
         Sent(call, message, task_id)
         for (call, message, _), task_id in zip(prepared, ids, strict=True)
@@ -140,6 +162,25 @@ async def deliver(
             except Exception:
                 log.exception("after_enqueue hook failed for task %s; ignored", item.task_id)
     return sent
+
+
+async def forget_reused_results(connection: Connection, batch: Sequence[Outgoing]) -> None:
+    """A result store apart from the broker forgets the results of reused task ids."""
+    if connection.results_apart:
+        for out in batch:
+            if out.reused_id:
+                await connection.result_store.delete(out.task_id)
+
+
+async def publish_encoded(connection: Connection, batch: Sequence[Outgoing]) -> list[str]:
+    """Publish encoded messages as a batch, straight to the broker, in slices it takes in
+    one write (``enqueue_many``, and the outbox relay); returns the task ids that stand for
+    them."""
+    await forget_reused_results(connection, batch)
+    ids: list[str] = []
+    for start in range(0, len(batch), PUBLISH_SLICE):
+        ids += await connection.broker.publish(list(batch[start : start + PUBLISH_SLICE]))
+    return ids
 
 
 def _ids(prepared: list[tuple[Call, Message, Outgoing]]) -> list[str]:
@@ -204,6 +245,11 @@ def build_message(call: Call, settings: Settings) -> Message:
         priority = opts.priority if options.priority is None else options.priority
         queue = options.queue or queue
         key, task_id = options.key, options.task_id
+        if options.outbox is not None:
+            # a relay may publish it twice (killed before its DELETE commits): the key
+            # makes the second publish return the first task
+            task_id = task_id or new_task_id()
+            key = key or outbox_key(task_id)
         if options.labels:
             labels = {**labels, **options.labels}
         if options.timeout is not None:
@@ -248,6 +294,8 @@ def encode(
     key_ttl = message.result_ttl if message.result_ttl is not None else settings.result_ttl
     if options is not None and options.key_ttl is not None:
         key_ttl = max(key_ttl, options.key_ttl)
+    if options is not None and options.outbox is not None:
+        key_ttl = max(key_ttl, options.outbox.dedupe_ttl)
     return Outgoing(
         task_id=message.task_id,
         queue=message.queue,

@@ -39,6 +39,7 @@ from conveyor.retry import Backoff, exponential, fixed
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.scheduler.schedule import Schedule
+    from conveyor.send import OutboxWriter
 
 __all__ = ["CallOptions", "SyncTask", "Task", "TaskHandle", "TaskOptions", "TaskWithOptions"]
 
@@ -219,6 +220,9 @@ class CallOptions:
     ``session=...``): the task is written in its transaction, on a broker that can
     (:class:`~conveyor.brokers.base.TransactionalPublish`), or published after its commit
     (a SQLAlchemy session, on the others; docs/transactional-enqueue.md)."""
+    outbox: OutboxWriter | None = None
+    """Write the task to this outbox table through ``transaction`` instead; a relay
+    publishes it after the commit (:mod:`conveyor.outbox`)."""
 
 
 class Task(Generic[P, R]):
@@ -329,6 +333,7 @@ class Task(Generic[P, R]):
         labels: Mapping[str, str] | None = None,
         connection: object | None = None,
         session: object | None = None,
+        outbox: OutboxWriter | None = None,
     ) -> TaskWithOptions[P, R]:
         """Per-call options: ``await task.with_options(delay=10, key="k").kiq(...)``.
 
@@ -341,11 +346,22 @@ class Task(Generic[P, R]):
             async with conn.transaction():
                 await conn.execute("INSERT INTO emails ...")
                 await send_email.with_options(connection=conn).kiq(email_id)
+
+        ``outbox`` (a :class:`conveyor.outbox.Outbox`) with ``connection`` or ``session``
+        writes the task to that table in your PostgreSQL, in your transaction, on any
+        broker; a relay publishes it after the commit, with no window::
+
+            await send_email.with_options(outbox=outbox, session=session).kiq(email_id)
         """
         if delay is not None and eta is not None:
             raise ValueError("with_options(): give delay or eta, not both")
         if connection is not None and session is not None:
             raise ValueError("with_options(): give connection or session, not both")
+        if outbox is not None and connection is None and session is None:
+            raise ValueError(
+                "with_options(outbox=...): give the transaction to write it in as well "
+                "(connection=asyncpg_connection or session=AsyncSession)"
+            )
         options = CallOptions(
             seconds(delay, "with_options(): delay"),
             eta,
@@ -355,6 +371,7 @@ class Task(Generic[P, R]):
             task_id,
             labels,
             transaction=connection if connection is not None else session,
+            outbox=outbox,
         )
         _check_call_options(self.name, options)
         return TaskWithOptions(self, options)

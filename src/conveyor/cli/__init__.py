@@ -360,6 +360,7 @@ from conveyor.cli import (  # noqa: E402, F401
     db,
     demo,
     dlq,
+    outbox,
     schedules,
     status,
     worker,
