@@ -45,6 +45,13 @@ def _program(path: str) -> Program:
             env={"EXAMPLE_POSTGRES_URL": POSTGRES_URL},
             needs="postgres",
         )
+    if path == "outbox_relay.py":
+        return Program(
+            path,
+            (PYTHON, str(EXAMPLES / path)),
+            env={"EXAMPLE_POSTGRES_URL": POSTGRES_URL, "EXAMPLE_REDIS_URL": REDIS_URL},
+            needs="postgres",
+        )
     if path == "nats_app.py":
         return Program(
             path, (PYTHON, str(EXAMPLES / path)), env={"NATS_URL": NATS_URL}, needs="nats"
