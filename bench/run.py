@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--render", default="",
                    help="re-render raw JSON file(s) and stop; with several (comma-separated), "
                         "peers in later files replace those in the first")
+    p.add_argument("--analysis", default="",
+                   help="a hand-written, dated analysis of the runs rendered, pasted into the "
+                        "report (never added otherwise: a new run has no old conclusions)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.runs, args.latency_n = min(args.n, 2000), 1, min(args.latency_n, 50)
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.render:
         raws = [json.loads(Path(f).read_text()) for f in args.render.split(",")]
-        Path(args.out or BENCH_DIR / "RESULTS.md").write_text(render(merge(raws)))
+        analysis = Path(args.analysis) if args.analysis else None
+        Path(args.out or BENCH_DIR / "RESULTS.md").write_text(render(merge(raws), analysis))
         return 0
 
     adapters = discover()
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         raw_path.write_text(json.dumps(raw, indent=1))
         if args.out:
-            Path(args.out).write_text(render(raw))
+            Path(args.out).write_text(render(raw, Path(args.analysis) if args.analysis else None))
 
     # Setup: one venv per peer --------------------------------------------------------
     pythons = find_pythons()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from harness.adapter import BENCH_DIR
 
 Raw = dict[str, Any]
 
@@ -119,7 +119,10 @@ def merge(raws: list[Raw]) -> Raw:
     return base
 
 
-def render(raw: Raw) -> str:
+def render(raw: Raw, analysis: Path | None = None) -> str:
+    """The Markdown report of ``raw``. Hand-written ``analysis`` (a file naming the runs
+    it describes) is pasted in only when given: a new run never inherits an old one's
+    conclusions."""
     res = Results(raw)
     cfg = raw["config"]
     facts = raw["machine"]
@@ -142,8 +145,7 @@ def render(raw: Raw) -> str:
             "(`bench/peers/conveyor.py`).",
             "",
         ]),
-        *([(BENCH_DIR / "ANALYSIS.md").read_text().rstrip(), ""]
-          if (BENCH_DIR / "ANALYSIS.md").exists() else []),
+        *([analysis.read_text().rstrip(), ""] if analysis is not None else []),
         f"Workload: a pre-enqueued backlog of {n:,} tasks, each a no-op or a 10 ms sleep; "
         f"median of {cfg['runs']} run(s) per cell, every run verified exactly-once "
         "(a run that fails the check, crashes or hits the time limit "
