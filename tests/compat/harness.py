@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -489,13 +490,53 @@ def _flush(*dbs: int) -> None:
         client.close()
 
 
+def _owner_token() -> str:
+    """A lock value naming its holder (host and pid), so a killed holder's lock is known
+    stale at once rather than after LOCK_TTL."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+
+
+def _claim(client: Any, key: str, token: str) -> bool:
+    """Take ``key`` if it is free, or held by a process of this host that is gone (a
+    pytest session killed mid-run)."""
+    import redis
+
+    if client.set(key, token, nx=True, ex=LOCK_TTL):
+        return True
+    held = client.get(key)
+    if held is None:
+        return False
+    host, _, rest = held.decode(errors="replace").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        # the holder is dead: replace its value only if it is still the one read
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) != held:
+                    return False
+                pipe.multi()
+                pipe.set(key, token, ex=LOCK_TTL)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _hold_lock(name: str, timeout: float = 600.0) -> Callable[[], None]:
     """A lock shared by every pytest session on this Redis: held until the release."""
     client = _redis()
     key = f"conveyor-compat:{name}"
-    token = uuid.uuid4().hex
+    token = _owner_token()
     eventually_blocking(
-        lambda: client.set(key, token, nx=True, ex=LOCK_TTL),
+        lambda: _claim(client, key, token),
         timeout=timeout,
         what=f"the compat lock {name}",
         every=0.1,
@@ -512,11 +553,11 @@ def _hold_lock(name: str, timeout: float = 600.0) -> Callable[[], None]:
 def _take_redis_slot(timeout: float = 600.0) -> tuple[int, Callable[[], None]]:
     """Two Redis databases of our own, flushed before and after."""
     client = _redis()
-    token = uuid.uuid4().hex
+    token = _owner_token()
     deadline = time.monotonic() + timeout
     while True:
         for base in REDIS_SLOTS:
-            if client.set(f"conveyor-compat:redis-slot:{base}", token, nx=True, ex=LOCK_TTL):
+            if _claim(client, f"conveyor-compat:redis-slot:{base}", token):
                 break
         else:
             if time.monotonic() > deadline:

@@ -109,3 +109,31 @@ def test_tree_is_copied_and_only_python_files_rewritten(tmp_path: Path) -> None:
 )
 def test_commands(before: list[str], after: list[str]) -> None:
     assert rewrite_command(before) == after
+
+
+def test_a_lock_of_a_killed_session_is_taken_at_once_and_a_live_ones_is_not() -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.compat import harness
+
+    try:
+        client = harness._redis()
+    except harness.Unavailable as exc:
+        from tests.brokers.conftest import service_unavailable
+
+        service_unavailable(str(exc))
+    key = f"conveyor-compat:test-lock-{uuid.uuid4().hex}"
+    try:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        host = harness.socket.gethostname()
+        client.set(key, f"{host}:{dead.pid}:x", ex=60)  # a session killed mid-run
+        assert harness._claim(client, key, "mine")
+        assert client.get(key) == b"mine"
+        client.set(key, f"{host}:{harness.os.getpid()}:y", ex=60)  # a live session
+        assert not harness._claim(client, key, "mine")
+    finally:
+        client.delete(key)
+        client.close()
