@@ -26,8 +26,16 @@ from conveyor.brokers.nats.names import Names, token
 from conveyor.message import SCHEMA_VERSION, Message, encode_message
 from tests.chaos.chaos_app import PROBE_RETRIES
 from tests.chaos.conftest import ClusterFactory, NatsServer
-from tests.chaos.harness import Cluster, Producer, drain, wait_for_ledger
-from tests.chaos.ledger import Ledger, Record, Report, check
+from tests.chaos.harness import (
+    Producer,
+    drain,
+    ends,
+    in_flight,
+    judge,
+    starts,
+    wait_for_ledger,
+)
+from tests.chaos.ledger import Ledger
 
 pytestmark = [pytest.mark.slow, pytest.mark.service("nats")]
 
@@ -47,32 +55,6 @@ NAMES = Names(PREFIX)
 
 def _url(server: NatsServer) -> str:
     return f"{server.url}?prefix={PREFIX}"
-
-
-def _starts(records: list[Record], pid: int | None = None) -> list[Record]:
-    return [r for r in records if r["ev"] == "exec_start" and (pid is None or r["pid"] == pid)]
-
-
-def _ends(records: list[Record], pid: int | None = None) -> list[Record]:
-    return [r for r in records if r["ev"] == "exec_end" and (pid is None or r["pid"] == pid)]
-
-
-def _in_flight(records: list[Record], pid: int) -> set[str]:
-    """Task ids started on ``pid`` and not (yet) ended there."""
-    return {r["id"] for r in _starts(records, pid)} - {r["id"] for r in _ends(records, pid)}
-
-
-def _judge(cluster: Cluster) -> Report:
-    """Check the ledger, print the summary (``pytest -s`` shows it) and fail on a
-    broken guarantee."""
-    report = check(cluster.ledger())
-    print(f"\n[chaos] {report.summary()}")
-    try:
-        report.assert_valid()
-    except AssertionError:
-        print(cluster.logs()[-20000:])
-        raise
-    return report
 
 
 async def _work_stream_state(server: NatsServer) -> tuple[int, int]:
@@ -106,7 +88,7 @@ async def test_nats_killed_and_restarted_under_load_loses_nothing(
             producer.enqueue_many([("sleep", 5)] * 1000, parallel=16, rate=250, retry_for=30)
         )
         await wait_for_ledger(
-            workers.ledger_dir, lambda rs: len(_starts(rs)) >= 250, 30, "load to flow"
+            workers.ledger_dir, lambda rs: len(starts(rs)) >= 250, 30, "load to flow"
         )
         fid = nemesis.fault_start("nats_sigkill", None)
         server.kill()
@@ -124,14 +106,14 @@ async def test_nats_killed_and_restarted_under_load_loses_nothing(
         leftovers = await _work_stream_state(server)
         assert await producer.app.broker.dead.reconcile() == 0  # type: ignore[attr-defined]
         assert await producer.app.broker.dead_letters() == []
-    report = _judge(workers)
+    report = judge(workers)
     assert len(ids) == 1000
     assert report.completed == set(ids)
     assert not report.dead
     assert [p.alive for p in pool] == [True, True], "a worker exited on a broker fault"
     assert all(len(p.started_pids()) == 1 for p in pool)
     assert [p.pid for p in pool] == pids
-    resumed = min(r["t"] for r in _starts(workers.ledger()) if r["t"] > restarted_at)
+    resumed = min(r["t"] for r in starts(workers.ledger()) if r["t"] > restarted_at)
     assert await _work_stream_state(server) == (0, 0)
     print(
         f"[chaos] nats restart: down {restarted_at - killed_at:.2f}s, first task started "
@@ -159,12 +141,12 @@ async def test_killed_worker_tasks_come_back_after_ackwait_and_complete(
         ids = await producer.enqueue_many([("sleep", 6000)] * 6)
         await wait_for_ledger(
             workers.ledger_dir,
-            lambda rs: len(_in_flight(rs, victim.pid)) == 6,
+            lambda rs: len(in_flight(rs, victim.pid)) == 6,
             20,
             "the victim to start all six tasks",
         )
         survivor = workers.worker(concurrency=16)
-        interrupted = _in_flight(workers.ledger(), victim.pid)
+        interrupted = in_flight(workers.ledger(), victim.pid)
         assert len(interrupted) == 6, "the tasks should still be running at the kill"
         killed_at = time.time()
         nemesis.fault("sigkill", victim.pid)
@@ -172,7 +154,7 @@ async def test_killed_worker_tasks_come_back_after_ackwait_and_complete(
         # load on the survivor while the dead worker's leases run out
         ids += await producer.enqueue_many([("sleep", 50)] * 100)
         await drain(producer.app, nemesis, ids, quiet_until=killed_at + LEASE, timeout=30)
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == set(ids)
     assert report.duplicated_ids == interrupted, "only the killed attempts may run twice"
     recoveries = [r for r in report.recoveries if r.kind == "sigkill"]
@@ -206,7 +188,7 @@ async def test_paused_worker_loses_its_task_and_its_late_ack_is_refused(
     async with Producer(url, nemesis) as producer:
         task_id = await producer.enqueue("sleep", 8000)
         (first,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: _starts(rs, zombie.pid), 20, "the task to start"
+            workers.ledger_dir, lambda rs: starts(rs, zombie.pid), 20, "the task to start"
         )
         owner = workers.worker(concurrency=2)
         # pause 2 s or more into the task: the zombie then ends well before the new owner
@@ -217,7 +199,7 @@ async def test_paused_worker_loses_its_task_and_its_late_ack_is_refused(
         zombie.send(signal.SIGSTOP)
         try:
             takeover = await wait_for_ledger(
-                workers.ledger_dir, lambda rs: _starts(rs, owner.pid), 15, "the takeover"
+                workers.ledger_dir, lambda rs: starts(rs, owner.pid), 15, "the takeover"
             )
             # sleep: the pause lasts 3.5 AckWaits of the server's (real) clock
             await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
@@ -226,19 +208,19 @@ async def test_paused_worker_loses_its_task_and_its_late_ack_is_refused(
             nemesis.fault_end(fid, "sigstop", zombie.pid)
         resumed_at = time.time()
         (zombie_end,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: _ends(rs, zombie.pid), 15, "the zombie to finish"
+            workers.ledger_dir, lambda rs: ends(rs, zombie.pid), 15, "the zombie to finish"
         )
         assert zombie_end["outcome"] == "ok"
         # its ack was refused: the worker says so once the settlement came back
         await asyncio.to_thread(
             zombie.wait_logged, rf"task {task_id}: lease lost before settling", 15
         )
-        assert not _ends(workers.ledger(), owner.pid), "the new owner should still be running"
+        assert not ends(workers.ledger(), owner.pid), "the new owner should still be running"
         stored = await producer.app.result_store.get(task_id)
         assert stored is None, "the zombie's result was stored"
         result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
         await drain(producer.app, nemesis, [task_id], timeout=15)
-    report = _judge(workers)
+    report = judge(workers)
     assert result.return_value == {"pid": owner.pid, "attempt": 2}
     assert report.executions(task_id) == 2
     (duplicate,) = report.duplicates
@@ -282,10 +264,10 @@ async def test_a_task_that_kills_its_worker_every_time_is_dead_lettered(
         waited = await drain(producer.app, nemesis, [crasher, raiser, *normal], timeout=60)
         crasher_result = await producer.app.handle(crasher).result()
         # nothing loops: no more starts of the poison for two more AckWaits
-        starts = len(_starts(workers.ledger()))
+        started = len(starts(workers.ledger()))
         await asyncio.sleep(2 * LEASE)  # sleep: time for a redelivery that must not come
-        assert len(_starts(workers.ledger())) == starts
-    report = _judge(workers)
+        assert len(starts(workers.ledger())) == started
+    report = judge(workers)
     assert supervisor.alive
     assert report.completed == set(normal)
     assert set(report.dead) == {crasher, raiser}
@@ -358,7 +340,7 @@ async def test_raw_malformed_messages_are_dead_lettered_byte_identical(
         ids += await producer.enqueue_many([("sleep", 10)] * 20)
         await drain(producer.app, nemesis, ids, timeout=20)
         dead = {e.id: e for e in await producer.app.broker.dead_letters()}
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == set(ids)
     assert set(dead) == set(expected)
     for task_id, (case, body) in expected.items():

@@ -28,8 +28,16 @@ import pytest
 
 from tests.brokers.conftest import POSTGRES_URL, drop_postgres_schema, service_unavailable
 from tests.chaos.conftest import ClusterFactory, _free_port
-from tests.chaos.harness import Cluster, Producer, drain, wait_for_ledger
-from tests.chaos.ledger import Ledger, Record, Report, check
+from tests.chaos.harness import (
+    Producer,
+    drain,
+    ends,
+    in_flight,
+    judge,
+    starts,
+    wait_for_ledger,
+)
+from tests.chaos.ledger import Ledger
 from tests.conftest import eventually_blocking
 
 pytestmark = [pytest.mark.slow, pytest.mark.service("postgres")]
@@ -47,29 +55,6 @@ SETTINGS = {
 }
 SLACK = 1.5  # scheduling noise on a busy 2-core box, on top of every documented bound
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _starts(records: list[Record], pid: int | None = None) -> list[Record]:
-    return [r for r in records if r["ev"] == "exec_start" and (pid is None or r["pid"] == pid)]
-
-
-def _ends(records: list[Record], pid: int | None = None) -> list[Record]:
-    return [r for r in records if r["ev"] == "exec_end" and (pid is None or r["pid"] == pid)]
-
-
-def _in_flight(records: list[Record], pid: int) -> set[str]:
-    return {r["id"] for r in _starts(records, pid)} - {r["id"] for r in _ends(records, pid)}
-
-
-def _judge(cluster: Cluster) -> Report:
-    report = check(cluster.ledger())
-    print(f"\n[chaos] {report.summary()}")
-    try:
-        report.assert_valid()
-    except AssertionError:
-        print(cluster.logs()[-20000:])
-        raise
-    return report
 
 
 @pytest.fixture
@@ -185,7 +170,7 @@ async def test_postgres_killed_and_restarted_loses_nothing_committed(
             producer.enqueue_many([("sleep", 5)] * 1000, parallel=8, rate=250, retry_for=60)
         )
         await wait_for_ledger(
-            workers.ledger_dir, lambda rs: len(_starts(rs)) >= 150, 30, "load to flow"
+            workers.ledger_dir, lambda rs: len(starts(rs)) >= 150, 30, "load to flow"
         )
         fid = nemesis.fault_start("postgres_sigkill", None)
         await asyncio.to_thread(private_cluster.kill9)
@@ -196,12 +181,12 @@ async def test_postgres_killed_and_restarted_loses_nothing_committed(
         nemesis.fault_end(fid, "postgres_sigkill", None)
         ids = await load
         await drain(producer.app, nemesis, ids, quiet_until=restarted_at + LEASE + REAP, timeout=90)
-    report = _judge(workers)
+    report = judge(workers)
     assert len(ids) == 1000
     assert report.completed == set(ids), "a committed task was lost"
     assert [p.alive for p in pool] == [True, True], "a worker exited on a broker fault"
     assert [p.pid for p in pool] == pids
-    resumed = min(r["t"] for r in _starts(workers.ledger()) if r["t"] > restarted_at)
+    resumed = min(r["t"] for r in starts(workers.ledger()) if r["t"] > restarted_at)
     print(
         f"[chaos] postgres kill -9: down {restarted_at - killed_at:.2f}s, first start "
         f"{resumed - restarted_at:.2f}s after the restart; {len(report.duplicates)} "
@@ -221,18 +206,18 @@ async def test_killed_worker_tasks_restart_elsewhere_within_lease(
         ids = await producer.enqueue_many([("sleep", 6000)] * 6)
         await wait_for_ledger(
             workers.ledger_dir,
-            lambda rs: len(_in_flight(rs, victim.pid)) == 6,
+            lambda rs: len(in_flight(rs, victim.pid)) == 6,
             20,
             "the victim to start all six tasks",
         )
         survivor = workers.worker(concurrency=16)
-        interrupted = _in_flight(workers.ledger(), victim.pid)
+        interrupted = in_flight(workers.ledger(), victim.pid)
         killed_at = time.time()
         nemesis.fault("sigkill", victim.pid)
         victim.kill()
         ids += await producer.enqueue_many([("sleep", 50)] * 100)
         await drain(producer.app, nemesis, ids, quiet_until=killed_at + LEASE + REAP, timeout=40)
-    report = _judge(workers)
+    report = judge(workers)
     assert report.completed == set(ids)
     assert report.duplicated_ids == interrupted, "only the killed attempts may run twice"
     bound = LEASE + REAP + SLACK
@@ -255,7 +240,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
     async with Producer(postgres_url, nemesis) as producer:
         task_id = await producer.enqueue("sleep", 8000)
         (first,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: _starts(rs, zombie.pid), 20, "the task to start"
+            workers.ledger_dir, lambda rs: starts(rs, zombie.pid), 20, "the task to start"
         )
         owner = workers.worker(concurrency=2)
         # sleep: the fault's moment on the task's timeline (real processes, real time)
@@ -265,7 +250,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
         zombie.send(signal.SIGSTOP)
         try:
             takeover = await wait_for_ledger(
-                workers.ledger_dir, lambda rs: _starts(rs, owner.pid), 15, "the takeover"
+                workers.ledger_dir, lambda rs: starts(rs, owner.pid), 15, "the takeover"
             )
             # sleep: the pause lasts 3.5 leases of the server's (real) clock
             await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
@@ -273,7 +258,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
             zombie.send(signal.SIGCONT)
             nemesis.fault_end(fid, "sigstop", zombie.pid)
         (zombie_end,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: _ends(rs, zombie.pid), 15, "the zombie to finish"
+            workers.ledger_dir, lambda rs: ends(rs, zombie.pid), 15, "the zombie to finish"
         )
         assert zombie_end["outcome"] == "ok"
         await asyncio.to_thread(
@@ -282,7 +267,7 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
         assert await producer.app.result_store.get(task_id) is None, "the zombie's result"
         result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
         await drain(producer.app, nemesis, [task_id], timeout=15)
-    report = _judge(workers)
+    report = judge(workers)
     assert result.return_value == {"pid": owner.pid, "attempt": 2}
     assert report.executions(task_id) == 2
     (duplicate,) = report.duplicates
