@@ -22,11 +22,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from conveyor import Conveyor, ResultMissing
 from conveyor.brokers.base import QueueDepth
+from conveyor.result import Result
 from conveyor.task import Task
 from tests.chaos.ledger import LEDGER_DIR_ENV, Ledger, Record, Report, check, read_ledger
 from tests.conftest import eventually, eventually_blocking
@@ -462,3 +464,79 @@ def judge(cluster: Cluster) -> Report:
         print(cluster.logs()[-20000:])
         raise
     return report
+
+
+@dataclass(frozen=True)
+class PausedWorkerRun:
+    """What :func:`pause_a_worker_mid_task` saw, for a broker's own bounds."""
+
+    task_id: str
+    owner_pid: int
+    result: Result[Any]
+    report: Report
+    takeover_after: float
+    """Seconds from the SIGSTOP to the new owner's start."""
+    resumed_after: float
+    """Seconds from the SIGSTOP to the SIGCONT."""
+    zombie_finished_after: float
+    """Seconds from the SIGCONT to the zombie's end of the task."""
+    owner_running_at_refusal: bool
+    """The new owner was still running when the zombie's settlement was refused."""
+    zombie_log: str
+
+
+async def pause_a_worker_mid_task(
+    url: str, cluster: Callable[..., Cluster], nemesis: Ledger, settings: dict[str, float]
+) -> PausedWorkerRun:
+    """A worker is SIGSTOPped 2 s into an 8 s task for 3.5 leases; a second worker takes
+    the task over; the zombie resumes and finishes. Checked here, on every broker: the
+    zombie's run ends ok, its settlement is refused ("lease lost before settling"), its
+    result is never stored, and the ledger holds (:func:`judge`)."""
+    lease = settings["lease"]
+    workers = cluster(url, **settings)
+    zombie = workers.worker(concurrency=2)
+    async with Producer(url, nemesis) as producer:
+        task_id = await producer.enqueue("sleep", 8000)
+        (first,) = await wait_for_ledger(
+            workers.ledger_dir, lambda rs: starts(rs, zombie.pid), 20, "the task to start"
+        )
+        owner = workers.worker(concurrency=2)
+        # pause 2 s or more into the task: the zombie then ends well before the new owner
+        # sleep: the fault's moment on the task's timeline (real processes, real time)
+        await asyncio.sleep(max(first["t"] + 2.0 - time.time(), 0))
+        paused_at = time.time()
+        fid = nemesis.fault_start("sigstop", zombie.pid)
+        zombie.send(signal.SIGSTOP)
+        try:
+            takeover = await wait_for_ledger(
+                workers.ledger_dir, lambda rs: starts(rs, owner.pid), 15, "the takeover"
+            )
+            # sleep: the pause lasts 3.5 leases of the server's (real) clock
+            await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
+        finally:
+            zombie.send(signal.SIGCONT)
+            nemesis.fault_end(fid, "sigstop", zombie.pid)
+        resumed_at = time.time()
+        (zombie_end,) = await wait_for_ledger(
+            workers.ledger_dir, lambda rs: ends(rs, zombie.pid), 15, "the zombie to finish"
+        )
+        assert zombie_end["outcome"] == "ok"
+        # its settlement was refused: the worker says so once it came back
+        await asyncio.to_thread(
+            zombie.wait_logged, rf"task {task_id}: lease lost before settling", 15
+        )
+        owner_running = not ends(workers.ledger(), owner.pid)
+        assert await producer.app.result_store.get(task_id) is None, "the zombie's result"
+        result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
+        await drain(producer.app, nemesis, [task_id], timeout=15)
+    return PausedWorkerRun(
+        task_id=task_id,
+        owner_pid=owner.pid,
+        result=result,
+        report=judge(workers),
+        takeover_after=takeover[0]["t"] - paused_at,
+        resumed_after=resumed_at - paused_at,
+        zombie_finished_after=zombie_end["t"] - resumed_at,
+        owner_running_at_refusal=owner_running,
+        zombie_log=zombie.log(),
+    )

@@ -14,7 +14,6 @@ through ``CONVEYOR_*`` variables (AckWait = ``CONVEYOR_LEASE``).
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable
 
@@ -29,9 +28,9 @@ from tests.chaos.conftest import ClusterFactory, NatsServer
 from tests.chaos.harness import (
     Producer,
     drain,
-    ends,
     in_flight,
     judge,
+    pause_a_worker_mid_task,
     starts,
     wait_for_ledger,
 )
@@ -182,57 +181,21 @@ async def test_paused_worker_loses_its_task_and_its_late_ack_is_refused(
     result is the new owner's."""
     lease = 1.0
     server = nats_server()
-    url = _url(server)
-    workers = cluster(url, **{**SETTINGS, "lease": lease})
-    zombie = workers.worker(concurrency=2)
-    async with Producer(url, nemesis) as producer:
-        task_id = await producer.enqueue("sleep", 8000)
-        (first,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: starts(rs, zombie.pid), 20, "the task to start"
-        )
-        owner = workers.worker(concurrency=2)
-        # pause 2 s or more into the task: the zombie then ends well before the new owner
-        # sleep: the fault's moment on the task's timeline (real processes, real time)
-        await asyncio.sleep(max(first["t"] + 2.0 - time.time(), 0))
-        paused_at = time.time()
-        fid = nemesis.fault_start("sigstop", zombie.pid)
-        zombie.send(signal.SIGSTOP)
-        try:
-            takeover = await wait_for_ledger(
-                workers.ledger_dir, lambda rs: starts(rs, owner.pid), 15, "the takeover"
-            )
-            # sleep: the pause lasts 3.5 AckWaits of the server's (real) clock
-            await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
-        finally:
-            zombie.send(signal.SIGCONT)
-            nemesis.fault_end(fid, "sigstop", zombie.pid)
-        resumed_at = time.time()
-        (zombie_end,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: ends(rs, zombie.pid), 15, "the zombie to finish"
-        )
-        assert zombie_end["outcome"] == "ok"
-        # its ack was refused: the worker says so once the settlement came back
-        await asyncio.to_thread(
-            zombie.wait_logged, rf"task {task_id}: lease lost before settling", 15
-        )
-        assert not ends(workers.ledger(), owner.pid), "the new owner should still be running"
-        stored = await producer.app.result_store.get(task_id)
-        assert stored is None, "the zombie's result was stored"
-        result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
-        await drain(producer.app, nemesis, [task_id], timeout=15)
-    report = judge(workers)
-    assert result.return_value == {"pid": owner.pid, "attempt": 2}
-    assert report.executions(task_id) == 2
-    (duplicate,) = report.duplicates
+    run = await pause_a_worker_mid_task(
+        _url(server), cluster, nemesis, {**SETTINGS, "lease": lease}
+    )
+    assert run.owner_running_at_refusal, "the new owner should still be running"
+    assert run.result.return_value == {"pid": run.owner_pid, "attempt": 2}
+    assert run.report.executions(run.task_id) == 2
+    (duplicate,) = run.report.duplicates
     assert duplicate.because == "sigstop"
-    takeover_after = takeover[0]["t"] - paused_at
     print(
-        f"[chaos] SIGSTOP: takeover {takeover_after:.2f}s after the pause (AckWait {lease}s); "
-        f"zombie resumed {resumed_at - paused_at:.2f}s after it, finished "
-        f"{zombie_end['t'] - resumed_at:.2f}s later and was refused"
+        f"[chaos] SIGSTOP: takeover {run.takeover_after:.2f}s after the pause "
+        f"(AckWait {lease}s); zombie resumed {run.resumed_after:.2f}s after it, finished "
+        f"{run.zombie_finished_after:.2f}s later and was refused"
     )
     # the last +WPI came up to lease/3 before the pause: redelivered within one AckWait
-    assert takeover_after <= lease + SLACK
+    assert run.takeover_after <= lease + SLACK
     assert await _work_stream_state(server) == (0, 0)
 
 

@@ -31,9 +31,9 @@ from tests.chaos.conftest import ClusterFactory, _free_port
 from tests.chaos.harness import (
     Producer,
     drain,
-    ends,
     in_flight,
     judge,
+    pause_a_worker_mid_task,
     starts,
     wait_for_ledger,
 )
@@ -235,41 +235,11 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
     zombie resumes, finishes, and its settlement is refused (a stale lease token); the
     only result stored is the new owner's."""
     lease = 1.0
-    workers = cluster(postgres_url, **{**SETTINGS, "lease": lease})
-    zombie = workers.worker(concurrency=2)
-    async with Producer(postgres_url, nemesis) as producer:
-        task_id = await producer.enqueue("sleep", 8000)
-        (first,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: starts(rs, zombie.pid), 20, "the task to start"
-        )
-        owner = workers.worker(concurrency=2)
-        # sleep: the fault's moment on the task's timeline (real processes, real time)
-        await asyncio.sleep(max(first["t"] + 2.0 - time.time(), 0))
-        paused_at = time.time()
-        fid = nemesis.fault_start("sigstop", zombie.pid)
-        zombie.send(signal.SIGSTOP)
-        try:
-            takeover = await wait_for_ledger(
-                workers.ledger_dir, lambda rs: starts(rs, owner.pid), 15, "the takeover"
-            )
-            # sleep: the pause lasts 3.5 leases of the server's (real) clock
-            await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
-        finally:
-            zombie.send(signal.SIGCONT)
-            nemesis.fault_end(fid, "sigstop", zombie.pid)
-        (zombie_end,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: ends(rs, zombie.pid), 15, "the zombie to finish"
-        )
-        assert zombie_end["outcome"] == "ok"
-        await asyncio.to_thread(
-            zombie.wait_logged, rf"task {task_id}: lease lost before settling", 15
-        )
-        assert await producer.app.result_store.get(task_id) is None, "the zombie's result"
-        result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
-        await drain(producer.app, nemesis, [task_id], timeout=15)
-    report = judge(workers)
-    assert result.return_value == {"pid": owner.pid, "attempt": 2}
-    assert report.executions(task_id) == 2
-    (duplicate,) = report.duplicates
+    run = await pause_a_worker_mid_task(
+        postgres_url, cluster, nemesis, {**SETTINGS, "lease": lease}
+    )
+    assert run.result.return_value == {"pid": run.owner_pid, "attempt": 2}
+    assert run.report.executions(run.task_id) == 2
+    (duplicate,) = run.report.duplicates
     assert duplicate.because == "sigstop"
-    assert takeover[0]["t"] - paused_at <= lease + REAP + SLACK
+    assert run.takeover_after <= lease + REAP + SLACK

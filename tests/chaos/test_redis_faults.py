@@ -31,6 +31,7 @@ from tests.chaos.harness import (
     ends,
     in_flight,
     judge,
+    pause_a_worker_mid_task,
     starts,
     wait_for_ledger,
 )
@@ -233,57 +234,20 @@ async def test_paused_worker_loses_its_task_and_its_late_completion_is_rejected(
     over; when the zombie resumes and finishes, its ack is refused (not owner), its result
     is never written, and the only result is the new owner's."""
     lease = 1.0
-    workers = cluster(redis_url, **{**SETTINGS, "lease": lease})
-    zombie = workers.worker(concurrency=2)
-    async with Producer(redis_url, nemesis) as producer:
-        task_id = await producer.enqueue("sleep", 8000)
-        (first,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: starts(rs, zombie.pid), 20, "the task to start"
-        )
-        owner = workers.worker(concurrency=2)
-        # pause 2 s or more into the task: the zombie then ends well before the new owner
-        # sleep: the fault's moment on the task's timeline (real processes, real time)
-        await asyncio.sleep(max(first["t"] + 2.0 - time.time(), 0))
-        paused_at = time.time()
-        fid = nemesis.fault_start("sigstop", zombie.pid)
-        zombie.send(signal.SIGSTOP)
-        try:
-            takeover = await wait_for_ledger(
-                workers.ledger_dir, lambda rs: starts(rs, owner.pid), 15, "the takeover"
-            )
-            # sleep: the pause lasts 3.5 leases of the server's (real) clock
-            await asyncio.sleep(max(paused_at + 3.5 * lease - time.time(), 0))
-        finally:
-            zombie.send(signal.SIGCONT)
-            nemesis.fault_end(fid, "sigstop", zombie.pid)
-        resumed_at = time.time()
-        (zombie_end,) = await wait_for_ledger(
-            workers.ledger_dir, lambda rs: ends(rs, zombie.pid), 15, "the zombie to finish"
-        )
-        assert zombie_end["outcome"] == "ok"
-        # its ack was refused: the worker says so once the settlement came back
-        await asyncio.to_thread(
-            zombie.wait_logged, rf"task {task_id}: lease lost before settling", 15
-        )
-        assert not ends(workers.ledger(), owner.pid), "the new owner should still be running"
-        stored = await producer.app.result_store.get(task_id)
-        assert stored is None, "the zombie's result was stored"
-        result = await producer.probe.app.handle(task_id).wait_result(timeout=15)
-        await drain(producer.app, nemesis, [task_id], timeout=15)
-    report = judge(workers)
-    assert result.return_value == {"pid": owner.pid, "attempt": 2}
-    assert report.executions(task_id) == 2
-    (duplicate,) = report.duplicates
+    run = await pause_a_worker_mid_task(redis_url, cluster, nemesis, {**SETTINGS, "lease": lease})
+    assert run.owner_running_at_refusal, "the new owner should still be running"
+    assert run.result.return_value == {"pid": run.owner_pid, "attempt": 2}
+    assert run.report.executions(run.task_id) == 2
+    (duplicate,) = run.report.duplicates
     assert duplicate.because == "sigstop"
-    takeover_after = takeover[0]["t"] - paused_at
     print(
-        f"[chaos] SIGSTOP: takeover {takeover_after:.2f}s after the pause (lease {lease}s); "
-        f"zombie resumed {resumed_at - paused_at:.2f}s after it, finished "
-        f"{zombie_end['t'] - resumed_at:.2f}s later and was refused"
+        f"[chaos] SIGSTOP: takeover {run.takeover_after:.2f}s after the pause (lease {lease}s); "
+        f"zombie resumed {run.resumed_after:.2f}s after it, finished "
+        f"{run.zombie_finished_after:.2f}s later and was refused"
     )
-    assert takeover_after <= lease + REAP + SLACK
-    log = zombie.log()
-    assert re.search(rf"task {task_id}: lease lost before settling", log), log
+    assert run.takeover_after <= lease + REAP + SLACK
+    log = run.zombie_log
+    assert re.search(rf"task {run.task_id}: lease lost before settling", log), log
 
 
 # -- S14: poison ---------------------------------------------------------------------
