@@ -142,11 +142,11 @@ async def deliver(
 ) -> list[Sent]:
     """Publish prepared calls (through ``transaction`` when given, on a broker that can),
     then run the ``after_enqueue`` hooks."""
-    if transaction is not None:  # in the caller's transaction, on its connection
+    if len(prepared) == 1 and connection.results_apart:
         await forget_reused_results(connection, [prepared[0][2]])
+    if transaction is not None:  # in the caller's transaction, on its connection
         ids = await publish_in(connection, transaction, [prepared[0][2]])
     elif len(prepared) == 1:  # kiq: calls made together by concurrent callers share a batch
-        await forget_reused_results(connection, [prepared[0][2]])
         ids = [await connection.publisher.submit(prepared[0][2])]
     else:
         ids = await publish_encoded(connection, [out for _, _, out in prepared])
