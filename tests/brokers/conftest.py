@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -115,6 +117,18 @@ async def _cleanup_nats(url: str) -> None:
     from conveyor.brokers.nats.testing import delete_namespace
 
     await delete_namespace(url)
+
+
+def require_module(name: str) -> Any:
+    """Import ``name`` (a broker's or integration's library): missing, the test is
+    skipped locally and fails in CI, where every extra is installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        reason = f"{name} is not installed: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"missing in CI: {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
 
 
 def service_unavailable(reason: str) -> None:

@@ -20,9 +20,9 @@ from conveyor.testing.behaviour import behaviour_settings
 from conveyor.testing.conformance import conformance_options
 from tests.conftest import eventually
 
-from .conftest import POSTGRES_URL, drop_postgres_schema, service_unavailable
+from .conftest import POSTGRES_URL, drop_postgres_schema, require_module, service_unavailable
 
-asyncpg = pytest.importorskip("asyncpg")
+asyncpg = require_module("asyncpg")
 
 pytestmark = pytest.mark.service("postgres")
 
@@ -126,7 +126,7 @@ async def test_a_task_in_an_open_transaction_is_never_fetched_before_commit(
 
 
 async def test_a_sqlalchemy_session_commits_and_rolls_back_its_tasks(app: Conveyor) -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy.ext.asyncio")
+    sqlalchemy = require_module("sqlalchemy.ext.asyncio")
     engine = sqlalchemy.create_async_engine(
         POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://")
     )

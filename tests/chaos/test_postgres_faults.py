@@ -26,7 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers.conftest import POSTGRES_URL, drop_postgres_schema, service_unavailable
+from tests.brokers.conftest import (
+    POSTGRES_URL,
+    drop_postgres_schema,
+    require_module,
+    service_unavailable,
+)
 from tests.chaos.conftest import ClusterFactory, _free_port
 from tests.chaos.harness import (
     Producer,
@@ -42,7 +47,7 @@ from tests.conftest import eventually_blocking
 
 pytestmark = [pytest.mark.slow, pytest.mark.service("postgres")]
 
-asyncpg = pytest.importorskip("asyncpg")
+asyncpg = require_module("asyncpg")
 
 LEASE = 2.0
 REAP = 0.3

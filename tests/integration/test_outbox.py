@@ -24,7 +24,7 @@ import pytest
 from conveyor import Conveyor
 from conveyor.brokers.base import Outgoing
 from conveyor.outbox import Outbox, OutboxRelay
-from tests.brokers.conftest import POSTGRES_URL, service_unavailable
+from tests.brokers.conftest import POSTGRES_URL, require_module, service_unavailable
 from tests.conftest import connected_app
 from tests.integration.processes import ROOT
 
@@ -145,7 +145,7 @@ async def test_committed_tasks_run_once_each_and_rolled_back_ones_never(
 
 
 async def test_a_session_enqueue_commits_with_the_session(app: Conveyor, outbox: Outbox) -> None:
-    sqlalchemy_asyncio = pytest.importorskip("sqlalchemy.ext.asyncio")
+    sqlalchemy_asyncio = require_module("sqlalchemy.ext.asyncio")
     from sqlalchemy import text
 
     engine = sqlalchemy_asyncio.create_async_engine(

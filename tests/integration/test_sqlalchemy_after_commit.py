@@ -19,9 +19,10 @@ from conveyor import Conveyor
 from conveyor.errors import ConfigurationError
 from conveyor.hooks import Hook
 from conveyor.message import Message
+from tests.brokers.conftest import require_module
 from tests.conftest import connected_app
 
-sqlalchemy_asyncio = pytest.importorskip("sqlalchemy.ext.asyncio")
+sqlalchemy_asyncio = require_module("sqlalchemy.ext.asyncio")
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession  # noqa: E402
 
