@@ -1,6 +1,7 @@
 """The RabbitMQ broker: the quickstart on `amqp://`, with results and task records in
 Redis, and what RabbitMQ adds: the queue layout, delays without a plugin, dead letters
-in a queue of their own, and fire-and-forget when there is no result store.
+in a queue of their own, and status reads and abort when there is no result store (the
+ledger stream).
 
 Needs RabbitMQ (3.10 or newer), Redis, and the extra: pip install 'conveyor-tasks[amqp]'.
 Set EXAMPLE_AMQP_URL and EXAMPLE_REDIS_URL to point elsewhere than the local servers.
@@ -70,11 +71,14 @@ async def main() -> None:
         print("dead letters:", names.dlq("default").replace(PREFIX, "P"))
         print("delay levels:", names.delay(0).replace(PREFIX, "P"), "...")
 
-    # No result store: tasks still run, but nobody can wait for their result.
-    fire_and_forget = Conveyor(URL)
-    fire_and_forget.register(add.fn, add.options)
-    async with fire_and_forget:
-        handle = await fire_and_forget.tasks[add.name].kiq(4, 4)
+    # No result store: tasks still run, and their records live in the ledger, a RabbitMQ
+    # stream, so status reads and abort work; nobody can wait for a return value.
+    no_store = Conveyor(URL)
+    no_store.register(add.fn, add.options)
+    async with no_store:
+        handle = await no_store.tasks[add.name].with_options(delay=60).kiq(4, 4)
+        print("without results=, status:", (await handle.status()).status)
+        print("abort:", await handle.abort(), "->", (await handle.status()).status)
         try:
             await handle.wait_result(timeout=1)
         except ConfigurationError as exc:

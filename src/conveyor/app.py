@@ -99,7 +99,7 @@ class Conveyor:
         elif (own := own_result_store(self._broker)) is not None:
             store = own
         else:
-            store = NoResultStore(base.broker_url)
+            store = status_store_of(self._broker) or NoResultStore(base.broker_url)
         self._result_store: ResultStore = store
         self._connections = Connections(lambda: (self._broker, self._result_store))
         self._schedules: ScheduleBook | None = None
@@ -391,6 +391,22 @@ def broker_options(settings: Settings) -> BrokerOptions:
     )
 
 
+def missing_result_store(broker_url: str) -> ConfigurationError:
+    """The error of waiting for a result where no store keeps results."""
+    return ConfigurationError(
+        f"the broker {redact_url(broker_url)!r} keeps no results (no Capability.RESULTS) "
+        "and this app has no result store: give Conveyor(..., results=...) the URL of "
+        "one (results='redis://localhost:6379/0', or CONVEYOR_RESULT_URL)"
+    )
+
+
+def status_store_of(broker: Broker) -> ResultStore | None:
+    """The store of terminal statuses a broker without results keeps (the RabbitMQ
+    ledger's), if it has one."""
+    method = getattr(broker, "status_store", None)
+    return method() if callable(method) else None
+
+
 class NoResultStore:
     """The result store of an app whose broker keeps no results and that was given no
     ``results=``: tasks run fire-and-forget. Their results are dropped, status reads fall
@@ -401,11 +417,7 @@ class NoResultStore:
         self.url = broker_url
 
     def _missing(self) -> ConfigurationError:
-        return ConfigurationError(
-            f"the broker {redact_url(self.url)!r} keeps no results (no Capability.RESULTS) "
-            "and this app has no result store: give Conveyor(..., results=...) the URL of "
-            "one (results='redis://localhost:6379/0', or CONVEYOR_RESULT_URL)"
-        )
+        return missing_result_store(self.url)
 
     async def connect(self) -> None:
         pass

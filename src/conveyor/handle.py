@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from conveyor.brokers import redact_url
-from conveyor.brokers.base import Capability, StoredResult, own_result_store, status_of
+from conveyor.brokers.base import (
+    Capability,
+    StatusStore,
+    StoredResult,
+    own_result_store,
+    status_of,
+)
 from conveyor.clock import Seconds, seconds
 from conveyor.errors import ConfigurationError, ResultMissing, ResultTimeout, TaskNotFound
 from conveyor.message import NO_CONVERSION, MalformedMessage, convert, decode_message, encode_value
@@ -134,12 +140,13 @@ async def read_state(app: Conveyor, task_id: str) -> TaskState:
     """The task's status: its result's when it has one, else where the broker holds it
     (``status_of``), with the progress of the running attempt."""
     store, broker = app.result_store, app.broker
-    raw = await store.get(task_id)
+    stored = store.get_status if isinstance(store, StatusStore) else store.get
+    raw = await stored(task_id)
     location = None if raw is not None else await broker.locate(task_id)
     if raw is None and location is None:
         # it may have finished between the two reads: a task's result is stored before
         # (or with) the ack after which the broker forgets it, so a second read finds it
-        raw = await store.get(task_id)
+        raw = await stored(task_id)
     if raw is not None:
         result = decode_result(raw)
         return TaskState(task_id, result.status, result.attempts, result=result)
@@ -205,6 +212,7 @@ async def abort_task(app: Conveyor, task_id: str) -> AbortOutcome:
         outcome = await broker.abort(task_id, build)
         if outcome is AbortOutcome.DEQUEUED and built:
             await store.put(built)
-    if outcome is AbortOutcome.UNKNOWN and await store.get(task_id) is not None:
+    stored = store.get_status if isinstance(store, StatusStore) else store.get
+    if outcome is AbortOutcome.UNKNOWN and await stored(task_id) is not None:
         return AbortOutcome.FINISHED  # brokers forget acked tasks; their result remains
     return outcome

@@ -373,9 +373,9 @@ def test_a_fetch_takes_the_high_band_of_what_arrived_first() -> None:
 
 
 async def test_fire_and_forget_without_a_record_store() -> None:
-    """No results=: tasks run; waiting for a result says how to add a store; keys, which
-    need records, are refused; status reads find nothing."""
-    url = _url()
+    """No results= and ledger=false: tasks run; waiting for a result says how to add a
+    store; keys, which need records, are refused; status reads find nothing."""
+    url = _url(ledger="false")
     app = Conveyor(url, environ={}, lease=1.0, fetch_wait=0.1)
     ran: list[int] = []
 
@@ -405,7 +405,7 @@ async def test_fire_and_forget_without_a_record_store() -> None:
 
 
 async def test_without_a_store_attempts_come_from_the_headers_and_delivery_count() -> None:
-    async with _broker(_url(), records=False) as broker:
+    async with _broker(_url(ledger="false"), records=False) as broker:
         await broker.publish([_out(b"n")])
         (d,) = await broker.fetch(["default"], 1, 5.0)
         assert await d.retry(0.0)

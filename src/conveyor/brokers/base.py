@@ -577,6 +577,16 @@ class ResultStore(Protocol):
 
 
 @runtime_checkable
+class StatusStore(Protocol):
+    """A result store that keeps tasks' terminal statuses but not their values (the
+    RabbitMQ ledger's, without ``results=``): status reads use :meth:`get_status`."""
+
+    async def get_status(self, task_id: str) -> bytes | None:
+        """The task's terminal result without its return value, or None."""
+        ...
+
+
+@runtime_checkable
 class ScheduleStore(Protocol):
     """Dynamic schedule definitions (``app.schedules``).
 

@@ -58,6 +58,12 @@ from conveyor.brokers.base import (
 )
 from conveyor.brokers.rabbitmq.connection import Link, Session, unavailable
 from conveyor.brokers.rabbitmq.consume import Consumers, Inbox, Incoming
+from conveyor.brokers.rabbitmq.ledger import (
+    FINISHED_KEEP,
+    Ledger,
+    LedgerRecords,
+    LedgerStatusStore,
+)
 from conveyor.brokers.rabbitmq.records import NoRecords, Records, RedisRecords, Settle, due_ms
 from conveyor.brokers.rabbitmq.settings import AmqpSettings
 from conveyor.brokers.rabbitmq.topology import TARGET, Names, Topology, delay_headers
@@ -119,8 +125,9 @@ class RabbitMQBroker:
 
     With a Redis store for task records (the app's ``results=``, or ``?results=`` in the
     URL) it has every capability but ``PRIORITY`` (RabbitMQ favours priorities on classic
-    queues, it does not order strictly). Without one it only moves messages
-    (``QUEUE``): fire-and-forget, no status, keys or abort.
+    queues, it does not order strictly). Without one it keeps its records in the ledger,
+    a RabbitMQ stream (``ledger.py``): status reads and abort work (``QUEUE``, ``ABORT``),
+    results are not kept; ``?ledger=false`` leaves plain fire-and-forget.
     """
 
     capabilities: frozenset[Capability] = _ALL
@@ -159,6 +166,19 @@ class RabbitMQBroker:
             # connection: the app uses this store as the broker's own, and the
             # settlement scripts store results with the records, in one step
             self._results = RedisResultStore(store, options, broker=self._side)
+        elif settings.ledger:
+            self.capabilities = frozenset({Capability.QUEUE, Capability.ABORT})
+            self._records = LedgerRecords(
+                Ledger(
+                    self._link,
+                    self.names.ledger,
+                    max_age=settings.ledger_max_age,
+                    keep_finished=FINISHED_KEEP,
+                    timeout=settings.publish_timeout,
+                    url=url,
+                    shown=self._shown,
+                )
+            )
         else:
             self.capabilities = frozenset({Capability.QUEUE})
 
@@ -226,6 +246,13 @@ class RabbitMQBroker:
 
     def clone(self) -> RabbitMQBroker:
         return RabbitMQBroker(self.url, self._options)
+
+    def status_store(self) -> LedgerStatusStore | None:
+        """Where the app keeps terminal statuses when it has no result store: the
+        ledger's (None with a Redis store, or ``?ledger=false``)."""
+        if isinstance(self._records, LedgerRecords):
+            return LedgerStatusStore(self.url, self._options)
+        return None
 
     def result_store(self) -> RedisResultStore:
         self._need_side()
@@ -577,7 +604,7 @@ class RabbitMQBroker:
             )
 
     async def _release(self, held: Held) -> None:
-        if isinstance(self._records, RedisRecords):
+        if isinstance(self._records, RedisRecords | LedgerRecords):
             await _settle_amqp(held.incoming, ack=False)  # in its old place
             return
         # no records: RabbitMQ would count the return as a delivery; a copy that says
@@ -640,19 +667,25 @@ class RabbitMQBroker:
     # -- abort and status ----------------------------------------------------------
 
     async def locate(self, task_id: str) -> TaskLocation | None:
-        if not isinstance(self._records, RedisRecords):
+        if not isinstance(self._records, RedisRecords | LedgerRecords):
             return None
         return await self._records.locate(task_id)
 
     async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
+        if isinstance(self._records, LedgerRecords):
+            return await self._records.abort(task_id, result)
         return await self.records.abort(task_id, result)
 
     async def abort_marks(self, deliveries: Sequence[Delivery]) -> list[bool]:
         if not deliveries:
             return []
+        if isinstance(self._records, LedgerRecords):
+            return self._records.marks([d.task_id for d in deliveries])
         return await self.records.marks([d.task_id for d in deliveries])
 
     async def wait_abort_signal(self, timeout: float) -> list[str]:
+        if isinstance(self._records, LedgerRecords):
+            return await self._records.ledger.wait_signal(timeout)
         return await self._need_side().wait_abort_signal(timeout)
 
     # -- admin ---------------------------------------------------------------------
@@ -698,6 +731,10 @@ class RabbitMQBroker:
     async def send(
         self, session: Session, queue: str, task_id: str, body: bytes, priority: int, copy: int
     ) -> None:
+        if isinstance(self._records, LedgerRecords):
+            copy = await self._records.requeue(task_id, queue)
+            if not copy:
+                return
         await self._send(session, queue, task_id, body, priority, copy)
 
 

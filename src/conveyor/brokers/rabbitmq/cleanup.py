@@ -40,6 +40,7 @@ async def delete_namespace(
             await channel.queue_delete(names.dlq(queue))
             await channel.exchange_delete(names.dlx(queue))
         await channel.queue_delete(names.intake)
+        await channel.queue_delete(names.ledger)
         for level in range(DELAY_LEVELS):
             await channel.queue_delete(names.delay(level))
             await channel.exchange_delete(names.delay(level))

@@ -15,6 +15,11 @@ parameter              meaning                                                  
 ``publish_timeout``    seconds to wait for a publisher confirm                    30
 ``results``            the URL of the Redis server that keeps task records,      none
                        percent-encoded (``results=`` of the app does the same)
+``ledger``             without ``results``: keep task records in a RabbitMQ      true
+                       stream (status reads and abort; ``ledger.py``), or
+                       ``false`` for plain fire-and-forget
+``ledger_max_age``     seconds the ledger stream keeps its entries (status reads  86400
+                       and abort marks reach back this far)
 =====================  ========================================================  =========
 
 Every other parameter (``heartbeat``, ``connection_timeout``, TLS files for
@@ -44,6 +49,8 @@ _OURS = (
     "max_priority",
     "publish_timeout",
     "results",
+    "ledger",
+    "ledger_max_age",
 )
 
 
@@ -59,6 +66,8 @@ class AmqpSettings:
     max_priority: int = 10
     publish_timeout: float = 30.0
     result_url: str | None = None
+    ledger: bool = True
+    ledger_max_age: float = 86400.0
 
     @property
     def quorum(self) -> bool:
@@ -103,6 +112,9 @@ class AmqpSettings:
         priority = number("max_priority", 10, 1, 255)
         if limit != int(limit) or priority != int(priority):
             raise bad("delivery_limit" if limit != int(limit) else "max_priority", "an integer")
+        ledger = ours.get("ledger", "true").lower()
+        if ledger not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise bad("ledger", "true or false")
         return cls(
             server_url=server_url,
             prefix=prefix,
@@ -112,4 +124,6 @@ class AmqpSettings:
             max_priority=int(priority),
             publish_timeout=number("publish_timeout", 30.0, 0.1, 3600.0),
             result_url=ours.get("results") or result_url,
+            ledger=ledger in ("true", "1", "yes", "on"),
+            ledger_max_age=number("ledger_max_age", 86400.0, 60.0, 30 * 86400.0),
         )

@@ -80,6 +80,11 @@ class Names:
         return f"{self.prefix}.delay.{level}"
 
     @property
+    def ledger(self) -> str:
+        """The stream of task records kept without a Redis store (``ledger.py``)."""
+        return f"{self.prefix}.ledger"
+
+    @property
     def delay_out(self) -> str:
         return f"{self.prefix}.delay.out"
 
