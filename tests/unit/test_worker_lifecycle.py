@@ -53,6 +53,77 @@ async def test_worker_fetches_only_as_many_as_free_slots(
         gate.set()
 
 
+async def test_a_slot_frees_when_the_body_ends_not_when_its_settlement_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next task starts while the last one's ack is still on its way: a settlement
+    is a round trip that no slot needs to sit out."""
+    app = fast_app()
+    started: list[int] = []
+    acked = asyncio.Event()
+
+    @app.task
+    async def job(n: int) -> int:
+        started.append(n)
+        return n
+
+    async with app:
+        real_settle = app.broker.settle
+
+        async def slow_settle(batch: list[object]) -> list[bool]:
+            await acked.wait()
+            return await real_settle(batch)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(app.broker, "settle", slow_settle)
+        first, second = await job.kiq(1), await job.kiq(2)
+        async with app.worker(concurrency=1):
+            await eventually(lambda: started == [1, 2], what="the second task to start")
+            assert not acked.is_set()
+            acked.set()
+            assert [await first.get(timeout=5), await second.get(timeout=5)] == [1, 2]
+
+
+def test_a_worker_holds_ahead_what_it_starts_in_50_ms_and_never_more_than_a_batch() -> None:
+    worker = fast_app().worker(concurrency=100)
+    for rate, ahead in [(0.0, 0), (10.0, 0), (1_000.0, 50), (8_000.0, 100), (1e6, 100)]:
+        worker._rate = rate  # bodies ending per second
+        assert worker._ahead_target() == ahead, rate
+    recycled = fast_app().worker(concurrency=100, max_tasks=10)
+    recycled._rate = 1e6
+    assert recycled._ahead_target() == 0  # it would claim past its last task
+
+
+async def test_deliveries_fetched_ahead_start_as_slots_free_and_go_back_uncharged_at_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = fast_app(grace=0.1)
+    runs: list[tuple[int, int]] = []
+    gate = asyncio.Event()
+
+    @app.task
+    async def job(n: int, ctx: Context = Depends()) -> None:
+        runs.append((n, ctx.attempt))
+        await gate.wait()
+
+    async with app:
+        handles = [await job.kiq(n) for n in range(6)]
+        worker = app.worker(concurrency=2)
+        monkeypatch.setattr(worker, "_ahead_target", lambda: 2)
+        await worker.start()
+        await eventually(lambda: len(runs) == 2 and len(worker._ahead) == 2)
+        (depth,) = await app.broker.queue_depths()
+        assert (depth.running, depth.ready) == (4, 2)  # two run, two wait in hand
+        await worker.stop()  # the running two are cancelled after the grace
+        assert [(await h.status()).attempts for h in handles] == [0] * 6, "all uncharged"
+        gate.set()
+        async with app.worker(concurrency=6):
+            for handle in handles:
+                await handle.wait_result(timeout=5)
+    # the two cancelled at the stop ran again, the four never started ran once, all as
+    # attempt 1: nothing handed back was charged
+    assert sorted(runs) == sorted([(0, 1), (1, 1)] + [(n, 1) for n in range(6)])
+
+
 async def test_graceful_stop_finishes_short_tasks_and_releases_long_ones_uncharged() -> None:
     app = fast_app(grace=0.3)
     attempts: list[tuple[str, int]] = []

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,8 @@ ISOLATE_AFTER_CRASHES = 2
 _SIGNAL_MEMORY = 10.0
 # the shortest time between two heartbeats sent because tasks finished
 _REPORT_GAP = 0.5
+# deliveries fetched ahead of free slots: what the worker starts in this many seconds
+_AHEAD_SECONDS = 0.05
 
 log = logging.getLogger("conveyor.worker")
 
@@ -80,7 +83,12 @@ class Worker:
         self.claimed = 0
         self.started_at = 0.0
         self._held: dict[Delivery, None] = {}  # ordered set: the deliveries in hand
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()  # bodies running, or settling
+        self._busy: set[Delivery] = set()  # deliveries whose body has not ended: the slots
+        # fetched ahead of a free slot, started the moment one frees (see _fetch_loop)
+        self._ahead: deque[Delivery] = deque()
+        self._ended = 0  # bodies ended, for the completion rate
+        self._rate = 0.0  # bodies ended per second, smoothed
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -132,6 +140,7 @@ class Worker:
             run_sync=self._runner,
             worker_id=self.worker_id,
             emitter=self._events,
+            body_done=self._body_done,
         )
         self._renewer = LeaseRenewer(
             broker.lease_keeper,
@@ -185,10 +194,14 @@ class Worker:
         self.request_stop()
         if self._fetcher is not None:
             await self._fetcher  # a fetch in progress was interrupted by request_stop()
-        if self._alone_waiting is not None:  # never started: hand it back uncharged
-            waiting, self._alone_waiting = self._alone_waiting, None
-            self._held.pop(waiting, None)
-            await self._release([waiting])
+        unstarted = list(self._ahead)
+        self._ahead.clear()
+        if self._alone_waiting is not None:
+            unstarted.append(self._alone_waiting)
+            self._alone_waiting = None
+        for delivery in unstarted:  # never started: hand them back uncharged
+            self._held.pop(delivery, None)
+        await self._release(unstarted)
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=self.grace)
             if pending:
@@ -243,6 +256,7 @@ class Worker:
         settings = self.app.settings
         wait, lease, clock = settings.fetch_wait, settings.lease, settings.clock
         pause = _fault_pause(settings)
+        sampled = (clock.monotonic(), 0)
         while not self._stopping.is_set():
             if self._alone_waiting is not None or self._alone_running is not None:
                 # a recovered delivery runs alone: wait for the others to finish, run it,
@@ -255,13 +269,23 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            free = self.concurrency - len(self._running)
+            # a slot frees when its body ends, while its settlement is still on the way
+            # (settled in batches, a round trip later); settling ones are capped too, so
+            # a broker that stops answering settles cannot pile deliveries up
+            self._start_ahead()
+            sampled = self._sample_rate(clock.monotonic(), sampled)
+            free = min(
+                self.concurrency - len(self._busy) + self._ahead_target() - len(self._ahead),
+                2 * self.concurrency - len(self._running) - len(self._ahead),
+            )
             if self.max_tasks is not None:
                 free = min(free, self.max_tasks - self.claimed)
                 if free <= 0 and not self._running:
                     self.request_stop()  # recycled: the supervisor starts a fresh process
                     break
-            if free <= 0:
+            # with deliveries in hand the slots are fed from them: refill in batches of
+            # half the target, not one round trip per task
+            if free <= 0 or (self._ahead and free < self._ahead_target() // 2):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -285,7 +309,11 @@ class Worker:
                 # alone. After one crash it runs normally, so a dead worker's tasks still
                 # restart within lease + reap interval (G3)
                 if delivery.crashes < ISOLATE_AFTER_CRASHES:
-                    self._spawn(delivery)
+                    if len(self._busy) < self.concurrency:
+                        self._spawn(delivery)
+                    else:
+                        self._held[delivery] = None  # its lease is kept while it waits
+                        self._ahead.append(delivery)
                 elif self._alone_waiting is None:
                     self._alone_waiting = delivery
                     self._held[delivery] = None  # keep its lease while it waits
@@ -297,6 +325,7 @@ class Worker:
         assert self._executor is not None
         self.claimed += 1
         self._held[delivery] = None
+        self._busy.add(delivery)
         if self._signalled and delivery.task_id in self._signalled:
             self._executor.request_abort(delivery)  # it never starts
         task = asyncio.create_task(
@@ -322,10 +351,41 @@ class Worker:
                 )
         finally:
             self._held.pop(delivery, None)
+            self._busy.discard(delivery)  # settled without running a body
             if self._alone_running is delivery:
                 self._alone_running = None
             self._executor.forget(delivery)
             self.processed += 1
+
+    def _body_done(self, delivery: Delivery) -> None:
+        if delivery in self._busy:
+            self._busy.discard(delivery)
+            self._ended += 1
+            self._start_ahead()
+            self._slot_free.set()
+
+    def _start_ahead(self) -> None:
+        """Start deliveries fetched ahead while slots are free (no round trip between a
+        body ending and the next one starting)."""
+        ahead = self._ahead
+        while ahead and len(self._busy) < self.concurrency and not self._stopping.is_set():
+            self._spawn(ahead.popleft())
+
+    def _sample_rate(self, now: float, sampled: tuple[float, int]) -> tuple[float, int]:
+        at, ended = sampled
+        if now - at < 0.05:
+            return sampled
+        self._rate = 0.5 * self._rate + 0.5 * (self._ended - ended) / (now - at)
+        return now, self._ended
+
+    def _ahead_target(self) -> int:
+        """How many deliveries to hold ahead of free slots: what this worker starts in
+        :data:`_AHEAD_SECONDS` at its current completion rate, at most its concurrency.
+        Short tasks get a full extra batch; minutes-long ones none, so a worker never
+        hoards work that idle workers could start (Celery's prefetch-multiplier trap)."""
+        if self.max_tasks is not None or self._alone_running is not None:
+            return 0
+        return min(self.concurrency, int(self._rate * _AHEAD_SECONDS))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +96,11 @@ class Executor:
         run_sync: SyncRun,
         worker_id: str = "",
         emitter: EventEmitter | None = None,
+        body_done: Callable[[Delivery], None] | None = None,
     ) -> None:
         self.app = app
+        # told when a delivery's body ended, before it settles: its slot is free then
+        self._body_done = body_done or (lambda delivery: None)
         self._run_sync = run_sync
         self.settler = settler
         self.settle_retry_for = settle_retry_for
@@ -263,6 +267,7 @@ class Executor:
             return _Ended(error=exc)
         finally:
             del self._bodies[delivery]
+            self._body_done(delivery)
         if delivery in self._aborting:  # it swallowed the cancellation: the value is dropped
             if current is not None and current.cancelling():
                 current.uncancel()
