@@ -3,6 +3,8 @@
 Under load many tasks finish (or many producers enqueue) in the same turn of the loop;
 handing the broker one batch turns N round trips into one pipeline, script call or
 transaction. With no concurrency the batch is simply of size one, at no extra latency.
+With ``max_in_flight``, items that arrive while that many batches are in flight wait for
+one of them to end and go together (group commit): the batches grow with the load.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ class Batcher(Generic[T, U]):
     """``await batcher.submit(item)`` returns ``flush([..., item, ...])``'s answer for it."""
 
     def __init__(
-        self, flush: Callable[[Sequence[T]], Awaitable[Sequence[U]]], max_batch: int = 512
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[Sequence[U]]],
+        max_batch: int = 512,
+        max_in_flight: int | None = None,
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
+        # group commit: with this many flushes in flight, new items wait for one to end
+        # and then go together, so batches grow with the load instead of the round trips
+        self._max_in_flight = max_in_flight
         self._pending: list[tuple[T, asyncio.Future[U]]] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
@@ -41,13 +49,20 @@ class Batcher(Generic[T, U]):
     def _start(self) -> None:
         self._scheduled = False
         while self._pending:
+            if self._max_in_flight is not None and len(self._flushing) >= self._max_in_flight:
+                return  # the next flush to end starts these
             batch, self._pending = (
                 self._pending[: self._max_batch],
                 self._pending[self._max_batch :],
             )
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        if self._pending and not self._scheduled:
+            self._start()
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[U]]]) -> None:
         try:

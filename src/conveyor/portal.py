@@ -42,7 +42,9 @@ class Connection:
     async def open(cls, broker: Broker, result_store: ResultStore) -> Connection:
         await broker.connect()
         # looked up per batch, not bound once: a test may stand a flaky publish in for it
-        publisher: Batcher[Outgoing, str] = Batcher(lambda batch: broker.publish(batch))
+        publisher: Batcher[Outgoing, str] = Batcher(
+            lambda batch: broker.publish(batch), max_in_flight=2
+        )
         connection = cls(asyncio.get_running_loop(), broker, result_store, publisher)
         if connection.results_apart:
             try:

@@ -39,7 +39,11 @@ class Settler:
         self._store = app.result_store
         self._colocated = self._store is own_result_store(self._broker)
         self._lease = app.settings.lease
-        self._batcher: Batcher[Settlement, bool | SettlementRefused] = Batcher(self._flush)
+        # two batches in flight at most: under load the next one gathers every settlement
+        # made meanwhile (a slot frees when its body ends, so nobody waits on an ack)
+        self._batcher: Batcher[Settlement, bool | SettlementRefused] = Batcher(
+            self._flush, max_in_flight=2
+        )
 
     async def settle(self, delivery: Delivery, outcome: Outcome) -> bool:
         """Settle (batched with others); raises :class:`SettlementRefused` if the broker
