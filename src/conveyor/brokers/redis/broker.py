@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import redis
@@ -202,28 +202,40 @@ class RedisBroker:
         for queue in by_queue:
             await self._register_queue(queue)
         ids: list[str] = [""] * len(batch)
-        async with self.client.pipeline(transaction=False) as pipe:
-            order = []
-            for queue, indexes in by_queue.items():
-                args: list[Any] = [self.keys.group, self.keys.prefix]
-                for i in indexes:
-                    item = batch[i]
-                    args += [
-                        item.task_id,
-                        item.body,
-                        item.priority,
-                        math.ceil(item.not_before * 1000),  # never before it is due
-                        item.key or "",
-                        int(item.key_ttl * 1000),
-                        1 if item.reused_id else 0,
-                    ]
-                await self.scripts.call("publish", self.keys.tag(queue), args, client=pipe)
-                order.append(indexes)
-            answers = await pipe.execute()
+        if len(by_queue) == 1:  # one EVALSHA: a pipeline's execute() asks SCRIPT EXISTS first
+            ((queue, indexes),) = by_queue.items()
+            args = self._publish_args(batch, indexes)
+            order, answers = (
+                [indexes],
+                [await self.scripts.call("publish", self.keys.tag(queue), args)],
+            )
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                order = []
+                for queue, indexes in by_queue.items():
+                    args = self._publish_args(batch, indexes)
+                    await self.scripts.call("publish", self.keys.tag(queue), args, client=pipe)
+                    order.append(indexes)
+                answers = await pipe.execute()
         for indexes, answer in zip(order, answers, strict=True):
             for i, task_id in zip(indexes, answer, strict=True):
                 ids[i] = task_id.decode() if isinstance(task_id, bytes) else str(task_id)
         return ids
+
+    def _publish_args(self, batch: Sequence[Outgoing], indexes: Sequence[int]) -> list[Any]:
+        args: list[Any] = [self.keys.group, self.keys.prefix]
+        for i in indexes:
+            item = batch[i]
+            args += [
+                item.task_id,
+                item.body,
+                item.priority,
+                math.ceil(item.not_before * 1000),  # never before it is due
+                item.key or "",
+                int(item.key_ttl * 1000),
+                1 if item.reused_id else 0,
+            ]
+        return args
 
     # -- fetch ---------------------------------------------------------------------
 
@@ -382,6 +394,15 @@ class RedisBroker:
             groups[(type(outcome).__name__, delivery.queue)].append(index)
         keys = self.keys
         done = [False] * len(batch)
+        if len(groups) == 1:  # the usual batch (acks of one queue): one EVALSHA, no
+            # pipeline, whose execute() would ask SCRIPT EXISTS first, a round trip more
+            ((kind, queue), indexes) = next(iter(groups.items()))
+            args = self._settle_args(kind, batch)
+            try:
+                answer = await self.scripts.call(_SCRIPT_FOR[kind], keys.tag(queue), args)
+            except redis.ResponseError as exc:
+                _raise_settle_error(exc)
+            return [ok == 1 for ok in answer]
         async with self.client.pipeline(transaction=False) as pipe:
             order = []
             for (kind, queue), indexes in groups.items():
@@ -391,11 +412,7 @@ class RedisBroker:
             try:
                 answers = await pipe.execute()
             except redis.ResponseError as exc:
-                if str(exc).split(" ", 1)[0] in _TRANSIENT_ERRORS:
-                    raise
-                # e.g. "Protocol error: invalid bulk length" for a result over the server's
-                # proto-max-bulk-len: the same call would be refused again
-                raise SettlementRefused(f"Redis refused it: {exc}") from exc
+                _raise_settle_error(exc)
         for indexes, answer in zip(order, answers, strict=True):
             for i, ok in zip(indexes, answer, strict=True):
                 done[i] = ok == 1
@@ -708,3 +725,11 @@ def _dead_entry(queue: str, fields: dict[bytes, bytes]) -> DeadLetterEntry:
         attempts=int(fields.get(b"a", b"0")),
         failed_at=int(fields.get(b"t", b"0")) / 1000.0,
     )
+
+
+def _raise_settle_error(exc: redis.ResponseError) -> NoReturn:
+    if str(exc).split(" ", 1)[0] in _TRANSIENT_ERRORS:
+        raise exc
+    # e.g. "Protocol error: invalid bulk length" for a result over the server's
+    # proto-max-bulk-len: the same call would be refused again
+    raise SettlementRefused(f"Redis refused it: {exc}") from exc

@@ -1,5 +1,7 @@
--- ack.lua (complete): store each result, then acknowledge and delete the entry, only if
--- this consumer still owns it.
+-- ack.lua (complete): acknowledge each entry and, only if this consumer still owned it,
+-- store its result and delete it. An entry is pending with the consumer that read it
+-- and no other (reap.lua acknowledges what it takes over in the same script), so XACK's
+-- answer is the ownership check.
 -- KEYS: tag.  ARGV: group, consumer, prefix, then per message 5 values:
 --   stream, entry id, task id, result bytes ('' = none), result ttl ms (<= 0: no expiry).
 -- Returns 1 per message on success; 0 if the entry was reclaimed by another worker (a
@@ -9,7 +11,7 @@ local out = {}
 local done = {}  -- stream -> entry ids, acknowledged and deleted together below
 for i = 4, #ARGV, 5 do
   local stream, id, task_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if owned(stream, group, consumer, id) then
+  if redis.call('XACK', stream, group, id) == 1 then
     store_result(prefix, task_id, ARGV[i + 3], ARGV[i + 4])
     local job = tag .. ':job:' .. task_id
     release_key(tag, job)
@@ -22,7 +24,6 @@ for i = 4, #ARGV, 5 do
   end
 end
 for stream, ids in pairs(done) do
-  redis.call('XACK', stream, group, unpack(ids))
   redis.call('XDEL', stream, unpack(ids))
 end
 return out

@@ -86,13 +86,16 @@ end
 -- Start an attempt: count it, mark the job running. Returns the attempt number, how
 -- many attempts in a row ended with their worker dead (the 'r' counter of reap.lua), and
 -- the abort mark (1: abort.lua marked it while an earlier attempt ran; do not run it).
+-- A job without a record (an entry added by hand) gets one here: readers take a missing
+-- 'a', 'p', 'k' or 'kt' as 0 or empty. An entry's stream is its job's priority, so 'p' is
+-- written with the state (not for the front stream, which holds every priority).
 local function start(tag, task_id, prio, entry_id)
   local job = tag .. ':job:' .. task_id
-  if redis.call('EXISTS', job) == 0 then
-    if prio == 'front' then prio = '0' end
-    redis.call('HSET', job, 'a', 0, 'p', prio, 'k', '', 'kt', 0)
+  if prio == 'front' then
+    redis.call('HSET', job, 's', 'running', 'e', entry_id)
+  else
+    redis.call('HSET', job, 's', 'running', 'e', entry_id, 'p', prio)
   end
-  redis.call('HSET', job, 's', 'running', 'e', entry_id)
   local attempt = redis.call('HINCRBY', job, 'a', 1)
   local f = redis.call('HMGET', job, 'r', 'x')
   return attempt, tonumber(f[1] or '0'), tonumber(f[2] or '0')
