@@ -691,9 +691,7 @@ async def check_counts(factory: BrokerFactory) -> None:
         earlier, ancient = minute - 60, minute - 2 * 3600  # ancient: past counts_kept
         sent, failed = ("send", "default", "succeeded"), ("send", "default", "failed")
         odd = ("name.with:odd|chars é", "q.1 x", "retried")  # separators must not split
-        await broker.record_counts(
-            {(minute, *sent): 3, (minute, *failed): 1, (earlier, *sent): 2}
-        )
+        await broker.record_counts({(minute, *sent): 3, (minute, *failed): 1, (earlier, *sent): 2})
         # five workers flushing the same counters at once: every flush counts
         await asyncio.gather(*(broker.record_counts({(minute, *sent): 1}) for _ in range(5)))
         await broker.record_counts({(minute, *odd): 2, (ancient, "old", "default", "dead"): 4})

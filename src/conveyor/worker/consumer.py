@@ -473,7 +473,6 @@ class Worker:
             )
             self._events.emit(event)
 
-
     async def _flush_counts(self) -> None:
         """Add what the tally counted since the last flush to the broker's counters, in
         one batch; on failure the counts wait for the next flush."""
