@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import urllib.request
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -76,6 +77,11 @@ async def main() -> None:
         new = await log.read(after=cursor, limit=500)  # strictly after the cursor, oldest first
         timeline = await log.timeline(task_id)  # one task's events, oldest first (a scan)
         print(f"  {len(new)} newer; resize's timeline: {[event.kind for event in timeline]}")
+
+        print("the task counters (on by default; the dashboard's charts and totals):")
+        counts = await app.broker.counts(since=time.time() - 3600)  # Capability.COUNTS
+        print("  resize succeeded:", counts.totals[("resize", "default", "succeeded")])
+        print("  minutes with counts:", len(counts.minutes))  # {minute start: {key: n}}
 
         body, content_type = await render_metrics(app)  # for a /metrics route of your web app
         print("some metrics, as", content_type)

@@ -86,6 +86,7 @@ class Settings:
     schedule_refresh: float = 2.0
     schedule_send_timeout: float = 3.0
     log_tasks: bool = True  # one INFO line per task that ends (logger conveyor.task)
+    task_counts: bool = True  # a dict increment per task; flushed with the heartbeat
     events: bool = False  # the event log costs 11-22% of no-op throughput (bench/)
     events_max: int = 10_000
     event_args_preview: int = 256
@@ -475,6 +476,7 @@ RULES: Mapping[str, Rule] = {
     "schedule_refresh": Seconds(_POLL_FLOOR, _HOUR),
     "schedule_send_timeout": Seconds(0.5, 300.0),  # below a round trip, every call fails
     "log_tasks": Flag(),
+    "task_counts": Flag(),
     "events": Flag(),
     "events_max": Count(1, 10_000_000),
     "event_args_preview": Count(0, 65_536, "characters"),  # 0: no preview

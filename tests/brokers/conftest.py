@@ -89,7 +89,7 @@ async def _cleanup(url: str) -> None:
     prefix = url.rsplit("prefix=", 1)[1]
     client = aioredis.Redis.from_url(url.split("?", 1)[0])
     try:
-        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
+        for pattern in (f"{{{prefix}:*", f"{{{prefix}}}:*", f"{prefix}:*"):
             keys = [k async for k in client.scan_iter(match=pattern, count=1000)]
             if keys:
                 await client.delete(*keys)

@@ -14,7 +14,7 @@ import pytest
 from conveyor import Conveyor
 from conveyor.brokers.base import Outgoing
 from conveyor.brokers.postgres import PostgresBroker
-from conveyor.brokers.postgres.migrate import latest_version
+from conveyor.brokers.postgres.migrate import MIGRATIONS, latest_version
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.testing.behaviour import behaviour_settings
 from conveyor.testing.conformance import conformance_options
@@ -172,7 +172,8 @@ async def test_connect_applies_the_migrations_once(url: str, own_conn: Any) -> N
     await asyncio.gather(first.connect(), second.connect())  # racing upgrades apply once
     try:
         rows = await own_conn.fetch(f'SELECT version, name FROM "{schema}".schema_version')
-        assert [(r[0], r[1]) for r in rows] == [(latest_version(), "initial")]
+        assert [(r[0], r[1]) for r in rows] == [(m.version, m.name) for m in MIGRATIONS]
+        assert latest_version() == MIGRATIONS[-1].version
         assert await first.upgrade_schema() == []
     finally:
         await first.close()
@@ -183,7 +184,7 @@ async def test_migrate_false_refuses_an_old_schema_until_upgraded(url: str) -> N
     broker = PostgresBroker(url + "&migrate=false")
     with pytest.raises(ConfigurationError, match="conveyor db upgrade"):
         await broker.connect()
-    assert [m.name for m in await broker.upgrade_schema()] == ["initial"]
+    assert [m.name for m in await broker.upgrade_schema()] == [m.name for m in MIGRATIONS]
     await broker.connect()
     await broker.close()
 

@@ -187,7 +187,10 @@ async def test_tasks_are_searchable_by_id_name_and_status(shown: Conveyor) -> No
         by_task = await listed({"task": "resize_image", "status": "succeeded"})
         assert ok.task_id in by_task and bad.task_id not in by_task
         nothing = await listed({"q": "no-such-id"})
-        assert "No task in the event log matches" in nothing and "look up the id" in nothing
+        assert "No task with the id <strong>no-such-id</strong>" in nothing
+        assert "none in the event log matches it" in nothing
+        exact = await listed({"q": bad.task_id})  # an exact id: the broker's word, too
+        assert 'id="found"' not in exact and bad.task_id in exact  # the event log has it
         # a task that is still queued has no events, but its page answers
         queued = await app.tasks["resize_image"].with_options(delay=600).kiq("later.png")
         page = await client.get(f"/tasks/{queued.task_id}")

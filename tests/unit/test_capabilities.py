@@ -69,9 +69,16 @@ class NoEvents(_Lacking):
         self._outside("event_store")
 
 
+class NoCounts(_Lacking):
+    capabilities = ALL - {Capability.COUNTS}
+
+    async def record_counts(self, counts: Any) -> None:
+        self._outside("record_counts")
+
+
 @pytest.fixture(autouse=True)
 def schemes(monkeypatch: pytest.MonkeyPatch) -> None:
-    for cls in (NoAbort, NoAdmin, NoResults, NoSchedules, NoEvents):
+    for cls in (NoAbort, NoAdmin, NoResults, NoSchedules, NoEvents, NoCounts):
         monkeypatch.setitem(
             _REGISTRY,
             cls.__name__.lower(),
@@ -153,6 +160,13 @@ async def test_no_schedules_fires_code_schedules_and_refuses_changes() -> None:
 
 async def test_no_events_runs_with_the_log_asked_for() -> None:
     app = fast_app("noevents://", events=True)
+    async with app:
+        await _runs_a_task(app)
+        assert app.broker.calls_outside == []  # type: ignore[attr-defined]
+
+
+async def test_no_counts_counts_nothing() -> None:
+    app = fast_app("nocounts://")
     async with app:
         await _runs_a_task(app)
         assert app.broker.calls_outside == []  # type: ignore[attr-defined]

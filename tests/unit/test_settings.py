@@ -45,7 +45,7 @@ COUNTS: dict[str, tuple[int, int]] = {
     "events_max": (1, 10_000_000),
     "event_args_preview": (0, 65_536),
 }
-FLAGS = ("log_tasks", "events")
+FLAGS = ("log_tasks", "task_counts", "events")
 OTHERS = (
     "broker_url",
     "result_url",

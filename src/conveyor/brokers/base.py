@@ -19,6 +19,8 @@ The capabilities (:class:`Capability`), each a protocol below:
 ``RESULTS``        :meth:`Broker.result_store` on the same server
 ``SCHEDULES``      :meth:`Broker.schedule_store`
 ``EVENTS``         :meth:`Broker.event_store`
+``COUNTS``         :class:`Counters`: task outcomes counted in the workers, per task,
+                   queue, status and minute, flushed with their heartbeats
 =================  =====================================================================
 
 How the built brokers do each transition:
@@ -53,7 +55,7 @@ import asyncio
 import contextlib
 import enum
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -63,6 +65,7 @@ from conveyor.clock import Clock, SystemClock
 from conveyor.result import AbortOutcome, TaskStatus
 
 __all__ = [
+    "COUNT_STATUSES",
     "MAX_ABORT_SIGNALS",
     "AbortMarks",
     "AbortResult",
@@ -72,6 +75,8 @@ __all__ = [
     "Broker",
     "BrokerOptions",
     "Capability",
+    "CountKey",
+    "Counters",
     "DeadLetter",
     "DeadLetterEntry",
     "Delivery",
@@ -88,6 +93,7 @@ __all__ = [
     "ScheduleStore",
     "Settlement",
     "StoredResult",
+    "TaskCounts",
     "TaskLocation",
     "TransactionalPublish",
     "WorkerInfo",
@@ -107,6 +113,7 @@ class Capability(enum.StrEnum):
     RESULTS = "results"
     SCHEDULES = "schedules"
     EVENTS = "events"
+    COUNTS = "counts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,8 @@ class BrokerOptions:
     backoff of a broker's own background listeners after a lost connection.
     ``result_url``: the app's ``results=`` URL (None: the broker's own store), for a
     broker that keeps its own records there (RabbitMQ keeps task records in Redis).
+    ``counts_kept``: seconds of per-minute task counts kept (:class:`Counters`; the
+    totals are kept for ever).
     """
 
     lease: float = 30.0
@@ -134,6 +143,7 @@ class BrokerOptions:
     fault_pause: float = 0.05
     fault_pause_max: float = 5.0
     result_url: str | None = None
+    counts_kept: float = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +309,25 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     last_seen: float
     current_tasks: list[str] = []
     role: str = "worker"  # or "scheduler"
+
+
+COUNT_STATUSES = ("succeeded", "failed", "dead", "aborted", "retried")
+"""What a worker counts (:class:`Counters`): attempts that ended ``succeeded``, ``failed``
+(retries exhausted: dead-lettered with a FAILED result), ``dead`` (could not run:
+malformed, unknown task, poison), ``aborted``, or ``retried`` (failed, to run again)."""
+
+CountKey = tuple[str, str, str]
+"""(task name, queue, status): what one counter counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCounts:
+    """What a broker's counters hold, summed over every worker: ``totals`` since counting
+    began, and ``minutes``, each minute's counts by its start (Unix seconds, a multiple
+    of 60), for the minutes asked that are still kept. Minutes without counts are absent."""
+
+    totals: dict[CountKey, int] = field(default_factory=dict)
+    minutes: dict[int, dict[CountKey, int]] = field(default_factory=dict)
 
 
 class LeaseKeeper(Protocol):
@@ -510,7 +539,26 @@ class Admin(Protocol):
 
 
 @runtime_checkable
-class Broker(Queue, AbortMarks, Admin, Protocol):
+class Counters(Protocol):
+    """``Capability.COUNTS``: task outcomes, counted by each worker in memory (a dict
+    increment per task, never a round trip) and added here in one batch with its
+    heartbeat, about once a second. What the dashboard's charts and totals and its
+    ``conveyor_tasks_total`` read, summed over every worker."""
+
+    async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
+        """Add ``counts``, keyed by (minute start, task, queue, status), to their minutes
+        and to the totals: in one round trip, transaction or script where the technology
+        allows. Minutes older than ``BrokerOptions.counts_kept`` are dropped."""
+        ...
+
+    async def counts(self, since: float) -> TaskCounts:
+        """The totals, and the kept minutes that start at or after ``since`` (Unix
+        seconds; ``float("inf")``: the totals only)."""
+        ...
+
+
+@runtime_checkable
+class Broker(Queue, AbortMarks, Admin, Counters, Protocol):
     """A broker with every capability, as the built ones are. A broker that lacks some
     implements :class:`Queue` and what it has, and says so in ``capabilities``."""
 

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conveyor.brokers.base import (
@@ -27,6 +27,7 @@ from conveyor.brokers.base import (
     Ack,
     BrokerOptions,
     Capability,
+    CountKey,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
@@ -37,6 +38,7 @@ from conveyor.brokers.base import (
     Retry,
     Settlement,
     StoredResult,
+    TaskCounts,
     TaskLocation,
     WorkerInfo,
 )
@@ -96,6 +98,8 @@ class MemoryBroker:
         self._dead: dict[str, DeadLetterEntry] = {}
         self._dead_jobs: dict[str, _Job] = {}
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
+        self._totals: dict[CountKey, int] = {}
+        self._minutes: dict[int, dict[CountKey, int]] = {}
         self._waiters: set[_Waiter] = set()
         self._interrupted = False  # interrupt_fetch(): the waiting fetch returns now
         # one buffer per event loop whose worker listens (workers on several loops share it)
@@ -501,6 +505,28 @@ class MemoryBroker:
             alive = {k: v for k, v in self._workers.items() if v[1] > now}
             self._workers = alive
             return [info for info, _ in alive.values()]
+
+    # -- counts --------------------------------------------------------------------
+
+    async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
+        oldest = self._clock.now() - self._options.counts_kept
+        with self._lock:
+            for (minute, task, queue, status), n in counts.items():
+                counted = (task, queue, status)
+                self._totals[counted] = self._totals.get(counted, 0) + n
+                if minute >= oldest:
+                    bucket = self._minutes.setdefault(minute, {})
+                    bucket[counted] = bucket.get(counted, 0) + n
+            for minute in [m for m in self._minutes if m < oldest]:
+                del self._minutes[minute]
+
+    async def counts(self, since: float) -> TaskCounts:
+        oldest = max(since, self._clock.now() - self._options.counts_kept)
+        with self._lock:
+            return TaskCounts(
+                dict(self._totals),
+                {m: dict(c) for m, c in sorted(self._minutes.items()) if m >= oldest},
+            )
 
 
 @dataclass(slots=True)

@@ -1,7 +1,11 @@
-"""What the event log says: one row per task, and outcomes per minute for the charts.
+"""What the charts and lists show: outcomes per minute and per task name, from the
+workers' task counters (on by default) or from the event log (opt-in), and one row per
+task from the event log.
 
-The event log keeps about the last ``events_max`` events (observability/events.py), so
-the Tasks page and the charts cover recent activity, not all history: a task whose
+The counters (:class:`~conveyor.brokers.base.Counters`) are summed over every worker and
+kept per minute for a day, totals for ever. The event log keeps about the last
+``events_max`` events (observability/events.py), so the task search and the charts drawn
+from it cover recent activity, not all history: a task whose
 events were trimmed away is still found by id (its status comes from the broker and the
 result store), but no longer listed.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from conveyor.brokers.base import TaskCounts
 from conveyor.events import (
     AnyEvent,
     SchedulerTick,
@@ -24,7 +29,19 @@ from conveyor.events import (
     TaskSucceeded,
 )
 
-__all__ = ["STATUSES", "Minute", "TaskRow", "failure_rate", "per_minute", "search", "summarize"]
+__all__ = [
+    "STATUSES",
+    "Minute",
+    "TaskRow",
+    "TaskTotals",
+    "counted_minutes",
+    "failure_rate",
+    "first_minute",
+    "per_minute",
+    "search",
+    "summarize",
+    "task_totals",
+]
 
 # a task's status as its last event tells it ("queued": only its scheduler tick is known)
 STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "dead", "aborted")
@@ -127,15 +144,24 @@ class Minute:
         return self.succeeded + self.failed + self.retried + self.aborted
 
 
-def per_minute(events: Iterable[AnyEvent], now: float, minutes: int = 30) -> list[Minute]:
-    """The last ``minutes`` whole minutes up to ``now`` (the current one last)."""
-    current = now - now % 60
-    first = current - 60 * (minutes - 1)
+def first_minute(now: float, minutes: int = 30) -> float:
+    """The start of the first of the last ``minutes`` whole minutes up to ``now``."""
+    return now - now % 60 - 60 * (minutes - 1)
+
+
+def per_minute(
+    events: Iterable[AnyEvent], now: float, minutes: int = 30, task: str = ""
+) -> list[Minute]:
+    """The last ``minutes`` whole minutes up to ``now`` (the current one last), from the
+    event log; of task name ``task`` only, when given."""
+    first = first_minute(now, minutes)
     buckets = [Minute(first + 60 * i) for i in range(minutes)]
     for event in events:
         if not isinstance(
             event, TaskSucceeded | TaskFailure | TaskDead | TaskRetried | TaskAborted
         ):
+            continue
+        if task and event.task != task:
             continue
         index = int((event.at - first) // 60)
         if not 0 <= index < minutes:
@@ -150,6 +176,63 @@ def per_minute(events: Iterable[AnyEvent], now: float, minutes: int = 30) -> lis
         else:
             bucket.failed += 1
     return buckets
+
+
+def _add(minute: Minute, status: str, n: int) -> None:
+    if status == "succeeded":
+        minute.succeeded += n
+    elif status == "retried":
+        minute.retried += n
+    elif status == "aborted":
+        minute.aborted += n
+    elif status in ("failed", "dead"):
+        minute.failed += n
+
+
+def counted_minutes(
+    counts: TaskCounts, now: float, minutes: int = 30, task: str = ""
+) -> list[Minute]:
+    """:func:`per_minute`, from the workers' task counters."""
+    first = first_minute(now, minutes)
+    buckets = [Minute(first + 60 * i) for i in range(minutes)]
+    for start, counted in counts.minutes.items():
+        index = int((start - first) // 60)
+        if not 0 <= index < minutes:
+            continue
+        for (name, _queue, status), n in counted.items():
+            if not task or name == task:
+                _add(buckets[index], status, n)
+    return buckets
+
+
+@dataclass(slots=True)
+class TaskTotals:
+    """One task name's outcomes: since counting began (``total``) and in the charts'
+    window (``recent``)."""
+
+    task: str
+    total: Minute
+    recent: Minute
+
+
+def task_totals(counts: TaskCounts, since: float) -> list[TaskTotals]:
+    """Per task name (every queue summed), busiest first: the totals, and what ended in
+    the minutes from ``since`` on."""
+    rows: dict[str, TaskTotals] = {}
+
+    def row(name: str) -> TaskTotals:
+        found = rows.get(name)
+        if found is None:
+            found = rows[name] = TaskTotals(name, Minute(0.0), Minute(since))
+        return found
+
+    for (name, _queue, status), n in counts.totals.items():
+        _add(row(name).total, status, n)
+    for start, counted in counts.minutes.items():
+        if start >= since:
+            for (name, _queue, status), n in counted.items():
+                _add(row(name).recent, status, n)
+    return sorted(rows.values(), key=lambda r: (-r.total.total, r.task))
 
 
 def failure_rate(minute: Minute) -> float | None:

@@ -1,5 +1,11 @@
-"""The dashboard's pages (GET): each reads the broker, the result store and the event log,
-and renders one template. Nothing here changes anything; actions.py does."""
+"""The dashboard's pages (GET): each reads the broker (its queues, heartbeats, dead letters
+and task counters), the result store and, when workers write it, the event log, and
+renders one template. Nothing here changes anything; actions.py does.
+
+What needs no setting: the charts and totals (the task counters), running tasks (the
+heartbeats), failures (the dead letters) and any task by id (the broker and the result
+store). What needs the event log (``events=True``): searching tasks by name or
+arguments, and each task's timeline."""
 
 from __future__ import annotations
 
@@ -11,8 +17,16 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.brokers.base import DeadLetterEntry, WorkerInfo
-from conveyor.dashboard.activity import STATUSES, per_minute, search, summarize
+from conveyor.brokers.base import Capability, DeadLetterEntry, TaskCounts, WorkerInfo
+from conveyor.dashboard.activity import (
+    STATUSES,
+    counted_minutes,
+    first_minute,
+    per_minute,
+    search,
+    summarize,
+    task_totals,
+)
 from conveyor.dashboard.charts import failure_rate_chart, throughput_chart
 from conveyor.errors import TaskNotFound
 from conveyor.events import (
@@ -23,9 +37,10 @@ from conveyor.events import (
     args_preview,
 )
 from conveyor.message import MalformedMessage, Message, decode_message
-from conveyor.result import TaskStatus
+from conveyor.result import TaskState, TaskStatus
 
 if TYPE_CHECKING:
+    from conveyor.app import Conveyor
     from conveyor.dashboard.app import Dashboard
 
 __all__ = [
@@ -42,6 +57,7 @@ __all__ = [
 
 CHART_MINUTES = 30
 TASKS_SHOWN = 200
+FAILURES_SHOWN = 20
 DEAD_LETTERS_SHOWN = 100
 PREVIEW_CHARS = 2000  # of a dead letter's decoded arguments, and of a return value
 RAW_BYTES = 4096  # of a body shown raw
@@ -92,13 +108,29 @@ def _worker_rows(infos: list[WorkerInfo], now: float) -> tuple[list[WorkerRow], 
     )
 
 
+async def _counts(app: Conveyor, since: float) -> TaskCounts | None:
+    """The workers' task counters from ``since`` on; None if the broker keeps none."""
+    if Capability.COUNTS not in app.broker.capabilities:
+        return None
+    return await app.broker.counts(since)
+
+
 async def overview(dash: Dashboard, request: Request) -> Response:
     app = await dash.ready()
     now = app.settings.clock.now()
+    name = request.query_params.get("task", "")
     depths = await app.broker.queue_depths()
     working, schedulers = _worker_rows(await app.broker.workers(), now)
-    logged = await _events(dash)
-    minutes = per_minute(logged, now, CHART_MINUTES)
+    since = first_minute(now, CHART_MINUTES)
+    counted = await _counts(app, since)
+    if counted is not None:  # on by default: what every worker counted
+        minutes = counted_minutes(counted, now, CHART_MINUTES, name)
+        by_task = task_totals(counted, since)
+        logged: list[AnyEvent] = []
+    else:
+        logged = await _events(dash)
+        minutes = per_minute(logged, now, CHART_MINUTES, name)
+        by_task = []
     totals = {
         "succeeded": sum(m.succeeded for m in minutes),
         "failed": sum(m.failed for m in minutes),
@@ -122,6 +154,9 @@ async def overview(dash: Dashboard, request: Request) -> Response:
             "throughput": throughput_chart(minutes),
             "failures": failure_rate_chart(minutes),
             "minutes": CHART_MINUTES,
+            "by_task": by_task,
+            "task_name": name,
+            "counted": counted is not None,
             # workers write the log only with `events` on; the dashboard cannot see their
             # setting, so an empty log is the hint
             "events_on": bool(logged),
@@ -140,6 +175,27 @@ async def workers(dash: Dashboard, request: Request) -> Response:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RunningRow:
+    task_id: str
+    worker: str
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    entry: DeadLetterEntry
+    task: str
+
+
+async def _by_id(app: Conveyor, task_id: str) -> TaskState | DeadLetterEntry | None:
+    """What the broker and the result store know of ``task_id`` (no event log needed)."""
+    try:
+        return await app.handle(task_id).status()
+    except TaskNotFound:
+        return await app.broker.get_dead_letter(task_id)
+
+
 async def tasks(dash: Dashboard, request: Request) -> Response:
     app = await dash.ready()
     query = request.query_params
@@ -147,10 +203,32 @@ async def tasks(dash: Dashboard, request: Request) -> Response:
     rows = summarize(await _events(dash))
     found = search(rows, text, status, name)
     names = sorted({*app.tasks, *(r.task for r in rows if r.task)})
+    running: list[RunningRow] = []
+    failures: list[FailureRow] = []
+    searching = bool(text or status or name)
+    if not searching:  # on by default, from the heartbeats and the dead-letter queue
+        running = [
+            RunningRow(task_id, w.worker_id, w.hostname)
+            for w in sorted(await app.broker.workers(), key=lambda w: w.worker_id)
+            for task_id in w.current_tasks
+        ]
+        letters = await app.broker.dead_letters(limit=FAILURES_SHOWN)
+        failures = [FailureRow(e, m.task if (m := _decoded(e)) else "") for e in letters]
+    looked_up = None
+    wanted = text.strip()
+    if wanted and not found and "/" not in wanted:
+        looked_up = await _by_id(app, wanted)
     return dash.render(
         request,
         "tasks",
         {
+            "searching": searching,
+            "running": running,
+            "failures": failures,
+            "failures_shown": FAILURES_SHOWN,
+            "looked_up": looked_up,
+            "looked_up_status": _status_text(looked_up),
+            "wanted": wanted,
             "rows": found[:TASKS_SHOWN],
             "matched": len(found),
             "seen": len(rows),
@@ -163,6 +241,14 @@ async def tasks(dash: Dashboard, request: Request) -> Response:
             "events_on": bool(rows),
         },
     )
+
+
+def _status_text(found: TaskState | DeadLetterEntry | None) -> str:
+    if found is None:
+        return ""
+    if isinstance(found, DeadLetterEntry):
+        return TaskStatus.DEAD.value
+    return found.status.value
 
 
 def _pretty(value: Any, limit: int = PREVIEW_CHARS) -> str:
@@ -300,7 +386,10 @@ async def metrics(dash: Dashboard, request: Request) -> Response:
 
     if dash.metrics_cache is None:  # made here: prometheus-client is an optional extra
         dash.metrics_cache = SnapshotCache()
-    body, content_type = await render_metrics(await dash.ready(), cache=dash.metrics_cache)
+    # conveyor_tasks_total from the broker's counters: one scrape covers every worker
+    body, content_type = await render_metrics(
+        await dash.ready(), cache=dash.metrics_cache, counts=True
+    )
     return Response(body, media_type=content_type)
 
 

@@ -57,6 +57,17 @@ Embedding (one process): ``app.add_hook(PrometheusHook())`` and
 Broker metrics are the same wherever they are served; when Prometheus scrapes several
 endpoints (workers, the dashboard), aggregate them with ``max by (queue)`` rather than
 ``sum``. docs/observability.md has alert rules.
+
+The whole deployment from one scrape
+====================================
+
+The dashboard's ``/metrics`` (``render_metrics(app, counts=True)``) serves
+``conveyor_tasks_total{task,queue,status}`` and ``conveyor_task_retries_total{task,queue}``
+from the broker's task counters instead (:class:`~conveyor.brokers.base.Counters`: every
+worker adds its counts with its heartbeat, on by default): summed over all workers, on
+every host, so one scrape of the dashboard covers the deployment, and a restarted worker
+does not reset them. The durations and start latencies stay with the workers' own
+``--metrics-port``. Scrape one or the other for the task counters, not both summed.
 """
 
 from __future__ import annotations
@@ -80,7 +91,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from conveyor.events import (
@@ -100,9 +111,10 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from conveyor.app import Conveyor
-    from conveyor.brokers.base import Broker, QueueDepth, WorkerInfo
+    from conveyor.brokers.base import Broker, QueueDepth, TaskCounts, WorkerInfo
 
 __all__ = [
+    "COUNTED",
     "DURATION_BUCKETS",
     "LATENCY_BUCKETS",
     "MULTIPROC_ENV",
@@ -113,6 +125,7 @@ __all__ = [
     "PrometheusHook",
     "SnapshotCache",
     "TaskMetrics",
+    "counted_metrics",
     "read_snapshot",
     "render_metrics",
     "serve_metrics",
@@ -271,24 +284,61 @@ class PrometheusHook(Hook):
 
 @dataclass(frozen=True, slots=True)
 class BrokerSnapshot:
-    """What the broker said at one scrape (``up`` False: it did not answer)."""
+    """What the broker said at one scrape (``up`` False: it did not answer); ``counts``:
+    its task counter totals, when they were asked for."""
 
     now: float
     up: bool = True
     depths: list[QueueDepth] = field(default_factory=list)
     workers: list[WorkerInfo] = field(default_factory=list)
+    counts: TaskCounts | None = None
 
 
-async def read_snapshot(broker: Broker, now: float, timeout: float = 5.0) -> BrokerSnapshot:
-    """Queue depths and heartbeats from ``broker`` (connected on the running loop); a
+async def read_snapshot(
+    broker: Broker, now: float, timeout: float = 5.0, *, counts: bool = False
+) -> BrokerSnapshot:
+    """Queue depths and heartbeats from ``broker`` (connected on the running loop), and
+    with ``counts`` its task counter totals (where it has ``Capability.COUNTS``); a
     broker that fails or takes longer than ``timeout`` gives ``up=False``."""
+    from conveyor.brokers.base import Capability
+
+    async def totals() -> TaskCounts | None:
+        if counts and Capability.COUNTS in broker.capabilities:
+            return await broker.counts(float("inf"))
+        return None
+
     try:
-        depths, workers = await asyncio.wait_for(
-            asyncio.gather(broker.queue_depths(), broker.workers()), timeout
+        depths, workers, counted = await asyncio.wait_for(
+            asyncio.gather(broker.queue_depths(), broker.workers(), totals()), timeout
         )
     except Exception:
         return BrokerSnapshot(now, up=False)
-    return BrokerSnapshot(now, True, list(depths), list(workers))
+    return BrokerSnapshot(now, True, list(depths), list(workers), counted)
+
+
+# the task metrics that the broker's counters serve, summed over every worker
+COUNTED = ("conveyor_tasks", "conveyor_task_retries")
+
+
+def counted_metrics(counts: TaskCounts) -> list[Metric]:
+    """``conveyor_tasks_total`` and ``conveyor_task_retries_total`` from the broker's task
+    counters (every worker's, summed)."""
+    tasks = CounterMetricFamily(
+        COUNTED[0],
+        "Tasks that ended, by status (succeeded, failed, dead, aborted), over all workers",
+        labels=["task", "queue", "status"],
+    )
+    retries = CounterMetricFamily(
+        COUNTED[1],
+        "Failed attempts that will run again, over all workers",
+        labels=["task", "queue"],
+    )
+    for (task, queue, status), n in sorted(counts.totals.items()):
+        if status == "retried":
+            retries.add_metric([task, queue], n)
+        else:
+            tasks.add_metric([task, queue, status], n)
+    return [tasks, retries]
 
 
 def snapshot_metrics(snapshot: BrokerSnapshot) -> list[Metric]:
@@ -330,7 +380,8 @@ def snapshot_metrics(snapshot: BrokerSnapshot) -> list[Metric]:
     alive.add_metric([], workers)
     sched = GaugeMetricFamily("conveyor_schedulers_alive", "Schedulers with a live heartbeat")
     sched.add_metric([], schedulers)
-    return [up, depth, delayed, running, dead, utilization, alive, sched, age]
+    counted = [] if snapshot.counts is None else counted_metrics(snapshot.counts)
+    return [up, depth, delayed, running, dead, utilization, alive, sched, age, *counted]
 
 
 class SnapshotCache:
@@ -394,6 +445,17 @@ class BrokerCollector(Collector):
         return snapshot_metrics(self._read())
 
 
+class _Without(Collector):
+    """A registry's metrics but those named ``names`` (served from elsewhere)."""
+
+    def __init__(self, registry: CollectorRegistry, names: Sequence[str]) -> None:
+        self._registry = registry
+        self._names = frozenset(names)
+
+    def collect(self) -> Iterable[Metric]:
+        return [m for m in self._registry.collect() if m.name not in self._names]
+
+
 class _Snapshot(Collector):
     def __init__(self, metrics: list[Metric]) -> None:
         self._metrics = metrics
@@ -418,13 +480,16 @@ async def render_metrics(
     registry: CollectorRegistry | None = None,
     *,
     cache: SnapshotCache | None = None,
+    counts: bool = False,
 ) -> tuple[bytes, str]:
     """The ``/metrics`` page for ``app``: (body, content type), for any web framework.
 
     It holds the task metrics of ``registry`` (default: this process's, or the sum over
     ``PROMETHEUS_MULTIPROC_DIR`` when that is set) and the broker metrics: read now, or
     through ``cache`` (keep one per app, for the life of your web app, so that scrapes
-    cannot load the broker).
+    cannot load the broker). With ``counts`` (the dashboard's), ``conveyor_tasks_total``
+    and ``conveyor_task_retries_total`` come from the broker's task counters, summed
+    over every worker, instead of from ``registry``.
 
     >>> cache = SnapshotCache()                                # doctest: +SKIP
     >>> body, content_type = await render_metrics(app, cache=cache)   # doctest: +SKIP
@@ -432,12 +497,16 @@ async def render_metrics(
     """
 
     async def read_now() -> BrokerSnapshot:
-        return await read_snapshot(app.broker, app.settings.clock.now())
+        return await read_snapshot(app.broker, app.settings.clock.now(), counts=counts)
 
     snapshot = await read_now() if cache is None else await cache.aread(read_now)
     broker = CollectorRegistry(auto_describe=False)
     broker.register(_Snapshot(snapshot_metrics(snapshot)))
-    body = generate_latest(_process_registry(registry)) + generate_latest(broker)
+    process = _process_registry(registry)
+    if counts:
+        process = CollectorRegistry(auto_describe=False)
+        process.register(_Without(_process_registry(registry), COUNTED))
+    body = generate_latest(process) + generate_latest(broker)
     return body, CONTENT_TYPE_LATEST
 
 

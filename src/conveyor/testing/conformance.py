@@ -40,6 +40,7 @@ from conveyor.brokers.base import (
     Delivery,
     Outgoing,
     StoredResult,
+    TaskCounts,
     WorkerInfo,
     status_of,
 )
@@ -680,6 +681,30 @@ async def check_event_store(factory: BrokerFactory) -> None:
         assert (await store.read(rows[0][0], limit=1))[0] == kept[0]
 
 
+async def check_counts(factory: BrokerFactory) -> None:
+    """Flushed counts add up, per minute and in total, whichever worker flushed them and
+    however many flush at once; minutes older than ``counts_kept`` are dropped, their
+    totals kept."""
+    async with factory(conformance_options(counts_kept=3600.0)) as broker:
+        assert await broker.counts(0.0) == TaskCounts()
+        minute = int(time.time()) // 60 * 60
+        earlier, ancient = minute - 60, minute - 2 * 3600  # ancient: past counts_kept
+        sent, failed = ("send", "default", "succeeded"), ("send", "default", "failed")
+        odd = ("name.with:odd|chars é", "q.1 x", "retried")  # separators must not split
+        await broker.record_counts({(minute, *sent): 3, (minute, *failed): 1, (earlier, *sent): 2})
+        # five workers flushing the same counters at once: every flush counts
+        await asyncio.gather(*(broker.record_counts({(minute, *sent): 1}) for _ in range(5)))
+        await broker.record_counts({(minute, *odd): 2, (ancient, "old", "default", "dead"): 4})
+        await broker.record_counts({})
+        got = await broker.counts(earlier)
+        assert got.totals == {sent: 10, failed: 1, odd: 2, ("old", "default", "dead"): 4}, got
+        assert got.minutes == {earlier: {sent: 2}, minute: {sent: 8, failed: 1, odd: 2}}, got
+        assert list((await broker.counts(minute)).minutes) == [minute]
+        # all that is kept (a day by default: the minutes may be read another way)
+        assert (await broker.counts(0.0)).minutes == got.minutes, "a minute past counts_kept"
+        assert (await broker.counts(float("inf"))) == TaskCounts(got.totals)
+
+
 # Each check and the capabilities it needs; it runs on a broker that declares them all.
 _QUEUE, _PRIORITY, _ABORT, _ADMIN = (
     Capability.QUEUE,
@@ -717,6 +742,7 @@ REQUIRES: dict[Check, frozenset[Capability]] = {
         (check_abort_races_fetch, {_QUEUE, _ABORT, Capability.RESULTS}),
         (check_schedule_store, {Capability.SCHEDULES}),
         (check_event_store, {Capability.EVENTS}),
+        (check_counts, {Capability.COUNTS}),
     ]
 }
 

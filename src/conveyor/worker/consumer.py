@@ -37,6 +37,7 @@ from conveyor.worker.executor import Executor
 from conveyor.worker.lease import LeaseRenewer
 from conveyor.worker.runners import SyncRunner
 from conveyor.worker.settle import Settler
+from conveyor.worker.tally import Tally
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -101,6 +102,7 @@ class Worker:
         self._renewer: LeaseRenewer | None = None
         self._runner: SyncRunner | None = None
         self._events = EventEmitter()
+        self._tally: Tally | None = None  # outcomes counted, flushed with the heartbeat
         self._owns_connection = False
         self._broker: Broker  # set by start()
         self._alone_waiting: Delivery | None = None
@@ -132,6 +134,8 @@ class Worker:
         if settings.events and Capability.EVENTS in broker.capabilities:
             event_log = EventLog(broker.event_store())
         self._events = EventEmitter(self.app.hooks.of("on_event"), event_log)
+        if settings.task_counts and Capability.COUNTS in broker.capabilities:
+            self._tally = Tally()
         self._settler = Settler(self.app)
         self._executor = Executor(
             self.app,
@@ -141,6 +145,7 @@ class Worker:
             worker_id=self.worker_id,
             emitter=self._events,
             body_done=self._body_done,
+            tally=self._tally,
         )
         self._renewer = LeaseRenewer(
             broker.lease_keeper,
@@ -231,6 +236,10 @@ class Worker:
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self._settler is not None:
             await self._settler.aclose()
+        try:  # what finished since the last heartbeat: a graceful stop loses no count
+            await self._flush_counts()
+        except Exception:
+            log.warning("could not store the last task counts", exc_info=True)
         await self._events.aclose()
         if self._renewer is not None:
             await asyncio.to_thread(self._renewer.stop)
@@ -508,6 +517,7 @@ class Worker:
         info = self.info()
         if Capability.ADMIN in self._broker.capabilities:  # where `conveyor status` looks
             await self._broker.heartbeat(info, ttl)
+        await self._flush_counts()
         if self._events.active:
             event = WorkerHeartbeat(
                 at=info.last_seen,
@@ -522,6 +532,19 @@ class Worker:
                 current_tasks=info.current_tasks,
             )
             self._events.emit(event)
+
+    async def _flush_counts(self) -> None:
+        """Add what the tally counted since the last flush to the broker's counters, in
+        one batch; on failure the counts wait for the next flush."""
+        tally = self._tally
+        if tally is None or not tally:
+            return
+        counts = tally.take()
+        try:
+            await self._broker.record_counts(counts)
+        except BaseException:
+            tally.give_back(counts)
+            raise
 
 
 async def run_handlers(handlers: Sequence[Callable[[], Any]]) -> None:

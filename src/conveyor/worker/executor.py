@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.task import SyncRun, Task
     from conveyor.worker.settle import Settler
+    from conveyor.worker.tally import Tally
 
 __all__ = ["Executor"]
 
@@ -97,10 +98,12 @@ class Executor:
         worker_id: str = "",
         emitter: EventEmitter | None = None,
         body_done: Callable[[Delivery], None] | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.app = app
         # told when a delivery's body ended, before it settles: its slot is free then
         self._body_done = body_done or (lambda delivery: None)
+        self._tally = tally  # outcomes counted for the dashboard (settings.task_counts)
         self._run_sync = run_sync
         self.settler = settler
         self.settle_retry_for = settle_retry_for
@@ -306,6 +309,8 @@ class Executor:
                 f"task {task.name!r}: result not stored: the broker refused it: {refused}"
             )
             return await self._failed(delivery, message, task, error, elapsed, retry=False)
+        if self._tally is not None:
+            self._tally.add(message.task, message.queue, "succeeded", result.finished_at)
         if self._log_tasks:
             _log_outcome(logging.INFO, message, "succeeded", elapsed, delivery.attempt)
         return TaskStatus.SUCCEEDED
@@ -379,6 +384,7 @@ class Executor:
         if self._has_hooks["after_execute"]:
             await self._hooks("after_execute", message, result)
         await self._settle(delivery, Ack(self._store(message, result)))
+        self._count(message.task, message.queue, "aborted")
         return TaskStatus.ABORTED
 
     async def _failed(
@@ -423,6 +429,7 @@ class Executor:
         )
         await self._hooks("on_dead_letter", message, message.task_id, reason)
         await self._settle(delivery, DeadLetter(reason, self._store(message, result)))
+        self._count(message.task, message.queue, "failed")
         return TaskStatus.FAILED
 
     async def _retry_later(
@@ -456,6 +463,7 @@ class Executor:
                 logging.INFO, message, "retrying", elapsed, delivery.attempt, detail, "failed"
             )
         await self._settle(delivery, Retry(delay))
+        self._count(message.task, message.queue, "retried")
         return TaskStatus.RETRYING
 
     async def contain_bug(self, delivery: Delivery, exc: Exception) -> TaskStatus:
@@ -528,6 +536,7 @@ class Executor:
         ttl = self._ttl(message)
         stored = None if ttl == 0 else StoredResult(delivery.task_id, encode_value(result), ttl)
         await self._settle(delivery, DeadLetter(reason, stored))
+        self._count(task_name, delivery.queue, "dead")
         return TaskStatus.DEAD
 
     async def _hooks(self, method: str, *args: Any) -> None:
@@ -561,6 +570,10 @@ class Executor:
             not_before=message.not_before,
             **extra,
         )
+
+    def _count(self, task: str, queue: str, status: str) -> None:
+        if self._tally is not None:
+            self._tally.add(task, queue, status, self._clock.now())
 
     def _emit(self, event: Event) -> None:
         if self._events is not None:

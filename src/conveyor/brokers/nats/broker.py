@@ -38,7 +38,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -67,6 +67,7 @@ from conveyor.brokers.base import (
     Release,
     Retry,
     Settlement,
+    TaskCounts,
     TaskLocation,
     WorkerInfo,
 )
@@ -78,6 +79,7 @@ from conveyor.brokers.nats.connection import (
     latest_values,
     parse_url,
 )
+from conveyor.brokers.nats.counts import NatsCounters
 from conveyor.brokers.nats.deadletters import DeadLetters
 from conveyor.brokers.nats.events import NatsEventStore
 from conveyor.brokers.nats.lease import Lease, NatsLeaseKeeper, owns, renew_leases
@@ -129,6 +131,7 @@ class NatsBroker:
             Capability.RESULTS,
             Capability.SCHEDULES,
             Capability.EVENTS,
+            Capability.COUNTS,
         }
     )
 
@@ -150,6 +153,7 @@ class NatsBroker:
         self._results = NatsResultStore(url, self._options, broker=self)
         self._schedules = NatsScheduleStore(lambda: self.bucket("schedules"))
         self._events: NatsEventStore | None = None
+        self._counters: NatsCounters | None = None
         self._aborts = AbortSignalBuffer()
         self._abort_sub: Subscription | None = None
         self._dead: DeadLetters | None = None
@@ -250,6 +254,7 @@ class NatsBroker:
         )
         self._jobs = Jobs(await self.bucket("jobs"))
         self._events = NatsEventStore(self.js, names)
+        self._counters = NatsCounters(self.js, names, s.replicas, self._options.counts_kept)
         self._puller = Puller(self.nc, names)
         self._dead = DeadLetters(self)
         # no consumer here: AckWait is the lease of the workers that fetch, so only a
@@ -343,6 +348,7 @@ class NatsBroker:
             with contextlib.suppress(Exception):
                 await nc.drain()
         self._js = self._jobs = self._puller = self._dead = self._events = None
+        self._counters = None
         self._buckets.clear()
         self._lanes.clear()
         self._levels.clear()
@@ -878,3 +884,18 @@ class NatsBroker:
             with contextlib.suppress(nats.js.errors.KeyNotFoundError):
                 await kv.purge(key)
         return alive
+
+    # -- counts (counts.py) ----------------------------------------------------------
+
+    @property
+    def counters(self) -> NatsCounters:
+        if self._counters is None:
+            raise BrokerUnavailable(f"the NATS broker {redact_url(self.url)} is not connected")
+        return self._counters
+
+    async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
+        await self._guard(self.counters.record(counts, self._options.clock.now()))
+
+    async def counts(self, since: float) -> TaskCounts:
+        counts: TaskCounts = await self._guard(self.counters.read(since, self._options.clock.now()))
+        return counts

@@ -20,6 +20,9 @@ consumer ``<q>``           durable pull      one per queue and priority level in
 ``KV_P_keys``              KV bucket         idempotency key -> task id (+ held until)
 ``KV_P_results``           KV bucket         ``r.<t>`` results, ``p.<t>`` progress
 ``KV_P_workers``           KV bucket         heartbeats
+``KV_P_counts``            KV bucket         ``total``: task counts since counting began
+``KV_P_count_minutes``     KV bucket         ``<minute start>``: task counts of a minute;
+                                             TTL ``counts_kept`` + 60 s (counts.py)
 ``KV_P_schedules``         KV bucket         dynamic schedule specs
 ``KV_P_levels``            KV bucket         ``<q>.<n>``: the priority levels n != 0 that
                                              were ever published to queue q
@@ -114,7 +117,8 @@ class Names:
         return f"{self.p}.dlq.{token(queue)}.*" if queue else f"{self.p}.dlq.>"
 
     def bucket(self, role: str) -> str:
-        """``jobs``, ``keys``, ``results``, ``workers``, ``schedules`` or ``levels``."""
+        """``jobs``, ``keys``, ``results``, ``workers``, ``schedules``, ``levels``,
+        ``counts`` or ``count_minutes``."""
         return f"{self.p}_{role}"
 
     @property

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 import msgspec
@@ -49,6 +50,7 @@ from conveyor.brokers.base import (
     Release,
     Retry,
     Settlement,
+    TaskCounts,
     TaskLocation,
     WorkerInfo,
 )
@@ -420,6 +422,29 @@ class PostgresBroker:
         """The workers whose heartbeat has not expired."""
         rows = await self._db.run(_fetch, self._q.workers)
         return [msgspec.msgpack.decode(as_bytes(r[0]), type=WorkerInfo) for r in rows]
+
+    # -- counts --------------------------------------------------------------------
+
+    async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
+        """Add counts to their minutes and the totals, in one statement."""
+        if not counts:
+            return
+        keys = list(counts)
+        columns = [[key[i] for key in keys] for i in range(4)]
+        oldest = math.floor(self._options.clock.now() - self._options.counts_kept)
+        await self._db.run(_fetch, self._q.record_counts, *columns, list(counts.values()), oldest)
+
+    async def counts(self, since: float) -> TaskCounts:
+        """The totals, and the kept minutes from ``since`` on."""
+        first = max(since, self._options.clock.now() - self._options.counts_kept)
+        counts = TaskCounts()
+        for task, queue, status, n in await self._db.run(_fetch, self._q.count_totals):
+            counts.totals[(task, queue, status)] = n
+        if math.isfinite(first):
+            rows = await self._db.run(_fetch, self._q.count_minutes, math.ceil(first))
+            for minute, task, queue, status, n in rows:
+                counts.minutes.setdefault(minute, {})[(task, queue, status)] = n
+        return counts
 
 
 def _columns(batch: Sequence[Outgoing], now: float) -> tuple[list[object], ...]:

@@ -66,6 +66,9 @@ class Queries:
     trim_events: str
     read_events: str
     recent_events: str
+    record_counts: str
+    count_totals: str
+    count_minutes: str
 
 
 def quoted(schema: str) -> str:

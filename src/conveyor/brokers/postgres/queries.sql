@@ -318,3 +318,36 @@ SELECT id, record FROM {schema}.events WHERE id > $1 ORDER BY id LIMIT $2;
 SELECT id, record FROM (
     SELECT id, record FROM {schema}.events ORDER BY id DESC LIMIT $1
 ) e ORDER BY id;
+
+-- record_counts --
+-- Add counts ($1 minute starts, $2 tasks, $3 queues, $4 statuses, $5 counts; one row per minute and counter) to the totals, and to their minutes unless they start before $6; delete the minutes that start before $6. Rows are written in key order, so concurrent flushes of several workers wait for each other instead of deadlocking.
+WITH counted AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+        AS r(minute, task, queue, status, n)
+), totals AS (
+    INSERT INTO {schema}.task_counts AS c (task, queue, status, count)
+    SELECT task, queue, status, sum(n) FROM counted
+    GROUP BY task, queue, status ORDER BY task, queue, status
+    ON CONFLICT (task, queue, status) DO UPDATE SET count = c.count + excluded.count
+    RETURNING 1
+), minutes AS (
+    INSERT INTO {schema}.task_count_minutes AS c (minute, task, queue, status, count)
+    SELECT minute, task, queue, status, n FROM counted WHERE minute >= $6
+    ORDER BY minute, task, queue, status
+    ON CONFLICT (minute, task, queue, status) DO UPDATE SET count = c.count + excluded.count
+    RETURNING 1
+), forgotten AS (
+    DELETE FROM {schema}.task_count_minutes WHERE minute < $6
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM totals), (SELECT count(*) FROM minutes),
+       (SELECT count(*) FROM forgotten);
+
+-- count_totals --
+-- Every task count total.
+SELECT task, queue, status, count FROM {schema}.task_counts;
+
+-- count_minutes --
+-- The task counts of the minutes that start at or after $1, oldest first.
+SELECT minute, task, queue, status, count FROM {schema}.task_count_minutes
+WHERE minute >= $1 ORDER BY minute;

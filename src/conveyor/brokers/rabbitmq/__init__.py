@@ -8,7 +8,7 @@ to a DLQ per queue.
 
 What RabbitMQ cannot tell (where a task is, its attempts, its idempotency key, its abort
 mark) is kept as task records in Redis, beside the results (``records.py``); so are
-heartbeats, schedules and the event log. Give the app a Redis result store::
+heartbeats, task counts, schedules and the event log. Give the app a Redis result store::
 
     Conveyor("amqp://guest:guest@localhost:5672/", results="redis://localhost:6379/0")
 

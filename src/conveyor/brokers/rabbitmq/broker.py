@@ -31,7 +31,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -53,6 +53,7 @@ from conveyor.brokers.base import (
     Release,
     Retry,
     Settlement,
+    TaskCounts,
     TaskLocation,
     WorkerInfo,
 )
@@ -104,6 +105,7 @@ _ALL = frozenset(
         Capability.RESULTS,
         Capability.SCHEDULES,
         Capability.EVENTS,
+        Capability.COUNTS,
     }
 )
 
@@ -723,6 +725,12 @@ class RabbitMQBroker:
 
     async def workers(self) -> list[WorkerInfo]:
         return await self._need_side().workers()
+
+    async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
+        await self._need_side().record_counts(counts)  # in Redis, beside the heartbeats
+
+    async def counts(self, since: float) -> TaskCounts:
+        return await self._need_side().counts(since)
 
     # for admin.py: the session, the names, and sending a copy
     async def session(self) -> Session:

@@ -26,7 +26,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -48,10 +48,12 @@ from conveyor.brokers.base import (
     Retry,
     Settlement,
     StoredResult,
+    TaskCounts,
     TaskLocation,
     WorkerInfo,
 )
 from conveyor.brokers.redis.connection import Scripts, new_client, reachable_client, split_url
+from conveyor.brokers.redis.counts import RedisCounters
 from conveyor.brokers.redis.events import RedisEventStore
 from conveyor.brokers.redis.keys import Keys
 from conveyor.brokers.redis.lease import RedisLeaseKeeper, idle_ms
@@ -95,6 +97,7 @@ class RedisBroker:
         )
         self._schedules = RedisScheduleStore(self)
         self._events = RedisEventStore(self, self._options.events_max)
+        self._counters = RedisCounters(self, self._options.counts_kept)
         self._waker = FetchWaker(lambda: self.client, lambda: self._blocking, self.keys.delays)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -685,6 +688,14 @@ class RedisBroker:
             return []
         records = await self.client.hmget(self.keys.workers, alive)
         return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in records if r is not None]
+
+    # -- counts (counts.py) ----------------------------------------------------------
+
+    async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
+        await self._counters.record(counts, self._options.clock.now())
+
+    async def counts(self, since: float) -> TaskCounts:
+        return await self._counters.read(since, self._options.clock.now())
 
 
 # (warning, server) pairs already logged by this process: every connection checks the

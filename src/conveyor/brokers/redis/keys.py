@@ -30,6 +30,10 @@ p:workers / p:workers:expiry    hash/zset  heartbeat records and their expiry
 p:schedules                     hash       dynamic schedule specs
 p:events                        stream     the event log (field e = one encoded event),
                                            MAXLEN ~ events_max
+{p}:counts                      hash       task counts since counting began (counts.py):
+                                           field ["task","queue","status"] -> count
+{p}:counts:<minute start>       hash       the same for one minute, EXPIREAT its end +
+                                           counts_kept
 ==============================  =========  =================================================
 """
 
@@ -109,3 +113,11 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def counts(self) -> str:
+        """The task count totals; ``{prefix}``: one slot with every minute's hash."""
+        return f"{{{self.prefix}}}:counts"
+
+    def counts_minute(self, minute: int) -> str:
+        return f"{{{self.prefix}}}:counts:{minute}"

@@ -54,6 +54,7 @@ from conveyor.brokers.base import (
     Retry,
     Settlement,
     StoredResult,
+    TaskCounts,
     TaskLocation,
     WorkerInfo,
 )
@@ -499,6 +500,19 @@ class SqliteBroker:
         """The workers whose heartbeat has not expired."""
         return await self._db.run(_workers, self._clock.now())
 
+    # -- counts --------------------------------------------------------------------
+
+    async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
+        """Add counts to their minutes and the totals, in one transaction."""
+        if counts:
+            oldest = self._clock.now() - self._options.counts_kept
+            await self._db.run(_record_counts, dict(counts), oldest)
+
+    async def counts(self, since: float) -> TaskCounts:
+        """The totals, and the kept minutes from ``since`` on."""
+        oldest = max(since, self._clock.now() - self._options.counts_kept)
+        return await self._db.run(_counts, oldest)
+
 
 class SqliteLeaseKeeper:
     """Renews leases on a connection of its own, from any OS thread.
@@ -622,6 +636,30 @@ def _fetch_all(
     conn: sqlite3.Connection, query: str, params: Mapping[str, object]
 ) -> list[tuple[object, ...]]:
     return conn.execute(query, params).fetchall()
+
+
+def _record_counts(
+    conn: sqlite3.Connection, counts: dict[tuple[int, str, str, str], int], oldest: float
+) -> None:
+    rows = [
+        {"minute": minute, "task": task, "queue": queue, "status": status, "n": n}
+        for (minute, task, queue, status), n in counts.items()
+    ]
+    recent = [row for (minute, *_), row in zip(counts, rows, strict=True) if minute >= oldest]
+    with transaction(conn):
+        conn.executemany(QUERIES.count_total, rows)
+        conn.executemany(QUERIES.count_minute, recent)
+        conn.execute(QUERIES.forget_count_minutes, {"oldest": oldest})
+
+
+def _counts(conn: sqlite3.Connection, since: float) -> TaskCounts:
+    counts = TaskCounts()
+    for task, queue, status, n in conn.execute(QUERIES.count_totals):
+        counts.totals[(task, queue, status)] = n
+    if since != float("inf"):
+        for minute, task, queue, status, n in conn.execute(QUERIES.count_minutes, {"since": since}):
+            counts.minutes.setdefault(minute, {})[(task, queue, status)] = n
+    return counts
 
 
 def _workers(conn: sqlite3.Connection, now: float) -> list[WorkerInfo]:

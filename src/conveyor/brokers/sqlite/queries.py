@@ -21,9 +21,9 @@ from importlib import resources
 
 __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "Queries", "parse_queries"]
 
-# 2: tasks.crashes; 3: no schedule_ticks table; 4: tasks.abort_requested. Older files are
-# upgraded in place.
-SCHEMA_VERSION = 4
+# 2: tasks.crashes; 3: no schedule_ticks table; 4: tasks.abort_requested; 5: the task_counts
+# and task_count_minutes tables. Older files are upgraded in place.
+SCHEMA_VERSION = 5
 
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
@@ -75,6 +75,11 @@ class Queries:
     save_schedule: str
     delete_schedule: str
     load_schedules: str
+    count_total: str
+    count_minute: str
+    forget_count_minutes: str
+    count_totals: str
+    count_minutes: str
 
     def purges(self) -> tuple[str, ...]:
         """The statements that delete expired rows, for periodic maintenance."""

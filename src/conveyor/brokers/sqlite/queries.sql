@@ -243,3 +243,27 @@ DELETE FROM schedules WHERE schedule_id = :schedule_id;
 -- load_schedules --
 -- Every schedule definition.
 SELECT schedule_id, spec FROM schedules ORDER BY schedule_id;
+
+-- count_total --
+-- Add :n to the total of (:task, :queue, :status).
+INSERT INTO task_counts (task, queue, status, count) VALUES (:task, :queue, :status, :n)
+ON CONFLICT (task, queue, status) DO UPDATE SET count = count + excluded.count;
+
+-- count_minute --
+-- Add :n to the count of (:task, :queue, :status) in the minute that starts at :minute.
+INSERT INTO task_count_minutes (minute, task, queue, status, count)
+VALUES (:minute, :task, :queue, :status, :n)
+ON CONFLICT (minute, task, queue, status) DO UPDATE SET count = count + excluded.count;
+
+-- forget_count_minutes --
+-- Delete the minutes that start before :oldest (older than counts_kept).
+DELETE FROM task_count_minutes WHERE minute < :oldest;
+
+-- count_totals --
+-- Every total.
+SELECT task, queue, status, count FROM task_counts;
+
+-- count_minutes --
+-- The counts of the minutes that start at or after :since, oldest first.
+SELECT minute, task, queue, status, count FROM task_count_minutes
+WHERE minute >= :since ORDER BY minute;

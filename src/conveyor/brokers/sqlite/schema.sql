@@ -91,3 +91,22 @@ CREATE TABLE IF NOT EXISTS schedules (
     schedule_id TEXT PRIMARY KEY,
     spec        BLOB NOT NULL
 );
+
+-- Task outcomes counted by the workers (Counters): totals since counting began, kept for
+-- ever, and per minute (minute = its start, Unix seconds), kept BrokerOptions.counts_kept.
+CREATE TABLE IF NOT EXISTS task_counts (
+    task   TEXT NOT NULL,
+    queue  TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (task, queue, status)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS task_count_minutes (
+    minute INTEGER NOT NULL,
+    task   TEXT NOT NULL,
+    queue  TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (minute, task, queue, status)
+) WITHOUT ROWID;
