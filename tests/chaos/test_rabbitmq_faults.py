@@ -320,7 +320,10 @@ async def test_rabbitmq_killed_and_restarted_under_load_loses_nothing(
     workers = cluster(node_url, **SETTINGS)
     pool = [workers.worker(concurrency=16), workers.worker(concurrency=16)]
     pids = [p.pid for p in pool]
-    async with Producer(node_url, nemesis) as producer:
+    # a publish caught by the kill may wait for a confirm that never comes: the producer
+    # gives up on it after 5 s and tries again (30 s, the default, twice over, outlasted
+    # retry_for on a loaded 2-core box while the restarted node elected its leaders)
+    async with Producer(f"{node_url}&publish_timeout=5", nemesis) as producer:
         load = asyncio.create_task(
             producer.enqueue_many([("sleep", 5)] * 1000, parallel=16, rate=250, retry_for=60)
         )
