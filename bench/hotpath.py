@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import cProfile
 import pstats
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
