@@ -84,7 +84,7 @@ class PostgresBroker:
     >>> broker = PostgresBroker("postgresql://localhost/app?prefix=jobs")
     """
 
-    capabilities = frozenset(Capability)
+    capabilities = frozenset(Capability) - {Capability.WORKFLOWS}  # not yet
 
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.url = url

@@ -74,7 +74,7 @@ _PLACE = {b"running": Place.LEASED, b"dead": Place.DEAD}
 class RedisBroker:
     """Redis Streams broker: ``Conveyor("redis://localhost:6379/0")``."""
 
-    capabilities = frozenset(Capability)
+    capabilities = frozenset(Capability) - {Capability.WORKFLOWS}  # not yet
 
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.url = url

@@ -94,7 +94,7 @@ class SqliteBroker:
     >>> broker = SqliteBroker("sqlite:////var/lib/app/conveyor.db")
     """
 
-    capabilities = frozenset(Capability)
+    capabilities = frozenset(Capability) - {Capability.WORKFLOWS}  # not yet
 
     def __init__(
         self,
