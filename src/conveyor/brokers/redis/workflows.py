@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.brokers.base import (
@@ -29,7 +29,16 @@ from conveyor.brokers.base import (
 if TYPE_CHECKING:
     from conveyor.brokers.redis import RedisBroker
 
-__all__ = ["RedisWorkflows", "barrier_args", "follow_args", "message_args", "record_of"]
+__all__ = [
+    "RedisWorkflows",
+    "WorkflowReads",
+    "abort_answer",
+    "barrier_args",
+    "follow_args",
+    "message_args",
+    "record_args",
+    "record_of",
+]
 
 
 def _ms(seconds: float) -> int:
@@ -125,16 +134,94 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisWorkflows:
-    """The :class:`~conveyor.brokers.base.Workflows` of a :class:`RedisBroker`, for keys
-    under ``prefix`` (a RabbitMQ broker's side Redis uses it too)."""
+class WorkflowReads:
+    """Reads of the workflow keys under ``prefix`` (workflows.lua), on ``client``: the
+    Redis broker's, and a RabbitMQ broker's side Redis."""
+
+    def __init__(self, client: Callable[[], Any], prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def get(self, workflow_id: str) -> WorkflowRecord | None:
+        key = f"{self._prefix}:wf:{workflow_id}"
+        fields = await self._client().hmget(key, ["s", "c", "f", "t", "i", "x"])
+        return record_of(workflow_id, fields)
+
+    async def _trimmed(self, states: Sequence[str], take: int) -> list[Any]:
+        """Per state, the ids of its newest ``take`` records (0: their number), after
+        dropping the index entries of expired records."""
+        now_ms = int(time.time() * 1000)
+        async with self._client().pipeline(transaction=False) as pipe:
+            for state in states:
+                key = f"{self._prefix}:workflows:{state}"
+                pipe.zremrangebyscore(key, "-inf", now_ms)
+                if take:
+                    pipe.zrevrange(key, 0, take - 1)
+                else:
+                    pipe.zcard(key)
+            answers = await pipe.execute()
+        return list(answers[1::2])
+
+    async def listed(self, state: str | None, limit: int, offset: int) -> list[WorkflowRecord]:
+        states = [state] if state else list(WORKFLOW_STATES)
+        found = await self._trimmed(states, offset + limit)
+        ids = [_text(workflow_id) for ids in found for workflow_id in ids]
+        if not ids:
+            return []
+        async with self._client().pipeline(transaction=False) as pipe:
+            for workflow_id in ids:
+                pipe.hmget(f"{self._prefix}:wf:{workflow_id}", ["s", "c", "f", "t", "i", "x"])
+            rows = await pipe.execute()
+        records = [r for i, f in zip(ids, rows, strict=True) if (r := record_of(i, f)) is not None]
+        records.sort(key=lambda r: (-r.created_at, r.workflow_id))
+        return records[offset : offset + limit]
+
+    async def counts(self) -> dict[str, int]:
+        found = await self._trimmed(WORKFLOW_STATES, 0)
+        return {state: int(n) for state, n in zip(WORKFLOW_STATES, found, strict=True) if n}
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        key = f"{self._prefix}:bar:{barrier_id}"
+        fields = ["w", "n", "j", "f", "ff", "x", "pt"]
+        workflow, size, joined, failed, first, fired, partial = await self._client().hmget(
+            key, fields
+        )
+        if workflow is None:
+            return None
+        return BarrierState(
+            barrier_id=barrier_id,
+            workflow=_text(workflow),
+            size=None if size is None else int(size),
+            joined=int(joined or 0),
+            failed=int(failed or 0),
+            first_failure=None if first is None else int(first),
+            fired=fired == b"1",
+            partial=partial == b"1",
+        )
+
+    async def results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        if stop <= start:
+            return []
+        key = f"{self._prefix}:bar:{barrier_id}:r"
+        found = await self._client().hmget(key, [str(i) for i in range(start, stop)])
+        return [None if data is None else bytes(data) for data in found]
+
+
+def abort_answer(
+    workflow_id: str, answer: Sequence[Any]
+) -> tuple[WorkflowRecord | None, list[str]]:
+    """What abort_workflow.lua returned: the record before, and the tasks still held."""
+    if not answer:
+        return None, []
+    return record_of(workflow_id, answer[:6]), sorted(_text(task_id) for task_id in answer[6:])
+
+
+class RedisWorkflows(WorkflowReads):
+    """The :class:`~conveyor.brokers.base.Workflows` of a :class:`RedisBroker`."""
 
     def __init__(self, broker: RedisBroker) -> None:
+        super().__init__(lambda: broker.client, broker.keys.prefix)
         self._broker = broker
-
-    @property
-    def _prefix(self) -> str:
-        return self._broker.keys.prefix
 
     async def _script(self, name: str, args: list[Any]) -> Any:
         keys = self._broker.keys
@@ -157,73 +244,4 @@ class RedisWorkflows:
         answer = await self._broker.scripts.call(
             "abort_workflow", f"{{{keys.prefix}}}", [keys.prefix, workflow_id]
         )
-        if not answer:
-            return None, []
-        record = record_of(
-            workflow_id, [answer[0], answer[1], answer[2], answer[3], answer[4], answer[5]]
-        )
-        return record, sorted(_text(task_id) for task_id in answer[6:])
-
-    async def get(self, workflow_id: str) -> WorkflowRecord | None:
-        key = f"{self._prefix}:wf:{workflow_id}"
-        fields = await self._broker.client.hmget(key, ["s", "c", "f", "t", "i", "x"])
-        return record_of(workflow_id, fields)
-
-    async def _trimmed(self, states: Sequence[str], take: int) -> list[Any]:
-        """Per state, the ids of its newest ``take`` records (0: none, just trim), after
-        dropping the index entries of expired records."""
-        now_ms = int(time.time() * 1000)
-        async with self._broker.client.pipeline(transaction=False) as pipe:
-            for state in states:
-                key = f"{self._prefix}:workflows:{state}"
-                pipe.zremrangebyscore(key, "-inf", now_ms)
-                if take:
-                    pipe.zrevrange(key, 0, take - 1)
-                else:
-                    pipe.zcard(key)
-            answers = await pipe.execute()
-        return list(answers[1::2])
-
-    async def listed(self, state: str | None, limit: int, offset: int) -> list[WorkflowRecord]:
-        states = [state] if state else list(WORKFLOW_STATES)
-        found = await self._trimmed(states, offset + limit)
-        ids = [_text(workflow_id) for ids in found for workflow_id in ids]
-        if not ids:
-            return []
-        async with self._broker.client.pipeline(transaction=False) as pipe:
-            for workflow_id in ids:
-                pipe.hmget(f"{self._prefix}:wf:{workflow_id}", ["s", "c", "f", "t", "i", "x"])
-            rows = await pipe.execute()
-        records = [r for i, f in zip(ids, rows, strict=True) if (r := record_of(i, f)) is not None]
-        records.sort(key=lambda r: (-r.created_at, r.workflow_id))
-        return records[offset : offset + limit]
-
-    async def counts(self) -> dict[str, int]:
-        found = await self._trimmed(WORKFLOW_STATES, 0)
-        return {state: int(n) for state, n in zip(WORKFLOW_STATES, found, strict=True) if n}
-
-    async def barrier(self, barrier_id: str) -> BarrierState | None:
-        key = f"{self._prefix}:bar:{barrier_id}"
-        fields = ["w", "n", "j", "f", "ff", "x", "pt"]
-        workflow, size, joined, failed, first, fired, partial = await self._broker.client.hmget(
-            key, fields
-        )
-        if workflow is None:
-            return None
-        return BarrierState(
-            barrier_id=barrier_id,
-            workflow=_text(workflow),
-            size=None if size is None else int(size),
-            joined=int(joined or 0),
-            failed=int(failed or 0),
-            first_failure=None if first is None else int(first),
-            fired=fired == b"1",
-            partial=partial == b"1",
-        )
-
-    async def results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
-        if stop <= start:
-            return []
-        key = f"{self._prefix}:bar:{barrier_id}:r"
-        found = await self._broker.client.hmget(key, [str(i) for i in range(start, stop)])
-        return [None if data is None else bytes(data) for data in found]
+        return abort_answer(workflow_id, answer)
