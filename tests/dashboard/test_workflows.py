@@ -54,6 +54,8 @@ async def test_workflow_pages_show_states_and_abort(app: Conveyor) -> None:
         assert page.text.count('href="/tasks/') >= 4  # the members, the callback, the result
         assert "3/3" in page.text  # the group's progress
         assert 'id="abort-workflow"' not in page.text
+        member = await client.get(f"/tasks/{done.workflow_id}.0.1")
+        assert f'id="task-workflow">{done.workflow_id}<' in member.text
 
         broke = await client.get(f"/workflows/{failed.workflow_id}")
         assert f'id="failed-task">{failed.workflow_id}.1<' in broke.text

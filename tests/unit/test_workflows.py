@@ -275,3 +275,23 @@ async def test_messages_name_their_place_in_the_workflow(app: Conveyor) -> None:
     state = await app.broker.barrier(handle.workflow_id)
     assert state is not None and state.size == 2
     assert GATHER_TASK == "conveyor.gather"
+
+
+def test_workflows_are_sent_from_synchronous_code() -> None:
+    app = Conveyor("memory://", environ={}, log_tasks=False, fetch_wait=0.05)
+    _, double, total, *_ = _tasks(app)
+
+    async def with_a_worker() -> list[int]:
+        async with app, app.worker():
+            flow = await asyncio.to_thread(chain(double.s(1), double.s()).kiq_sync)
+            members = await asyncio.to_thread(group(double.s(i) for i in range(3)).kiq_sync)
+            fan_in = await asyncio.to_thread(
+                chord((double.s(i) for i in range(3)), total.s()).kiq_sync
+            )
+            return [
+                await asyncio.to_thread(flow.get_sync, 5),
+                sum(await asyncio.to_thread(members.wait_results_sync, 5)),
+                await asyncio.to_thread(fan_in.get_sync, 5),
+            ]
+
+    assert asyncio.run(with_a_worker()) == [4, 6, 6]

@@ -312,11 +312,16 @@ async def task(dash: Dashboard, request: Request) -> Response:
         call = ""
     status = state.status if state is not None else None
     result = state.result if state is not None else None
+    workflow = None  # a workflow's task ids start with the workflow's id
+    if Capability.WORKFLOWS in app.broker.capabilities:
+        record = await app.broker.workflow(task_id.split(".", 1)[0])
+        workflow = record.workflow_id if record is not None else None
     return dash.render(
         request,
         "task",
         {
             "task_id": task_id,
+            "workflow": workflow,
             "name": name,
             "state": state,
             "status": status.value if status is not None else "unknown",

@@ -78,6 +78,10 @@ class Signature(Canvas[R]):
 
     enqueue = kiq
 
+    def kiq_sync(self) -> TaskHandle[R]:
+        """:meth:`kiq` from synchronous code."""
+        return self.task.app.enqueue_sync(self.task, self.args, self.kwargs, self.options)
+
 
 class Chain(Canvas[R]):
     """Steps run one after the other, each receiving the previous one's result; the
@@ -105,6 +109,13 @@ class Chain(Canvas[R]):
         return await start(self)
 
     enqueue = kiq
+
+    def kiq_sync(self) -> WorkflowHandle[R]:
+        """:meth:`kiq` from synchronous code (a Django view, a script), through the app's
+        sync portal."""
+        from conveyor.workflow.start import start_sync
+
+        return start_sync(self)
 
 
 class Group(Canvas[list[R]]):
@@ -147,6 +158,13 @@ class Group(Canvas[list[R]]):
 
     enqueue = kiq
 
+    def kiq_sync(self) -> GroupHandle[R]:
+        """:meth:`kiq` from synchronous code, through the app's sync portal."""
+        from conveyor.workflow.start import start_sync
+
+        handle = start_sync(self)
+        return handle  # type: ignore[return-value]  # start() makes a GroupHandle for a Group
+
 
 class Chord(Canvas[R]):
     """A group, then a callback that receives the members' results as one list, in
@@ -178,6 +196,12 @@ class Chord(Canvas[R]):
         return await start(self)
 
     enqueue = kiq
+
+    def kiq_sync(self) -> WorkflowHandle[R]:
+        """:meth:`kiq` from synchronous code, through the app's sync portal."""
+        from conveyor.workflow.start import start_sync
+
+        return start_sync(self)
 
 
 @overload

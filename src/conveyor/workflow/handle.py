@@ -189,6 +189,10 @@ class GroupHandle(WorkflowHandle[list[R]]):
         ``timeout`` seconds."""
         return await self.get(timeout)
 
+    def wait_results_sync(self, timeout: Seconds = 60.0) -> list[R]:
+        """:meth:`wait_results` for synchronous code."""
+        return self.get_sync(timeout)
+
 
 def _workflows(app: Conveyor) -> Broker:
     broker = app.broker

@@ -38,7 +38,7 @@ from conveyor.workflow.plan import (
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
-__all__ = ["start"]
+__all__ = ["start", "start_sync"]
 
 log = logging.getLogger("conveyor.workflow")
 
@@ -67,6 +67,24 @@ async def start(canvas: Canvas[Any]) -> WorkflowHandle[Any]:
         await _abandon(app, workflow)
         raise
     return WorkflowHandle(app, workflow, tail[0], _return_type(canvas))
+
+
+def start_sync(canvas: Canvas[Any]) -> WorkflowHandle[Any]:
+    """:func:`start` from synchronous code, on the app's sync portal (its own event loop
+    and connection, as ``kiq_sync``)."""
+    if isinstance(canvas, Group | Chord) and _first_signature(canvas) is None:
+        # members from an iterator: take the first to find the app, and put it back
+        header = canvas.header if isinstance(canvas, Chord) else canvas
+        members = iter(header._members)
+        first = next(members, None)
+        if first is not None:
+            header._members = itertools.chain([first], members)
+            app = _app(first)
+        else:
+            app = _app(canvas)
+    else:
+        app = _app(canvas)
+    return app._connections.portal().call(lambda: start(canvas))
 
 
 async def _start_fanout(canvas: Group[Any] | Chord[Any]) -> WorkflowHandle[Any]:
