@@ -440,7 +440,11 @@ class RedisBroker:
                 assert isinstance(outcome, Ack)
                 stream, entry = delivery.token
                 data, ttl = _result_args(outcome.result)
-                args += [stream, entry, delivery.task_id, data, ttl, *follow_args(outcome.follow)]
+                args += [stream, entry, delivery.task_id, data, ttl]
+                if outcome.follow is None:  # the hot path: no workflow
+                    args.append(0)
+                else:
+                    args += follow_args(outcome.follow)
         elif kind == "Retry":
             args = [group, consumer, prefix]
             for delivery, outcome in items:

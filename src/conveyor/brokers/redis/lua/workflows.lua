@@ -29,8 +29,8 @@
 
 -- Read the follow at ARGV[i]; returns it (nil when none) and the index after it.
 local function read_follow(args, i)
+  if args[i] == '0' then return nil, i + 1 end  -- the hot path: no workflow
   local n = tonumber(args[i])
-  if n == 0 then return nil, i + 1 end
   local f = {workflow = args[i + 1], finish = args[i + 2], failed_task = args[i + 3],
     opens = {}, publish = {}, join = nil, results = {}}
   local opens, published = tonumber(args[i + 4]), tonumber(args[i + 5])
