@@ -59,3 +59,41 @@ def test_status_counts_workflows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(main, ["status", "flows_app:app"])
     assert result.exit_code == 0, result.output
     assert "workflows: 1 running, 1 succeeded, 1 failed, 1 aborted" in result.output
+
+
+def test_abort_a_workflow_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "abort.db"
+    (tmp_path / "abort_app.py").write_text(
+        textwrap.dedent(
+            f"""
+            from conveyor import Conveyor
+
+            app = Conveyor("sqlite:///{db}", environ={{}}, log_tasks=False)
+
+            @app.task
+            async def double(x: int) -> int:
+                return 2 * x
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import abort_app  # type: ignore[import-not-found]
+
+    from conveyor import chain
+
+    async def send() -> str:
+        async with abort_app.app:
+            handle = await chain(abort_app.double.s(1), abort_app.double.s()).kiq()
+            return handle.workflow_id
+
+    workflow_id = asyncio.run(send())
+    runner = CliRunner()
+    first = runner.invoke(main, ["abort", "--workflow", "abort_app:app", workflow_id])
+    assert first.exit_code == 0, first.output
+    assert f"{workflow_id}: aborted: 1 of its task(s) stopped" in first.output
+    again = runner.invoke(main, ["abort", "--workflow", "abort_app:app", workflow_id])
+    assert "aborted: it had already ended, nothing changed" in again.output
+    unknown = runner.invoke(main, ["abort", "--workflow", "abort_app:app", "nope"])
+    assert unknown.exit_code == 1 and "nope: unknown" in unknown.output
