@@ -295,3 +295,27 @@ def test_workflows_are_sent_from_synchronous_code() -> None:
             ]
 
     assert asyncio.run(with_a_worker()) == [4, 6, 6]
+
+
+async def test_a_value_too_large_for_the_next_step_fails_its_step() -> None:
+    """What follows a task travels in a message: a value that would make it too large
+    fails the step that returned it (not retried), and so the workflow, naming the limit."""
+    app = Conveyor("memory://", environ={}, log_tasks=False, max_payload_bytes=2000)
+    ran: list[int] = []
+
+    @app.task(name="big", retries=3)
+    async def big() -> str:
+        ran.append(1)
+        return "x" * 5000
+
+    @app.task(name="size")
+    async def size(text: str) -> int:
+        return len(text)
+
+    async with app, app.worker():
+        flow = await chain(big.s(), size.s()).kiq()
+        result = await flow.wait_result(timeout=5)
+        first = await app.handle(f"{flow.workflow_id}.0").result()
+    assert ran == [1]
+    assert result.error is not None and "max_payload_bytes" in result.error.message
+    assert first.error is not None and "cannot be sent" in first.error.message
