@@ -319,3 +319,22 @@ async def test_a_value_too_large_for_the_next_step_fails_its_step() -> None:
     assert ran == [1]
     assert result.error is not None and "max_payload_bytes" in result.error.message
     assert first.error is not None and "cannot be sent" in first.error.message
+
+
+async def test_a_callback_whose_group_expired_fails_saying_so(app: Conveyor) -> None:
+    _, double, _, _, _ = _tasks(app)
+
+    @app.task(name="later", queue="later")
+    async def later(values: list[int]) -> int:
+        return sum(values)
+
+    flow = await chord([double.s(1), double.s(2)], later.s()).kiq()
+    async with app.worker(queues=["default"]):  # the members run; the callback waits
+        state = await app.broker.barrier(f"{flow.workflow_id}.0")
+        while state is None or not state.fired:
+            await asyncio.sleep(0.01)  # sleep: the members finish in this worker
+            state = await app.broker.barrier(f"{flow.workflow_id}.0")
+    app.broker._barriers.clear()  # type: ignore[attr-defined]  # as workflow_ttl would
+    async with app.worker(queues=["later"]):
+        result = await flow.wait_result(timeout=5)
+    assert result.error is not None and "are gone from the broker" in result.error.message
