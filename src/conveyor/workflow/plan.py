@@ -58,6 +58,7 @@ __all__ = [
     "dependency_error",
     "final_task",
     "gather",
+    "gather_step",
     "gathered",
     "on_failure",
     "on_success",
@@ -129,7 +130,7 @@ class Plan:
         if rest and isinstance(rest[0], Step):  # the group's callback
             callback, after = rest[0], rest[1:]
         else:  # its results go on as a value (to a group), or end the workflow
-            callback, after = _gather_step(first), rest
+            callback, after = gather_step(first), rest
         link = Link(
             self.workflow,
             self.ttl,
@@ -174,7 +175,8 @@ class Plan:
         )
 
 
-def _gather_step(fanout: Fanout) -> Step:
+def gather_step(fanout: Fanout) -> Step:
+    """The internal task that ends a group no call follows: its value is the group's."""
     return Step(Message(SCHEMA_VERSION, fanout.barrier, GATHER_TASK, fanout.queue))
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.brokers import redact_url
 from conveyor.brokers.base import Barrier, Capability, Outgoing, WorkflowRecord
 from conveyor.errors import ConfigurationError
-from conveyor.message import Link, Slot, Template, encode_value, new_task_id
+from conveyor.message import Fanout, Link, Slot, Step, Template, encode_value, new_task_id
 from conveyor.send import PUBLISH_SLICE, publish_encoded
 from conveyor.workflow.canvas import Canvas, Chain, Chord, Group, Signature
 from conveyor.workflow.handle import GroupHandle, WorkflowHandle
@@ -33,6 +33,7 @@ from conveyor.workflow.plan import (
     WorkflowInfo,
     final_task,
     first_queue,
+    gather_step,
 )
 
 if TYPE_CHECKING:
@@ -175,13 +176,12 @@ async def _send(app: Conveyor, opens: list[Barrier], publish: list[Outgoing]) ->
         await publish_encoded(connection, publish)
 
 
-def _callback(body: list[Template], barrier_id: str, queue: str) -> tuple[Any, list[Template]]:
-    from conveyor.message import Fanout, Step
-    from conveyor.workflow.plan import _gather_step
-
+def _callback(body: list[Template], barrier_id: str, queue: str) -> tuple[Step, list[Template]]:
+    """A top group's callback: the chord's body's first call, else its gather task (with
+    the rest of the body after it)."""
     if body and isinstance(body[0], Step):
         return body[0], body[1:]
-    return _gather_step(Fanout(barrier_id, [], queue)), body
+    return gather_step(Fanout(barrier_id, [], queue)), body
 
 
 async def _abandon(app: Conveyor, workflow: str) -> None:
