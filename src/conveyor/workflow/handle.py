@@ -235,10 +235,9 @@ async def read_workflow(app: Conveyor, workflow_id: str, tasks: int = 50) -> Wor
     groups = [n for n in nodes if n.task == GATHER_TASK]
     calls = [n for n in nodes if n.task != GATHER_TASK]
     states = await asyncio.gather(*(_barrier_state(broker, g.id) for g in groups))
-    shown = [
-        NodeState(n.id, n.task, await _node_status(app, n.id, status), n.depth)
-        for n in calls[:tasks]
-    ]
+    listed = calls[:tasks]
+    statuses = await asyncio.gather(*(_node_status(app, n.id, status) for n in listed))
+    shown = [NodeState(n.id, n.task, s, n.depth) for n, s in zip(listed, statuses, strict=True)]
     return WorkflowState(
         workflow_id=workflow_id,
         status=status,
