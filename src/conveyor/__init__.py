@@ -41,6 +41,14 @@ from conveyor.settings import Settings as Settings
 from conveyor.task import SyncTask as SyncTask
 from conveyor.task import Task as Task
 from conveyor.task import TaskHandle as TaskHandle
+from conveyor.workflow import Signature as Signature
+from conveyor.workflow import chain as chain
+from conveyor.workflow import chord as chord
+from conveyor.workflow import group as group
+from conveyor.workflow.handle import GroupHandle as GroupHandle
+from conveyor.workflow.handle import WorkflowHandle as WorkflowHandle
+from conveyor.workflow.handle import WorkflowState as WorkflowState
+from conveyor.workflow.handle import WorkflowStatus as WorkflowStatus
 
 if _TYPE_CHECKING:
     from conveyor.scheduler.loop import Scheduler as Scheduler
@@ -69,6 +77,7 @@ __all__ = [
     "Depends",
     "EnqueueError",
     "ErrorInfo",
+    "GroupHandle",
     "Hook",
     "Message",
     "PayloadTooLarge",
@@ -79,6 +88,7 @@ __all__ = [
     "Schedule",
     "Scheduler",
     "Settings",
+    "Signature",
     "SyncTask",
     "Task",
     "TaskFailed",
@@ -88,11 +98,17 @@ __all__ = [
     "TaskStatus",
     "TaskTimeout",
     "UnknownTask",
+    "WorkflowHandle",
+    "WorkflowState",
+    "WorkflowStatus",
     "at",
     "catch_up",
+    "chain",
+    "chord",
     "cron",
     "every",
     "exponential",
     "fixed",
+    "group",
     "none",
 ]

@@ -48,6 +48,7 @@ from conveyor.task import (
     retry_on_option,
     seconds,
 )
+from conveyor.workflow.handle import WorkflowHandle
 
 if TYPE_CHECKING:
     from conveyor.scheduler.book import ScheduleBook
@@ -323,6 +324,11 @@ class Conveyor:
         return self._connections.portal().call(lambda: self.enqueue(task, args, kwargs, options))
 
     # -- tasks by id ---------------------------------------------------------------
+
+    def workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle for a workflow id obtained elsewhere (``handle.workflow_id``): its
+        status, result and abort (docs/workflows.md)."""
+        return WorkflowHandle(self, workflow_id, None)
 
     def handle(self, task_id: str, task: str | None = None) -> TaskHandle[Any]:
         """A handle for a task id obtained elsewhere (e.g. from an HTTP request); with the

@@ -13,6 +13,7 @@ the value.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -27,7 +28,14 @@ from conveyor.brokers.base import (
 )
 from conveyor.clock import Seconds, seconds
 from conveyor.errors import ConfigurationError, ResultMissing, ResultTimeout, TaskNotFound
-from conveyor.message import NO_CONVERSION, MalformedMessage, convert, decode_message, encode_value
+from conveyor.message import (
+    NO_CONVERSION,
+    MalformedMessage,
+    Message,
+    convert,
+    decode_message,
+    encode_value,
+)
 from conveyor.result import AbortOutcome, Result, TaskState, TaskStatus, aborted_result
 
 if TYPE_CHECKING:
@@ -172,8 +180,12 @@ async def record_progress(
     await app.result_store.set_progress(task_id, data, app.settings.result_ttl or 3600.0)
 
 
-async def abort_task(app: Conveyor, task_id: str) -> AbortOutcome:
-    """Abort a task by id (``TaskHandle.abort()`` and ``app.abort()``; see there)."""
+async def abort_task(app: Conveyor, task_id: str, *, in_workflow: bool = False) -> AbortOutcome:
+    """Abort a task by id (``TaskHandle.abort()`` and ``app.abort()``; see there).
+
+    A workflow's task removed before it ran leaves its workflow as a failed task would:
+    its group slot is filled as aborted (the group fails), or the workflow ends aborted.
+    ``in_workflow``: the whole workflow is being aborted, which does that itself."""
     broker, store = app.broker, app.result_store
     if Capability.ABORT not in broker.capabilities:
         raise ConfigurationError(
@@ -183,19 +195,25 @@ async def abort_task(app: Conveyor, task_id: str) -> AbortOutcome:
     finished_at = app.settings.clock.now()
     default_ttl = app.settings.result_ttl
 
+    removed: list[tuple[Message, Result[Any]]] = []  # a workflow's task, removed
+
     def result_for(body: bytes, attempts: int) -> StoredResult | None:
+        message: Message | None
         try:
             message = decode_message(body)
         except MalformedMessage:
             name, ttl = "", default_ttl
+            message = None
         else:
             name = message.task
             ttl = default_ttl if message.result_ttl is None else message.result_ttl
-        if ttl == 0:  # the task stores no results
-            return None
         result = aborted_result(
             task_id, name, attempts=attempts, finished_at=finished_at, running=False
         )
+        if message is not None and message.link is not None:
+            removed[:] = [(message, result)]
+        if ttl == 0:  # the task stores no results
+            return None
         return StoredResult(task_id, encode_value(result), ttl)
 
     if store is own_result_store(broker):
@@ -212,7 +230,23 @@ async def abort_task(app: Conveyor, task_id: str) -> AbortOutcome:
         outcome = await broker.abort(task_id, build)
         if outcome is AbortOutcome.DEQUEUED and built:
             await store.put(built)
+    if outcome is AbortOutcome.DEQUEUED and removed and not in_workflow:
+        await _leave_workflow(app, *removed[0])
     stored = store.get_status if isinstance(store, StatusStore) else store.get
     if outcome is AbortOutcome.UNKNOWN and await stored(task_id) is not None:
         return AbortOutcome.FINISHED  # brokers forget acked tasks; their result remains
     return outcome
+
+
+async def _leave_workflow(app: Conveyor, message: Message, result: Result[Any]) -> None:
+    """A workflow's task was removed before it ran: apply what its failure leaves (its
+    group slot, or the workflow's end), in a step of its own. A crash between the abort
+    and this step leaves its group waiting: abort the whole workflow then."""
+    from conveyor.workflow.plan import on_failure
+
+    assert message.link is not None
+    follow = on_failure(message, message.link, result, encode_value(result), app.settings)
+    if follow.results and app._connections.current().results_apart:
+        await app.result_store.put(list(follow.results))
+        follow = dataclasses.replace(follow, results=())
+    await app.broker.apply_follow(follow)

@@ -22,8 +22,13 @@ __all__ = [
     "NO_CONVERSION",
     "PLAIN_TYPES",
     "SCHEMA_VERSION",
+    "Fanout",
+    "Link",
     "MalformedMessage",
     "Message",
+    "Slot",
+    "Step",
+    "Template",
     "convert",
     "decode_message",
     "encode_message",
@@ -56,6 +61,63 @@ class Message(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
     key: str | None = None
     labels: dict[str, str] = {}
     headers: dict[str, str] = {}
+    link: Link | None = None
+
+
+class Slot(msgspec.Struct, array_like=True, frozen=True):
+    """A member's place in its group: the group's barrier and the member's index there."""
+
+    barrier: str
+    index: int
+
+
+class Step(msgspec.Struct, array_like=True, frozen=True, tag="s"):
+    """One task call of a workflow, to publish when its turn comes: ``message`` as the
+    producer built it (its task id is its node's id, its ``link`` unset), without the
+    value it receives; ``receives`` is False for ``.si()``, which takes no value."""
+
+    message: Message
+    receives: bool = True
+
+
+class Fanout(msgspec.Struct, array_like=True, frozen=True, tag="g"):
+    """A group of a workflow, to start when its turn comes: each member a chain of
+    templates, every member's first call receiving the same value. ``barrier`` is the
+    group's node id, where its members' outcomes are gathered; ``queue`` is the queue of
+    its internal gather task (when no callback follows it). ``partial``: a failed member
+    does not fail the group; its callback gets every member's :class:`Result`."""
+
+    barrier: str
+    members: list[list[Step | Fanout]]
+    queue: str = "default"
+    partial: bool = False
+
+
+Template = Step | Fanout
+"""What a workflow publishes next: a task call, or a group."""
+
+
+class Link(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    """Where a message stands in a workflow (``conveyor.workflow``), and what follows it.
+
+    ``then``: what to start when this task succeeds, with its value (the rest of a chain).
+    ``join``: the group slot that the chain this task ends fills, with its outcome (on
+    success once ``then`` is empty; on failure at once). ``gather``: this task is a group's
+    callback, and its first argument is the group's results (unless ``receives`` is
+    False). ``tail`` and ``tail_task``: the workflow's final task, whose result stands for
+    the workflow: when this task fails outside any group, the workflow fails with it, and
+    the final task's result says so. ``ttl``: seconds the workflow's records are kept.
+    """
+
+    workflow: str
+    ttl: float
+    then: list[Step | Fanout] = []
+    join: Slot | None = None
+    gather: str = ""
+    partial: bool = False
+    receives: bool = True
+    tail: str = ""
+    tail_task: str = ""
 
 
 class MalformedMessage(ValueError):

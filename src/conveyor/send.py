@@ -49,7 +49,17 @@ if TYPE_CHECKING:
     from conveyor.settings import Settings
     from conveyor.task import CallOptions, Task
 
-__all__ = ["Call", "OutboxWriter", "Sent", "outbox_key", "publish_encoded", "send"]
+__all__ = [
+    "Call",
+    "OutboxWriter",
+    "Sent",
+    "build_message",
+    "encode",
+    "encode_body",
+    "outbox_key",
+    "publish_encoded",
+    "send",
+]
 
 log = logging.getLogger("conveyor.send")
 
@@ -227,10 +237,12 @@ def after_commit_holder(transaction: object, url: str) -> HoldUntilCommit:
     return holder
 
 
-def build_message(call: Call, settings: Settings) -> Message:
-    """The envelope for one call; raises ``TypeError`` for arguments that do not fit."""
+def build_message(call: Call, settings: Settings, *, receives: bool = False) -> Message:
+    """The envelope for one call; raises ``TypeError`` for arguments that do not fit.
+    ``receives``: a workflow's call, whose first argument comes later (the previous
+    result), and is not in ``call.args``."""
     task, options = call.task, call.options
-    task.check_arguments(tuple(call.args), call.kwargs)
+    task.check_arguments(tuple(call.args), call.kwargs, receives=receives)
     opts = task.options
     now = settings.clock.now()
     not_before = 0.0
@@ -280,17 +292,9 @@ def encode(
 ) -> Outgoing:
     """Encode (and sign) ``message`` and check its size; nothing is sent."""
     try:
-        body = encode_message(message)
+        body = encode_body(message, settings)
     except TypeError as exc:
         raise _name_bad_argument(task, message, exc) from None
-    if settings.signing_keys:
-        body = sign(body, settings.signing_keys[0])
-    if len(body) > settings.max_payload_bytes:
-        raise PayloadTooLarge(
-            f"task {task.name!r}: encoded message is {len(body)} bytes, over the limit of "
-            f"{settings.max_payload_bytes} (max_payload_bytes); pass a reference "
-            "(a path, a URL, a row id) instead of the data"
-        )
     key_ttl = message.result_ttl if message.result_ttl is not None else settings.result_ttl
     if options is not None and options.key_ttl is not None:
         key_ttl = max(key_ttl, options.key_ttl)
@@ -306,6 +310,22 @@ def encode(
         key_ttl=key_ttl,
         reused_id=options is not None and options.task_id is not None,
     )
+
+
+def encode_body(message: Message, settings: Settings) -> bytes:
+    """The body of ``message``: encoded, signed with the first signing key, and checked
+    against ``max_payload_bytes`` (:class:`PayloadTooLarge`); ``TypeError`` for a value
+    msgpack cannot carry."""
+    body = encode_message(message)
+    if settings.signing_keys:
+        body = sign(body, settings.signing_keys[0])
+    if len(body) > settings.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"task {message.task!r}: encoded message is {len(body)} bytes, over the limit of "
+            f"{settings.max_payload_bytes} (max_payload_bytes); pass a reference "
+            "(a path, a URL, a row id) instead of the data"
+        )
+    return body
 
 
 def _name_bad_argument(task: Task[Any, Any], message: Message, exc: TypeError) -> TypeError:

@@ -90,6 +90,9 @@ class Settings:
     events: bool = False  # the event log costs 11-22% of no-op throughput (bench/)
     events_max: int = 10_000
     event_args_preview: int = 256
+    # how long a workflow's records (its state, its groups' outcomes) are kept after its
+    # last change; a workflow whose tasks wait longer than this between two loses them
+    workflow_ttl: float = 7 * _DAY
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
     def __repr__(self) -> str:
@@ -480,6 +483,8 @@ RULES: Mapping[str, Rule] = {
     "events": Flag(),
     "events_max": Count(1, 10_000_000),
     "event_args_preview": Count(0, 65_536, "characters"),  # 0: no preview
+    # a workflow's groups must outlive its slowest member: a minute at least
+    "workflow_ttl": Seconds(60.0, _TEN_YEARS),
     "clock": AClock(),
 }
 

@@ -35,6 +35,7 @@ from conveyor.errors import ConfigurationError
 from conveyor.handle import TaskHandle
 from conveyor.message import NO_CONVERSION, PLAIN_TYPES, convert, encode_value
 from conveyor.retry import Backoff, exponential, fixed
+from conveyor.workflow.canvas import Signature
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -139,6 +140,24 @@ def _check_call_options(task_name: str, options: CallOptions) -> None:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in options.labels.items())
     ):
         raise TypeError(f"{where}: labels must be a mapping of str to str, got {options.labels!r}")
+
+
+def _check_workflow_options(task_name: str, options: CallOptions) -> None:
+    """Refuse the options a call in a workflow cannot have: the workflow gives each call
+    its task id and idempotency key, publishes it when its turn comes (no delay or eta),
+    and not in the caller's transaction."""
+    given = [
+        name
+        for name in ("delay", "eta", "key", "task_id", "transaction", "outbox")
+        if getattr(options, name) is not None
+    ]
+    if given:
+        shown = ", ".join("connection/session" if n == "transaction" else n for n in given)
+        raise ValueError(
+            f"task {task_name!r}: a call in a workflow cannot have {shown}: the workflow "
+            "names its calls and publishes each when its turn comes; give queue, "
+            "priority or labels, or enqueue it alone with kiq()"
+        )
 
 
 def _check_backoff(where: str, backoff: Backoff) -> None:
@@ -321,6 +340,22 @@ class Task(Generic[P, R]):
 
     enqueue_sync = kiq_sync
 
+    # -- workflows -----------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A call of this task for a workflow (``conveyor.chain``, ``group``, ``chord``):
+        in a chain it receives the previous result as its first argument, before
+        ``args``.
+
+        >>> await chain(fetch.s(url), parse.s(), store.s()).kiq()   # doctest: +SKIP
+        """
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A call of this task for a workflow that receives nothing from the step before
+        it (Celery's immutable signature): ``chain(a.s(), cleanup.si())``."""
+        return Signature(self, args, kwargs, receives=False)
+
     def with_options(
         self,
         *,
@@ -378,13 +413,23 @@ class Task(Generic[P, R]):
 
     # -- worker side ---------------------------------------------------------------
 
-    def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    def check_arguments(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, receives: bool = False
+    ) -> None:
         """Raise ``TypeError`` naming the task and the argument when the call does not fit
         the signature or an argument does not fit its annotation.
 
         An argument with a richer annotation (``list[int]``, a dataclass, a model) is
         checked as the worker will convert it: encoded, decoded and converted, so a call
-        the worker would dead-letter fails here, in the caller."""
+        the worker would dead-letter fails here, in the caller. ``receives``: a workflow
+        call (``task.s()``), whose first argument is the previous result, given later."""
+        if receives:
+            if not self._positional:
+                raise TypeError(
+                    f"task {self.name!r} takes no positional argument to receive the previous "
+                    "result in a workflow; make the call with .si() instead of .s()"
+                )
+            args = (_RECEIVED, *args)
         names = self._plain_names
         if names is not None and not kwargs and self._required <= len(args) <= len(names):
             given: Iterable[tuple[str, Any]] = zip(names, args, strict=False)
@@ -394,6 +439,8 @@ class Task(Generic[P, R]):
             except TypeError as exc:
                 raise TypeError(f"task {self.name!r}: {exc}") from None
         for name, value in given:
+            if value is _RECEIVED:  # converted by the worker when it arrives
+                continue
             expected = self.spec.hints.get(name)
             if expected in PLAIN_TYPES:
                 if not _fits(value, expected):
@@ -458,6 +505,9 @@ class Task(Generic[P, R]):
         )
 
 
+_RECEIVED = object()  # the value a workflow call receives, in check_arguments
+
+
 def _fits(value: Any, expected: type) -> bool:
     if expected is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
@@ -509,6 +559,16 @@ class TaskWithOptions(Generic[P, R]):
         return await self.task.app.enqueue(self.task, args, kwargs, self.options)
 
     kiq = enqueue
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """:meth:`Task.s` with these options (queue, priority, labels)."""
+        _check_workflow_options(self.task.name, self.options)
+        return Signature(self.task, args, kwargs, self.options)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """:meth:`Task.si` with these options (queue, priority, labels)."""
+        _check_workflow_options(self.task.name, self.options)
+        return Signature(self.task, args, kwargs, self.options, receives=False)
 
     def kiq_sync(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
         if self.options.transaction is not None:

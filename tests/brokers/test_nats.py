@@ -8,10 +8,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from conveyor import BrokerUnavailable, Conveyor, TaskStatus
-from conveyor.brokers.base import BrokerOptions, Outgoing, Place, TaskLocation
+from conveyor.brokers.base import (
+    Barrier,
+    BrokerOptions,
+    Follow,
+    Join,
+    Outgoing,
+    Place,
+    TaskLocation,
+    WorkflowRecord,
+)
 from conveyor.brokers.nats import NatsBroker
 from conveyor.errors import EnqueueError
 from conveyor.testing.behaviour import behaviour_settings
@@ -151,3 +161,33 @@ async def test_a_new_priority_level_wakes_a_waiting_worker_and_is_read_first(
         assert all([await d.ack() for d in got])
     finally:
         await publisher.close()
+
+
+async def test_a_join_resumed_after_a_crash_counts_its_member_once(broker: NatsBroker) -> None:
+    """JetStream has no transaction over two keys: a join counts the member (its index
+    goes to the barrier's pending list), writes its outcome, then clears it. A worker
+    that died between those steps runs the task again, and its join resumes where the
+    first stopped; a member whose join finished joins again as a no-op. The callback is
+    published once, when nothing is pending."""
+    record = WorkflowRecord(uuid.uuid4().hex, "running", time.time(), ttl=600.0)
+    callback = Outgoing(f"{record.workflow_id}.1", "default", b"cb", key="cb", key_ttl=60.0)
+    barrier = Barrier(f"{record.workflow_id}.0", record.workflow_id, callback, 2, ttl=600.0)
+    await broker.open_workflow(record, [barrier])
+    workflows = broker._workflows
+    # the first run of member 0 died after its count, before its outcome was written
+    await workflows._change_barrier(
+        barrier.barrier_id, lambda b: msgspec.structs.replace(b, j=1, pend=[0])
+    )
+    await broker.apply_follow(Follow(record.workflow_id, join=Join(barrier.barrier_id, 1, b"one")))
+    assert await broker.fetch(["default"], 1, 0.2) == [], "fired with member 0 pending"
+    again = Join(barrier.barrier_id, 0, b"zero")
+    await broker.apply_follow(Follow(record.workflow_id, join=again))  # the second run
+    await broker.apply_follow(Follow(record.workflow_id, join=again))  # and a third
+    state = await broker.barrier(barrier.barrier_id)
+    assert state is not None and (state.joined, state.fired) == (2, True)
+    assert await broker.barrier_results(barrier.barrier_id, 0, 2) == [b"zero", b"one"]
+    (fired,) = await broker.fetch(["default"], 2, 2.0)
+    assert fired.task_id == callback.task_id
+    assert await fired.ack()
+    await workflows._fire(barrier.barrier_id)
+    assert await broker.fetch(["default"], 1, 0.3) == [], "published twice"

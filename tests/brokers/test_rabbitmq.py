@@ -456,3 +456,37 @@ async def test_delete_namespace_leaves_no_queue_exchange_or_key() -> None:
                 with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
                     await look(name, passive=True)
         assert await broker.records.queues() == []
+
+
+async def test_a_workflow_step_whose_publish_was_lost_is_sent_again_by_a_reap(
+    broker: RabbitMQBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settlement registers the next step of a workflow with its record (one script),
+    then publishes it to RabbitMQ. A worker that dies between the two leaves it in the
+    outbox: a reap sends it again, as a new copy, and it runs once."""
+    from conveyor.brokers.base import Follow
+    from conveyor.brokers.rabbitmq import broker as rabbit
+
+    step = Outgoing("next-step", "default", b"next", key="next-step", key_ttl=60.0)
+    await broker.publish([Outgoing("first", "default", b"first")])
+    (first,) = await conformance._fetch_all(broker, ["default"], 1)
+    lost: list[str] = []
+
+    async def publish_lost(self: RabbitMQBroker, pending: Any) -> None:
+        lost.extend(p.task_id for p in pending)  # the worker died before publishing
+
+    monkeypatch.setattr(rabbit.RabbitMQBroker, "_publish_pending", publish_lost)
+    assert await first.ack(None, Follow("wf", publish=(step,)))
+    assert lost == ["next-step"]
+    monkeypatch.undo()
+    assert await broker.fetch(["default"], 1, 0.3) == []
+    assert await broker.records.locate("next-step") == TaskLocation(Place.WAITING, 0)
+    await broker.reap()  # within the grace: the publish may still be on its way
+    assert await broker.fetch(["default"], 1, 0.3) == []
+    monkeypatch.setattr(rabbit, "OUTBOX_GRACE", -1.0)
+    await broker.reap()
+    (again,) = await conformance._fetch_all(broker, ["default"], 1)
+    assert (again.task_id, again.body, again.attempt) == ("next-step", b"next", 1)
+    assert await again.ack()
+    await broker.reap()
+    assert await broker.fetch(["default"], 1, 0.3) == [], "sent twice"

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -26,6 +27,7 @@ from conveyor.brokers.base import (
     StoredResult,
     TaskLocation,
     WorkerInfo,
+    WorkflowRecord,
 )
 from conveyor.brokers.sqlite import SqliteBroker
 from conveyor.brokers.sqlite.connection import WAL_LIMIT_BYTES, check_local_filesystem
@@ -282,6 +284,26 @@ async def test_version_3_file_gains_the_abort_mark(tmp_path: Path) -> None:
         )
         (kept,) = await broker.fetch(["default"], 1, 0)
         assert (kept.task_id, kept.abort_requested) == (queued.task_id, False)
+
+
+async def test_version_5_file_gains_workflows(tmp_path: Path) -> None:
+    db = tmp_path / "broker.db"
+    async with _broker(_url(tmp_path)) as broker:
+        await broker.publish([_out(b"queued")])
+    with sqlite3.connect(db) as conn:  # what version 5 left behind
+        conn.executescript(
+            "DROP INDEX tasks_workflow; ALTER TABLE tasks DROP COLUMN workflow;"
+            "DROP TABLE workflows; DROP TABLE barriers; DROP TABLE barrier_slots;"
+            "PRAGMA user_version = 5;"
+        )
+    async with _broker(_url(tmp_path)) as broker:
+        assert _user_version(db) == SCHEMA_VERSION
+        assert {"workflows", "barriers", "barrier_slots"} <= _tables(db)
+        await broker.publish([_out(b"in a workflow", workflow="w1")])
+        record = WorkflowRecord("w1", "running", time.time())
+        await broker.open_workflow(record)
+        assert await broker.abort_workflow("w1") == (record, [ANY])
+        assert len(await broker.fetch(["default"], 5, 0)) == 2
 
 
 @pytest.mark.slow

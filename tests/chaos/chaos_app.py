@@ -53,3 +53,30 @@ async def probe(
     finally:
         ledger.exec_end(task_id, outcome)
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@app.task(retries=PROBE_RETRIES)
+async def chord_member(index: int, ms: int, ctx: Context = Depends()) -> int:
+    """A member of a chaos chord: records its run in the ledger under its own task id."""
+    ledger = worker_ledger()
+    ledger.exec_start(ctx.task_id, ctx.attempt)
+    outcome = "error"
+    try:
+        await asyncio.sleep(ms / 1000)  # sleep: the member's work, which faults interrupt
+        outcome = "ok"
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    finally:
+        ledger.exec_end(ctx.task_id, outcome)
+    return index
+
+
+@app.task(retries=PROBE_RETRIES)
+async def chord_callback(values: list[int], ctx: Context = Depends()) -> list[int]:
+    """A chaos chord's callback: records its run (it must run once, or again only after a
+    fault on the process that ran it first)."""
+    ledger = worker_ledger()
+    ledger.exec_start(ctx.task_id, ctx.attempt)
+    ledger.exec_end(ctx.task_id, "ok")
+    return values

@@ -33,3 +33,23 @@ async def usage() -> None:
 def sync_usage() -> None:
     assert_type(resize("a.png", width=10), str)
     assert_type(resize.kiq_sync("a.png").status_sync().status.is_terminal, bool)
+
+
+@app.task
+async def build_index(vectors: list[list[float]]) -> int:
+    return len(vectors)
+
+
+async def workflow_usage() -> None:
+    from conveyor import GroupHandle, WorkflowHandle, chain, chord, group
+
+    flow = await chain(embed.s("1", "a"), build_index.si([])).kiq()
+    assert_type(flow, WorkflowHandle[int])
+    assert_type(await flow.get(timeout=5), int)
+    assert_type(await (embed.s("1", "a") | build_index.si([])).kiq(), WorkflowHandle[int])
+    members = await group(embed.s(str(i), "x") for i in range(3)).kiq()
+    assert_type(members, GroupHandle[list[float]])
+    assert_type(await members.wait_results(timeout=5), list[list[float]])
+    fan_in = await chord((embed.s(str(i), "x") for i in range(3)), build_index.s()).kiq()
+    assert_type(fan_in, WorkflowHandle[int])
+    assert_type(await embed.s("1", "a").kiq(), TaskHandle[list[float]])

@@ -35,6 +35,7 @@ SECONDS: dict[str, tuple[float, float]] = {
     "schedule_grace": (0, 86400),
     "schedule_refresh": (0.05, 3600),
     "schedule_send_timeout": (0.5, 300),
+    "workflow_ttl": (60, 10 * 365 * 86400),
 }
 COUNTS: dict[str, tuple[int, int]] = {
     "concurrency": (1, 10_000),

@@ -21,6 +21,8 @@ The capabilities (:class:`Capability`), each a protocol below:
 ``EVENTS``         :meth:`Broker.event_store`
 ``COUNTS``         :class:`Counters`: task outcomes counted in the workers, per task,
                    queue, status and minute, flushed with their heartbeats
+``WORKFLOWS``      :class:`Workflows`: workflow records, group barriers (fan-in), and
+                   a settlement's :class:`Follow` applied in its own atomic step
 =================  =====================================================================
 
 How the built brokers do each transition:
@@ -67,11 +69,14 @@ from conveyor.result import AbortOutcome, TaskStatus
 __all__ = [
     "COUNT_STATUSES",
     "MAX_ABORT_SIGNALS",
+    "WORKFLOW_STATES",
     "AbortMarks",
     "AbortResult",
     "AbortSignalBuffer",
     "Ack",
     "Admin",
+    "Barrier",
+    "BarrierState",
     "Broker",
     "BrokerOptions",
     "Capability",
@@ -81,6 +86,8 @@ __all__ = [
     "DeadLetterEntry",
     "Delivery",
     "EventStore",
+    "Follow",
+    "Join",
     "LeaseKeeper",
     "Outcome",
     "Outgoing",
@@ -97,6 +104,8 @@ __all__ = [
     "TaskLocation",
     "TransactionalPublish",
     "WorkerInfo",
+    "WorkflowRecord",
+    "Workflows",
     "own_result_store",
     "status_of",
 ]
@@ -114,6 +123,7 @@ class Capability(enum.StrEnum):
     SCHEDULES = "schedules"
     EVENTS = "events"
     COUNTS = "counts"
+    WORKFLOWS = "workflows"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +166,9 @@ class Outgoing:
     the caller chose ``task_id`` (``with_options(task_id=...)``): a broker that stores
     results forgets the result and progress kept under that id when it writes the
     message, so the old run's outcome cannot answer the new run's waiters. Generated ids
-    are new, and the broker need not look.
+    are new, and the broker need not look. ``workflow`` is the id of the workflow the task
+    belongs to: a broker with ``WORKFLOWS`` finds the tasks it holds by it
+    (:meth:`Workflows.abort_workflow`).
     """
 
     task_id: str
@@ -167,6 +179,7 @@ class Outgoing:
     key: str | None = None
     key_ttl: float = 0.0
     reused_id: bool = False
+    workflow: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +198,65 @@ MAX_ABORT_SIGNALS = 1000
 
 
 @dataclass(frozen=True, slots=True)
+class Barrier:
+    """A group's fan-in: where its members' outcomes are gathered, and what is published
+    when the last one arrives (``WORKFLOWS``).
+
+    ``callback`` is published once: when every one of ``size`` members has joined, or, when
+    ``partial`` is False, as soon as one joins failed (the callback then ends failed
+    without running). ``size`` None: the producer is still publishing the members, and
+    :meth:`Workflows.seal_barrier` gives it. The barrier and its members' outcomes are kept
+    ``ttl`` seconds after its last change.
+    """
+
+    barrier_id: str
+    workflow: str
+    callback: Outgoing
+    size: int | None = None
+    partial: bool = False
+    ttl: float = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A member's outcome for its group's barrier: ``data`` its encoded
+    :class:`~conveyor.result.Result`, ``failed`` whether it ended other than succeeded.
+    A slot takes one outcome: a second join of the same index changes nothing."""
+
+    barrier_id: str
+    index: int
+    data: bytes
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """What a workflow task's settlement does in its own atomic step (``WORKFLOWS``),
+    in this order: open ``opens`` (a barrier that exists is kept as it is), publish
+    ``publish`` (as :meth:`Queue.publish` does, keys included), fill ``join`` (firing its
+    barrier's callback when that was the last member, or the first failure), store
+    ``results`` (outcomes of tasks that will never run: a failed chain's final task), and
+    end the workflow with ``finish`` (``succeeded``, ``failed`` or ``aborted``; None: it
+    goes on). A workflow that was aborted publishes nothing more (neither ``publish``
+    nor a callback) and keeps its ``aborted`` state. A settlement that is refused
+    (its lease was lost) applies none of it."""
+
+    workflow: str
+    opens: tuple[Barrier, ...] = ()
+    publish: tuple[Outgoing, ...] = ()
+    join: Join | None = None
+    results: tuple[StoredResult, ...] = ()
+    finish: str | None = None
+    failed_task: str = ""
+    """With ``finish="failed"``: the task whose failure ended the workflow."""
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """The task is done (succeeded, or failed for good without dead-lettering)."""
 
     result: StoredResult | None = None
+    follow: Follow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +272,7 @@ class DeadLetter:
 
     reason: str
     result: StoredResult | None = None
+    follow: Follow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,17 +319,19 @@ class Delivery:
     the claim, pushed on by each renewal. A body about to start past it (its process was
     paused, SIGSTOP or a frozen VM) checks ownership first."""
 
-    async def ack(self, result: StoredResult | None = None) -> bool:
+    async def ack(self, result: StoredResult | None = None, follow: Follow | None = None) -> bool:
         """Finish the delivery; store ``result`` with it when the broker holds results."""
-        return (await self.broker.settle([(self, Ack(result))]))[0]
+        return (await self.broker.settle([(self, Ack(result, follow))]))[0]
 
     async def retry(self, delay: float) -> bool:
         """Requeue for another attempt after ``delay`` seconds."""
         return (await self.broker.settle([(self, Retry(delay))]))[0]
 
-    async def dead_letter(self, reason: str, result: StoredResult | None = None) -> bool:
+    async def dead_letter(
+        self, reason: str, result: StoredResult | None = None, follow: Follow | None = None
+    ) -> bool:
         """Move to the dead-letter queue with ``reason``."""
-        return (await self.broker.settle([(self, DeadLetter(reason, result))]))[0]
+        return (await self.broker.settle([(self, DeadLetter(reason, result, follow))]))[0]
 
     async def release(self) -> bool:
         """Hand back without charging the attempt."""
@@ -328,6 +399,41 @@ class TaskCounts:
 
     totals: dict[CountKey, int] = field(default_factory=dict)
     minutes: dict[int, dict[CountKey, int]] = field(default_factory=dict)
+
+
+WORKFLOW_STATES = ("running", "succeeded", "failed", "aborted")
+"""A workflow's states (:class:`WorkflowRecord`); the last three are final."""
+
+
+class WorkflowRecord(msgspec.Struct, frozen=True):
+    """A workflow as a broker keeps it (``WORKFLOWS``). ``state`` is one of
+    :data:`WORKFLOW_STATES`; ``info`` is the core's description of it, opaque to the broker;
+    ``failed_task`` the task whose failure ended it. A running record is kept ``ttl``
+    seconds after it started, a finished one ``ttl`` seconds after it ended."""
+
+    workflow_id: str
+    state: str
+    created_at: float
+    finished_at: float = 0.0
+    ttl: float = 7 * 86400.0
+    info: bytes = b""
+    failed_task: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BarrierState:
+    """Where a barrier stands: ``size`` (None until sealed), how many members joined and
+    how many of those failed, the index of the first that failed, and whether its
+    callback was published."""
+
+    barrier_id: str
+    workflow: str
+    size: int | None
+    joined: int
+    failed: int
+    first_failure: int | None
+    fired: bool
+    partial: bool = False
 
 
 class LeaseKeeper(Protocol):
@@ -558,7 +664,72 @@ class Counters(Protocol):
 
 
 @runtime_checkable
-class Broker(Queue, AbortMarks, Admin, Counters, Protocol):
+class Workflows(Protocol):
+    """``Capability.WORKFLOWS``: chains, groups and chords (``conveyor.workflow``), with
+    fan-in in the broker.
+
+    A workflow task's settlement may carry a :class:`Follow` (:attr:`Ack.follow`,
+    :attr:`DeadLetter.follow`): what comes next (a chain's next task, a group's members),
+    its group's :class:`Join`, and the workflow's end. The broker applies it in the same
+    atomic step as the settlement, only if the settlement applies: a crash at any point
+    neither loses what follows nor repeats it. A barrier fires its callback exactly once,
+    with an idempotency key (the callback's task id, derived from the workflow id) as a
+    further guard. Fan-in costs O(1) per member. Every workflow task is published with
+    :attr:`Outgoing.workflow`, so that :meth:`abort_workflow` finds the ones still held.
+    """
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier] = ()
+    ) -> None:
+        """In one atomic step: save ``record`` (a new one as it is; over an existing one,
+        only its ``info`` and ``ttl``, keeping its state) and open each barrier that does
+        not exist yet (one with a known ``size`` that every member has already joined, a
+        size of 0, fires at once)."""
+        ...
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> None:
+        """The producer published every member: set the barrier's ``size``, and fire its
+        callback if that many have joined."""
+        ...
+
+    async def apply_follow(self, follow: Follow) -> None:
+        """Apply a :class:`Follow` on its own, atomically (a task removed by an abort
+        before it ran leaves its group and workflow this way)."""
+        ...
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        """Where the barrier stands, or None (never opened, or expired)."""
+        ...
+
+    async def barrier_results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        """The outcomes joined in slots ``start`` to ``stop - 1``, in index order (None for
+        a slot not joined yet), in one round trip."""
+        ...
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        """Atomically: if the workflow is running, set it ``aborted`` (nothing of it is
+        published any more); returns its record as it was before (None: unknown), and,
+        when it was running, the ids of its tasks the broker still holds (waiting or
+        leased), for the caller to abort one by one."""
+        ...
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow's record, or None (never started, or expired)."""
+        ...
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[WorkflowRecord]:
+        """Records (in ``state``, or all), newest first."""
+        ...
+
+    async def workflow_counts(self) -> dict[str, int]:
+        """How many workflows the broker keeps, by state."""
+        ...
+
+
+@runtime_checkable
+class Broker(Queue, AbortMarks, Admin, Counters, Workflows, Protocol):
     """A broker with every capability, as the built ones are. A broker that lacks some
     implements :class:`Queue` and what it has, and says so in ``capabilities``."""
 

@@ -21,16 +21,22 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from conveyor.brokers.base import (
     AbortResult,
     AbortSignalBuffer,
     Ack,
+    Barrier,
+    BarrierState,
     BrokerOptions,
     Capability,
     CountKey,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
+    Follow,
+    Join,
     Outgoing,
     Place,
     QueueDepth,
@@ -41,6 +47,7 @@ from conveyor.brokers.base import (
     TaskCounts,
     TaskLocation,
     WorkerInfo,
+    WorkflowRecord,
 )
 from conveyor.result import AbortOutcome
 
@@ -66,6 +73,23 @@ class _Job:
     lease_expires: float = 0.0
     crashes: int = 0
     abort: bool = False  # the abort mark: set while leased, kept until the task ends
+    workflow: str | None = None
+
+
+@dataclass(slots=True)
+class _Barrier:
+    """A group's barrier: its members' outcomes by index, and its callback."""
+
+    workflow: str
+    callback: Outgoing
+    size: int | None
+    partial: bool
+    ttl: float
+    expires: float
+    slots: dict[int, bytes] = field(default_factory=dict)
+    failed: int = 0
+    first_failure: int | None = None
+    fired: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -106,6 +130,9 @@ class MemoryBroker:
         self._abort_signals: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AbortSignalBuffer
         ] = weakref.WeakKeyDictionary()
+        self._records: dict[str, WorkflowRecord] = {}
+        self._barriers: dict[str, _Barrier] = {}
+        self._workflow_tasks: dict[str, set[str]] = {}  # workflow -> the tasks it published
         self._results = MemoryResultStore(url, self._options)
         self._schedules = MemoryScheduleStore()
         self._events = MemoryEventStore(self._options.events_max)
@@ -132,36 +159,39 @@ class MemoryBroker:
 
     async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
         now = self._clock.now()
-        ids: list[str] = []
         with self._lock:
-            for item in batch:
-                existing = self._existing_for_key(item.key, now)
-                if existing is not None:
-                    ids.append(existing)
-                    continue
-                if item.task_id in self._jobs:
-                    ids.append(item.task_id)  # same task id twice: one task
-                    continue
-                job = _Job(
-                    task_id=item.task_id,
-                    queue=item.queue,
-                    body=item.body,
-                    priority=item.priority,
-                    seq=next(self._seq),
-                    available_at=item.not_before,
-                    enqueued_at=now,
-                    key=item.key,
-                    key_ttl=item.key_ttl,
-                )
-                self._jobs[job.task_id] = job
-                if item.reused_id:  # the old run's result is gone
-                    self._results.forget(job.task_id)
-                if item.key is not None:
-                    self._keys[item.key] = (job.task_id, float("inf"))
-                self._schedule(job, now)
-                ids.append(job.task_id)
+            ids = [self._publish_one(item, now) for item in batch]
         self._wake_all()
         return ids
+
+    def _publish_one(self, item: Outgoing, now: float) -> str:
+        """Publish one message (under the lock); the task id that stands for it."""
+        existing = self._existing_for_key(item.key, now)
+        if existing is not None:
+            return existing
+        if item.task_id in self._jobs:
+            return item.task_id  # same task id twice: one task
+        job = _Job(
+            task_id=item.task_id,
+            queue=item.queue,
+            body=item.body,
+            priority=item.priority,
+            seq=next(self._seq),
+            available_at=item.not_before,
+            enqueued_at=now,
+            key=item.key,
+            key_ttl=item.key_ttl,
+            workflow=item.workflow,
+        )
+        self._jobs[job.task_id] = job
+        if item.reused_id:  # the old run's result is gone
+            self._results.forget(job.task_id)
+        if item.key is not None:
+            self._keys[item.key] = (job.task_id, float("inf"))
+        if item.workflow is not None:
+            self._workflow_tasks.setdefault(item.workflow, set()).add(job.task_id)
+        self._schedule(job, now)
+        return job.task_id
 
     def _existing_for_key(self, key: str | None, now: float) -> str | None:
         if key is None:
@@ -294,6 +324,9 @@ class MemoryBroker:
                     self._finish(job, now)
                     if outcome.result is not None:
                         results.append(outcome.result)
+                    if outcome.follow is not None:
+                        self._follow(outcome.follow, now, results)
+                        woke = True
                 elif isinstance(outcome, Retry):
                     job.crashes = 0
                     job.available_at = now + max(outcome.delay, 0.0)
@@ -313,6 +346,9 @@ class MemoryBroker:
                     self._dead_jobs[job.task_id] = job
                     if outcome.result is not None:
                         results.append(outcome.result)
+                    if outcome.follow is not None:
+                        self._follow(outcome.follow, now, results)
+                        woke = True
                 elif isinstance(outcome, Release):
                     job.attempts = max(job.attempts - 1, 0)  # keeps its seq: runs next
                     job.available_at = 0.0
@@ -329,6 +365,169 @@ class MemoryBroker:
         del self._jobs[job.task_id]
         if job.key is not None:
             self._keys[job.key] = (job.task_id, now + job.key_ttl)
+        if job.workflow is not None:
+            self._workflow_tasks.get(job.workflow, set()).discard(job.task_id)
+
+    # -- workflows -----------------------------------------------------------------
+
+    def _follow(self, follow: Follow, now: float, results: list[StoredResult]) -> None:
+        """Apply a settlement's Follow (under the lock, with the settlement)."""
+        record = self._records.get(follow.workflow)
+        aborted = record is not None and record.state == "aborted"
+        if not aborted:
+            for barrier in follow.opens:
+                self._open(barrier, now)
+            for item in follow.publish:
+                self._publish_one(item, now)
+        if follow.join is not None:
+            self._join(follow.join, now)
+        if aborted:
+            return  # its tasks' outcomes stay as the abort left them
+        results.extend(follow.results)
+        if follow.finish is not None and record is not None and record.state == "running":
+            self._records[follow.workflow] = msgspec.structs.replace(
+                record, state=follow.finish, finished_at=now, failed_task=follow.failed_task
+            )
+
+    def _open(self, barrier: Barrier, now: float) -> None:
+        if self._live_barrier(barrier.barrier_id, now) is not None:
+            return  # opened before (a continuation started twice): kept as it is
+        opened = _Barrier(
+            barrier.workflow,
+            barrier.callback,
+            barrier.size,
+            barrier.partial,
+            barrier.ttl,
+            now + barrier.ttl,
+        )
+        self._barriers[barrier.barrier_id] = opened
+        self._fire_if_done(opened, now)
+
+    def _join(self, join: Join, now: float) -> None:
+        barrier = self._live_barrier(join.barrier_id, now)
+        if barrier is None or join.index in barrier.slots:
+            return  # gone (expired), or that member already joined
+        barrier.slots[join.index] = join.data
+        barrier.expires = now + barrier.ttl
+        if join.failed:
+            barrier.failed += 1
+            if barrier.first_failure is None:
+                barrier.first_failure = join.index
+        self._fire_if_done(barrier, now)
+
+    def _fire_if_done(self, barrier: _Barrier, now: float) -> None:
+        """Publish the callback, once: every member joined, or (not partial) one failed."""
+        if barrier.fired:
+            return
+        complete = barrier.size is not None and len(barrier.slots) >= barrier.size
+        if not complete and not (barrier.failed and not barrier.partial):
+            return
+        barrier.fired = True
+        record = self._records.get(barrier.workflow)
+        if record is None or record.state != "aborted":
+            self._publish_one(barrier.callback, now)
+
+    def _live_barrier(self, barrier_id: str, now: float) -> _Barrier | None:
+        barrier = self._barriers.get(barrier_id)
+        if barrier is not None and barrier.expires <= now:
+            del self._barriers[barrier_id]
+            return None
+        return barrier
+
+    def _live_record(self, workflow_id: str, now: float) -> WorkflowRecord | None:
+        record = self._records.get(workflow_id)
+        if record is not None and _record_expiry(record) <= now:
+            del self._records[workflow_id]
+            self._workflow_tasks.pop(workflow_id, None)
+            return None
+        return record
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier] = ()
+    ) -> None:
+        now = self._clock.now()
+        with self._lock:
+            if record is not None:
+                existing = self._live_record(record.workflow_id, now)
+                if existing is not None:
+                    record = msgspec.structs.replace(existing, info=record.info, ttl=record.ttl)
+                self._records[record.workflow_id] = record
+            for barrier in barriers:
+                self._open(barrier, now)
+        self._wake_all()
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> None:
+        now = self._clock.now()
+        with self._lock:
+            barrier = self._live_barrier(barrier_id, now)
+            if barrier is not None:
+                barrier.size = size
+                barrier.expires = now + barrier.ttl
+                self._fire_if_done(barrier, now)
+        self._wake_all()
+
+    async def apply_follow(self, follow: Follow) -> None:
+        now = self._clock.now()
+        results: list[StoredResult] = []
+        with self._lock:
+            self._follow(follow, now, results)
+        if results:
+            await self._results.put(results)
+        self._wake_all()
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        with self._lock:
+            barrier = self._live_barrier(barrier_id, self._clock.now())
+            if barrier is None:
+                return None
+            return BarrierState(
+                barrier_id,
+                barrier.workflow,
+                barrier.size,
+                len(barrier.slots),
+                barrier.failed,
+                barrier.first_failure,
+                barrier.fired,
+                barrier.partial,
+            )
+
+    async def barrier_results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        with self._lock:
+            barrier = self._live_barrier(barrier_id, self._clock.now())
+            slots = barrier.slots if barrier is not None else {}
+            return [slots.get(index) for index in range(start, stop)]
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        now = self._clock.now()
+        with self._lock:
+            record = self._live_record(workflow_id, now)
+            if record is None or record.state != "running":
+                return record, []
+            self._records[workflow_id] = msgspec.structs.replace(
+                record, state="aborted", finished_at=now
+            )
+            held = self._workflow_tasks.get(workflow_id, set())
+            return record, sorted(task_id for task_id in held if task_id in self._jobs)
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        with self._lock:
+            return self._live_record(workflow_id, self._clock.now())
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[WorkflowRecord]:
+        now = self._clock.now()
+        with self._lock:
+            live = [self._live_record(w, now) for w in list(self._records)]
+        found = [r for r in live if r is not None and state in (None, r.state)]
+        found.sort(key=lambda r: r.created_at, reverse=True)
+        return found[offset : offset + limit]
+
+    async def workflow_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in await self.workflows(limit=len(self._records)):
+            counts[record.state] = counts.get(record.state, 0) + 1
+        return counts
 
     # -- leases --------------------------------------------------------------------
 
@@ -365,6 +564,10 @@ class MemoryBroker:
                     self._schedule(job, now)
                     moved += 1
             moved += self._promote_due(now)
+            for barrier_id in list(self._barriers):
+                self._live_barrier(barrier_id, now)  # drops the expired ones
+            for workflow_id in list(self._records):
+                self._live_record(workflow_id, now)
         if moved:
             self._wake_all()
         return moved
@@ -527,6 +730,11 @@ class MemoryBroker:
                 dict(self._totals),
                 {m: dict(c) for m, c in sorted(self._minutes.items()) if m >= oldest},
             )
+
+
+def _record_expiry(record: WorkflowRecord) -> float:
+    """A running record is kept ``ttl`` after it started, a finished one after it ended."""
+    return (record.finished_at or record.created_at) + record.ttl
 
 
 @dataclass(slots=True)

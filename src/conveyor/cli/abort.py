@@ -1,4 +1,5 @@
-"""``conveyor abort APP TASK_ID...``: abort tasks by id, printing each outcome."""
+"""``conveyor abort APP TASK_ID...``: abort tasks by id, printing each outcome;
+``--workflow``: the ids are workflows'."""
 
 from __future__ import annotations
 
@@ -23,10 +24,19 @@ _ABORTED = {
 @main.command()
 @click.argument("app")
 @click.argument("task_ids", nargs=-1, required=True)
-def abort(app: str, task_ids: tuple[str, ...]) -> None:
+@click.option(
+    "--workflow",
+    is_flag=True,
+    help="The ids are workflows': abort each and every task of it (docs/workflows.md).",
+)
+def abort(app: str, task_ids: tuple[str, ...], workflow: bool) -> None:
     """Abort tasks of APP by id: queued ones never run, running ones are cancelled by
-    their worker, and they end with status aborted (docs/aborting.md). Exits with 1 if
-    an id is unknown."""
+    their worker, and they end with status aborted (docs/aborting.md). With --workflow,
+    abort workflows: their tasks, and everything that would have followed them. Exits
+    with 1 if an id is unknown."""
+    if workflow:
+        _abort_workflows(app, task_ids)
+        return
 
     async def abort_all(c: Conveyor) -> list[str]:
         return [(await c.abort(task_id)).value for task_id in task_ids]
@@ -36,4 +46,30 @@ def abort(app: str, task_ids: tuple[str, ...]) -> None:
     for task_id, outcome in zip(task_ids, outcomes, strict=True):
         click.echo(f"{task_id}: {outcome} ({_ABORTED[outcome]})")
     if "unknown" in outcomes:
+        sys.exit(1)
+
+
+def _abort_workflows(app: str, workflow_ids: tuple[str, ...]) -> None:
+    from conveyor.errors import TaskNotFound
+
+    async def abort_all(c: Conveyor) -> list[str]:
+        said = []
+        for workflow_id in workflow_ids:
+            handle = c.workflow(workflow_id)
+            try:
+                state = await handle.status(tasks=0)
+            except TaskNotFound:
+                said.append("unknown (no such workflow, or its record expired)")
+                continue
+            if state.status != "running":
+                said.append(f"{state.status.value}: it had already ended, nothing changed")
+                continue
+            stopped = await handle.abort()
+            said.append(f"aborted: {stopped} of its task(s) stopped, nothing more of it runs")
+        return said
+
+    outcomes = _run(import_app(app), abort_all, read_only=True)
+    for workflow_id, outcome in zip(workflow_ids, outcomes, strict=True):
+        click.echo(f"{workflow_id}: {outcome}")
+    if any(outcome.startswith("unknown") for outcome in outcomes):
         sys.exit(1)

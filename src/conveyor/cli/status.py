@@ -1,5 +1,5 @@
-"""``conveyor status``: queues and their depths, live workers and schedulers, and the
-schedules, in one screen.
+"""``conveyor status``: queues and their depths, workflows by state, live workers and
+schedulers, and the schedules, in one screen.
 """
 
 from __future__ import annotations
@@ -10,30 +10,35 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from conveyor.app import Conveyor
+from conveyor.brokers.base import WORKFLOW_STATES, Capability
 from conveyor.cli import _run, id_column, import_app, main, shown_url
 from conveyor.cli.schedules import schedules_table
 
 if TYPE_CHECKING:
     from conveyor.scheduler import ScheduleInfo
 
-__all__ = ["status"]
+__all__ = ["status", "workflow_line"]
 
 
 @main.command()
 @click.argument("app")
 def status(app: str) -> None:
-    """Show queues, depths, live workers and schedulers, and the schedules. A SQLite
-    database is shown by its absolute path; one that does not exist is reported empty,
-    with a warning, and not created."""
+    """Show queues, depths, workflows by state, live workers and schedulers, and the
+    schedules. A SQLite database is shown by its absolute path; one that does not exist is
+    reported empty, with a warning, and not created."""
     from rich.console import Console
     from rich.table import Table
 
     conveyor = import_app(app)
 
-    async def collect(c: Conveyor) -> tuple[Any, Any, list[ScheduleInfo]]:
-        return await c.broker.queue_depths(), await c.broker.workers(), await c.schedules.list()
+    async def collect(c: Conveyor) -> tuple[Any, Any, list[ScheduleInfo], dict[str, int] | None]:
+        broker = c.broker
+        flows = None
+        if Capability.WORKFLOWS in broker.capabilities:
+            flows = await broker.workflow_counts()
+        return await broker.queue_depths(), await broker.workers(), await c.schedules.list(), flows
 
-    depths, heartbeats, schedule_infos = _run(conveyor, collect, read_only=True)
+    depths, heartbeats, schedule_infos, flows = _run(conveyor, collect, read_only=True)
     workers = [w for w in heartbeats if w.role != "scheduler"]
     schedulers = [w for w in heartbeats if w.role == "scheduler"]
     console = Console()
@@ -54,6 +59,8 @@ def status(app: str) -> None:
             depth.queue, str(depth.ready), str(depth.delayed), str(depth.running), str(depth.dead)
         )
     console.print(queues)
+    if flows is not None:
+        click.echo(workflow_line(flows))
     table = Table(
         id_column("worker", [w.worker_id for w in workers]),
         "queues",
@@ -95,6 +102,12 @@ def status(app: str) -> None:
                 "no live scheduler: schedules fire only while `conveyor scheduler` or "
                 "`conveyor worker --with-scheduler` runs"
             )
+
+
+def workflow_line(counts: dict[str, int]) -> str:
+    """``workflows: 2 running, 10 succeeded, 1 failed, 0 aborted``: what the broker keeps
+    (finished ones for ``workflow_ttl``)."""
+    return "workflows: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in WORKFLOW_STATES)
 
 
 def _clock_time(stamp: float) -> str:

@@ -80,6 +80,20 @@ async def abort(dash: Dashboard, request: Request, form: Form) -> Response:
     return _back(dash, request, "task", f"abort-{outcome.value}", task_id=task_id)
 
 
+async def abort_workflow(dash: Dashboard, request: Request, form: Form) -> Response:
+    app = await dash.ready()
+    workflow_id = _first(form, "workflow_id")
+    if not workflow_id:
+        return PlainTextResponse("workflow_id is required", 400)
+    state = await app.workflow(workflow_id).status(tasks=0)
+    if state.status != "running":
+        return _back(dash, request, "workflow", "workflow-ended", workflow_id=workflow_id)
+    stopped = await app.workflow(workflow_id).abort()
+    query = {"done": "workflow-aborted", "n": stopped}
+    url = dash.link(request, "workflow", query, workflow_id=workflow_id)
+    return RedirectResponse(url, status_code=303)
+
+
 async def requeue_task(dash: Dashboard, request: Request, form: Form) -> Response:
     app = await dash.ready()
     task_id = _first(form, "task_id")
@@ -156,6 +170,7 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
 
     return [
         post("/actions/abort", abort, "abort"),
+        post("/actions/abort-workflow", abort_workflow, "abort_workflow"),
         post("/actions/requeue", requeue_task, "requeue_task"),
         post("/actions/dead-letters", dead_letters, "dead_letters_action"),
         post("/actions/schedule", schedule, "schedule_action"),

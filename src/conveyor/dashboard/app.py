@@ -15,10 +15,13 @@ path                        verb  what
 /tasks/{task_id}            GET   one task: args, result, error, timeline
 /dead-letters               GET   the dead-letter queue (queue=...)
 /dead-letters/{entry_id}    GET   one dead letter: reason, decoded and raw body
+/workflows                  GET   recent workflows, by state (state=...)
+/workflows/{workflow_id}    GET   one workflow: its tasks and groups, with states
 /schedules                  GET   schedules, next runs, paused state
 /metrics                    GET   Prometheus text (``render_metrics``, cached 1 s)
 /login, /logout             POST  token login (GET /login shows the form)
-/actions/...                POST  abort, requeue, delete, pause, resume, run-now
+/actions/...                POST  abort (a task, a workflow), requeue, delete, pause,
+                                  resume, run-now
 /static/...                 GET   the CSS and the refresh script
 ==========================  ====  ===========================================
 
@@ -203,6 +206,8 @@ class Dashboard:
             Route("/dead-letters", page(pages.dead_letters), name="dead_letters"),
             Route("/dead-letters/{entry_id:path}", page(pages.dead_letter), name="dead_letter"),
             Route("/schedules", page(pages.schedules), name="schedules"),
+            Route("/workflows", page(pages.workflows), name="workflows"),
+            Route("/workflows/{workflow_id:path}", page(pages.workflow), name="workflow"),
             Route("/metrics", page(pages.metrics), name="metrics"),
             Route("/login", page(pages.login_form), name="login", methods=["GET"]),
             Route("/login", page(actions.login), name="login_submit", methods=["POST"]),

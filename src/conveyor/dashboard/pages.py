@@ -17,7 +17,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.brokers.base import Capability, DeadLetterEntry, TaskCounts, WorkerInfo
+from conveyor.brokers.base import (
+    WORKFLOW_STATES,
+    Capability,
+    DeadLetterEntry,
+    TaskCounts,
+    WorkerInfo,
+    WorkflowRecord,
+)
 from conveyor.dashboard.activity import (
     STATUSES,
     counted_minutes,
@@ -38,6 +45,8 @@ from conveyor.events import (
 )
 from conveyor.message import MalformedMessage, Message, decode_message
 from conveyor.result import TaskState, TaskStatus
+from conveyor.workflow.handle import read_workflow
+from conveyor.workflow.plan import WorkflowInfo
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -53,12 +62,16 @@ __all__ = [
     "task",
     "tasks",
     "workers",
+    "workflow",
+    "workflows",
 ]
 
 CHART_MINUTES = 30
 TASKS_SHOWN = 200
 FAILURES_SHOWN = 20
 DEAD_LETTERS_SHOWN = 100
+WORKFLOWS_SHOWN = 100
+WORKFLOW_TASKS_SHOWN = 100  # of one workflow's tasks, each a read of its state
 PREVIEW_CHARS = 2000  # of a dead letter's decoded arguments, and of a return value
 RAW_BYTES = 4096  # of a body shown raw
 
@@ -73,6 +86,8 @@ NOTICES = {
     "resumed": "Schedule resumed.",
     "ran": "Enqueued now, outside the schedule.",
     "none-selected": "Select at least one dead letter first.",
+    "workflow-aborted": "Workflow aborted: {n} of its task(s) stopped, nothing more of it runs.",
+    "workflow-ended": "The workflow had already ended; nothing changed.",
     "logged-out": "Signed out.",
 }
 
@@ -297,11 +312,16 @@ async def task(dash: Dashboard, request: Request) -> Response:
         call = ""
     status = state.status if state is not None else None
     result = state.result if state is not None else None
+    workflow = None  # a workflow's task ids start with the workflow's id
+    if Capability.WORKFLOWS in app.broker.capabilities:
+        record = await app.broker.workflow(task_id.split(".", 1)[0])
+        workflow = record.workflow_id if record is not None else None
     return dash.render(
         request,
         "task",
         {
             "task_id": task_id,
+            "workflow": workflow,
             "name": name,
             "state": state,
             "status": status.value if status is not None else "unknown",
@@ -378,6 +398,65 @@ async def schedules(dash: Dashboard, request: Request) -> Response:
         request,
         "schedules",
         {"rows": rows, "schedulers": running},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    record: WorkflowRecord
+    kind: str
+    name: str
+
+
+async def workflows(dash: Dashboard, request: Request) -> Response:
+    app = await dash.ready()
+    if Capability.WORKFLOWS not in app.broker.capabilities:
+        return dash.render(request, "workflows", {"capable": False, "rows": [], "state": ""})
+    state = request.query_params.get("state") or None
+    if state not in (None, *WORKFLOW_STATES):
+        state = None
+    records = await app.broker.workflows(state, limit=WORKFLOWS_SHOWN)
+    counts = await app.broker.workflow_counts()
+    rows = []
+    for record in records:
+        try:
+            info = msgspec.msgpack.decode(record.info, type=WorkflowInfo)
+        except msgspec.DecodeError:
+            rows.append(WorkflowRow(record, "?", "(unreadable record)"))
+            continue
+        rows.append(WorkflowRow(record, info.kind, info.name))
+    return dash.render(
+        request,
+        "workflows",
+        {
+            "capable": True,
+            "rows": rows,
+            "state": state or "",
+            "states": WORKFLOW_STATES,
+            "counts": counts,
+            "total": sum(counts.get(s, 0) for s in ([state] if state else WORKFLOW_STATES)),
+            "shown": WORKFLOWS_SHOWN,
+        },
+    )
+
+
+async def workflow(dash: Dashboard, request: Request) -> Response:
+    app = await dash.ready()
+    workflow_id = request.path_params["workflow_id"]
+    if Capability.WORKFLOWS not in app.broker.capabilities:
+        return dash.render(request, "missing", {"what": "workflow", "ident": workflow_id}, 404)
+    try:
+        state = await read_workflow(app, workflow_id, WORKFLOW_TASKS_SHOWN)
+    except TaskNotFound:
+        return dash.render(request, "missing", {"what": "workflow", "ident": workflow_id}, 404)
+    return dash.render(
+        request,
+        "workflow",
+        {
+            "workflow_id": workflow_id,
+            "state": state,
+            "can_abort": state.status == "running",
+        },
     )
 
 

@@ -42,6 +42,7 @@ from conveyor.brokers.base import (
 from conveyor.deps import Context, Depends
 from conveyor.result import AbortOutcome, TaskStatus
 from conveyor.retry import fixed
+from conveyor.workflow import chain, chord, group
 
 __all__ = [
     "BEHAVIOUR_CHECKS",
@@ -455,8 +456,187 @@ async def check_graceful_stop_releases_uncharged(factory: AppFactory) -> None:
         assert sorted(attempts) == [("long", 1), ("long", 1), ("short", 1)]
 
 
+# -- workflows ----------------------------------------------------------------------------
+
+
+async def check_chain_passes_each_result_on(factory: AppFactory) -> None:
+    """A chain runs its steps in order, each receiving the previous result as its first
+    argument (``.si()`` none); the workflow's result is the last step's, and its status
+    lists its steps as succeeded."""
+    async with factory(**behaviour_settings()) as app:
+        calls: list[tuple[str, tuple[Any, ...]]] = []
+
+        @app.task(name="behaviour.add")
+        async def add(a: int, b: int) -> int:
+            calls.append(("add", (a, b)))
+            return a + b
+
+        @app.task(name="behaviour.tag")
+        async def tag(label: str) -> str:
+            calls.append(("tag", (label,)))
+            return label
+
+        async with app.worker(concurrency=4):
+            handle = await chain(add.s(1, 2), add.s(10), tag.si("end"), tag.s()).kiq()
+            # tag.s() receives "end": its own args are empty
+            result = await handle.wait_result(timeout=10)
+        assert (result.status, result.return_value) == (TaskStatus.SUCCEEDED, "end")
+        assert calls == [("add", (1, 2)), ("add", (3, 10)), ("tag", ("end",)), ("tag", ("end",))]
+        state = await handle.status()
+        assert state.status == "succeeded"
+        assert [t.status for t in state.tasks] == ["succeeded"] * 4
+
+
+async def check_chord_gathers_results_in_member_order(factory: AppFactory) -> None:
+    """A chord's callback runs once, after its last member, with the members' results in
+    member order (whatever order they finished in); a group's handle gives them the same
+    way; a group inside a chain receives the previous result in each member."""
+    async with factory(**behaviour_settings()) as app:
+        runs: list[list[int]] = []
+
+        @app.task(name="behaviour.square")
+        async def square(x: int) -> int:
+            await asyncio.sleep((20 - x) * 0.005)  # the last members finish first
+            return x * x
+
+        @app.task(name="behaviour.collect")
+        async def collect(values: list[int]) -> int:
+            runs.append(values)
+            return sum(values)
+
+        @app.task(name="behaviour.offset")
+        async def offset(base: int, by: int) -> int:
+            return base + by
+
+        async with app.worker(concurrency=20):
+            handle = await chord((square.s(x) for x in range(20)), collect.s()).kiq()
+            assert await handle.get(timeout=20) == sum(x * x for x in range(20))
+            group_handle = await group(square.s(x) for x in range(5)).kiq()
+            assert await group_handle.wait_results(timeout=20) == [0, 1, 4, 9, 16]
+            nested = await chain(square.s(3), group(offset.s(1), offset.s(2)), collect.s()).kiq()
+            assert await nested.get(timeout=20) == 10 + 11
+        assert runs[0] == [x * x for x in range(20)] and len(runs) == 2
+        state = await handle.status()
+        assert state.status == "succeeded"
+        assert [(g.size, g.finished, g.failed) for g in state.groups] == [(20, 20, 0)]
+
+
+async def check_failed_member_fails_the_chord(factory: AppFactory) -> None:
+    """A member that fails for good (dead-lettered) fails its chord at once: the callback
+    never runs, the chord's result is failed and names the member and its error, and the
+    workflow's status says which task failed; with ``partial=True`` the callback runs
+    with every member's result."""
+    async with factory(**behaviour_settings()) as app:
+        callback_runs: list[Any] = []
+        release = asyncio.Event()
+
+        @app.task(name="behaviour.member")
+        async def member(x: int) -> int:
+            if x == 1:
+                raise ValueError("bad member")
+            if x == 2:
+                await release.wait()  # still running when the chord fails
+            return x
+
+        @app.task(name="behaviour.callback")
+        async def callback(values: list[Any]) -> str:
+            callback_runs.append(values)
+            return "ran"
+
+        async with app.worker(concurrency=4):
+            handle = await chord([member.s(0), member.s(1), member.s(2)], callback.s()).kiq()
+            result = await handle.wait_result(timeout=10)
+            release.set()
+            assert result.status is TaskStatus.FAILED and result.error is not None
+            assert result.error.type == "conveyor.WorkflowFailed"
+            assert f"{handle.workflow_id}.0.1" in result.error.message
+            assert "ValueError: bad member" in result.error.message
+            state = await handle.status()
+            assert (state.status, state.failed_task) == ("failed", f"{handle.workflow_id}.0.1")
+            partial = await chord([member.s(0), member.s(1)], callback.s(), partial=True).kiq()
+            assert await partial.get(timeout=10) == "ran"
+        (gathered,) = callback_runs
+        assert [(r.status, r.return_value) for r in gathered[:1]] == [(TaskStatus.SUCCEEDED, 0)]
+        assert gathered[1].status is TaskStatus.FAILED and gathered[1].error.type == "ValueError"
+
+
+async def check_abort_workflow_stops_its_tasks(factory: AppFactory) -> None:
+    """Aborting a workflow cancels its running members, removes its queued ones, and
+    publishes nothing more: the callback never runs, the workflow's result is aborted,
+    and its status says aborted."""
+    async with factory(**behaviour_settings(abort_check_interval=0.2)) as app:
+        started: list[int] = []
+        callback_runs: list[Any] = []
+
+        @app.task(name="behaviour.slow")
+        async def slow(x: int) -> int:
+            started.append(x)
+            await asyncio.Event().wait()  # runs until cancelled
+            return x
+
+        @app.task(name="behaviour.after")
+        async def after(values: list[int]) -> None:
+            callback_runs.append(values)
+
+        async with app.worker(concurrency=2):
+            handle = await chord([slow.s(x) for x in range(5)], after.s()).kiq()
+            await _until(lambda: len(started) == 2, "two members to start")
+            assert await handle.abort() == 5
+            result = await handle.wait_result(timeout=10)
+            assert result.status is TaskStatus.ABORTED
+            await _until(
+                lambda: _all_gone(app.broker, [f"{handle.workflow_id}.0.{i}" for i in range(5)]),
+                "every member to end",
+            )
+        assert callback_runs == [], f"the callback ran after the abort: {callback_runs}"
+        assert len(started) < 5, f"every member started: {started}"
+        assert (await handle.status()).status == "aborted"
+        assert await handle.abort() == 0
+
+
+async def _all_gone(broker: Broker, task_ids: Sequence[str]) -> bool:
+    return all([await _gone(broker, task_id) for task_id in task_ids])
+
+
+async def check_zombie_member_cannot_fire_the_callback_twice(factory: AppFactory) -> None:
+    """A member whose worker lost its lease (paused past it) runs again elsewhere, and the
+    callback runs once: the join is part of the member's settlement, which the zombie's
+    late one cannot make."""
+    async with factory(**behaviour_settings()) as app:
+        resume, second_done = asyncio.Event(), asyncio.Event()
+        callback_runs: list[list[str]] = []
+
+        @app.task(name="behaviour.part", retries=3)
+        async def part(name: str, ctx: Context = Depends()) -> str:
+            if name == "stuck" and ctx.attempt == 1:
+                await resume.wait()  # paused past its lease
+            elif name == "stuck":
+                second_done.set()
+            return f"{name}@{ctx.attempt}"
+
+        @app.task(name="behaviour.join")
+        async def join(values: list[str]) -> int:
+            callback_runs.append(values)
+            return len(values)
+
+        undo = _pause_lease_renewal(
+            app.broker, lambda d: d.attempt == 1 and d.task_id.endswith(".0.1")
+        )
+        try:
+            async with app.worker(concurrency=3) as worker:
+                handle = await chord([part.s("a"), part.s("stuck")], join.s()).kiq()
+                await asyncio.wait_for(second_done.wait(), 10)
+                assert await handle.get(timeout=10) == 2
+                resume.set()
+                await _until(lambda: worker.processed == 4, "the zombie to try to settle")
+        finally:
+            undo()
+        assert callback_runs == [["a@1", "stuck@2"]]
+
+
 # Each check and the capabilities it needs; it runs on a broker that declares them all.
 _QUEUE, _ABORT, _RESULTS = Capability.QUEUE, Capability.ABORT, Capability.RESULTS
+_WORKFLOWS = Capability.WORKFLOWS
 BEHAVIOUR_REQUIRES: dict[BehaviourCheck, frozenset[Capability]] = {
     check: frozenset(needs)
     for check, needs in [
@@ -468,6 +648,11 @@ BEHAVIOUR_REQUIRES: dict[BehaviourCheck, frozenset[Capability]] = {
         (check_poison_task_is_dead_lettered, {_QUEUE, _RESULTS}),
         (check_crashes_are_counted, {_QUEUE, _RESULTS}),
         (check_graceful_stop_releases_uncharged, {_QUEUE, _RESULTS}),
+        (check_chain_passes_each_result_on, {_QUEUE, _RESULTS, _WORKFLOWS}),
+        (check_chord_gathers_results_in_member_order, {_QUEUE, _RESULTS, _WORKFLOWS}),
+        (check_failed_member_fails_the_chord, {_QUEUE, _RESULTS, _WORKFLOWS}),
+        (check_abort_workflow_stops_its_tasks, {_QUEUE, _ABORT, _RESULTS, _WORKFLOWS}),
+        (check_zombie_member_cannot_fire_the_callback_twice, {_QUEUE, _RESULTS, _WORKFLOWS}),
     ]
 }
 

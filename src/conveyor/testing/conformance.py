@@ -34,14 +34,18 @@ from conveyor.brokers import broker_class_for
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
+    Barrier,
     Broker,
     BrokerOptions,
     Capability,
     Delivery,
+    Follow,
+    Join,
     Outgoing,
     StoredResult,
     TaskCounts,
     WorkerInfo,
+    WorkflowRecord,
     status_of,
 )
 from conveyor.message import SCHEMA_VERSION, Message, encode_message
@@ -705,12 +709,228 @@ async def check_counts(factory: BrokerFactory) -> None:
         assert (await broker.counts(float("inf"))) == TaskCounts(got.totals)
 
 
+# -- workflows ----------------------------------------------------------------------------
+
+
+def _workflow(ttl: float = 3600.0) -> WorkflowRecord:
+    return WorkflowRecord(uuid.uuid4().hex, "running", time.time(), ttl=ttl, info=b"info")
+
+
+def _barrier(record: WorkflowRecord, size: int | None, *, partial: bool = False) -> Barrier:
+    """A barrier whose callback is keyed by its own task id, as workers publish them."""
+    callback_id = f"{record.workflow_id}.1"
+    callback = _out(b"callback", workflow=record.workflow_id, key=callback_id, key_ttl=60.0)
+    callback = dataclasses.replace(callback, task_id=callback_id)
+    return Barrier(f"{record.workflow_id}.0", record.workflow_id, callback, size, partial, 60.0)
+
+
+async def _members(broker: Broker, record: WorkflowRecord, n: int) -> list[Delivery]:
+    items = [_out(f"member-{i}".encode(), workflow=record.workflow_id) for i in range(n)]
+    await broker.publish(items)
+    got = await _fetch_all(broker, ["default"], n)
+    order = {item.task_id: i for i, item in enumerate(items)}
+    return sorted(got, key=lambda d: order[d.task_id])
+
+
+async def check_follow_publishes_with_the_settlement(factory: BrokerFactory) -> None:
+    """A settlement's Follow publishes what comes next in the same step; a zombie's
+    settlement (its lease taken over) applies none of it."""
+    async with factory(conformance_options()) as broker:
+        record = _workflow()
+        await broker.open_workflow(record)
+        await broker.publish([_out(b"first", workflow=record.workflow_id)])
+        (zombie,) = await broker.fetch(["default"], 1, 1.0)
+        assert await zombie.extend_lease(0.0)
+        (owner,) = await _fetch_all(broker, ["default"], 1, wait=LEASE + 5.0)
+        lost = Follow(record.workflow_id, publish=(_out(b"zombie's"),), finish="failed")
+        assert await zombie.ack(None, lost) is False
+        step = _out(b"next", workflow=record.workflow_id, key="next-step", key_ttl=60.0)
+        assert await owner.ack(None, Follow(record.workflow_id, publish=(step,))) is True
+        (following,) = await _fetch_all(broker, ["default"], 1, wait=1.0)
+        assert await broker.fetch(["default"], 5, 0.0) == []
+        assert (following.task_id, following.body) == (step.task_id, b"next")
+        # the same step published again (a worker that ran the task twice): one message
+        assert await broker.publish([step]) == [step.task_id]
+        assert await following.ack()
+        assert await broker.publish([step]) == [step.task_id]
+        assert await broker.fetch(["default"], 5, 0.0) == []
+        assert (await broker.workflow(record.workflow_id)) == record, "not finished by a zombie"
+
+
+async def check_barrier_fires_its_callback_once(factory: BrokerFactory) -> None:
+    """A barrier publishes its callback when its last member joins (in the member's
+    settlement), and only then, once; the outcomes read back in member order; a member
+    that joins again changes nothing."""
+    async with factory(conformance_options()) as broker:
+        record = _workflow()
+        barrier = _barrier(record, 3)
+        await broker.open_workflow(record, [barrier])
+        members = await _members(broker, record, 3)
+        for index in (2, 0):
+            join = Join(barrier.barrier_id, index, f"outcome-{index}".encode())
+            assert await members[index].ack(None, Follow(record.workflow_id, join=join))
+        state = await broker.barrier(barrier.barrier_id)
+        assert state is not None
+        assert (state.size, state.joined, state.failed, state.fired) == (3, 2, 0, False)
+        assert await broker.fetch(["default"], 5, 0.0) == [], "fired before its last member"
+        last = Join(barrier.barrier_id, 1, b"outcome-1")
+        assert await members[1].ack(None, Follow(record.workflow_id, join=last))
+        (callback,) = await _fetch_all(broker, ["default"], 1, wait=1.0)
+        assert (callback.task_id, callback.body) == (barrier.callback.task_id, b"callback")
+        expected = [b"outcome-0", b"outcome-1", b"outcome-2"]
+        assert await broker.barrier_results(barrier.barrier_id, 0, 3) == expected
+        assert await broker.barrier_results(barrier.barrier_id, 1, 2) == [b"outcome-1"]
+        await broker.apply_follow(
+            Follow(record.workflow_id, join=Join(barrier.barrier_id, 0, b"again", failed=True))
+        )
+        state = await broker.barrier(barrier.barrier_id)
+        assert state is not None and (state.joined, state.failed, state.fired) == (3, 0, True)
+        assert await broker.barrier_results(barrier.barrier_id, 0, 3) == expected
+        # opening it again (a continuation started twice) keeps it as it is
+        await broker.open_workflow(None, [barrier])
+        state = await broker.barrier(barrier.barrier_id)
+        assert state is not None and (state.joined, state.fired) == (3, True)
+        assert await callback.ack()
+        assert await _fetch_all(broker, ["default"], 1, wait=0.3) == [], "fired twice"
+        assert await broker.barrier("no-such-barrier") is None
+
+
+async def check_barrier_sealed_after_its_members(factory: BrokerFactory) -> None:
+    """A barrier opened without a size (members still being published) fires only once
+    sealed, at once if every member already joined; a barrier of size 0 fires when it
+    opens."""
+    async with factory(conformance_options()) as broker:
+        record = _workflow()
+        barrier = _barrier(record, None)
+        await broker.open_workflow(record, [barrier])
+        for index in range(2):
+            join = Join(barrier.barrier_id, index, b"x")
+            await broker.apply_follow(Follow(record.workflow_id, join=join))
+        assert await broker.fetch(["default"], 5, 0.0) == [], "fired before it was sealed"
+        await broker.seal_barrier(barrier.barrier_id, 2)
+        (callback,) = await _fetch_all(broker, ["default"], 1, wait=1.0)
+        assert callback.task_id == barrier.callback.task_id
+        state = await broker.barrier(barrier.barrier_id)
+        assert state is not None and (state.size, state.joined, state.fired) == (2, 2, True)
+        empty = _barrier(_workflow(), 0)
+        await broker.open_workflow(None, [empty])
+        (fired,) = await _fetch_all(broker, ["default"], 1, wait=1.0)
+        assert fired.task_id == empty.callback.task_id
+
+
+async def check_failed_member_fires_the_callback_at_once(factory: BrokerFactory) -> None:
+    """A member that joins failed fires its barrier's callback at once (the callback then
+    fails without running) and is the first failure; a ``partial`` barrier waits for
+    every member instead."""
+    async with factory(conformance_options()) as broker:
+        record = _workflow()
+        barrier = _barrier(record, 3)
+        await broker.open_workflow(record, [barrier])
+        members = await _members(broker, record, 3)
+        failed = Join(barrier.barrier_id, 1, b"failure", failed=True)
+        assert await members[1].dead_letter("boom", None, Follow(record.workflow_id, join=failed))
+        (callback,) = await _fetch_all(broker, ["default"], 1, wait=1.0)
+        assert callback.task_id == barrier.callback.task_id
+        for index in (0, 2):
+            join = Join(barrier.barrier_id, index, b"ok", failed=index == 2)
+            assert await members[index].ack(None, Follow(record.workflow_id, join=join))
+        state = await broker.barrier(barrier.barrier_id)
+        assert state is not None
+        assert (state.joined, state.failed, state.first_failure) == (3, 2, 1)
+        assert await callback.ack()
+        assert await _fetch_all(broker, ["default"], 1, wait=0.3) == [], "fired twice"
+        partial_record = _workflow()
+        partial = _barrier(partial_record, 2, partial=True)
+        await broker.open_workflow(partial_record, [partial])
+        await broker.apply_follow(
+            Follow(partial_record.workflow_id, join=Join(partial.barrier_id, 0, b"e", failed=True))
+        )
+        assert await broker.fetch(["default"], 5, 0.0) == [], "a partial barrier fired early"
+        await broker.apply_follow(
+            Follow(partial_record.workflow_id, join=Join(partial.barrier_id, 1, b"ok"))
+        )
+        (fired,) = await _fetch_all(broker, ["default"], 1, wait=1.0)
+        assert fired.task_id == partial.callback.task_id
+
+
+async def check_workflow_records(factory: BrokerFactory) -> None:
+    """A workflow's record is saved, read, listed newest first and counted by state;
+    saving it again replaces its info and keeps its state; a Follow ends it once, with
+    the task that failed, and stores the results it carries with the settlement."""
+    async with factory(conformance_options()) as broker:
+        first, second = _workflow(), _workflow()
+        second = WorkflowRecord(second.workflow_id, "running", first.created_at + 1, ttl=60.0)
+        await broker.open_workflow(first)
+        await broker.open_workflow(second)
+        assert await broker.workflow(first.workflow_id) == first
+        assert await broker.workflow("no-such-workflow") is None
+        listed = await broker.workflows()
+        assert [r.workflow_id for r in listed] == [second.workflow_id, first.workflow_id]
+        assert await broker.workflow_counts() == {"running": 2}
+        await broker.publish([_out(b"step", workflow=first.workflow_id)])
+        (d,) = await broker.fetch(["default"], 1, 1.0)
+        tail = StoredResult(f"{first.workflow_id}.9", b"tail's result", 60.0)
+        ended = Follow(first.workflow_id, results=(tail,), finish="failed", failed_task=d.task_id)
+        assert await d.dead_letter("boom", None, ended)
+        record = await broker.workflow(first.workflow_id)
+        assert record is not None
+        assert (record.state, record.failed_task) == ("failed", d.task_id)
+        assert record.finished_at >= record.created_at
+        if Capability.RESULTS in broker.capabilities:
+            assert await broker.result_store().get(tail.task_id) == b"tail's result"
+        await broker.apply_follow(Follow(first.workflow_id, finish="succeeded"))
+        again = await broker.workflow(first.workflow_id)
+        assert again is not None and again.state == "failed", "a workflow ended twice"
+        await broker.open_workflow(WorkflowRecord(first.workflow_id, "running", 0.0, info=b"new"))
+        again = await broker.workflow(first.workflow_id)
+        assert again is not None and (again.state, again.info) == ("failed", b"new")
+        assert [r.workflow_id for r in await broker.workflows("failed")] == [first.workflow_id]
+        assert await broker.workflow_counts() == {"running": 1, "failed": 1}
+
+
+async def check_abort_workflow(factory: BrokerFactory) -> None:
+    """Aborting a running workflow gives the ids of its tasks the broker holds (waiting
+    or leased), once; from then on nothing of it is published (no next step, no
+    callback) and it stays aborted."""
+    async with factory(conformance_options()) as broker:
+        record = _workflow()
+        barrier = _barrier(record, 2)
+        await broker.open_workflow(record, [barrier])
+        items = [_out(f"t{i}".encode(), workflow=record.workflow_id) for i in range(3)]
+        await broker.publish([*items, _out(b"other")])
+        got = await _fetch_all(broker, ["default"], 4)
+        done = next(d for d in got if d.task_id == items[2].task_id)
+        assert await done.ack()  # ended before the abort: not held any more
+        other = next(d for d in got if d.body == b"other")
+        assert await other.ack()
+        before, held = await broker.abort_workflow(record.workflow_id)
+        assert before == record
+        assert sorted(held) == sorted(i.task_id for i in items[:2])
+        after = await broker.workflow(record.workflow_id)
+        assert after is not None and after.state == "aborted"
+        assert await broker.abort_workflow(record.workflow_id) == (after, [])
+        assert await broker.abort_workflow("no-such-workflow") == (None, [])
+        members = [d for d in got if d.task_id in (items[0].task_id, items[1].task_id)]
+        late = Follow(
+            record.workflow_id,
+            publish=(_out(b"next", workflow=record.workflow_id),),
+            finish="succeeded",
+        )
+        for index, member in enumerate(members):
+            join = Join(barrier.barrier_id, index, b"x")
+            assert await member.ack(None, dataclasses.replace(late, join=join))
+        assert await _fetch_all(broker, ["default"], 1, wait=0.3) == [], "published after abort"
+        final = await broker.workflow(record.workflow_id)
+        assert final is not None and final.state == "aborted"
+
+
 # Each check and the capabilities it needs; it runs on a broker that declares them all.
-_QUEUE, _PRIORITY, _ABORT, _ADMIN = (
+_QUEUE, _PRIORITY, _ABORT, _ADMIN, _WORKFLOWS = (
     Capability.QUEUE,
     Capability.PRIORITY,
     Capability.ABORT,
     Capability.ADMIN,
+    Capability.WORKFLOWS,
 )
 REQUIRES: dict[Check, frozenset[Capability]] = {
     check: frozenset(needs)
@@ -743,6 +963,12 @@ REQUIRES: dict[Check, frozenset[Capability]] = {
         (check_schedule_store, {Capability.SCHEDULES}),
         (check_event_store, {Capability.EVENTS}),
         (check_counts, {Capability.COUNTS}),
+        (check_follow_publishes_with_the_settlement, {_QUEUE, _WORKFLOWS}),
+        (check_barrier_fires_its_callback_once, {_QUEUE, _WORKFLOWS}),
+        (check_barrier_sealed_after_its_members, {_QUEUE, _WORKFLOWS}),
+        (check_failed_member_fires_the_callback_at_once, {_QUEUE, _WORKFLOWS}),
+        (check_workflow_records, {_QUEUE, _WORKFLOWS}),
+        (check_abort_workflow, {_QUEUE, _WORKFLOWS}),
     ]
 }
 

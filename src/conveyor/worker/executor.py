@@ -22,6 +22,7 @@ from conveyor.brokers.base import (
     Ack,
     DeadLetter,
     Delivery,
+    Follow,
     Outcome,
     Release,
     Retry,
@@ -52,10 +53,20 @@ from conveyor.result import (
     safe_text,
 )
 from conveyor.signing import InvalidSignature, verified
+from conveyor.task import Task, TaskOptions
+from conveyor.workflow.plan import (
+    GATHER_TASK,
+    BarrierGone,
+    dependency_error,
+    gather,
+    gathered,
+    on_failure,
+    on_success,
+)
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.task import SyncRun, Task
+    from conveyor.task import SyncRun
     from conveyor.worker.settle import Settler
     from conveyor.worker.tally import Tally
 
@@ -130,6 +141,8 @@ class Executor:
         self._events = emitter if emitter is not None and emitter.active else None
         if self._events is not None:  # terminal events ride on after_execute (see _hooks)
             self._has_hooks["after_execute"] = True
+        # what ends a group that has no callback: its members' results are its result
+        self._gather: Task[Any, Any] = Task(app, gather, TaskOptions(name=GATHER_TASK))
 
     async def execute(self, delivery: Delivery) -> TaskStatus | None:
         """Run ``delivery`` and settle it; returns the status it ended in (None if released)."""
@@ -159,7 +172,9 @@ class Executor:
             return await self._aborted(delivery, message, 0.0, running=False)
         task = self.app.tasks.get(message.task)
         if task is None:
-            return await self._unknown_task(delivery, message)
+            if message.task != GATHER_TASK:
+                return await self._unknown_task(delivery, message)
+            task = self._gather
         # a task whose worker died re-runs even with retries=0 (at-least-once, G2); one that
         # keeps killing workers is dead-lettered after max(max_attempts, poison_after)
         # started attempts (G5). Exceptions still use only the retry budget (_failed).
@@ -171,8 +186,13 @@ class Executor:
                 f"poison: attempt {delivery.attempt} exceeds the limit of {limit} started "
                 "attempts; the previous attempt never finished (its worker was killed or lost)",
             )
+        args = list(message.args)
+        if message.link is not None and message.link.gather:
+            settled = await self._gathered(delivery, message, task, args)
+            if settled is not None:
+                return settled
         try:
-            args, kwargs = task.convert_arguments(list(message.args), dict(message.kwargs))
+            args, kwargs = task.convert_arguments(args, dict(message.kwargs))
         except Exception as exc:  # msgspec's ValidationError, or a model's own validator
             return await self._reject(
                 delivery,
@@ -181,6 +201,59 @@ class Executor:
                 f"{ErrorInfo.from_exception(exc).message}",
             )
         return await self._run(delivery, message, task, args, kwargs)
+
+    async def _gathered(
+        self, delivery: Delivery, message: Message, task: Task[Any, Any], args: list[Any]
+    ) -> TaskStatus | None:
+        """A group's callback: put the group's results first in ``args`` (None: run it),
+        or settle it, without running, as failed when a member failed."""
+        link = message.link
+        assert link is not None
+        annotation: Any = Any
+        if task.spec.arguments:
+            annotation = task.spec.hints.get(task.spec.arguments[0].name, Any)
+        try:
+            got = await gathered(self.app.broker, link, annotation)
+        except BarrierGone as exc:
+            return await self._failed(delivery, message, task, exc, 0.0, retry=False)
+        except Exception:
+            # a broker fault: try again shortly (the attempt counts, within the poison limit)
+            log.warning("could not read the group of %s; retrying", message.task_id, exc_info=True)
+            await self._settle(delivery, Retry(self.app.settings.fault_pause_max))
+            return TaskStatus.RETRYING
+        if got.failure is not None:
+            return await self._not_run(delivery, message, task, got.failure)
+        if link.receives:
+            args.insert(0, got.values)
+        return None
+
+    async def _not_run(
+        self, delivery: Delivery, message: Message, task: Task[Any, Any], failure: Result[Any]
+    ) -> TaskStatus:
+        """A callback whose group failed: it ends failed without running (acked, not
+        dead-lettered: there is nothing of its own to retry), its error naming the member
+        that failed first; its workflow goes on failing from here."""
+        result: Result[Any] = Result(
+            task_id=message.task_id,
+            task=task.name,
+            status=TaskStatus.FAILED,
+            error=dependency_error(failure),
+            attempts=delivery.attempt,
+            finished_at=self.app.settings.clock.now(),
+        )
+        await self._hooks("after_execute", message, result)
+        _log_outcome(logging.WARNING, message, "failed", 0.0, delivery.attempt, f": {result.error}")
+        stored = self._store(message, result)
+        await self._settle(delivery, Ack(stored, self._failure_follow(message, result)))
+        self._count(message.task, message.queue, "failed")
+        return TaskStatus.FAILED
+
+    def _failure_follow(self, message: Message | None, result: Result[Any]) -> Follow | None:
+        """What a workflow task that ended other than succeeded leaves: its group slot
+        failed, or its workflow ended (None for a task outside any workflow)."""
+        if message is None or message.link is None:
+            return None
+        return on_failure(message, message.link, result, encode_value(result), self.app.settings)
 
     async def _run(
         self,
@@ -300,10 +373,21 @@ class Executor:
             # not retried: running the task again would repeat its side effects for nothing
             error = TypeError(f"task {task.name!r}: result not serializable: {_describe(exc)}")
             return await self._failed(delivery, message, task, error, elapsed, retry=False)
+        follow: Follow | None = None
+        if message.link is not None:
+            try:
+                data = stored.data if stored is not None else encode_value(result)
+                follow = on_success(message, message.link, value, data, self.app.settings)
+            except Exception as exc:  # its value cannot travel to the next call
+                error = TypeError(
+                    f"task {task.name!r}: what follows it in its workflow cannot be sent: "
+                    f"{_describe(exc)}"
+                )
+                return await self._failed(delivery, message, task, error, elapsed, retry=False)
         if self._has_hooks["after_execute"]:
             await self._hooks("after_execute", message, result)
         try:
-            await self._settle(delivery, Ack(stored), refusable=True)
+            await self._settle(delivery, Ack(stored, follow), refusable=True)
         except SettlementRefused as refused:
             error = TypeError(
                 f"task {task.name!r}: result not stored: the broker refused it: {refused}"
@@ -383,7 +467,8 @@ class Executor:
             _log_outcome(logging.INFO, message, "aborted", elapsed, delivery.attempt)
         if self._has_hooks["after_execute"]:
             await self._hooks("after_execute", message, result)
-        await self._settle(delivery, Ack(self._store(message, result)))
+        follow = self._failure_follow(message, result)
+        await self._settle(delivery, Ack(self._store(message, result), follow))
         self._count(message.task, message.queue, "aborted")
         return TaskStatus.ABORTED
 
@@ -428,7 +513,8 @@ class Executor:
             f"; dead-lettered: {error}",
         )
         await self._hooks("on_dead_letter", message, message.task_id, reason)
-        await self._settle(delivery, DeadLetter(reason, self._store(message, result)))
+        follow = self._failure_follow(message, result)
+        await self._settle(delivery, DeadLetter(reason, self._store(message, result), follow))
         self._count(message.task, message.queue, "failed")
         return TaskStatus.FAILED
 
@@ -535,7 +621,8 @@ class Executor:
             )
         ttl = self._ttl(message)
         stored = None if ttl == 0 else StoredResult(delivery.task_id, encode_value(result), ttl)
-        await self._settle(delivery, DeadLetter(reason, stored))
+        follow = self._failure_follow(message, result)
+        await self._settle(delivery, DeadLetter(reason, stored, follow))
         self._count(task_name, delivery.queue, "dead")
         return TaskStatus.DEAD
 

@@ -3,13 +3,16 @@ the same event-loop turn into one broker call.
 
 When the result store is not the broker's own, results are stored first and the delivery
 is acked after, so a task is acked only once its result is safe; a delivery whose lease
-was lost meanwhile gets no result written (a zombie's late result is discarded). A
+was lost meanwhile gets no result written (a zombie's late result is discarded). The
+results a workflow's settlement stores for tasks that will never run
+(:attr:`Follow.results`) go the same way. A
 settlement the broker refuses (a result over its size limit) is settled alone, so the
 others of its batch are not refused with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,7 @@ from conveyor.brokers.base import (
     Delivery,
     Outcome,
     Settlement,
+    StoredResult,
     own_result_store,
 )
 from conveyor.errors import SettlementRefused
@@ -73,12 +77,11 @@ class Settler:
             return await self._broker.settle(batch)
         # results live elsewhere: store them first (ack only after the result is safe), but
         # only for deliveries we still own, so a zombie's late result is not written
-        with_results = [
-            (d, o.result) for d, o in batch if isinstance(o, Ack | DeadLetter) and o.result
-        ]
+        with_results = [(d, rs) for d, o in batch if (rs := _results_of(o))]
         if with_results:
             owned = await self._broker.extend_leases([d for d, _ in with_results], self._lease)
-            keep = [r for (_, r), mine in zip(with_results, owned, strict=True) if mine and r]
+            mine = [rs for (_, rs), ours in zip(with_results, owned, strict=True) if ours]
+            keep = [result for results in mine for result in results]
             if keep:
                 await self._store.put(keep)
         stripped: list[Settlement] = [(d, _without_result(o)) for d, o in batch]
@@ -88,9 +91,21 @@ class Settler:
         await self._batcher.aclose()
 
 
+def _results_of(outcome: Outcome) -> list[StoredResult]:
+    if not isinstance(outcome, Ack | DeadLetter):
+        return []
+    found = [outcome.result] if outcome.result is not None else []
+    if outcome.follow is not None:
+        found += outcome.follow.results
+    return found
+
+
 def _without_result(outcome: Outcome) -> Outcome:
+    if not isinstance(outcome, Ack | DeadLetter):
+        return outcome
+    follow = outcome.follow
+    if follow is not None and follow.results:
+        follow = dataclasses.replace(follow, results=())
     if isinstance(outcome, Ack):
-        return Ack()
-    if isinstance(outcome, DeadLetter):
-        return DeadLetter(outcome.reason)
-    return outcome
+        return Ack(None, follow)
+    return DeadLetter(outcome.reason, None, follow)

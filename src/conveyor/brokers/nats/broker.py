@@ -16,6 +16,8 @@ reap              nothing to requeue (the server redelivers after AckWait); reco
                   messages past MaxDeliver into the DLQ (deadletters.py)
 abort             record CAS: waiting -> deleted (+ result); leased -> abort mark,
                   announced on ``<p>.aborts``
+workflows         a settlement's Follow, after its record CAS and before its ack, as
+                  steps safe to repeat (workflows.py)
 ================  ==================================================================
 
 Delays: nats-server 2.9 has no scheduled delivery, so a delayed message is stored at
@@ -55,11 +57,14 @@ from conveyor.brokers.base import (
     AbortResult,
     AbortSignalBuffer,
     Ack,
+    Barrier,
+    BarrierState,
     BrokerOptions,
     Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
+    Follow,
     Outcome,
     Outgoing,
     Place,
@@ -70,6 +75,7 @@ from conveyor.brokers.base import (
     TaskCounts,
     TaskLocation,
     WorkerInfo,
+    WorkflowRecord,
 )
 from conveyor.brokers.nats.connection import (
     TRANSIENT,
@@ -88,6 +94,7 @@ from conveyor.brokers.nats.puller import Puller
 from conveyor.brokers.nats.records import GONE, Jobs, Record
 from conveyor.brokers.nats.results import NatsResultStore, unwrap, wrap
 from conveyor.brokers.nats.schedules import NatsScheduleStore
+from conveyor.brokers.nats.workflows import NatsWorkflows
 from conveyor.errors import BrokerUnavailable, EnqueueError
 from conveyor.result import AbortOutcome
 
@@ -132,6 +139,7 @@ class NatsBroker:
             Capability.SCHEDULES,
             Capability.EVENTS,
             Capability.COUNTS,
+            Capability.WORKFLOWS,
         }
     )
 
@@ -158,6 +166,7 @@ class NatsBroker:
         self._abort_sub: Subscription | None = None
         self._dead: DeadLetters | None = None
         self._last_reconcile = float("-inf")
+        self._workflows = NatsWorkflows(self)
 
     def __repr__(self) -> str:
         return f"NatsBroker({redact_url(self.url)!r})"
@@ -425,6 +434,11 @@ class NatsBroker:
                 f"NATS {redact_url(self.url)} did not answer: {type(exc).__name__}"
             ) from exc
 
+    async def publish_one(self, item: Outgoing) -> str:
+        """Publish one message; the task id that stands for it (a workflow's follow
+        publishes through it)."""
+        return await self._publish_one(item)
+
     async def _publish_one(self, item: Outgoing) -> str:
         if item.key:
             holder = await self._admit_key(item)
@@ -437,6 +451,7 @@ class NatsBroker:
             kt=item.key_ttl,
             p=item.priority,
             e=time.time(),
+            w=item.workflow or "",
         )
         revision = await self.jobs.create(item.task_id, record)
         if revision is None:
@@ -695,6 +710,10 @@ class NatsBroker:
         if isinstance(outcome, Release):
             await self.nc.publish(lease.reply, b"-NAK")
             return
+        if outcome.follow is not None:
+            # before the ack (a crash here runs the task again, and its follow with it),
+            # and before the result, so its waiters find the workflow where it left it
+            await self._workflows.follow(outcome.follow)
         if outcome.result is not None:
             await self._results.put([outcome.result])
         if isinstance(outcome, DeadLetter):
@@ -730,6 +749,7 @@ class NatsBroker:
             return 0
         self._last_reconcile = now
         await self._guard(self._discover_levels())
+        await self._guard(self._workflows.purge_expired())
         return int(await self._guard(self.dead.reconcile()))
 
     # -- abort ---------------------------------------------------------------------
@@ -884,6 +904,42 @@ class NatsBroker:
             with contextlib.suppress(nats.js.errors.KeyNotFoundError):
                 await kv.purge(key)
         return alive
+
+    # -- workflows (workflows.py) ----------------------------------------------------
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier] = ()
+    ) -> None:
+        await self._guard(self._workflows.open(record, barriers))
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> None:
+        await self._guard(self._workflows.seal(barrier_id, size))
+
+    async def apply_follow(self, follow: Follow) -> None:
+        await self._guard(self._workflows.follow(follow))
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        state: BarrierState | None = await self._guard(self._workflows.state_of(barrier_id))
+        return state
+
+    async def barrier_results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        return list(await self._guard(self._workflows.results(barrier_id, start, stop)))
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        before, held = await self._guard(self._workflows.abort(workflow_id))
+        return before, held
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        record: WorkflowRecord | None = await self._guard(self._workflows.get(workflow_id))
+        return record
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[WorkflowRecord]:
+        return list(await self._guard(self._workflows.listed(state, limit, offset)))
+
+    async def workflow_counts(self) -> dict[str, int]:
+        return dict(await self._guard(self._workflows.counts()))
 
     # -- counts (counts.py) ----------------------------------------------------------
 

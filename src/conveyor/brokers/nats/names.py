@@ -26,6 +26,9 @@ consumer ``<q>``           durable pull      one per queue and priority level in
 ``KV_P_schedules``         KV bucket         dynamic schedule specs
 ``KV_P_levels``            KV bucket         ``<q>.<n>``: the priority levels n != 0 that
                                              were ever published to queue q
+``KV_P_workflows``         KV bucket         workflow records (workflows.py)
+``KV_P_barriers``          KV bucket         group barriers: counts, callback, pending
+``KV_P_slots``             KV bucket         ``<barrier>.<index>``: members' outcomes
 ``P.aborts``               core subject      the id of a running task that was aborted
 =========================  ================  ==============================================
 """
@@ -118,7 +121,7 @@ class Names:
 
     def bucket(self, role: str) -> str:
         """``jobs``, ``keys``, ``results``, ``workers``, ``schedules``, ``levels``,
-        ``counts`` or ``count_minutes``."""
+        ``counts``, ``count_minutes``, ``workflows``, ``barriers`` or ``slots``."""
         return f"{self.p}_{role}"
 
     @property

@@ -52,6 +52,7 @@ class Record(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     e: float = 0.0  # enqueued at
     r: str = ""  # dead: reason
     ft: float = 0.0  # dead: failed at
+    w: str = ""  # the workflow it belongs to (abort_workflow lists its tasks by it)
 
 
 _encode = msgspec.msgpack.Encoder().encode

@@ -13,6 +13,8 @@ release       release
 extend_lease  extend_lease (and on the lease keeper's own connection)
 reap          reap, then purge when due
 abort         lock_task, then abort (+ finish_key, put_results) or mark_abort
+workflows     a Follow: in the settlement's transaction, after finish (join,
+              fire_barrier, publish, finish_workflow; workflows.py)
 ============  ================================================================
 
 Claims use the server's clock for leases and due times, and stamp every claimed row with a
@@ -39,11 +41,14 @@ import msgspec
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
+    Barrier,
+    BarrierState,
     BrokerOptions,
     Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
+    Follow,
     Outgoing,
     Place,
     QueueDepth,
@@ -53,7 +58,9 @@ from conveyor.brokers.base import (
     TaskCounts,
     TaskLocation,
     WorkerInfo,
+    WorkflowRecord,
 )
+from conveyor.brokers.postgres import workflows
 from conveyor.brokers.postgres.connection import Database, as_bytes
 from conveyor.brokers.postgres.events import PostgresEventStore
 from conveyor.brokers.postgres.lease import PostgresLeaseKeeper, extend_leases
@@ -259,6 +266,12 @@ class PostgresBroker:
             raise SettlementRefused(f"PostgreSQL refused it: {exc}") from exc
 
     async def _settle(self, conn: asyncpg.Connection, batch: list[Settlement]) -> list[bool]:
+        if not any(isinstance(o, Ack | DeadLetter) and o.follow for _, o in batch):
+            return await self._settle_in(conn, batch)
+        async with conn.transaction():  # workflow steps: their follows commit with them
+            return await self._settle_in(conn, batch)
+
+    async def _settle_in(self, conn: asyncpg.Connection, batch: list[Settlement]) -> list[bool]:
         owned: set[tuple[str, object]] = set()
         finishing = [(d, o) for d, o in batch if isinstance(o, Ack | DeadLetter)]
         retrying = [(d, o) for d, o in batch if isinstance(o, Retry)]
@@ -277,6 +290,9 @@ class PostgresBroker:
             )
             done = {row[0] for row in rows}
             owned |= {(d.task_id, d.token) for d, _ in finishing if d.task_id in done}
+            for delivery, outcome in finishing:
+                if outcome.follow is not None and delivery.task_id in done:
+                    await workflows.apply_follow(conn, self._q, outcome.follow, self._publish)
         if retrying:
             rows = await conn.fetch(
                 self._q.retry,
@@ -423,6 +439,49 @@ class PostgresBroker:
         rows = await self._db.run(_fetch, self._q.workers)
         return [msgspec.msgpack.decode(as_bytes(r[0]), type=WorkerInfo) for r in rows]
 
+    # -- workflows (workflows.py) ---------------------------------------------------
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier] = ()
+    ) -> None:
+        """Save the record (its state kept when it exists) and open the barriers, in one
+        transaction."""
+        await self._db.run(workflows.open_workflow, self._q, record, list(barriers), self._publish)
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> None:
+        """Give the barrier its size, firing its callback if every member joined."""
+        await self._db.run(workflows.seal_barrier, self._q, barrier_id, size, self._publish)
+
+    async def apply_follow(self, follow: Follow) -> None:
+        """Apply a Follow in a transaction of its own."""
+        await self._db.run(workflows.follow_alone, self._q, follow, self._publish)
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        """Where the barrier stands, or None."""
+        return await self._db.run(workflows.barrier_state, self._q, barrier_id)
+
+    async def barrier_results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        """The outcomes in slots ``start`` to ``stop - 1``."""
+        return await self._db.run(workflows.barrier_results, self._q, barrier_id, start, stop)
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        """Set a running workflow aborted; its record before, and the tasks still held."""
+        return await self._db.run(workflows.abort_workflow, self._q, workflow_id)
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow's record, or None."""
+        return await self._db.run(workflows.get_workflow, self._q, workflow_id)
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[WorkflowRecord]:
+        """Records (in ``state``, or all), newest first."""
+        return await self._db.run(workflows.list_workflows, self._q, state, limit, offset)
+
+    async def workflow_counts(self) -> dict[str, int]:
+        """How many workflows are kept, by state."""
+        return await self._db.run(workflows.count_workflows, self._q)
+
     # -- counts --------------------------------------------------------------------
 
     async def record_counts(self, counts: Mapping[tuple[int, str, str, str], int]) -> None:
@@ -459,6 +518,7 @@ def _columns(batch: Sequence[Outgoing], now: float) -> tuple[list[object], ...]:
         [item.reused_id for item in batch],
         [item.key for item in batch],
         [float(item.key_ttl) for item in batch],
+        [item.workflow for item in batch],
     )
 
 

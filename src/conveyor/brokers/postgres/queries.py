@@ -69,6 +69,21 @@ class Queries:
     record_counts: str
     count_totals: str
     count_minutes: str
+    save_workflow: str
+    open_barrier: str
+    join: str
+    fire_barrier: str
+    seal_barrier: str
+    get_barrier: str
+    barrier_results: str
+    workflow_state: str
+    finish_workflow: str
+    lock_workflow: str
+    abort_workflow: str
+    workflow_tasks: str
+    get_workflow: str
+    list_workflows: str
+    count_workflows: str
 
 
 def quoted(schema: str) -> str:

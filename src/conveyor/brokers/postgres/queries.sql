@@ -7,16 +7,18 @@
 -- notification for a row it cannot read yet.
 
 -- publish --
--- Insert messages ($1 ids, $2 queues, $3 bodies, $4 priorities, $5 delays in seconds, $6 reused ids, $7 idempotency keys already held for them, $8 key ttls); a task id already waiting or leased inserts nothing; a reused id forgets its result; wakes the queues' fetchers.
+-- Insert messages ($1 ids, $2 queues, $3 bodies, $4 priorities, $5 delays in seconds, $6 reused ids, $7 idempotency keys already held for them, $8 key ttls, $9 workflows); a task id already waiting or leased inserts nothing; a reused id forgets its result; wakes the queues' fetchers.
 WITH items AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::bytea[], $4::int[], $5::float8[], $6::bool[], $7::text[],
-        $8::float8[]
-    ) WITH ORDINALITY AS i(task_id, queue, body, priority, delay, reused, key, key_ttl, ord)
+        $8::float8[], $9::text[]
+    ) WITH ORDINALITY AS i(task_id, queue, body, priority, delay, reused, key, key_ttl, workflow,
+                           ord)
 ), inserted AS (
-    INSERT INTO {schema}.tasks (task_id, queue, body, priority, state, available_at, key, key_ttl)
+    INSERT INTO {schema}.tasks (task_id, queue, body, priority, state, available_at, key, key_ttl,
+                                workflow)
     SELECT task_id, queue, body, priority, 'waiting', now() + make_interval(secs => delay),
-           key, key_ttl
+           key, key_ttl, workflow
     FROM items ORDER BY ord
     ON CONFLICT (task_id) DO NOTHING
     RETURNING task_id, queue
@@ -267,7 +269,7 @@ ON CONFLICT (task_id) DO UPDATE SET data = excluded.data, expires_at = excluded.
 SELECT data FROM {schema}.progress WHERE task_id = $1 AND expires_at > now();
 
 -- purge --
--- Delete expired results, progress, idempotency keys and heartbeats (at most $1 rows of each, so one run stays short under a backlog).
+-- Delete expired results, progress, idempotency keys, heartbeats, workflow records and barriers with their outcomes (at most $1 rows of each, so one run stays short under a backlog).
 WITH r AS (
     DELETE FROM {schema}.results WHERE task_id IN (
         SELECT task_id FROM {schema}.results WHERE expires_at <= now() LIMIT $1)
@@ -283,9 +285,20 @@ WITH r AS (
 ), w AS (
     DELETE FROM {schema}.workers WHERE expires_at <= now() - interval '1 minute'
     RETURNING 1
+), f AS (
+    DELETE FROM {schema}.workflows WHERE workflow_id IN (
+        SELECT workflow_id FROM {schema}.workflows WHERE expires_at <= now() LIMIT $1)
+    RETURNING 1
+), b AS (
+    DELETE FROM {schema}.barriers WHERE barrier_id IN (
+        SELECT barrier_id FROM {schema}.barriers WHERE expires_at <= now() LIMIT $1)
+    RETURNING barrier_id
+), s AS (
+    DELETE FROM {schema}.barrier_slots USING b WHERE barrier_slots.barrier_id = b.barrier_id
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM p) + (SELECT count(*) FROM k)
-       + (SELECT count(*) FROM w);
+       + (SELECT count(*) FROM w) + (SELECT count(*) FROM f) + (SELECT count(*) FROM b);
 
 -- save_schedule --
 -- Insert or replace a schedule definition.
@@ -351,3 +364,112 @@ SELECT task, queue, status, count FROM {schema}.task_counts;
 -- The task counts of the minutes that start at or after $1, oldest first.
 SELECT minute, task, queue, status, count FROM {schema}.task_count_minutes
 WHERE minute >= $1 ORDER BY minute;
+
+-- save_workflow --
+-- Save a workflow's record ($1 id, $2 state, $3 created at, $4 finished at, $5 ttl, $6 info, $7 failed task); over an existing one, only its info and ttl (its state stays).
+INSERT INTO {schema}.workflows AS w
+    (workflow_id, state, created_at, finished_at, ttl, info, failed_task, expires_at)
+VALUES ($1::text, $2::text, $3::float8, $4::float8, $5::float8, $6::bytea, $7::text,
+        to_timestamp(CASE WHEN $2::text = 'running' THEN $3::float8 ELSE $4::float8 END
+                     + $5::float8))
+ON CONFLICT (workflow_id) DO UPDATE SET
+    info = excluded.info,
+    ttl = excluded.ttl,
+    expires_at = to_timestamp(CASE WHEN w.state = 'running' THEN w.created_at
+                              ELSE w.finished_at END + excluded.ttl);
+
+-- open_barrier --
+-- Open barrier $1 of workflow $2 (size $3, NULL until sealed; partial $4; ttl $5 seconds; callback $6 id, $7 queue, $8 body, $9 priority, $10 key, $11 key ttl), unless it was opened before (a continuation started twice keeps it); returns it when opened.
+INSERT INTO {schema}.barriers (barrier_id, workflow, size, partial, ttl, expires_at, callback_id,
+                               callback_queue, callback_body, callback_priority, callback_key,
+                               callback_key_ttl)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $5), $6, $7, $8, $9, $10, $11)
+ON CONFLICT (barrier_id) DO NOTHING
+RETURNING barrier_id;
+
+-- join --
+-- Keep member $2's outcome $3 in its slot of live barrier $1 unless the slot is taken, and count it (and a failure, $4, the first one's index) in the barrier, kept ttl more seconds; returns the barrier when counted.
+WITH slot AS (
+    INSERT INTO {schema}.barrier_slots (barrier_id, idx, data)
+    SELECT $1, $2, $3
+    WHERE EXISTS (SELECT 1 FROM {schema}.barriers WHERE barrier_id = $1 AND expires_at > now())
+    ON CONFLICT (barrier_id, idx) DO NOTHING
+    RETURNING barrier_id
+)
+UPDATE {schema}.barriers b
+SET joined = b.joined + 1,
+    failed = b.failed + CASE WHEN $4::bool THEN 1 ELSE 0 END,
+    first_failure = CASE WHEN $4::bool AND b.first_failure IS NULL THEN $2
+                    ELSE b.first_failure END,
+    expires_at = now() + make_interval(secs => b.ttl)
+FROM slot WHERE b.barrier_id = slot.barrier_id
+RETURNING b.barrier_id;
+
+-- fire_barrier --
+-- Mark live barrier $1 fired when every member joined, or (not partial) one failed; returns its callback, once (the row lock serialises two members that finish together).
+UPDATE {schema}.barriers SET fired = true
+WHERE barrier_id = $1 AND NOT fired AND expires_at > now()
+  AND ((size IS NOT NULL AND joined >= size) OR (failed > 0 AND NOT partial))
+RETURNING workflow, callback_id, callback_queue, callback_body, callback_priority,
+          callback_key, callback_key_ttl;
+
+-- seal_barrier --
+-- Give live barrier $1 its size $2, once the producer published every member; returns it.
+UPDATE {schema}.barriers SET size = $2, expires_at = now() + make_interval(secs => ttl)
+WHERE barrier_id = $1 AND expires_at > now()
+RETURNING barrier_id;
+
+-- get_barrier --
+-- Where live barrier $1 stands.
+SELECT workflow, size, joined, failed, first_failure, fired, partial FROM {schema}.barriers
+WHERE barrier_id = $1 AND expires_at > now();
+
+-- barrier_results --
+-- The outcomes in slots $2 to $3 - 1 of live barrier $1.
+SELECT idx, data FROM {schema}.barrier_slots
+WHERE barrier_id = $1 AND idx >= $2 AND idx < $3
+  AND EXISTS (SELECT 1 FROM {schema}.barriers WHERE barrier_id = $1 AND expires_at > now());
+
+-- workflow_state --
+-- The state of live workflow $1, share-locked until the transaction ends: an abort waits for what this transaction publishes, or this one sees the abort and publishes nothing.
+SELECT state FROM {schema}.workflows WHERE workflow_id = $1 AND expires_at > now() FOR SHARE;
+
+-- finish_workflow --
+-- End running workflow $1 in state $2, with the task $3 whose failure ended it; kept ttl more seconds.
+UPDATE {schema}.workflows
+SET state = $2, finished_at = extract(epoch FROM now()), failed_task = $3,
+    expires_at = now() + make_interval(secs => ttl)
+WHERE workflow_id = $1 AND state = 'running' AND expires_at > now();
+
+-- lock_workflow --
+-- Live workflow $1's record, locked for abort's decision inside its transaction.
+SELECT workflow_id, state, created_at, finished_at, ttl, info, failed_task
+FROM {schema}.workflows WHERE workflow_id = $1 AND expires_at > now() FOR UPDATE;
+
+-- abort_workflow --
+-- Set workflow $1 aborted (abort holds its row lock, and checked it runs); kept ttl more seconds.
+UPDATE {schema}.workflows
+SET state = 'aborted', finished_at = extract(epoch FROM now()),
+    expires_at = now() + make_interval(secs => ttl)
+WHERE workflow_id = $1;
+
+-- workflow_tasks --
+-- The tasks of workflow $1 the broker holds (waiting or leased).
+SELECT task_id FROM {schema}.tasks WHERE workflow = $1 ORDER BY task_id;
+
+-- get_workflow --
+-- Live workflow $1's record.
+SELECT workflow_id, state, created_at, finished_at, ttl, info, failed_task
+FROM {schema}.workflows WHERE workflow_id = $1 AND expires_at > now();
+
+-- list_workflows --
+-- A page of live workflow records (in state $1, or all when NULL), newest first.
+SELECT workflow_id, state, created_at, finished_at, ttl, info, failed_task
+FROM {schema}.workflows
+WHERE expires_at > now() AND ($1::text IS NULL OR state = $1)
+ORDER BY created_at DESC, workflow_id
+LIMIT $2 OFFSET $3;
+
+-- count_workflows --
+-- How many live workflows are in each state.
+SELECT state, count(*) FROM {schema}.workflows WHERE expires_at > now() GROUP BY state;

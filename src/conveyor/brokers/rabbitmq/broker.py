@@ -13,6 +13,9 @@ release       settle.lua (attempt taken back), then basic.nack(requeue)
 extend_lease  this process's lease clock (RabbitMQ holds the message for us)
 reap          basic.nack(requeue) of our deliveries whose lease ran out
 abort         abort.lua (a waiting task's message is dropped when it surfaces)
+workflows     settle.lua applies a Follow with the record's change: what comes
+              next is registered and put in an outbox, then published (a copy
+              never confirmed is sent again by reap, republish.lua)
 ============  ================================================================
 
 Leases. RabbitMQ keeps a delivered message for its consumer until the consumer's
@@ -43,11 +46,14 @@ from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
+    Barrier,
+    BarrierState,
     BrokerOptions,
     Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
+    Follow,
     Outgoing,
     QueueDepth,
     Release,
@@ -56,6 +62,7 @@ from conveyor.brokers.base import (
     TaskCounts,
     TaskLocation,
     WorkerInfo,
+    WorkflowRecord,
 )
 from conveyor.brokers.rabbitmq.connection import Link, Session, unavailable
 from conveyor.brokers.rabbitmq.consume import Consumers, Inbox, Incoming
@@ -65,7 +72,14 @@ from conveyor.brokers.rabbitmq.ledger import (
     LedgerRecords,
     LedgerStatusStore,
 )
-from conveyor.brokers.rabbitmq.records import NoRecords, Records, RedisRecords, Settle, due_ms
+from conveyor.brokers.rabbitmq.records import (
+    NoRecords,
+    Pending,
+    Records,
+    RedisRecords,
+    Settle,
+    due_ms,
+)
 from conveyor.brokers.rabbitmq.settings import AmqpSettings
 from conveyor.brokers.rabbitmq.topology import TARGET, Names, Topology, delay_headers
 from conveyor.clock import FaultPause
@@ -95,6 +109,9 @@ REASON, FAILED_AT = "x-conveyor-reason", "x-conveyor-failed-at"
 EARLY_MS = 50
 # per-queue consumer timeouts arrived in RabbitMQ 3.12
 CONSUMER_TIMEOUT_SINCE = (3, 12)
+# a workflow message registered by a settlement and not confirmed by RabbitMQ this long
+# after is published again by a reap (its worker died between the two steps)
+OUTBOX_GRACE = 30.0
 _RECORDS_SCHEMES = ("redis", "rediss")
 
 _ALL = frozenset(
@@ -106,6 +123,7 @@ _ALL = frozenset(
         Capability.SCHEDULES,
         Capability.EVENTS,
         Capability.COUNTS,
+        Capability.WORKFLOWS,
     }
 )
 
@@ -565,7 +583,14 @@ class RabbitMQBroker:
             for i, delivery, outcome, held in live_now
             if i not in refused
         ]
-        answers = await self._records.settle([_record_change(d, o, h) for _, d, o, h in changes])
+        settles = [_record_change(d, o, h) for _, d, o, h in changes]
+        pending: list[Pending] = []
+        if isinstance(self._records, RedisRecords):
+            answers, pending = await self._records.settle_with(settles)
+        else:
+            answers = await self._records.settle(settles)
+        if pending:  # what the settlements' workflow follows registered
+            await self._publish_pending(pending)
         with self._lock:
             for _, _, _, held in live_now:
                 self._held.discard(held)
@@ -577,6 +602,29 @@ class RabbitMQBroker:
                 else:  # done, or owned elsewhere: this copy goes
                     await _settle_amqp(held.incoming, ack=True)
         return out
+
+    async def _publish_pending(self, pending: Sequence[Pending]) -> None:
+        """Publish workflow messages a script registered, then take the confirmed ones out
+        of the outbox; one that fails stays there, and a reap sends it again."""
+        session = await self._link.session()
+        for queue in {p.queue for p in pending} - self.declared_queues:
+            await self._guard(session, self.declare(session, queue))
+        sent = await asyncio.gather(
+            *(
+                self._send(session, p.queue, p.task_id, p.body, p.priority, p.copy, due=p.due)
+                for p in pending
+            ),
+            return_exceptions=True,
+        )
+        confirmed = [p for p, error in zip(pending, sent, strict=True) if error is None]
+        for p, error in zip(pending, sent, strict=True):
+            if error is not None:
+                log.warning(
+                    "could not publish workflow task %s (%s); a reap sends it again",
+                    p.task_id,
+                    error,
+                )
+        await self.records.confirm(confirmed)
 
     async def _publish_next(self, delivery: Delivery, outcome: Any, held: Held) -> None:
         """A retry's next copy, or a dead letter's copy in the DLQ."""
@@ -664,6 +712,13 @@ class RabbitMQBroker:
 
             session = await self._link.session()
             await self._guard(session, bury_dead(self))
+        records = self.records_or_none
+        if records is not None:  # workflow messages whose publish was never confirmed
+            cutoff = int(time.time() * 1000) - int(OUTBOX_GRACE * 1000)
+            lost = await records.republish(cutoff)
+            if lost:
+                log.warning("publishing %d workflow task(s) again (never confirmed)", len(lost))
+                await self._publish_pending(lost)
         return len(expired)
 
     # -- abort and status ----------------------------------------------------------
@@ -689,6 +744,45 @@ class RabbitMQBroker:
         if isinstance(self._records, LedgerRecords):
             return await self._records.ledger.wait_signal(timeout)
         return await self._need_side().wait_abort_signal(timeout)
+
+    # -- workflows (records.py, lua/) ------------------------------------------------
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier] = ()
+    ) -> None:
+        pending = await self.records.open_workflow(record, barriers)
+        if pending:
+            await self._publish_pending(pending)
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> None:
+        pending = await self.records.seal_barrier(barrier_id, size)
+        if pending:
+            await self._publish_pending(pending)
+
+    async def apply_follow(self, follow: Follow) -> None:
+        pending = await self.records.follow(follow)
+        if pending:
+            await self._publish_pending(pending)
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        return await self.records.workflows.barrier(barrier_id)
+
+    async def barrier_results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        return await self.records.workflows.results(barrier_id, start, stop)
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        return await self.records.abort_workflow(workflow_id)
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        return await self.records.workflows.get(workflow_id)
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[WorkflowRecord]:
+        return await self.records.workflows.listed(state, limit, offset)
+
+    async def workflow_counts(self) -> dict[str, int]:
+        return await self.records.workflows.counts()
 
     # -- admin ---------------------------------------------------------------------
 
@@ -773,12 +867,14 @@ class RabbitMQResultStore:
 def _record_change(delivery: Delivery, outcome: Any, held: Held) -> Settle:
     task_id, token = delivery.task_id, held.token
     if isinstance(outcome, Ack):
-        return Settle(task_id, token, "ack", result=outcome.result)
+        return Settle(task_id, token, "ack", result=outcome.result, follow=outcome.follow)
     if isinstance(outcome, Retry):
         delay = math.ceil(max(outcome.delay, 0.0) * 1000)
         return Settle(task_id, token, "retry", held.copy + 1, delivery.body, delay)
     if isinstance(outcome, DeadLetter):
-        return Settle(task_id, token, "dead", arg=outcome.reason, result=outcome.result)
+        return Settle(
+            task_id, token, "dead", arg=outcome.reason, result=outcome.result, follow=outcome.follow
+        )
     return Settle(task_id, token, "release", body=delivery.body)
 
 

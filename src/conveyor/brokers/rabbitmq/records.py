@@ -18,11 +18,27 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
-from conveyor.brokers.base import AbortResult, Outgoing, Place, StoredResult, TaskLocation
+from conveyor.brokers.base import (
+    AbortResult,
+    Barrier,
+    Follow,
+    Outgoing,
+    Place,
+    StoredResult,
+    TaskLocation,
+    WorkflowRecord,
+)
+from conveyor.brokers.redis.workflows import (
+    WorkflowReads,
+    abort_answer,
+    barrier_args,
+    follow_args,
+    record_args,
+)
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.result import AbortOutcome
 
-__all__ = ["Claim", "NoRecords", "Records", "RedisRecords", "Settle"]
+__all__ = ["Claim", "NoRecords", "Pending", "Records", "RedisRecords", "Settle"]
 
 RECORD_TTL_MS = 7 * 86_400_000
 """A waiting or running record lives this long past its due time (renewed at each claim):
@@ -41,15 +57,28 @@ _SCRIPTS = (
     "requeue",
     "forget",
     "bury",
+    "open_workflow",
+    "seal_barrier",
+    "follow",
+    "republish",
 )
+_SHARED = ("abort_workflow",)  # the Redis broker's scripts, on these keys as they are
 _PLACE = {b"w": Place.WAITING, b"r": Place.LEASED, b"d": Place.DEAD}
 
 
 def _sources() -> dict[str, str]:
-    redis_lib = (resources.files("conveyor.brokers.redis") / "lua" / "lib.lua").read_text()
+    redis = resources.files("conveyor.brokers.redis") / "lua"
     folder = resources.files("conveyor.brokers.rabbitmq") / "lua"
-    lib = redis_lib + "\n" + (folder / "lib.lua").read_text()
-    return {name: lib + "\n" + (folder / f"{name}.lua").read_text() for name in _SCRIPTS}
+    lib = "\n".join(
+        [
+            (redis / "lib.lua").read_text(),
+            (redis / "workflows.lua").read_text(),
+            (folder / "lib.lua").read_text(),
+        ]
+    )
+    sources = {name: lib + "\n" + (folder / f"{name}.lua").read_text() for name in _SCRIPTS}
+    sources.update({name: lib + "\n" + (redis / f"{name}.lua").read_text() for name in _SHARED})
+    return sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +97,7 @@ class Claim:
 class Settle:
     """One settlement for the records: ``kind`` is ack, retry, dead or release; ``copy``
     the new copy a retry published; ``arg`` the retry's delay (ms) or the dead letter's
-    reason."""
+    reason; ``follow`` a workflow step's follow (ack and dead)."""
 
     task_id: str
     token: int
@@ -77,6 +106,21 @@ class Settle:
     body: bytes = b""
     arg: str | int = ""
     result: StoredResult | None = None
+    follow: Follow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A workflow's message that a script registered (its record waits for it, and the
+    outbox keeps it): the broker publishes it to RabbitMQ, then :meth:`RedisRecords.confirm`
+    takes it out of the outbox. If that never happens, ``republish.lua`` sends it again."""
+
+    task_id: str
+    copy: int
+    queue: str
+    body: bytes
+    priority: int
+    due: int
 
 
 class Records(Protocol):
@@ -138,6 +182,7 @@ class RedisRecords:
         self.prefix = prefix
         self.results_prefix = results_prefix
         self._scripts = {name: client.register_script(src) for name, src in _sources().items()}
+        self.workflows = WorkflowReads(lambda: client, prefix)
 
     async def _call(self, name: str, args: Sequence[Any]) -> Any:
         return await self._scripts[name](keys=[], args=list(args), client=self._client)
@@ -157,6 +202,7 @@ class RedisRecords:
                 item.key or "",
                 int(item.key_ttl * 1000),
                 1 if item.reused_id else 0,
+                item.workflow or "",
             ]
         answers = await self._call("register", args)
         return [(_text(task_id), int(copy)) for task_id, copy in answers]
@@ -176,11 +222,52 @@ class RedisRecords:
         ]
 
     async def settle(self, batch: Sequence[Settle]) -> list[bool]:
+        return (await self.settle_with(batch))[0]
+
+    async def settle_with(self, batch: Sequence[Settle]) -> tuple[list[bool], list[Pending]]:
+        """:meth:`settle`, and the workflow messages its follows registered, to publish."""
         args: list[Any] = [self.prefix, RECORD_TTL_MS, FINISHED_TTL_MS, self.results_prefix]
         for s in batch:
             data, ttl = _result_args(s.result)
             args += [s.task_id, s.token, s.kind, s.copy, s.body, s.arg, data, ttl]
-        return [ok == 1 for ok in await self._call("settle", args)]
+            args += follow_args(s.follow)
+        oks, published = await self._call("settle", args)
+        return [ok == 1 for ok in oks], _pending(published)
+
+    # -- workflows (lua/*.lua, and the Redis broker's lua/workflows.lua) --------------
+
+    def _heads(self) -> list[Any]:
+        return [self.prefix, RECORD_TTL_MS, self.results_prefix]
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier]
+    ) -> list[Pending]:
+        args = [*self._heads(), *record_args(record)]
+        for barrier in barriers:
+            args += barrier_args(barrier)
+        return _pending(await self._call("open_workflow", args))
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> list[Pending]:
+        return _pending(await self._call("seal_barrier", [*self._heads(), barrier_id, size]))
+
+    async def follow(self, follow: Follow) -> list[Pending]:
+        return _pending(await self._call("follow", [*self._heads(), *follow_args(follow)]))
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        return abort_answer(
+            workflow_id, await self._call("abort_workflow", [self.prefix, workflow_id])
+        )
+
+    async def republish(self, cutoff_ms: int, limit: int = 1000) -> list[Pending]:
+        """Workflow messages registered before ``cutoff_ms`` whose publish was never
+        confirmed, each with a new copy (republish.lua)."""
+        return _pending(await self._call("republish", [self.prefix, cutoff_ms, limit]))
+
+    async def confirm(self, published: Sequence[Pending]) -> None:
+        """RabbitMQ confirmed these: they leave the outbox."""
+        if published:
+            members = [f"{p.copy}:{p.task_id}" for p in published]
+            await self._client.zrem(f"{self.prefix}:amqp:outbox", *members)
 
     async def abort(self, task_id: str, result: AbortResult) -> AbortOutcome:
         """Abort where the record says the task is (abort.lua); a waiting task's result
@@ -269,6 +356,21 @@ class RedisRecords:
             keys = [k async for k in self._client.scan_iter(match=pattern, count=1000)]
             for start in range(0, len(keys), 1000):
                 await self._client.delete(*keys[start : start + 1000])
+
+
+def _pending(flat: Sequence[Any]) -> list[Pending]:
+    """What a script registered for RabbitMQ, 6 values each."""
+    return [
+        Pending(
+            _text(flat[i]),
+            int(flat[i + 1]),
+            _text(flat[i + 2]),
+            bytes(flat[i + 3]),
+            int(flat[i + 4]),
+            int(flat[i + 5]),
+        )
+        for i in range(0, len(flat), 6)
+    ]
 
 
 def due_ms(not_before: float) -> int:

@@ -12,6 +12,9 @@ release       release.lua
 extend_lease  extend_lease.lua (here, or from the lease keeper's thread)
 reap          reap.lua (an XAUTOCLAIM cursor loop)
 abort         abort.lua
+workflows     a Follow applied by ack.lua / dead_letter.lua in the settlement's
+              script; open_workflow.lua, seal_barrier.lua, follow.lua,
+              abort_workflow.lua (workflows.py, lua/workflows.lua)
 ============  ==============================================================
 
 The header of each script states its contract; the key layout is in ``keys.py``.
@@ -37,11 +40,14 @@ from conveyor.brokers.base import (
     AbortResult,
     AbortSignalBuffer,
     Ack,
+    Barrier,
+    BarrierState,
     BrokerOptions,
     Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
+    Follow,
     Outgoing,
     Place,
     QueueDepth,
@@ -51,6 +57,7 @@ from conveyor.brokers.base import (
     TaskCounts,
     TaskLocation,
     WorkerInfo,
+    WorkflowRecord,
 )
 from conveyor.brokers.redis.connection import Scripts, new_client, reachable_client, split_url
 from conveyor.brokers.redis.counts import RedisCounters
@@ -61,6 +68,7 @@ from conveyor.brokers.redis.pubsub import ChannelListener
 from conveyor.brokers.redis.results import RedisResultStore
 from conveyor.brokers.redis.schedules import RedisScheduleStore
 from conveyor.brokers.redis.wakeup import FetchWaker
+from conveyor.brokers.redis.workflows import RedisWorkflows, follow_args
 from conveyor.errors import BrokerUnavailable, SettlementRefused
 from conveyor.result import AbortOutcome
 
@@ -98,6 +106,7 @@ class RedisBroker:
         self._schedules = RedisScheduleStore(self)
         self._events = RedisEventStore(self, self._options.events_max)
         self._counters = RedisCounters(self, self._options.counts_kept)
+        self._workflows = RedisWorkflows(self)
         self._waker = FetchWaker(lambda: self.client, lambda: self._blocking, self.keys.delays)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -237,6 +246,7 @@ class RedisBroker:
                 item.key or "",
                 int(item.key_ttl * 1000),
                 1 if item.reused_id else 0,
+                item.workflow or "",
             ]
         return args
 
@@ -281,7 +291,7 @@ class RedisBroker:
             except UnicodeDecodeError:
                 reason = "malformed entry: its task id is not UTF-8 text"
                 log.error("dead-lettering entry %s of %s: %s", entry_id, queue, reason)
-                broken += [stream, entry_id, raw_id, body, reason, b"", 0]
+                broken += [stream, entry_id, raw_id, body, reason, b"", 0, 0]
                 continue
             out.append(
                 Delivery(
@@ -431,6 +441,10 @@ class RedisBroker:
                 stream, entry = delivery.token
                 data, ttl = _result_args(outcome.result)
                 args += [stream, entry, delivery.task_id, data, ttl]
+                if outcome.follow is None:  # the hot path: no workflow
+                    args.append(0)
+                else:
+                    args += follow_args(outcome.follow)
         elif kind == "Retry":
             args = [group, consumer, prefix]
             for delivery, outcome in items:
@@ -445,6 +459,7 @@ class RedisBroker:
                 stream, entry = delivery.token
                 data, ttl = _result_args(outcome.result)
                 args += [stream, entry, delivery.task_id, delivery.body, outcome.reason, data, ttl]
+                args += follow_args(outcome.follow)
         else:
             args = [group, consumer]
             for delivery, _ in items:
@@ -688,6 +703,39 @@ class RedisBroker:
             return []
         records = await self.client.hmget(self.keys.workers, alive)
         return [msgspec.msgpack.decode(r, type=WorkerInfo) for r in records if r is not None]
+
+    # -- workflows (workflows.py) ----------------------------------------------------
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier] = ()
+    ) -> None:
+        await self._workflows.open(record, barriers)
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> None:
+        await self._workflows.seal(barrier_id, size)
+
+    async def apply_follow(self, follow: Follow) -> None:
+        await self._workflows.follow(follow)
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        return await self._workflows.barrier(barrier_id)
+
+    async def barrier_results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        return await self._workflows.results(barrier_id, start, stop)
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        return await self._workflows.abort(workflow_id)
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        return await self._workflows.get(workflow_id)
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[WorkflowRecord]:
+        return await self._workflows.listed(state, limit, offset)
+
+    async def workflow_counts(self) -> dict[str, int]:
+        return await self._workflows.counts()
 
     # -- counts (counts.py) ----------------------------------------------------------
 

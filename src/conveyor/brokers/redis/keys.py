@@ -34,7 +34,18 @@ p:events                        stream     the event log (field e = one encoded 
                                            field ["task","queue","status"] -> count
 {p}:counts:<minute start>       hash       the same for one minute, EXPIREAT its end +
                                            counts_kept
+p:wf:<workflow id>              hash       a workflow's record: s=state, c=created, f=ended,
+                                           t=ttl, i=info, x=failed task (PEXPIREAT)
+p:wf:<workflow id>:tasks        set        its tasks the broker holds (SREM as they end)
+p:workflows:<state>             zset       workflow ids by when their record expires (ms)
+p:bar:<barrier id>              hash       a group's barrier: w, n=size, j=joined,
+                                           f=failed, ff, x=fired, pt=partial, t=ttl ms, and
+                                           its callback (ci, cq, cb, cp, ck, ckt)
+p:bar:<barrier id>:r            hash       member index -> its outcome
+{p:q}:job:<task id> field w     -          the workflow the task belongs to
 ==============================  =========  =================================================
+
+The workflow keys' scripts and fields are described in ``lua/workflows.lua``.
 """
 
 from __future__ import annotations

@@ -23,11 +23,15 @@ SCRIPT_NAMES = (
     "requeue_dead",
     "delete_dead",
     "abort",
+    "open_workflow",
+    "seal_barrier",
+    "follow",
+    "abort_workflow",
 )
 
 
 def load_sources() -> dict[str, str]:
-    """Script name -> full Lua source (lib.lua + the script)."""
+    """Script name -> full Lua source (lib.lua, workflows.lua, then the script)."""
     folder = resources.files("conveyor.brokers.redis") / "lua"
-    lib = (folder / "lib.lua").read_text()
+    lib = (folder / "lib.lua").read_text() + "\n" + (folder / "workflows.lua").read_text()
     return {name: lib + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}

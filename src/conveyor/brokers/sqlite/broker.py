@@ -32,9 +32,10 @@ import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -42,11 +43,14 @@ from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
     AbortResult,
     Ack,
+    Barrier,
+    BarrierState,
     BrokerOptions,
     Capability,
     DeadLetter,
     DeadLetterEntry,
     Delivery,
+    Follow,
     Outgoing,
     Place,
     QueueDepth,
@@ -57,7 +61,9 @@ from conveyor.brokers.base import (
     TaskCounts,
     TaskLocation,
     WorkerInfo,
+    WorkflowRecord,
 )
+from conveyor.brokers.sqlite import workflows
 from conveyor.brokers.sqlite.connection import (
     DEFAULT_URL,
     MOUNTS_FILE,
@@ -79,6 +85,8 @@ from conveyor.message import MalformedMessage, decode_message
 from conveyor.result import AbortOutcome
 
 __all__ = ["SqliteBroker", "SqliteLeaseKeeper"]
+
+T = TypeVar("T")
 
 _Claim = tuple[list[Delivery], float | None]
 
@@ -161,39 +169,48 @@ class SqliteBroker:
         return await self._db.run(self._publish, list(batch), self._clock.now())
 
     def _publish(self, conn: sqlite3.Connection, batch: list[Outgoing], now: float) -> list[str]:
-        ids: list[str] = []
         touched: set[str] = set()
         with transaction(conn):
-            (last,) = conn.execute(QUERIES.take_seq, {"n": len(batch)}).fetchone()
-            for seq, item in enumerate(batch, start=last - len(batch) + 1):
-                if item.key is not None:
-                    row = conn.execute(QUERIES.find_key, {"key": item.key, "now": now}).fetchone()
-                    if row is not None:
-                        ids.append(row[0])
-                        continue
-                inserted = conn.execute(
-                    QUERIES.publish,
-                    {
-                        "task_id": item.task_id,
-                        "queue": item.queue,
-                        "body": item.body,
-                        "priority": item.priority,
-                        "seq": seq,
-                        "available_at": item.not_before,
-                        "now": now,
-                        "key": item.key,
-                        "key_ttl": item.key_ttl,
-                    },
-                ).rowcount
-                if inserted:
-                    touched.add(item.queue)
-                    if item.reused_id:  # its old result must not answer the new run's waiters
-                        conn.execute(QUERIES.delete_result, {"task_id": item.task_id})
-                        conn.execute(QUERIES.delete_progress, {"task_id": item.task_id})
-                    if item.key is not None:
-                        conn.execute(QUERIES.hold_key, {"key": item.key, "task_id": item.task_id})
-                ids.append(item.task_id)
+            ids = self._insert(conn, batch, now, touched)
         self._db.queue_wake.notify(touched)
+        return ids
+
+    def _insert(
+        self, conn: sqlite3.Connection, batch: Sequence[Outgoing], now: float, touched: set[str]
+    ) -> list[str]:
+        """Insert messages in the caller's transaction; adds the queues it made work
+        ready in (or delayed) to ``touched``, for the caller to announce after its commit."""
+        ids: list[str] = []
+        (last,) = conn.execute(QUERIES.take_seq, {"n": len(batch)}).fetchone()
+        for seq, item in enumerate(batch, start=last - len(batch) + 1):
+            if item.key is not None:
+                row = conn.execute(QUERIES.find_key, {"key": item.key, "now": now}).fetchone()
+                if row is not None:
+                    ids.append(row[0])
+                    continue
+            inserted = conn.execute(
+                QUERIES.publish,
+                {
+                    "task_id": item.task_id,
+                    "queue": item.queue,
+                    "body": item.body,
+                    "priority": item.priority,
+                    "seq": seq,
+                    "available_at": item.not_before,
+                    "now": now,
+                    "key": item.key,
+                    "key_ttl": item.key_ttl,
+                    "workflow": item.workflow,
+                },
+            ).rowcount
+            if inserted:
+                touched.add(item.queue)
+                if item.reused_id:  # its old result must not answer the new run's waiters
+                    conn.execute(QUERIES.delete_result, {"task_id": item.task_id})
+                    conn.execute(QUERIES.delete_progress, {"task_id": item.task_id})
+                if item.key is not None:
+                    conn.execute(QUERIES.hold_key, {"key": item.key, "task_id": item.task_id})
+            ids.append(item.task_id)
         return ids
 
     # -- fetch ---------------------------------------------------------------------
@@ -341,6 +358,8 @@ class SqliteBroker:
                         results.append(outcome.result)
                 else:
                     raise TypeError(f"unknown settlement outcome: {outcome!r}")
+                if owned and isinstance(outcome, Ack | DeadLetter) and outcome.follow:
+                    workflows.apply_follow(conn, outcome.follow, now, self._insert, ready, results)
                 done.append(owned)
             store_results(conn, results, now)
         self._db.queue_wake.notify(ready)
@@ -499,6 +518,65 @@ class SqliteBroker:
     async def workers(self) -> list[WorkerInfo]:
         """The workers whose heartbeat has not expired."""
         return await self._db.run(_workers, self._clock.now())
+
+    # -- workflows (workflows.py) ---------------------------------------------------
+
+    async def open_workflow(
+        self, record: WorkflowRecord | None, barriers: Sequence[Barrier] = ()
+    ) -> None:
+        """Save the record (its state kept when it exists) and open the barriers, in one
+        transaction."""
+        await self._changing(workflows.open_workflow, record, list(barriers))
+
+    async def seal_barrier(self, barrier_id: str, size: int) -> None:
+        """Give the barrier its size, firing its callback if every member joined."""
+        await self._changing(workflows.seal_barrier, barrier_id, size)
+
+    async def apply_follow(self, follow: Follow) -> None:
+        """Apply a Follow in a transaction of its own."""
+        stored = await self._changing(workflows.follow_alone, follow)
+        self._db.result_wake.notify(result.task_id for result in stored)
+
+    async def _changing(self, change: Callable[..., T], *args: Any) -> T:
+        """Run ``change(conn, *args, now, publish, touched)`` on the database thread and
+        announce the queues it published to."""
+        touched: set[str] = set()
+        now = self._clock.now()
+
+        def run(conn: sqlite3.Connection) -> T:
+            return change(conn, *args, now, self._insert, touched)
+
+        done = await self._db.run(run)
+        self._db.queue_wake.notify(touched)
+        return done
+
+    async def barrier(self, barrier_id: str) -> BarrierState | None:
+        """Where the barrier stands, or None."""
+        return await self._db.run(workflows.barrier_state, barrier_id, self._clock.now())
+
+    async def barrier_results(self, barrier_id: str, start: int, stop: int) -> list[bytes | None]:
+        """The outcomes in slots ``start`` to ``stop - 1``."""
+        return await self._db.run(
+            workflows.barrier_results, barrier_id, start, stop, self._clock.now()
+        )
+
+    async def abort_workflow(self, workflow_id: str) -> tuple[WorkflowRecord | None, list[str]]:
+        """Set a running workflow aborted; its record before, and the tasks still held."""
+        return await self._db.run(workflows.abort_workflow, workflow_id, self._clock.now())
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow's record, or None."""
+        return await self._db.run(workflows.get_workflow, workflow_id, self._clock.now())
+
+    async def workflows(
+        self, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[WorkflowRecord]:
+        """Records (in ``state``, or all), newest first."""
+        return await self._db.run(workflows.list_workflows, state, limit, offset, self._clock.now())
+
+    async def workflow_counts(self) -> dict[str, int]:
+        """How many workflows are kept, by state."""
+        return await self._db.run(workflows.count_workflows, self._clock.now())
 
     # -- counts --------------------------------------------------------------------
 

@@ -292,9 +292,12 @@ def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
     if columns and "abort_requested" not in columns:  # files of versions 1 to 3
         upgrades.append("ALTER TABLE tasks ADD COLUMN abort_requested INTEGER NOT NULL DEFAULT 0;")
+    if columns and "workflow" not in columns:  # files of versions 1 to 5
+        upgrades.append("ALTER TABLE tasks ADD COLUMN workflow TEXT;")
     try:
+        # the upgrades first: the schema's indexes may name the columns they add
         conn.executescript(
-            f"BEGIN IMMEDIATE;\n{SCHEMA}\n{''.join(upgrades)}\n"
+            f"BEGIN IMMEDIATE;\n{''.join(upgrades)}\n{SCHEMA}\n"
             f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
         )
     except sqlite3.OperationalError as exc:

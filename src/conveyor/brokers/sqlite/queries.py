@@ -22,8 +22,9 @@ from importlib import resources
 __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "Queries", "parse_queries"]
 
 # 2: tasks.crashes; 3: no schedule_ticks table; 4: tasks.abort_requested; 5: the task_counts
-# and task_count_minutes tables. Older files are upgraded in place.
-SCHEMA_VERSION = 5
+# and task_count_minutes tables; 6: tasks.workflow and the workflows, barriers and
+# barrier_slots tables. Older files are upgraded in place.
+SCHEMA_VERSION = 6
 
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
@@ -80,6 +81,24 @@ class Queries:
     forget_count_minutes: str
     count_totals: str
     count_minutes: str
+    save_workflow: str
+    open_barrier: str
+    join_slot: str
+    count_join: str
+    fire_barrier: str
+    seal_barrier: str
+    get_barrier: str
+    barrier_results: str
+    workflow_state: str
+    finish_workflow: str
+    abort_workflow: str
+    workflow_tasks: str
+    get_workflow: str
+    list_workflows: str
+    count_workflows: str
+    purge_workflows: str
+    purge_barrier_slots: str
+    purge_barriers: str
 
     def purges(self) -> tuple[str, ...]:
         """The statements that delete expired rows, for periodic maintenance."""
@@ -88,6 +107,9 @@ class Queries:
             self.purge_progress,
             self.purge_keys,
             self.purge_workers,
+            self.purge_workflows,
+            self.purge_barrier_slots,  # before their barriers: they are found by them
+            self.purge_barriers,
         )
 
 

@@ -15,11 +15,12 @@ WHERE key = :key AND (expires_at IS NULL OR expires_at > :now);
 
 -- publish --
 -- Insert one message, ready or delayed; a task id that is already queued or running inserts nothing.
-INSERT INTO tasks (task_id, queue, body, priority, seq, state, available_at, enqueued_at, key, key_ttl)
+INSERT INTO tasks (task_id, queue, body, priority, seq, state, available_at, enqueued_at, key, key_ttl,
+                   workflow)
 VALUES (
     :task_id, :queue, :body, :priority, :seq,
     CASE WHEN :available_at > :now THEN 'delayed' ELSE 'ready' END,
-    :available_at, :now, :key, :key_ttl
+    :available_at, :now, :key, :key_ttl, :workflow
 )
 ON CONFLICT (task_id) DO NOTHING;
 
@@ -267,3 +268,109 @@ SELECT task, queue, status, count FROM task_counts;
 -- The counts of the minutes that start at or after :since, oldest first.
 SELECT minute, task, queue, status, count FROM task_count_minutes
 WHERE minute >= :since ORDER BY minute;
+
+-- save_workflow --
+-- Save a workflow's record; over an existing one, only its info and ttl (its state stays).
+INSERT INTO workflows (workflow_id, state, created_at, finished_at, ttl, info, failed_task, expires_at)
+VALUES (:workflow_id, :state, :created_at, :finished_at, :ttl, :info, :failed_task, :expires_at)
+ON CONFLICT (workflow_id) DO UPDATE SET
+    info = excluded.info,
+    ttl = excluded.ttl,
+    expires_at = (CASE WHEN state = 'running' THEN created_at ELSE finished_at END) + excluded.ttl;
+
+-- open_barrier --
+-- Open a group's barrier, unless it was opened before (a continuation started twice keeps it).
+INSERT INTO barriers (barrier_id, workflow, size, partial, ttl, expires_at, callback_id,
+                      callback_queue, callback_body, callback_priority, callback_key,
+                      callback_key_ttl)
+VALUES (:barrier_id, :workflow, :size, :partial, :ttl, :now + :ttl, :callback_id,
+        :callback_queue, :callback_body, :callback_priority, :callback_key, :callback_key_ttl)
+ON CONFLICT (barrier_id) DO NOTHING;
+
+-- join_slot --
+-- Keep a member's outcome in its slot of a live barrier; nothing when the slot is taken.
+INSERT INTO barrier_slots (barrier_id, idx, data)
+SELECT :barrier_id, :idx, :data
+WHERE EXISTS (SELECT 1 FROM barriers WHERE barrier_id = :barrier_id AND expires_at > :now)
+ON CONFLICT (barrier_id, idx) DO NOTHING;
+
+-- count_join --
+-- Count a member that joined its barrier (and a failure, the first one's index), and keep the barrier ttl more seconds.
+UPDATE barriers
+SET joined = joined + 1,
+    failed = failed + :failed,
+    first_failure = CASE WHEN :failed AND first_failure IS NULL THEN :idx ELSE first_failure END,
+    expires_at = :now + ttl
+WHERE barrier_id = :barrier_id;
+
+-- fire_barrier --
+-- Mark a barrier fired when every member joined, or (not partial) one failed; returns its callback, once.
+UPDATE barriers SET fired = 1
+WHERE barrier_id = :barrier_id AND fired = 0 AND expires_at > :now
+  AND ((size IS NOT NULL AND joined >= size) OR (failed > 0 AND partial = 0))
+RETURNING workflow, callback_id, callback_queue, callback_body, callback_priority, callback_key,
+          callback_key_ttl;
+
+-- seal_barrier --
+-- Give a barrier its size, once the producer published every member.
+UPDATE barriers SET size = :size, expires_at = :now + ttl
+WHERE barrier_id = :barrier_id AND expires_at > :now;
+
+-- get_barrier --
+-- Where a live barrier stands.
+SELECT workflow, size, joined, failed, first_failure, fired, partial FROM barriers
+WHERE barrier_id = :barrier_id AND expires_at > :now;
+
+-- barrier_results --
+-- The outcomes in slots :start to :stop - 1 of a live barrier.
+SELECT idx, data FROM barrier_slots
+WHERE barrier_id = :barrier_id AND idx >= :start AND idx < :stop
+  AND EXISTS (SELECT 1 FROM barriers WHERE barrier_id = :barrier_id AND expires_at > :now);
+
+-- workflow_state --
+-- The state of a live workflow (an aborted one publishes nothing more).
+SELECT state FROM workflows WHERE workflow_id = :workflow_id AND expires_at > :now;
+
+-- finish_workflow --
+-- End a running workflow, with the task whose failure ended it; kept ttl more seconds.
+UPDATE workflows
+SET state = :state, finished_at = :now, failed_task = :failed_task, expires_at = :now + ttl
+WHERE workflow_id = :workflow_id AND state = 'running' AND expires_at > :now;
+
+-- abort_workflow --
+-- Set a running workflow aborted; kept ttl more seconds.
+UPDATE workflows SET state = 'aborted', finished_at = :now, expires_at = :now + ttl
+WHERE workflow_id = :workflow_id AND state = 'running' AND expires_at > :now;
+
+-- workflow_tasks --
+-- The tasks of a workflow the broker holds (waiting or leased).
+SELECT task_id FROM tasks WHERE workflow = :workflow_id ORDER BY task_id;
+
+-- get_workflow --
+-- A live workflow's record.
+SELECT workflow_id, state, created_at, finished_at, ttl, info, failed_task FROM workflows
+WHERE workflow_id = :workflow_id AND expires_at > :now;
+
+-- list_workflows --
+-- A page of live workflow records (in :state, or all when NULL), newest first.
+SELECT workflow_id, state, created_at, finished_at, ttl, info, failed_task FROM workflows
+WHERE expires_at > :now AND (:state IS NULL OR state = :state)
+ORDER BY created_at DESC, workflow_id
+LIMIT :limit OFFSET :offset;
+
+-- count_workflows --
+-- How many live workflows are in each state.
+SELECT state, count(*) FROM workflows WHERE expires_at > :now GROUP BY state;
+
+-- purge_workflows --
+-- Delete workflow records past their ttl.
+DELETE FROM workflows WHERE expires_at <= :now;
+
+-- purge_barrier_slots --
+-- Delete the outcomes kept by barriers past their ttl.
+DELETE FROM barrier_slots
+WHERE barrier_id IN (SELECT barrier_id FROM barriers WHERE expires_at <= :now);
+
+-- purge_barriers --
+-- Delete barriers past their ttl.
+DELETE FROM barriers WHERE expires_at <= :now;

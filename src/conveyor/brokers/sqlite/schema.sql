@@ -24,7 +24,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     crashes          INTEGER NOT NULL DEFAULT 0,
     -- 1 once abort() was asked while the task was leased: its worker cancels it and a
     -- later claim (after a reap or retry) ends it as aborted without running it
-    abort_requested  INTEGER NOT NULL DEFAULT 0
+    abort_requested  INTEGER NOT NULL DEFAULT 0,
+    -- the workflow it belongs to (abort_workflow finds the tasks held by it)
+    workflow         TEXT
 );
 
 -- The claim order: highest priority first, then publish order (seq), per queue.
@@ -34,6 +36,8 @@ CREATE INDEX IF NOT EXISTS tasks_delayed ON tasks (available_at)
     WHERE state = 'delayed';
 CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (lease_expires_at)
     WHERE state = 'leased';
+CREATE INDEX IF NOT EXISTS tasks_workflow ON tasks (workflow)
+    WHERE workflow IS NOT NULL;
 
 -- Monotonic counters shared by every process: 'seq' orders messages within a priority,
 -- 'lease_token' fences each claim (a larger token for every claim, never reused).
@@ -109,4 +113,50 @@ CREATE TABLE IF NOT EXISTS task_count_minutes (
     status TEXT NOT NULL,
     count  INTEGER NOT NULL,
     PRIMARY KEY (minute, task, queue, status)
+) WITHOUT ROWID;
+
+-- Workflows (Capability.WORKFLOWS). A record is kept ttl seconds after it started, then
+-- after it ended (expires_at); info is the core's description, opaque here.
+CREATE TABLE IF NOT EXISTS workflows (
+    workflow_id TEXT PRIMARY KEY,
+    state       TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'aborted')),
+    created_at  REAL NOT NULL,
+    finished_at REAL NOT NULL DEFAULT 0,
+    ttl         REAL NOT NULL,
+    info        BLOB NOT NULL,
+    failed_task TEXT NOT NULL DEFAULT '',
+    expires_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS workflows_created ON workflows (created_at);
+CREATE INDEX IF NOT EXISTS workflows_expiry ON workflows (expires_at);
+
+-- A group's barrier: how many members joined (failed ones too), its size (NULL until the
+-- producer sealed it), whether its callback was published, and the callback itself. Kept
+-- ttl seconds after its last change.
+CREATE TABLE IF NOT EXISTS barriers (
+    barrier_id        TEXT PRIMARY KEY,
+    workflow          TEXT NOT NULL,
+    size              INTEGER,
+    joined            INTEGER NOT NULL DEFAULT 0,
+    failed            INTEGER NOT NULL DEFAULT 0,
+    first_failure     INTEGER,
+    fired             INTEGER NOT NULL DEFAULT 0,
+    partial           INTEGER NOT NULL DEFAULT 0,
+    ttl               REAL NOT NULL,
+    expires_at        REAL NOT NULL,
+    callback_id       TEXT NOT NULL,
+    callback_queue    TEXT NOT NULL,
+    callback_body     BLOB NOT NULL,
+    callback_priority INTEGER NOT NULL DEFAULT 0,
+    callback_key      TEXT,
+    callback_key_ttl  REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS barriers_expiry ON barriers (expires_at);
+
+-- Each member's outcome (an encoded Result), by its index in its group.
+CREATE TABLE IF NOT EXISTS barrier_slots (
+    barrier_id TEXT NOT NULL,
+    idx        INTEGER NOT NULL,
+    data       BLOB NOT NULL,
+    PRIMARY KEY (barrier_id, idx)
 ) WITHOUT ROWID;

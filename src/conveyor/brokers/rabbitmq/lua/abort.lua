@@ -20,6 +20,7 @@ end
 if f[2] ~= ARGV[4] then return 'changed' end
 store_result(ARGV[7], task_id, ARGV[5], ARGV[6])
 end_key(prefix, job, task_id)
+workflow_done(prefix, job, task_id)
 redis.call('HSET', job, 's', 'a')
 redis.call('HDEL', job, 'b')
 redis.call('ZREM', delayed_set(prefix, f[3]), task_id)

@@ -1,11 +1,15 @@
 -- settle.lua: end or park attempts, each only if its lease token is still the current one
 -- (a worker whose lease was taken over changes nothing: fencing).
 -- KEYS: none.  ARGV: prefix, record ttl ms, finished ttl ms, the results' prefix, then per
---   settlement 8 values:
+--   settlement 8 values and a workflow follow:
 --   task id, token, kind (ack, retry, dead, release), copy (retry: the number of the copy
 --   just published), body (retry, release: kept for abort), delay ms (retry) or reason
---   (dead), result bytes ('' = none), result ttl ms (<= 0: no expiry).
--- Returns 1 per settlement applied, 0 per one refused.
+--   (dead), result bytes ('' = none), result ttl ms (<= 0: no expiry), the follow (a
+--   count, then that many values; 0 = none: workflows.lua).
+-- Returns {per settlement 1 applied or 0 refused, the messages its follows registered
+--   (6 values each, see outbox_publisher): the caller publishes them to RabbitMQ}.
+-- An ack or dead letter applies its follow in this same step: what comes next is
+-- registered (and in the outbox), its group barrier joined, its workflow ended.
 -- ack: the record stays finished for max(key ttl, finished ttl), so a redelivery of a
 --   message whose AMQP ack was lost is dropped instead of run again.
 -- dead: the record stays until the dead letter is requeued or deleted.
@@ -14,9 +18,13 @@
 local prefix, record_ttl, done_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local results = ARGV[4]
 local now = now_ms()
-local out = {}
-for i = 5, #ARGV, 8 do
+local out, published = {}, {}
+local publish = outbox_publisher(prefix, record_ttl, results, now, published)
+local store = function(t, data, ttl) store_result(results, t, data, ttl) end
+local i = 5
+while i <= #ARGV do
   local task_id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local follow, after = read_follow(ARGV, i + 8)
   local job = job_key(prefix, task_id)
   local f = redis.call('HMGET', job, 's', 't', 'q', 'kt', 'a')
   if f[1] ~= 'r' or f[2] ~= token then
@@ -26,6 +34,7 @@ for i = 5, #ARGV, 8 do
     if kind == 'ack' or kind == 'dead' then
       store_result(results, task_id, ARGV[i + 6], ARGV[i + 7])
       end_key(prefix, job, task_id)
+      workflow_done(prefix, job, task_id)
       redis.call('HDEL', job, 'b', 'x')
       if kind == 'ack' then
         redis.call('HSET', job, 's', 'f')
@@ -34,6 +43,7 @@ for i = 5, #ARGV, 8 do
         redis.call('HSET', job, 's', 'd', 'dr', ARGV[i + 5], 'dt', now)
         redis.call('PERSIST', job)
       end
+      if follow then apply_follow(prefix, follow, now, publish, store) end
     elseif kind == 'retry' then
       local delay = tonumber(ARGV[i + 5])
       local due = now + delay
@@ -48,5 +58,6 @@ for i = 5, #ARGV, 8 do
     end
     out[#out + 1] = 1
   end
+  i = after
 end
-return out
+return {out, published}

@@ -47,6 +47,6 @@ else
   redis.call('ZREM', tag .. ':delayed', task_id)
 end
 store_result(prefix, task_id, ARGV[5], ARGV[6])
-release_key(tag, job)
+release_key(tag, job, prefix)
 redis.call('DEL', job)
 return 'dequeued'

@@ -38,9 +38,10 @@ local function owned(stream, group, consumer, id)
   return ok and #p == 1
 end
 
--- Let the idempotency key expire key-ttl after the task ended.
-local function release_key(tag, job)
-  local k = redis.call('HMGET', job, 'k', 'kt')
+-- The task ended: let its idempotency key expire key-ttl after now, and take it out of its
+-- workflow's set of held tasks.
+local function release_key(tag, job, prefix)
+  local k = redis.call('HMGET', job, 'k', 'kt', 'w')
   if k[1] and k[1] ~= '' then
     local ttl = tonumber(k[2]) or 0
     if ttl > 0 then
@@ -48,6 +49,9 @@ local function release_key(tag, job)
     else
       redis.call('DEL', tag .. ':key:' .. k[1])
     end
+  end
+  if k[3] and k[3] ~= '' then
+    redis.call('SREM', prefix .. ':wf:' .. k[3] .. ':tasks', string.sub(job, #tag + 6))
   end
 end
 
@@ -108,6 +112,54 @@ local function announce_due(tag, prefix, task_id, due)
   local first = redis.call('ZRANGE', tag .. ':delayed', 0, 0)
   if first[1] == task_id then
     redis.call('PUBLISH', prefix .. ':delays', due .. ' ' .. tag)
+  end
+end
+
+-- Publish one message to the queue of `tag`, with idempotency; the task id that stands for
+-- it (see publish.lua). `workflow` ('' = none): the workflow whose set of held tasks it
+-- joins.
+local function publish_to(tag, group, prefix, now, id, body, prio, due, key, key_ttl, reused, workflow)
+  local job = tag .. ':job:' .. id
+  local existing = false
+  if key ~= '' then existing = redis.call('GET', tag .. ':key:' .. key) end
+  if not existing then
+    local dead = redis.call('HMGET', job, 's', 'd')
+    if dead[1] == 'dead' then
+      -- the caller reuses a dead-lettered task's id on purpose: a new run replaces it
+      if dead[2] then redis.call('XDEL', tag .. ':dlq', dead[2]) end
+      redis.call('DEL', job)
+    end
+  end
+  if existing then return existing end
+  if redis.call('EXISTS', job) == 1 then return id end
+  if reused == '1' then
+    -- its old result and progress must not answer the new run's waiters
+    redis.call('DEL', prefix .. ':result:' .. id, prefix .. ':progress:' .. id)
+  end
+  if key ~= '' then redis.call('SET', tag .. ':key:' .. key, id) end
+  if due > now then
+    redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'b', body)
+    redis.call('ZADD', tag .. ':delayed', due, id)
+    announce_due(tag, prefix, id, due)
+  else
+    local e = enqueue(tag, group, id, body, prio)
+    redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'e', e)
+  end
+  if workflow ~= '' then
+    redis.call('HSET', job, 'w', workflow)
+    redis.call('SADD', prefix .. ':wf:' .. workflow .. ':tasks', id)
+  end
+  return id
+end
+
+-- The publish of a workflow's scripts (workflows.lua): a message {task id, queue, body,
+-- priority, due ms, key, key ttl ms, reused, workflow} to its queue's stream.
+local function stream_publisher(prefix, group, now)
+  return function(m)
+    redis.call('SADD', prefix .. ':queues', m[2])
+    local tag = '{' .. prefix .. ':' .. m[2] .. '}'
+    return publish_to(tag, group, prefix, now, m[1], m[3], m[4], tonumber(m[5]), m[6], m[7],
+      m[8], m[9])
   end
 end
 
