@@ -504,14 +504,17 @@ def run_worker(
     grace: float | None = None,
     max_tasks: int | None = None,
     on_started: Callable[[], None] | None = None,
+    connect: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Run a worker in this process until SIGTERM/SIGINT (or ``max_tasks``); returns the
-    exit code. This is what each ``conveyor worker`` child runs. ``on_started`` is called
-    once the worker has connected, run the startup handlers and begun fetching: an error
-    raised before that is a failure to start, one raised after it a crash."""
+    exit code. This is what each ``conveyor worker`` child runs. ``connect`` connects the
+    app (default ``app.connect``; the child's waits for the broker). ``on_started`` is
+    called once the worker has connected, run the startup handlers and begun fetching: an
+    error raised before that is a failure to start, one raised after it a crash."""
 
     async def main() -> int:
-        async with app:
+        await (connect or app.connect)()
+        try:
             worker = app.worker(concurrency, queues, grace=grace, max_tasks=max_tasks)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -525,6 +528,8 @@ def run_worker(
             finally:
                 await worker.stop()
             log.debug("worker ran %.1fs", time.monotonic() - started)
+        finally:
+            await app.close()
         return 0
 
     return asyncio.run(main())
