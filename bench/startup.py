@@ -4,12 +4,20 @@
     python bench/startup.py                      # conveyor on SQLite and Redis, ardiq; 7 runs each
     python bench/startup.py --runs 11 --peers conveyor-redis,ardiq
     python bench/startup.py --workers 2          # `conveyor worker --workers 2`
+    # before/after in one run: another checkout's sources as the NAME@baseline peers
+    git archive main src | tar -x -C /tmp/base
+    python bench/startup.py --baseline-src /tmp/base/src \
+        --peers conveyor-sqlite,conveyor-sqlite@baseline,conveyor-redis,conveyor-redis@baseline
 
 One task is enqueued before the worker starts (by a producer process that has exited by
 then). The clock starts just before the worker command is started and stops when the
 task's body begins: the task writes ``time.monotonic()`` (system-wide on Linux, so
 comparable across processes) to a file. The worker is then stopped with SIGTERM. The
-script prints the median, the fastest and the slowest of ``--runs`` runs per peer.
+script prints the median, the fastest and the slowest of ``--runs`` runs per peer,
+after one untimed run per peer that fills the page cache and writes the bytecode caches
+(``PYTHONDONTWRITEBYTECODE`` is dropped from the workers' environment: an installed
+package has its ``.pyc`` files, and compiling Conveyor's sources on every start would
+double its import time). Runs are interleaved, one per peer per round.
 
 Conveyor runs from this checkout (``src/`` on ``PYTHONPATH``) with the interpreter that
 runs this script. ardiq runs from ``bench/.venvs/ardiq`` (created by ``bench/run.py
@@ -56,6 +64,7 @@ async def first() -> None:
 async def enqueue_one() -> None:
     async with app:
         await first.kiq()
+    print("enqueued", flush=True)
 '''
 
 ARDIQ_APP = '''
@@ -74,6 +83,7 @@ async def first() -> None:
 
 async def enqueue_one() -> None:
     await first.enqueue()
+    print("enqueued", flush=True)
 '''
 
 
@@ -101,13 +111,13 @@ def _flush(redis_url: str) -> Callable[[], None]:
     return flush
 
 
-def _conveyor(name: str, broker_url: str, reset: Callable[[], None]) -> Peer:
+def _conveyor(name: str, broker_url: str, reset: Callable[[], None], src: Path) -> Peer:
     def worker(workers: int) -> list[str]:
         return [sys.executable, "-m", "conveyor.cli", "worker", "startup_app:app",
                 "--workers", str(workers), "--log-level", "WARNING"]
 
     return Peer(name, sys.executable, CONVEYOR_APP, worker,
-                {"CONVEYOR_BROKER_URL": broker_url, "PYTHONPATH": str(REPO / "src")}, reset)
+                {"CONVEYOR_BROKER_URL": broker_url, "PYTHONPATH": str(src)}, reset)
 
 
 def _ardiq(redis_url: str) -> Peer:
@@ -129,15 +139,20 @@ def one_run(peer: Peer, workdir: Path, workers: int, timeout: float) -> float:
     """Seconds from starting the worker command to its first task starting."""
     mark = workdir / "started"
     mark.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    # bytecode caches are written (by the warm-up run) and used, as in an installed package
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CONVEYOR_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(peer.env)
     env["STARTUP_MARK"] = str(mark)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(workdir), env.get("PYTHONPATH")]))
     peer.reset()
-    subprocess.run(
+    produced = subprocess.run(
         [peer.python, "-c", "import asyncio, startup_app; asyncio.run(startup_app.enqueue_one())"],
-        env=env, cwd=workdir, check=True, timeout=60, capture_output=True,
+        env=env, cwd=workdir, timeout=60, capture_output=True, text=True,
     )
+    # what matters is the enqueue: ardiq 1.2.0's producer sometimes segfaults at exit after
+    if "enqueued" not in produced.stdout:
+        raise RuntimeError(f"{peer.name}: the producer failed:\n{produced.stderr}")
     log = (workdir / "worker.log").open("wb")
     t0 = time.monotonic()
     worker = subprocess.Popen(peer.worker(workers), env=env, cwd=workdir, stdout=log,
@@ -161,48 +176,66 @@ def one_run(peer: Peer, workdir: Path, workers: int, timeout: float) -> float:
         log.close()
 
 
+def _make_peer(name: str, workdir: Path, opts: argparse.Namespace) -> Peer:
+    base, _, variant = name.partition("@")
+    src = opts.src if not variant else opts.baseline_src
+    if variant and (variant != "baseline" or src is None):
+        raise SystemExit(f"{name!r}: only NAME@baseline, with --baseline-src")
+    if base == "conveyor-sqlite":
+        db = workdir / "startup.db"
+
+        def reset() -> None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+        return _conveyor(name, f"sqlite:///{db}", reset, src)
+    if base == "conveyor-redis":
+        return _conveyor(name, opts.redis_url, _flush(opts.redis_url), src)
+    if base == "ardiq" and not variant:
+        return _ardiq(opts.redis_url)
+    raise SystemExit(f"unknown peer {name!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--peers", default="conveyor-sqlite,conveyor-redis,ardiq")
+    parser.add_argument("--peers", default="conveyor-sqlite,conveyor-redis,ardiq",
+                        help="comma-separated; NAME@baseline runs NAME from --baseline-src")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--src", type=Path, default=REPO / "src",
+                        help="the Conveyor sources to run (default: this checkout's)")
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="another checkout's src/, run by the NAME@baseline peers")
     opts = parser.parse_args()
     wanted = [p.strip() for p in opts.peers.split(",") if p.strip()]
-    rows: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory(prefix="conveyor-startup-") as tmp:
+        peers: list[tuple[Peer, Path]] = []
         for name in wanted:
-            workdir = Path(tmp) / name
+            workdir = Path(tmp) / name.replace("@", "-")
             workdir.mkdir()
             try:
-                if name == "conveyor-sqlite":
-                    db = workdir / "startup.db"
-
-                    def reset(db: Path = db) -> None:
-                        for suffix in ("", "-wal", "-shm"):
-                            Path(f"{db}{suffix}").unlink(missing_ok=True)
-
-                    peer = _conveyor(name, f"sqlite:///{db}", reset)
-                elif name == "conveyor-redis":
-                    peer = _conveyor(name, opts.redis_url, _flush(opts.redis_url))
-                elif name == "ardiq":
-                    peer = _ardiq(opts.redis_url)
-                else:
-                    raise SystemExit(f"unknown peer {name!r}")
+                peer = _make_peer(name, workdir, opts)
             except Exception as exc:  # noqa: BLE001 - a peer that cannot be set up is reported
                 print(f"{name}: left out: {exc}")
                 continue
             (workdir / "startup_app.py").write_text(peer.app_source)
-            one_run(peer, workdir, opts.workers, opts.timeout)  # warm the page cache
-            times = [one_run(peer, workdir, opts.workers, opts.timeout) for _ in range(opts.runs)]
-            rows.append((name, times))
-            print(f"{name}: " + " ".join(f"{t:.3f}" for t in times), flush=True)
+            one_run(peer, workdir, opts.workers, opts.timeout)  # bytecode and page caches
+            peers.append((peer, workdir))
+        # rounds outermost, as bench/run.py: drift on a busy machine hits every peer alike
+        times: dict[str, list[float]] = {peer.name: [] for peer, _ in peers}
+        for _ in range(opts.runs):
+            for peer, workdir in peers:
+                times[peer.name].append(one_run(peer, workdir, opts.workers, opts.timeout))
+    for name, seconds in times.items():
+        print(f"{name}: " + " ".join(f"{t:.3f}" for t in seconds))
     print(f"\nworker start -> first task started, --workers {opts.workers}, "
           f"{opts.runs} runs (seconds)")
-    print(f"{'peer':<18}{'median':>8}{'min':>8}{'max':>8}")
-    for name, times in rows:
-        print(f"{name:<18}{statistics.median(times):>8.3f}{min(times):>8.3f}{max(times):>8.3f}")
+    print(f"{'peer':<26}{'median':>8}{'min':>8}{'max':>8}")
+    for name, seconds in times.items():
+        print(f"{name:<26}{statistics.median(seconds):>8.3f}{min(seconds):>8.3f}"
+              f"{max(seconds):>8.3f}")
 
 
 if __name__ == "__main__":
