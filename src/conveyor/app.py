@@ -36,7 +36,6 @@ from conveyor.hooks import Hook, HookSet
 from conveyor.portal import Connections
 from conveyor.result import AbortOutcome
 from conveyor.retry import Backoff
-from conveyor.scheduler.schedule import Schedule, schedule_from_entry
 from conveyor.send import Call, build_message, encode, send
 from conveyor.settings import Settings
 from conveyor.task import (
@@ -51,6 +50,7 @@ from conveyor.task import (
 
 if TYPE_CHECKING:
     from conveyor.scheduler.book import ScheduleBook
+    from conveyor.scheduler.schedule import Schedule
     from conveyor.worker.consumer import Worker
 
 __all__ = ["Conveyor", "NoResultStore", "broker_options"]
@@ -163,7 +163,11 @@ class Conveyor:
         ``{"cron": "..."}`` dicts. A wrong option raises ``TypeError`` or ``ValueError``
         naming it, here rather than in a worker.
         """
-        entries = [schedule_from_entry(entry) for entry in schedule or ()]
+        entries: list[Schedule] = []
+        if schedule:  # cron parsing and time zones load only for tasks that have one
+            from conveyor.scheduler.schedule import schedule_from_entry
+
+            entries = [schedule_from_entry(entry) for entry in schedule]
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
