@@ -15,6 +15,7 @@ from conveyor.errors import ConfigurationError as ConfigurationError
 from conveyor.errors import ConveyorError as ConveyorError
 from conveyor.errors import EnqueueError as EnqueueError
 from conveyor.errors import PayloadTooLarge as PayloadTooLarge
+from conveyor.errors import ProcessDied as ProcessDied
 from conveyor.errors import RemoteTraceback as RemoteTraceback
 from conveyor.errors import ResultMissing as ResultMissing
 from conveyor.errors import ResultTimeout as ResultTimeout
@@ -84,6 +85,7 @@ __all__ = [
     "Hook",
     "Message",
     "PayloadTooLarge",
+    "ProcessDied",
     "RemoteTraceback",
     "Result",
     "ResultMissing",

@@ -64,6 +64,7 @@ class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     result_url: str | None = None
     concurrency: int = 10
+    process_pool_size: int = 0  # processes for runner="process" tasks; 0: one per CPU
     queues: tuple[str, ...] = ("default",)
     default_queue: str = "default"
     lease: float = 30.0
@@ -449,6 +450,8 @@ RULES: Mapping[str, Rule] = {
     "result_url": Url(optional=True),
     # 0 or less fetches nothing; a thread per task of a sync pool bounds the top
     "concurrency": Count(1, MAX_CONCURRENCY),
+    # 0: os.cpu_count(); each process is a whole interpreter with the task's module
+    "process_pool_size": Count(0, 1024, "processes"),
     "queues": Names(),
     "default_queue": Name(),  # "" declares tasks on a queue no worker serves
     # renewed every lease / 3: at 0 the lease expires before its first renewal (14 runs

@@ -34,7 +34,7 @@ from conveyor.observability.logging import install_task_context
 from conveyor.settings import MAX_CONCURRENCY, Settings
 from conveyor.worker.executor import Executor
 from conveyor.worker.lease import LeaseRenewer
-from conveyor.worker.runners import SyncRunner
+from conveyor.worker.runners import ProcessRunner, SyncRunner
 from conveyor.worker.settle import Settler
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ class Worker:
         self._settler: Settler | None = None
         self._renewer: LeaseRenewer | None = None
         self._runner: SyncRunner | None = None
+        self._processes: ProcessRunner | None = None
         self._events = EventEmitter()
         self._owns_connection = False
         self._broker: Broker  # set by start()
@@ -115,6 +116,7 @@ class Worker:
             await self.app.connect()
             self._owns_connection = True
         self._runner = SyncRunner(self.concurrency)
+        self._processes = _process_runner(self.app)
         await run_handlers(self.app.startup_handlers)
         settings = self.app.settings
         self.started_at = settings.clock.now()
@@ -130,6 +132,7 @@ class Worker:
             self._settler,
             settle_retry_for=max(settings.lease, 1.0),
             run_sync=self._runner,
+            run_process=self._processes,
             worker_id=self.worker_id,
             emitter=self._events,
         )
@@ -232,6 +235,8 @@ class Worker:
             self._stopped.set()
             if self._runner is not None:
                 self._runner.close()
+            if self._processes is not None:
+                await self._processes.aclose()
             if self._owns_connection:
                 await self.app.close()
         log.info("worker %s stopped after %d task(s)", self.worker_id, self.processed)
@@ -470,6 +475,13 @@ async def run_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
         value = handler()
         if inspect.isawaitable(value):
             await value
+
+
+def _process_runner(app: Conveyor) -> ProcessRunner:
+    """The worker's pool for ``runner="process"`` tasks, which starts no process before
+    the first such task runs; the modules of the app's process tasks are preloaded."""
+    modules = sorted({task.location[0] for task in app.tasks.values() if task.in_process})
+    return ProcessRunner(app.settings.process_pool_size, preload=modules)
 
 
 def _fault_pause(settings: Settings) -> FaultPause:

@@ -54,7 +54,7 @@ from conveyor.signing import InvalidSignature, verified
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.task import SyncRun, Task
+    from conveyor.task import ProcessRun, SyncRun, Task
     from conveyor.worker.settle import Settler
 
 __all__ = ["Executor"]
@@ -93,11 +93,13 @@ class Executor:
         settle_retry_for: float,
         *,
         run_sync: SyncRun,
+        run_process: ProcessRun | None = None,
         worker_id: str = "",
         emitter: EventEmitter | None = None,
     ) -> None:
         self.app = app
         self._run_sync = run_sync
+        self._run_process = run_process
         self.settler = settler
         self.settle_retry_for = settle_retry_for
         # the state of the deliveries in hand, keyed by the Delivery itself
@@ -239,13 +241,15 @@ class Executor:
             if message.timeout:
                 try:
                     async with asyncio.timeout(message.timeout):
-                        value = await task.run(args, kwargs, context, self._run_sync)
+                        value = await task.run(
+                            args, kwargs, context, self._run_sync, self._run_process
+                        )
                 except TimeoutError:
                     raise TaskTimeout(
                         f"task {task.name!r} exceeded its timeout of {message.timeout:g} s"
                     ) from None
             else:
-                value = await task.run(args, kwargs, context, self._run_sync)
+                value = await task.run(args, kwargs, context, self._run_sync, self._run_process)
         except asyncio.CancelledError as exc:
             ours = current is not None and current.cancelling() > 0
             if delivery in self._aborting:
