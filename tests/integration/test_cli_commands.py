@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from conveyor import Conveyor
 from conveyor.brokers.base import WorkerInfo
 from conveyor.cli import main
+from tests.conftest import CHECKOUT_PATH
 from tests.integration.processes import ROOT
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         **environ,
         "CONVEYOR_BROKER_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "CONVEYOR_FETCH_WAIT": "0.2",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
         "COLUMNS": "80",
     }
 
