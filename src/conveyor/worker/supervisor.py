@@ -10,8 +10,9 @@ thirds of the start-up; bench/startup.py measures it). The supervisor never conn
 the broker and never starts a thread or an event loop, so every fork, restarts included,
 starts from the same clean state; each child opens its own connections, and Python
 re-seeds the ``random`` module in it (conveyor.retry re-seeds the backoff jitter's
-generator). ``atexit`` handlers registered before the fork stay the supervisor's: a
-child ends with ``os._exit`` once its worker has stopped (its shutdown handlers have run).
+generator). When its worker has stopped, a child runs the ``atexit`` handlers, as the
+interpreter that imported the app would (those the app registered at import included),
+then ends with ``os._exit``: the supervisor's frames are not unwound in it.
 
 A child is a fresh interpreter instead, ``python -m conveyor.worker.supervisor '<json
 spec>'``, which imports the app by its ``module:attribute`` path, when forking would be
@@ -50,6 +51,7 @@ supervisor, asyncio and Conveyor; ``conveyor worker`` prints it as its ``Error:`
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
@@ -462,7 +464,10 @@ class Supervisor:
             traceback.print_exc()
         finally:
             try:
-                logging.shutdown()
+                # the exit of the interpreter this child stands for: the handlers the app
+                # registered when it was imported, and multiprocessing's (a process pool's
+                # temporary directory), but not the unwinding of the supervisor's frames
+                atexit._run_exitfuncs()
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
