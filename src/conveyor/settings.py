@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+import msgspec
+
 from conveyor.brokers import redact_url
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import ConfigurationError
@@ -204,8 +206,7 @@ def _kind(value: object) -> str:
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
-@dataclass(frozen=True, slots=True)
-class Seconds:
+class Seconds(msgspec.Struct, frozen=True):
     """A finite duration in ``[minimum, maximum]`` seconds; an int becomes a float."""
 
     minimum: float
@@ -235,8 +236,7 @@ class Seconds:
         return seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Count:
+class Count(msgspec.Struct, frozen=True):
     """An int (not a bool, not a float) in ``[minimum, maximum]``."""
 
     minimum: int
@@ -262,8 +262,7 @@ class Count:
         return int(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Flag:
+class Flag(msgspec.Struct, frozen=True):
     """A bool; from the environment, one of :data:`BOOLEAN_SPELLINGS`."""
 
     @property
@@ -293,8 +292,7 @@ def _name_problem(value: object) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Name:
+class Name(msgspec.Struct, frozen=True):
     """A non-empty str without surrounding whitespace (a queue name)."""
 
     @property
@@ -315,8 +313,7 @@ def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(","))
 
 
-@dataclass(frozen=True, slots=True)
-class Names:
+class Names(msgspec.Struct, frozen=True):
     """A tuple (or list) of one or more distinct :class:`Name` s; from the environment,
     comma-separated."""
 
@@ -341,8 +338,7 @@ class Names:
         return names
 
 
-@dataclass(frozen=True, slots=True)
-class Secrets:
+class Secrets(msgspec.Struct, frozen=True):
     """A tuple (or list) of non-empty strings without surrounding whitespace, possibly
     none; from the environment, comma-separated and at least one. Never shown."""
 
@@ -376,8 +372,7 @@ class Secrets:
         return keys
 
 
-@dataclass(frozen=True, slots=True)
-class Url:
+class Url(msgspec.Struct, frozen=True):
     """A non-empty URL without surrounding whitespace, shown without its password;
     ``optional``: or None."""
 
@@ -403,8 +398,7 @@ class Url:
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(msgspec.Struct, frozen=True):
     """One of ``choices``, in any case."""
 
     choices: tuple[str, ...]
@@ -424,8 +418,7 @@ class Choice:
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class AClock:
+class AClock(msgspec.Struct, frozen=True):
     """A :class:`~conveyor.clock.Clock` (``now``, ``monotonic``, ``sleep``); never read
     from the environment."""
 

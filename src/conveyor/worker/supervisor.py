@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -442,6 +443,7 @@ class Supervisor:
         self, spec: ChildSpec, ours: socket.socket, theirs: socket.socket, wait: float, quiet: bool
     ) -> _Forked:
         assert self.app is not None
+        _import_what_runs(spec)  # once, here: every fork, restarts too, starts with it
         sys.stdout.flush()  # else what is buffered would be written by both processes
         sys.stderr.flush()
         pid = os.fork()
@@ -620,6 +622,12 @@ class Supervisor:
         thread = threading.Thread(target=watch_code, name="conveyor-reload", daemon=True)
         thread.start()
         return thread
+
+
+def _import_what_runs(spec: ChildSpec) -> None:
+    """Import the modules a child of ``spec`` runs (the worker or the scheduler loop)."""
+    scheduler = isinstance(spec, SchedulerSpec)
+    importlib.import_module("conveyor.scheduler.loop" if scheduler else "conveyor.worker.consumer")
 
 
 class _Report:
