@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from tests.integration.processes import ROOT, Running
 pytestmark = pytest.mark.slow
 
 APP = "tests.integration.fork_app:app"
+forks = pytest.mark.skipif(
+    sys.platform == "darwin" or not hasattr(os, "fork"),
+    reason="the supervisor forks its workers only where forking is safe (not macOS)",
+)
 
 
 @pytest.fixture
@@ -84,6 +89,7 @@ def stop(running: Running) -> None:
     assert code == 0, lines
 
 
+@forks
 def test_workers_are_forked_from_the_supervisor_that_imported_the_app(
     started: list[Running], env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -95,6 +101,7 @@ def test_workers_are_forked_from_the_supervisor_that_imported_the_app(
     stop(running)
 
 
+@forks
 def test_a_killed_worker_is_forked_again_and_runs_tasks(
     started: list[Running], env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -109,6 +116,7 @@ def test_a_killed_worker_is_forked_again_and_runs_tasks(
     stop(running)
 
 
+@forks
 def test_a_recycled_worker_is_forked_again(
     started: list[Running], env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -166,6 +174,7 @@ def test_with_reload_each_worker_is_a_fresh_interpreter_running_the_changed_code
     stop(running)
 
 
+@forks
 def test_a_supervisor_running_threads_starts_fresh_interpreters_instead(
     started: list[Running], env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -18,9 +18,9 @@ A child is a fresh interpreter instead, ``python -m conveyor.worker.supervisor '
 spec>'``, which imports the app by its ``module:attribute`` path, when forking would be
 wrong or unsafe: with ``--reload`` (the supervisor's copy of the code is what changed,
 and it runs the file watcher's thread), when the supervisor runs any other thread
-(``--metrics-port`` serves metrics from one; so may a library the app imported), and
-where there is no ``os.fork``. The spec's ``kind`` says what the child runs:
-``"worker"`` (the default) or ``"scheduler"``.
+(``--metrics-port`` serves metrics from one; so may a library the app imported), on
+macOS (its system frameworks are not fork-safe) and where there is no ``os.fork``. The
+spec's ``kind`` says what the child runs: ``"worker"`` (the default) or ``"scheduler"``.
 
 Each child holds one end of a socket pair to its supervisor. Through it the child
 reports that it has started (then the supervisor logs ``started worker process PID``),
@@ -424,7 +424,9 @@ class Supervisor:
         return _Child(spec, process, time.monotonic(), ours)
 
     def _can_fork(self) -> bool:
-        if self.app is None or self.reload or not hasattr(os, "fork"):
+        # macOS: system frameworks that an import may have initialized are not fork-safe
+        # (Python's multiprocessing stopped forking there for the same reason)
+        if self.app is None or self.reload or not hasattr(os, "fork") or sys.platform == "darwin":
             return False
         if threading.active_count() == 1:
             return True
