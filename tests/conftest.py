@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,12 @@ from conveyor import BrokerUnavailable, Conveyor
 from conveyor.testing import ManualClock
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKOUT_PATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+"""``PYTHONPATH`` for a process that must run this checkout's Conveyor and find the
+tests' apps, whatever the environment has installed (a worktree may share its venv with
+another checkout)."""
 
 
 async def eventually(

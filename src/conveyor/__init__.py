@@ -15,6 +15,7 @@ from conveyor.errors import ConfigurationError as ConfigurationError
 from conveyor.errors import ConveyorError as ConveyorError
 from conveyor.errors import EnqueueError as EnqueueError
 from conveyor.errors import PayloadTooLarge as PayloadTooLarge
+from conveyor.errors import ProcessDied as ProcessDied
 from conveyor.errors import RemoteTraceback as RemoteTraceback
 from conveyor.errors import ResultMissing as ResultMissing
 from conveyor.errors import ResultTimeout as ResultTimeout
@@ -32,11 +33,6 @@ from conveyor.result import TaskStatus as TaskStatus
 from conveyor.retry import exponential as exponential
 from conveyor.retry import fixed as fixed
 from conveyor.retry import none as none
-from conveyor.scheduler import Schedule as Schedule
-from conveyor.scheduler import at as at
-from conveyor.scheduler import catch_up as catch_up
-from conveyor.scheduler import cron as cron
-from conveyor.scheduler import every as every
 from conveyor.settings import Settings as Settings
 from conveyor.task import SyncTask as SyncTask
 from conveyor.task import Task as Task
@@ -51,18 +47,35 @@ from conveyor.workflow.handle import WorkflowState as WorkflowState
 from conveyor.workflow.handle import WorkflowStatus as WorkflowStatus
 
 if _TYPE_CHECKING:
+    from conveyor.scheduler import Schedule as Schedule
+    from conveyor.scheduler import at as at
+    from conveyor.scheduler import catch_up as catch_up
+    from conveyor.scheduler import cron as cron
+    from conveyor.scheduler import every as every
     from conveyor.scheduler.loop import Scheduler as Scheduler
+
+# Scheduling loads on first use: a process that only enqueues (a FastAPI app) does not pay
+# for the scheduler loop, nor a worker whose tasks have no schedule for cron parsing and
+# time zones (tests/test_public_api.py)
+_LAZY = {
+    "Schedule": "conveyor.scheduler.schedule",
+    "Scheduler": "conveyor.scheduler.loop",
+    "at": "conveyor.scheduler.schedule",
+    "catch_up": "conveyor.scheduler.schedule",
+    "cron": "conveyor.scheduler.schedule",
+    "every": "conveyor.scheduler.schedule",
+}
 
 
 def __getattr__(name: str) -> _Any:
-    # The scheduler loop loads on first use: a process that only enqueues (a FastAPI
-    # app) does not pay for it, nor for the worker (tests/test_public_api.py)
-    if name == "Scheduler":
-        from conveyor.scheduler.loop import Scheduler
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    import importlib
 
-        globals()["Scheduler"] = Scheduler
-        return Scheduler
-    raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 __version__ = "0.1.0"
@@ -81,6 +94,7 @@ __all__ = [
     "Hook",
     "Message",
     "PayloadTooLarge",
+    "ProcessDied",
     "RemoteTraceback",
     "Result",
     "ResultMissing",

@@ -36,11 +36,11 @@ from conveyor.hooks import Hook, HookSet
 from conveyor.portal import Connections
 from conveyor.result import AbortOutcome
 from conveyor.retry import Backoff
-from conveyor.scheduler.schedule import Schedule, schedule_from_entry
 from conveyor.send import Call, build_message, encode, send
 from conveyor.settings import Settings
 from conveyor.task import (
     CallOptions,
+    Runner,
     SyncTask,
     Task,
     TaskOptions,
@@ -52,6 +52,7 @@ from conveyor.workflow.handle import WorkflowHandle
 
 if TYPE_CHECKING:
     from conveyor.scheduler.book import ScheduleBook
+    from conveyor.scheduler.schedule import Schedule
     from conveyor.worker.consumer import Worker
 
 __all__ = ["Conveyor", "NoResultStore", "broker_options"]
@@ -135,6 +136,7 @@ class Conveyor:
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
         schedule: Sequence[Schedule | Mapping[str, Any]] | None = None,
+        runner: Runner = "thread",
     ) -> _TaskDecorator: ...
 
     def task(
@@ -152,6 +154,7 @@ class Conveyor:
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
         schedule: Sequence[Schedule | Mapping[str, Any]] | None = None,
+        runner: Runner = "thread",
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=3, ...)``.
 
@@ -161,10 +164,16 @@ class Conveyor:
         (``exponential()``, the default; ``fixed(5)``) or a number of seconds;
         ``timeout`` and ``result_ttl`` are seconds. ``schedule`` runs the task on a
         timetable: ``cron(...)``, ``every(...)``, ``at(...)`` or taskiq's
-        ``{"cron": "..."}`` dicts. A wrong option raises ``TypeError`` or ``ValueError``
+        ``{"cron": "..."}`` dicts. ``runner="process"`` runs a plain ``def`` in the
+        worker's process pool instead of a thread, for CPU-bound work
+        (docs/process-tasks.md). A wrong option raises ``TypeError`` or ``ValueError``
         naming it, here rather than in a worker.
         """
-        entries = [schedule_from_entry(entry) for entry in schedule or ()]
+        entries: list[Schedule] = []
+        if schedule:  # cron parsing and time zones load only for tasks that have one
+            from conveyor.scheduler.schedule import schedule_from_entry
+
+            entries = [schedule_from_entry(entry) for entry in schedule]
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
@@ -182,6 +191,7 @@ class Conveyor:
                 priority=priority,
                 labels=dict(labels or {}),
                 schedule=_bind_schedules(task_name, entries),
+                runner=runner,
             )
             task = self.register(func, options)
             try:
@@ -210,6 +220,8 @@ class Conveyor:
             )
         kind = Task if inspect.iscoroutinefunction(fn) else SyncTask
         task: Task[Any, Any] = kind(self, fn, options)
+        if task.in_process:
+            _check_process_task(task)
         self.tasks[options.name] = task
         return task
 
@@ -379,6 +391,31 @@ def importable_module(func: Callable[..., Any]) -> str:
         if parts and all(part.isidentifier() for part in parts):
             return ".".join(parts)
     return file.stem
+
+
+def _check_process_task(task: Task[Any, Any]) -> None:
+    """Refuse, at declaration, a ``runner="process"`` task that a process pool cannot
+    run: ``TypeError`` saying why and what to do."""
+    where = f"task {task.name!r}: runner='process'"
+    fn = task.fn
+    if task.is_async or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{where} runs a plain def in a child process, and {fn.__qualname__} is an "
+            "async def: it runs on the worker's event loop already. Make it a def (for "
+            "CPU-bound work), or drop runner='process'"
+        )
+    qualname = getattr(fn, "__qualname__", "")
+    module = importable_module(fn)
+    if not qualname or "<" in qualname or module == "__main__":
+        raise TypeError(
+            f"{where} needs a function defined at the top level of a module, since the "
+            f"child process imports it by name; {fn!r} is not"
+        )
+    if task.has_dependencies:
+        raise TypeError(
+            f"{where} cannot take dependencies (Depends, Context): they live in the "
+            "worker's process. Pass what the task needs as arguments"
+        )
 
 
 def broker_options(settings: Settings) -> BrokerOptions:

@@ -14,6 +14,7 @@ Every error Conveyor raises on purpose derives from :class:`ConveyorError`::
     ├── TaskNotFound              no task has this id (also a LookupError)
     ├── TaskTimeout               raised inside a worker when a task exceeds its timeout
     │                             (also a TimeoutError)
+    ├── ProcessDied               a runner="process" task's process ended while running it
     └── TaskFailed                get() on a task that ended in error; carries .error, and
                                   the remote traceback as its __cause__ (RemoteTraceback)
 
@@ -34,6 +35,7 @@ __all__ = [
     "ConveyorError",
     "EnqueueError",
     "PayloadTooLarge",
+    "ProcessDied",
     "RemoteTraceback",
     "ResultMissing",
     "ResultTimeout",
@@ -88,6 +90,12 @@ class ResultMissing(ConveyorError):
 class TaskTimeout(ConveyorError, TimeoutError):
     """A task ran longer than its ``timeout`` (raised inside the worker; the task's
     result carries it as ``error.type == "conveyor.TaskTimeout"``)."""
+
+
+class ProcessDied(ConveyorError):
+    """The process running a ``runner="process"`` task ended before it replied: the task
+    crashed the interpreter (a segfault, ``os._exit``), or a signal or the kernel's OOM
+    killer ended it. The task fails, and is retried like any other failure."""
 
 
 class RemoteTraceback(Exception):

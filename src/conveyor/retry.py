@@ -6,11 +6,31 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Backoff", "Exponential", "Fixed", "NoDelay", "exponential", "fixed", "none"]
+__all__ = [
+    "Backoff",
+    "Exponential",
+    "Fixed",
+    "NoDelay",
+    "exponential",
+    "fixed",
+    "none",
+    "process_rng",
+]
+
+process_rng = random.Random()
+"""The generator of every policy that is not given its own ``rng``. A worker that
+``conveyor worker`` forks from its supervisor would otherwise inherit the supervisor's
+generator state (the policies are built when the app is imported), and every worker
+would draw the same "random" delays: no jitter across workers at all. So it is
+re-seeded in every forked child, as the stdlib re-seeds only the ``random`` module's
+own generator."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=process_rng.seed)
 
 
 class Backoff(Protocol):
@@ -27,7 +47,7 @@ class Exponential:
     base: float = 1.0
     cap: float = 300.0
     jitter: bool = True
-    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    rng: random.Random = field(default=process_rng, compare=False, repr=False)
 
     def __call__(self, attempt: int) -> float:
         ceiling = min(self.cap, self.base * 2.0 ** max(attempt - 1, 0))
@@ -58,7 +78,7 @@ def exponential(
     """Exponential backoff with full jitter: ``exponential(base=1.0, cap=300.0)``."""
     if base < 0 or cap < 0:
         raise ValueError("exponential(): base and cap must be >= 0 seconds")
-    return Exponential(base, cap, jitter, rng or random.Random())
+    return Exponential(base, cap, jitter, rng or process_rng)
 
 
 def fixed(delay: float) -> Fixed:

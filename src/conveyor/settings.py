@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+import msgspec
+
 from conveyor.brokers import redact_url
 from conveyor.clock import Clock, SystemClock
 from conveyor.errors import ConfigurationError
@@ -64,6 +66,7 @@ class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     result_url: str | None = None
     concurrency: int = 10
+    process_pool_size: int = 0  # processes for runner="process" tasks; 0: one per CPU
     queues: tuple[str, ...] = ("default",)
     default_queue: str = "default"
     lease: float = 30.0
@@ -207,8 +210,7 @@ def _kind(value: object) -> str:
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
-@dataclass(frozen=True, slots=True)
-class Seconds:
+class Seconds(msgspec.Struct, frozen=True):
     """A finite duration in ``[minimum, maximum]`` seconds; an int becomes a float."""
 
     minimum: float
@@ -238,8 +240,7 @@ class Seconds:
         return seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Count:
+class Count(msgspec.Struct, frozen=True):
     """An int (not a bool, not a float) in ``[minimum, maximum]``."""
 
     minimum: int
@@ -265,8 +266,7 @@ class Count:
         return int(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Flag:
+class Flag(msgspec.Struct, frozen=True):
     """A bool; from the environment, one of :data:`BOOLEAN_SPELLINGS`."""
 
     @property
@@ -296,8 +296,7 @@ def _name_problem(value: object) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Name:
+class Name(msgspec.Struct, frozen=True):
     """A non-empty str without surrounding whitespace (a queue name)."""
 
     @property
@@ -318,8 +317,7 @@ def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(","))
 
 
-@dataclass(frozen=True, slots=True)
-class Names:
+class Names(msgspec.Struct, frozen=True):
     """A tuple (or list) of one or more distinct :class:`Name` s; from the environment,
     comma-separated."""
 
@@ -344,8 +342,7 @@ class Names:
         return names
 
 
-@dataclass(frozen=True, slots=True)
-class Secrets:
+class Secrets(msgspec.Struct, frozen=True):
     """A tuple (or list) of non-empty strings without surrounding whitespace, possibly
     none; from the environment, comma-separated and at least one. Never shown."""
 
@@ -379,8 +376,7 @@ class Secrets:
         return keys
 
 
-@dataclass(frozen=True, slots=True)
-class Url:
+class Url(msgspec.Struct, frozen=True):
     """A non-empty URL without surrounding whitespace, shown without its password;
     ``optional``: or None."""
 
@@ -406,8 +402,7 @@ class Url:
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(msgspec.Struct, frozen=True):
     """One of ``choices``, in any case."""
 
     choices: tuple[str, ...]
@@ -427,8 +422,7 @@ class Choice:
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class AClock:
+class AClock(msgspec.Struct, frozen=True):
     """A :class:`~conveyor.clock.Clock` (``now``, ``monotonic``, ``sleep``); never read
     from the environment."""
 
@@ -453,6 +447,8 @@ RULES: Mapping[str, Rule] = {
     "result_url": Url(optional=True),
     # 0 or less fetches nothing; a thread per task of a sync pool bounds the top
     "concurrency": Count(1, MAX_CONCURRENCY),
+    # 0: os.cpu_count(); each process is a whole interpreter with the task's module
+    "process_pool_size": Count(0, 1024, "processes"),
     "queues": Names(),
     "default_queue": Name(),  # "" declares tasks on a queue no worker serves
     # renewed every lease / 3: at 0 the lease expires before its first renewal (14 runs

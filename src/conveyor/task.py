@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast
 
 import msgspec
 
@@ -50,6 +50,13 @@ R = TypeVar("R")
 SyncRun = Callable[[Callable[..., Any], list[Any], dict[str, Any]], Awaitable[Any]]
 """How the worker runs a plain function: ``await run_sync(fn, args, kwargs)``."""
 
+ProcessRun = Callable[["Task[Any, Any]", list[Any], dict[str, Any]], Awaitable[Any]]
+"""How the worker runs a ``runner="process"`` task: ``await run_process(task, args,
+kwargs)``, in its process pool."""
+
+Runner = Literal["thread", "process"]
+"""Where a plain ``def`` task runs in a worker: its thread pool, or its process pool."""
+
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
@@ -65,6 +72,7 @@ class TaskOptions:
     priority: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
     schedule: tuple[Schedule, ...] = ()
+    runner: Runner = "thread"
 
     def __post_init__(self) -> None:
         _check_options(self)
@@ -107,6 +115,11 @@ def _check_options(options: TaskOptions) -> None:
             )
     if options.timeout == 0:
         raise ValueError(f"{where}: option 'timeout' must be > 0 seconds (None: no timeout)")
+    if options.runner not in ("thread", "process"):
+        raise ValueError(
+            f"{where}: option 'runner' must be 'thread' (the default) or 'process', "
+            f"got {options.runner!r}"
+        )
     if not isinstance(options.labels, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in options.labels.items()
     ):
@@ -255,6 +268,7 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.spec: CallSpec = split_signature(fn)
         self.has_dependencies = bool(self.spec.injected)
+        self.in_process = options.runner == "process"
         self.return_type: Any = self.spec.hints.get("return", Any)
         self._positional = [
             p for p in self.spec.arguments if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -481,15 +495,30 @@ class Task(Generic[P, R]):
                 kwargs[name] = _convert_named(name, value, self._conversions[name])
         return args, kwargs
 
+    @property
+    def location(self) -> tuple[str, str]:
+        """``(module, qualname)`` of the function: where a process imports it from."""
+        from conveyor.app import importable_module
+
+        return importable_module(self.fn), self.fn.__qualname__
+
     async def run(
         self,
         args: list[Any],
         kwargs: dict[str, Any],
         context: Context | None,
         run_sync: SyncRun,
+        run_process: ProcessRun | None = None,
     ) -> Any:
         """Execute with dependencies resolved; a sync function runs through ``run_sync``
-        (the worker's thread pool)."""
+        (the worker's thread pool), or ``run_process`` (its process pool) for a
+        ``runner="process"`` task."""
+        if self.in_process:  # it has no dependencies: refused at registration
+            if run_process is None:
+                raise ConfigurationError(
+                    f"task {self.name!r} has runner='process', and this worker has no process pool"
+                )
+            return await run_process(self, args, kwargs)
         if not self.has_dependencies:
             if self.is_async:
                 return await self.fn(*args, **kwargs)

@@ -23,7 +23,7 @@ import pytest
 from tests.chaos.conftest import ClusterFactory
 from tests.chaos.harness import ROOT, Producer, drain, wait_for_ledger
 from tests.chaos.ledger import Ledger, check, read_ledger
-from tests.conftest import eventually
+from tests.conftest import CHECKOUT_PATH, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ async def test_a_killed_producer_loses_no_enqueue_that_returned(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'producer.db'}"
     workers = cluster(url, **SETTINGS)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": CHECKOUT_PATH}
     producer = subprocess.Popen(  # noqa: ASYNC220 - a real, separate producer process
         [sys.executable, "-c", PRODUCER, url, str(workers.ledger_dir)], env=env, cwd=ROOT
     )

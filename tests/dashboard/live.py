@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor import Conveyor
-from tests.conftest import eventually_blocking
+from tests.conftest import CHECKOUT_PATH, eventually_blocking
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -104,7 +104,7 @@ def process_env(url: str, **extra: str) -> dict[str, str]:
         "CONVEYOR_SCHEDULE_REFRESH": "0.5",
         "CONVEYOR_GRACE": "2",
         "CONVEYOR_EVENTS": "1",  # the task list and charts read the event log
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
         **extra,
     }
 

@@ -52,9 +52,11 @@ class Outcome:
 
 def clean_environ(**extra: str) -> dict[str, str]:
     """This process's environment without Conveyor's settings, which a reader's shell
-    would not have, plus ``extra``."""
+    would not have, plus ``extra``. ``PYTHONPATH`` is only this checkout's ``src``: the
+    package a reader installed from it, whatever this environment has installed (a
+    worktree may share its venv with another checkout)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(ROOT / "src")
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ next to the examples
     env.update(extra)
     return env

@@ -29,7 +29,7 @@ from conveyor.message import (
     encode_message,
 )
 from conveyor.signing import SIGNED_PREFIX, sign
-from tests.conftest import fast_app
+from tests.conftest import CHECKOUT_PATH, fast_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,7 +153,7 @@ async def _run_batch(batch: list[bytes]) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
 def test_coverage_guided_fuzzing_finds_no_crash(tmp_path: Path) -> None:
     """A short libFuzzer run (tests/fuzz/decoder.py); run it for hours by hand."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": CHECKOUT_PATH}
     corpus = tmp_path / "corpus"  # seeds: real messages, plain and signed, to mutate
     corpus.mkdir()
     seed = encode_message(Message(SCHEMA_VERSION, "t1", "app:send", "default", ["a", 1]))

@@ -16,7 +16,7 @@ import pytest
 
 from conveyor import BrokerUnavailable, Conveyor, TaskState, TaskStatus
 from tests.brokers.conftest import REDIS_URL, _cleanup, service_unavailable
-from tests.conftest import eventually, nothing_pending
+from tests.conftest import CHECKOUT_PATH, eventually, nothing_pending
 from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, st
         # marks are checked only by signal here: the periodic check is far off
         "CONVEYOR_ABORT_CHECK_INTERVAL": "60",
         "CONVEYOR_GRACE": "2",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
     }
     asyncio.run(_cleanup(url))
 

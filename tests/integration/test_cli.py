@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from conveyor import Conveyor
 from conveyor.cli import main
-from tests.conftest import eventually, eventually_blocking
+from tests.conftest import CHECKOUT_PATH, eventually, eventually_blocking
 from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "CONVEYOR_FETCH_WAIT": "0.2",
         "CONVEYOR_HEARTBEAT_INTERVAL": "0.5",
         "CONVEYOR_GRACE": "2",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
     }
 
 
@@ -215,7 +215,7 @@ def test_reload_restarts_workers_when_code_changes(env: dict[str, str], tmp_path
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "conveyor.cli", "worker", "reloadpkg.tasks:app", "--reload"],
-        env={**env, "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+        env={**env, "PYTHONPATH": f"{tmp_path}{os.pathsep}{CHECKOUT_PATH}"},
         cwd=tmp_path,
         start_new_session=True,
         stderr=subprocess.PIPE,

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from conveyor import Conveyor
 from conveyor.brokers.base import WorkerInfo
 from conveyor.cli import main
+from tests.conftest import CHECKOUT_PATH
 from tests.integration.processes import ROOT
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         **environ,
         "CONVEYOR_BROKER_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "CONVEYOR_FETCH_WAIT": "0.2",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
         "COLUMNS": "80",
     }
 
@@ -203,7 +204,10 @@ def test_status_and_schedules_never_cut_ids_at_80_columns(cli: Cli, env: dict[st
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [prefix]
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):  # main imports a command's module on demand
+        command = group.get_command(context, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             found += _commands(command, (*prefix, name))
         else:

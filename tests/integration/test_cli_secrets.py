@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.brokers.conftest import REDIS_URL, service_unavailable
-from tests.conftest import eventually_blocking
+from tests.conftest import CHECKOUT_PATH, eventually_blocking
 from tests.integration.processes import ROOT
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,12 @@ UNREACHABLE_FORMS = [
 @pytest.fixture
 def env() -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    return {**environ, "CONVEYOR_FETCH_WAIT": "0.2", "CONVEYOR_GRACE": "2", "PYTHONPATH": str(ROOT)}
+    return {
+        **environ,
+        "CONVEYOR_FETCH_WAIT": "0.2",
+        "CONVEYOR_GRACE": "2",
+        "PYTHONPATH": CHECKOUT_PATH,
+    }
 
 
 def _run(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess[str]:

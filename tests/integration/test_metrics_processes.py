@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor import Conveyor
-from tests.conftest import eventually
+from tests.conftest import CHECKOUT_PATH, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ async def test_two_worker_processes_are_counted_on_one_endpoint(tmp_path: Path) 
         "CONVEYOR_FETCH_WAIT": "0.2",
         "CONVEYOR_HEARTBEAT_INTERVAL": "0.5",
         "CONVEYOR_GRACE": "2",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     port = _free_port()

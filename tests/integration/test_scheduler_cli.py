@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conveyor import Conveyor, TaskStatus
-from tests.conftest import eventually_blocking
+from tests.conftest import CHECKOUT_PATH, eventually_blocking
 from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "CONVEYOR_SCHEDULE_REFRESH": "0.2",
         "CONVEYOR_SCHEDULE_GRACE": "5",
         "SCHED_APP_TICKS": str(tmp_path / "ticks.log"),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
         "COLUMNS": "250",  # rich tables: no wrapped cells
     }
 
@@ -336,10 +336,13 @@ def test_worker_with_scheduler_enqueues_each_tick_once_restarts_it_and_stops_on_
     other = start("scheduler", APP)
     _wait_for(lambda: len(_ticks(ticks, "every-second")) >= 3, 15, "three ticks")
 
+    # the children are forked from the supervisor: its log says which is which
+    log = tmp_path / "worker-0.log"
+    kinds = {pid: kind for kind, pid in re.findall(r"started (\w+) process (\d+)", log.read_text())}
     children = _children(supervisor.pid)
-    kinds = Counter(re.findall(r'"kind": "(\w+)"', " ".join(children.values())))
-    assert kinds == {"worker": 2, "scheduler": 1}, children
-    (scheduler_pid,) = [pid for pid, cmd in children.items() if '"kind": "scheduler"' in cmd]
+    assert Counter(kinds.values()) == {"worker": 2, "scheduler": 1}, log.read_text()
+    assert set(map(int, kinds)) == set(children), children
+    (scheduler_pid,) = [int(pid) for pid, kind in kinds.items() if kind == "scheduler"]
 
     # both schedulers heartbeat; under load the second may not have beaten yet
     def both_listed() -> bool:
@@ -355,7 +358,6 @@ def test_worker_with_scheduler_enqueues_each_tick_once_restarts_it_and_stops_on_
     # a crashed scheduler is restarted; its first look re-fires the latest tick (within
     # schedule_grace), which the broker must refuse as a duplicate
     os.kill(scheduler_pid, signal.SIGKILL)
-    log = tmp_path / "worker-0.log"
     started = re.compile(rb"scheduler scheduler-\S+-(\d+)-\w+ started")
     _wait_for(lambda: len(started.findall(log.read_bytes())) == 2, 10, "a new scheduler process")
     restarted = int(started.findall(log.read_bytes())[1])

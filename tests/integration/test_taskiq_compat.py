@@ -33,7 +33,7 @@ from conveyor.compat.taskiq import (
     TaskiqResultTimeoutError,
 )
 from tests.brokers.conftest import REDIS_URL, service_unavailable
-from tests.conftest import eventually
+from tests.conftest import CHECKOUT_PATH, eventually
 from tests.docs.programs import Program, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,7 +218,7 @@ def redis_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     monkeypatch.delenv("ENVIRONMENT", raising=False)
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    yield {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
+    yield {**os.environ, **settings, "PYTHONPATH": CHECKOUT_PATH}
     sys.modules.pop(MODULE, None)
     import redis
 

@@ -13,8 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,55 +20,15 @@ import pytest
 
 from conveyor.worker.supervisor import BROKER_UNAVAILABLE_EXIT_CODE, STARTUP_FAILED_EXIT_CODE
 from tests.brokers.conftest import service_unavailable
-from tests.conftest import eventually_blocking
-from tests.integration.processes import ROOT
+from tests.conftest import CHECKOUT_PATH
+from tests.integration.processes import ROOT, Running
 
 pytestmark = pytest.mark.slow
 
 APP = "tests.integration.startup_app:app"
 UNREACHABLE = "redis://127.0.0.1:1/0"
 
-Spawn = Callable[..., "Running"]
-
-
-class Running:
-    """A ``conveyor`` command running in its own process group, its output in a file."""
-
-    def __init__(self, args: tuple[str, ...], env: dict[str, str], log: Path, cwd: Path) -> None:
-        self.log = log
-        self.started = time.monotonic()
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor.cli", *args],
-                env=env,
-                cwd=cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait(self, timeout: float) -> tuple[int, float, list[str]]:
-        """(exit code, seconds since start, output lines)."""
-        code = self.process.wait(timeout)
-        return code, time.monotonic() - self.started, self.output().splitlines()
-
-    def wait_for(self, pattern: str, timeout: float = 20, count: int = 1) -> list[str]:
-        def found() -> list[str] | None:
-            matches = re.findall(pattern, self.output())
-            if len(matches) >= count:
-                return matches
-            assert self.process.poll() is None, "the command exited"
-            return None
-
-        try:
-            return eventually_blocking(found, timeout=timeout, every=0.05)
-        except AssertionError as exc:
-            raise AssertionError(
-                f"{pattern!r} x{count} not in the output ({exc}):\n{self.output()}"
-            ) from None
+Spawn = Callable[..., Running]
 
 
 @pytest.fixture
@@ -81,7 +39,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "CONVEYOR_BROKER_URL": f"sqlite:///{tmp_path / 'startup.db'}",
         "CONVEYOR_FETCH_WAIT": "0.2",
         "CONVEYOR_GRACE": "2",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHECKOUT_PATH,
     }
 
 
@@ -235,7 +193,7 @@ def test_with_reload_a_worker_that_cannot_start_waits_for_the_fix(
         "fixme.tasks:app",
         "--reload",
         cwd=tmp_path,
-        PYTHONPATH=f"{tmp_path}:{ROOT}",
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{CHECKOUT_PATH}",
     )
     running.wait_for(r"could not start: waiting for a code change")
     assert "restarting in" not in running.output()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, TaskStatus, exponential
+from conveyor import Context, Conveyor, Depends, TaskStatus, exponential
 from conveyor.retry import Fixed
 from conveyor.worker import executor
 from tests.conftest import fast_app
@@ -32,6 +32,8 @@ from tests.conftest import fast_app
         ({"retry_on": [ValueError, 3]}, TypeError, "option 'retry_on'"),
         ({"queue": ""}, TypeError, "option 'queue' must be a non-empty str"),
         ({"labels": {"team": 1}}, TypeError, "option 'labels' must be a mapping of str to str"),
+        ({"runner": "processes"}, ValueError, "option 'runner' must be 'thread' .* or 'process'"),
+        ({"runner": "process"}, TypeError, "runner='process' runs a plain def .* async def"),
     ],
 )
 def test_a_wrong_task_option_is_refused_at_declaration_naming_it(
@@ -167,3 +169,29 @@ def test_a_worker_refuses_options_out_of_range(options: dict[str, Any], match: s
 
     with pytest.raises(ConfigurationError, match=match):
         fast_app().worker(**options)
+
+
+def _module_level_sum(a: int, b: int) -> int:
+    return a + b
+
+
+def test_a_process_task_must_be_a_module_level_def_without_dependencies() -> None:
+    app = fast_app()
+    with pytest.raises(TypeError, match="needs a function defined at the top level of a module"):
+
+        @app.task(runner="process")
+        def nested(n: int) -> int:
+            return n
+
+    def needs_context(n: int, ctx: Context = Depends()) -> int:
+        return n
+
+    needs_context.__qualname__ = "needs_context"  # as if at module level
+    with pytest.raises(TypeError, match=r"cannot take dependencies \(Depends, Context\)"):
+        app.task(runner="process")(needs_context)
+
+    assert set(app.tasks) == set()
+    task = app.task(runner="process")(_module_level_sum)
+    assert task.in_process
+    assert task.location == (__name__, "_module_level_sum")
+    assert task(1, 2) == 3, "called directly, it runs here, as any sync task"

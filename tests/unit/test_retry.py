@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -29,3 +32,29 @@ def test_fixed_and_none() -> None:
     assert none()(9) == 0.0
     with pytest.raises(ValueError, match="delay must be >= 0"):
         fixed(-1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_forked_workers_draw_different_jitter() -> None:
+    """`conveyor worker` forks its workers from a supervisor that imported the app, and
+    with it every task's backoff: each child must still draw its own delays. Run in a
+    fresh, single-threaded interpreter, as the supervisor is."""
+    code = (
+        "import os\n"
+        "from conveyor import exponential\n"
+        "backoff = exponential(base=1.0, cap=300.0)\n"
+        "backoff(1)\n"
+        "draws = []\n"
+        "for _ in range(2):\n"
+        "    r, w = os.pipe()\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.write(w, repr([backoff(9) for _ in range(4)]).encode())\n"
+        "        os._exit(0)\n"
+        "    os.close(w)\n"
+        "    draws.append(os.read(r, 4096).decode())\n"
+        "    os.waitpid(pid, 0)\n"
+        "print(draws[0] != draws[1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", out

@@ -39,6 +39,7 @@ SECONDS: dict[str, tuple[float, float]] = {
 }
 COUNTS: dict[str, tuple[int, int]] = {
     "concurrency": (1, 10_000),
+    "process_pool_size": (0, 1024),
     "max_payload_bytes": (1, 512 * 1024 * 1024),
     "max_result_bytes": (1, 512 * 1024 * 1024),
     "poison_after": (1, 1000),
@@ -151,6 +152,7 @@ def _expected(name: str) -> str:
         "max_payload_bytes": "a whole number of bytes",
         "max_result_bytes": "a whole number of bytes",
         "event_args_preview": "a whole number of characters",
+        "process_pool_size": "a whole number of processes",
     }.get(name, "an integer")
     return f"setting {name} must be {noun} >= {low_count} and <= {high_count}"
 

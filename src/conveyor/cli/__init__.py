@@ -18,8 +18,9 @@ This module holds the ``main`` group and what every command shares: loading the 
 (:func:`import_app`), logging, the app-first command groups, how a broker URL is shown,
 and running one job against a connected app (:func:`_run`). Each family
 of commands is a module of this package (``worker``, ``schedules``, ``status``, ``dlq``,
-``abort``, ``dashboard``, ``db``, ``demo``) that registers on ``main`` when imported, at the end
-of this file.
+``abort``, ``dashboard``, ``db``, ``demo``, ``outbox``) that registers on ``main`` when
+imported. ``main`` imports only the one a command line names (:data:`COMMANDS`), so that
+``conveyor worker`` does not pay for the others' imports before its first task.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import importlib
 import logging
 import os
 import sys
-import sysconfig
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from rich.table import Column
 
 __all__ = [
+    "COMMANDS",
     "LOG_LEVELS",
     "AppGroup",
     "AppImportError",
@@ -158,15 +159,16 @@ def _located(exc: BaseException) -> str:
 
 
 _CONVEYOR_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
-_STDLIB_DIR = str(Path(sysconfig.get_paths()["stdlib"]).resolve()) + os.sep
-_SITE_DIRS = tuple(
-    str(Path(sysconfig.get_paths()[key]).resolve()) + os.sep for key in ("purelib", "platlib")
-)
 
 
 def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
     """The frames of ``exc``'s traceback in the user's code: not Conveyor's, not the
     standard library's (asyncio, importlib), not the interpreter's frozen modules."""
+    import sysconfig  # 4 ms, for a failure only: not on every command's start-up
+
+    paths = sysconfig.get_paths()
+    stdlib_dir = str(Path(paths["stdlib"]).resolve()) + os.sep
+    site_dirs = tuple(str(Path(paths[key]).resolve()) + os.sep for key in ("purelib", "platlib"))
 
     def users(filename: str) -> bool:
         if filename.startswith("<"):
@@ -174,7 +176,7 @@ def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
         path = os.path.realpath(filename)
         if path.startswith(_CONVEYOR_DIR):
             return False
-        return not path.startswith(_STDLIB_DIR) or path.startswith(_SITE_DIRS)
+        return not path.startswith(stdlib_dir) or path.startswith(site_dirs)
 
     return [f for f in traceback.extract_tb(exc.__traceback__) if users(f.filename)]
 
@@ -346,22 +348,36 @@ def _options(command: click.Command, ctx: click.Context) -> dict[str, click.Opti
     }
 
 
-@click.group()
+COMMANDS = {
+    "abort": "abort",
+    "dashboard": "dashboard",
+    "db": "db",
+    "demo": "demo",
+    "dlq": "dlq",
+    "outbox": "outbox",
+    "scheduler": "worker",
+    "schedules": "schedules",
+    "status": "status",
+    "worker": "worker",
+}
+"""Each command of ``main``, and the module of this package that registers it."""
+
+
+class _LazyGroup(click.Group):
+    """``main``: a command's module is imported when the command is looked up (help
+    lists them all, so it imports them all)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"conveyor.cli.{module}")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup)
 @click.version_option(package_name="conveyor-tasks")
 def main() -> None:
     """Conveyor: an async-first distributed task queue."""
-
-
-# The commands need the helpers above, so their modules are imported last; importing
-# one registers its commands on ``main``.
-from conveyor.cli import (  # noqa: E402, F401
-    abort,
-    dashboard,
-    db,
-    demo,
-    dlq,
-    outbox,
-    schedules,
-    status,
-    worker,
-)

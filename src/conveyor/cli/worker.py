@@ -1,11 +1,12 @@
 """``conveyor worker`` and ``conveyor scheduler``: the long-running processes, and the
 options they share (task module discovery, log format, waiting for the broker).
 
-Both check that the broker and result store can be reached before anything runs: an
-unreachable one ends the command at once with one line and exit code 69 (sysexits'
-EX_UNAVAILABLE), unless ``--wait-for-broker SECONDS`` asks to retry it; a configuration
-error ends it with 78 (EX_CONFIG). The codes are those a worker process uses to tell
-its supervisor that it could not start (:mod:`conveyor.worker.supervisor`).
+Both end at once when the broker or result store cannot be reached at start, with one
+line and exit code 69 (sysexits' EX_UNAVAILABLE), unless ``--wait-for-broker SECONDS``
+asks to retry it; a configuration error ends them with 78 (EX_CONFIG). For ``conveyor
+worker`` it is the worker processes that connect (the supervisor never does, so that it
+can fork them safely) and tell the supervisor why they could not start, with those same
+codes (:mod:`conveyor.worker.supervisor`); the command prints the first reason.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,67 +31,16 @@ from conveyor.cli import (
 )
 from conveyor.errors import BrokerUnavailable, ConveyorError
 from conveyor.settings import MAX_CONCURRENCY
-from conveyor.worker.supervisor import BROKER_UNAVAILABLE_EXIT_CODE, STARTUP_FAILED_EXIT_CODE
+from conveyor.worker.supervisor import (
+    BROKER_UNAVAILABLE_EXIT_CODE,
+    STARTUP_FAILED_EXIT_CODE,
+    connect_waiting,
+    unreachable_reason,
+)
 
 __all__ = ["connect_waiting", "scheduler", "worker"]
 
 log = logging.getLogger("conveyor.cli")
-
-_FIRST_PAUSE = 0.5
-_MAX_PAUSE = 10.0
-
-
-async def connect_waiting(
-    connect: Callable[[], Awaitable[None]],
-    url: str,
-    wait: float,
-    *,
-    monotonic: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """``await connect()``; while it raises :class:`BrokerUnavailable`, try again after
-    0.5 s, doubling up to 10 s, for up to ``wait`` seconds, logging one line per failed
-    attempt. Then the last error is raised, saying how long it waited. Other errors
-    (a ConfigurationError) are raised at once: waiting does not fix them.
-
-    >>> await connect_waiting(app.connect, app.settings.broker_url, 30)  # doctest: +SKIP
-    """
-    shown = shown_url(url)
-    started = monotonic()
-    pause = _FIRST_PAUSE
-    attempt = 1
-    while True:
-        try:
-            await connect()
-        except BrokerUnavailable as exc:
-            remaining = started + wait - monotonic()
-            if wait <= 0:
-                raise
-            if remaining <= 0:
-                raise BrokerUnavailable(
-                    f"{str(exc).rstrip('.')} (gave up after {attempt} attempts in "
-                    f"{monotonic() - started:.1f}s)"
-                ) from exc
-            delay = min(pause, remaining)
-            log.warning(
-                "attempt %d: %s; retrying in %.1fs (waiting up to %gs for the broker)",
-                attempt,
-                str(exc).rstrip("."),
-                delay,
-                wait,
-            )
-            await sleep(delay)
-            pause = min(pause * 2, _MAX_PAUSE)
-            attempt += 1
-        else:
-            if attempt > 1:
-                log.info(
-                    "broker %s reachable after %d attempts (%.1fs)",
-                    shown,
-                    attempt,
-                    monotonic() - started,
-                )
-            return
 
 
 class StartupFailed(click.ClickException):
@@ -108,28 +57,8 @@ class BrokerUnreachable(StartupFailed):
 
 def _startup_failed(exc: ConveyorError, wait: float) -> StartupFailed:
     if isinstance(exc, BrokerUnavailable):
-        todo = (
-            "start it, fix the URL, or pass --wait-for-broker SECONDS to wait for it"
-            if wait <= 0
-            else "start it, or wait longer (--wait-for-broker)"
-        )
-        return BrokerUnreachable(f"{str(exc).rstrip('.')}; {todo}")
+        return BrokerUnreachable(unreachable_reason(exc, wait))
     return StartupFailed(str(exc))
-
-
-def _check_broker(app: Conveyor, wait: float) -> None:
-    """Connect once (waiting up to ``wait`` seconds for the broker), then disconnect."""
-
-    async def check() -> None:
-        await connect_waiting(app.connect, app.settings.broker_url, wait)
-        await app.close()
-
-    try:
-        asyncio.run(check())
-    except ConveyorError as exc:
-        raise _startup_failed(exc, wait) from None
-    except KeyboardInterrupt:
-        raise click.Abort() from None
 
 
 def _where(app: Conveyor) -> str:
@@ -343,8 +272,8 @@ def worker(
         raise click.UsageError("--reload-dir needs --reload")
     configure_logging(log_level, log_format)
     modules = tuple(_task_modules(modules, fs_discover, tasks_patterns))
-    conveyor = import_app(app, modules)  # fail fast, in the parent, on a bad import path
-    _check_broker(conveyor, wait_for_broker)  # and on a broker the workers cannot reach
+    # fail fast, here, on a bad import path; and the children are forked from this import
+    conveyor = import_app(app, modules)
     spec = WorkerSpec(
         app=app,
         modules=list(modules),
@@ -389,6 +318,8 @@ def worker(
     supervisor = Supervisor(
         spec,
         workers,
+        app=conveyor,
+        wait_for_broker=wait_for_broker,
         reload=reload,
         reload_dirs=list(reload_dirs) or None,
         stop_timeout=effective_grace + 10,
@@ -396,15 +327,12 @@ def worker(
         child_env=metrics.child_env if metrics is not None else None,
         on_child_exit=metrics.process_exited if metrics is not None else None,
     )
-    log.info(
-        "starting %d worker process(es)%s on %s",
-        workers,
-        " and a scheduler" if with_scheduler else "",
-        _where(conveyor),
-    )
     try:
         code = supervisor.run()
     finally:
         if metrics is not None:
             metrics.close()
+    if supervisor.failure is not None:  # the children could not start: their one line
+        failed = BrokerUnreachable if code == BROKER_UNAVAILABLE_EXIT_CODE else StartupFailed
+        raise failed(supervisor.failure)
     sys.exit(code)

@@ -35,7 +35,7 @@ from conveyor.observability.logging import install_task_context
 from conveyor.settings import MAX_CONCURRENCY, Settings
 from conveyor.worker.executor import Executor
 from conveyor.worker.lease import LeaseRenewer
-from conveyor.worker.runners import SyncRunner
+from conveyor.worker.runners import ProcessRunner, SyncRunner
 from conveyor.worker.settle import Settler
 from conveyor.worker.tally import Tally
 
@@ -101,6 +101,7 @@ class Worker:
         self._settler: Settler | None = None
         self._renewer: LeaseRenewer | None = None
         self._runner: SyncRunner | None = None
+        self._processes: ProcessRunner | None = None
         self._events = EventEmitter()
         self._tally: Tally | None = None  # outcomes counted, flushed with the heartbeat
         self._owns_connection = False
@@ -125,6 +126,7 @@ class Worker:
             await self.app.connect()
             self._owns_connection = True
         self._runner = SyncRunner(self.concurrency)
+        self._processes = _process_runner(self.app)
         await run_handlers(self.app.startup_handlers)
         settings = self.app.settings
         self.started_at = settings.clock.now()
@@ -142,6 +144,7 @@ class Worker:
             self._settler,
             settle_retry_for=max(settings.lease, 1.0),
             run_sync=self._runner,
+            run_process=self._processes,
             worker_id=self.worker_id,
             emitter=self._events,
             body_done=self._body_done,
@@ -254,6 +257,8 @@ class Worker:
             self._stopped.set()
             if self._runner is not None:
                 self._runner.close()
+            if self._processes is not None:
+                await self._processes.aclose()
             if self._owns_connection:
                 await self.app.close()
         log.info("worker %s stopped after %d task(s)", self.worker_id, self.processed)
@@ -555,6 +560,13 @@ async def run_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
             await value
 
 
+def _process_runner(app: Conveyor) -> ProcessRunner:
+    """The worker's pool for ``runner="process"`` tasks, which starts no process before
+    the first such task runs; the modules of the app's process tasks are preloaded."""
+    modules = sorted({task.location[0] for task in app.tasks.values() if task.in_process})
+    return ProcessRunner(app.settings.process_pool_size, preload=modules)
+
+
 def _fault_pause(settings: Settings) -> FaultPause:
     return FaultPause(settings.clock, settings.fault_pause, settings.fault_pause_max)
 
@@ -587,14 +599,17 @@ def run_worker(
     grace: float | None = None,
     max_tasks: int | None = None,
     on_started: Callable[[], None] | None = None,
+    connect: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Run a worker in this process until SIGTERM/SIGINT (or ``max_tasks``); returns the
-    exit code. This is what each ``conveyor worker`` child runs. ``on_started`` is called
-    once the worker has connected, run the startup handlers and begun fetching: an error
-    raised before that is a failure to start, one raised after it a crash."""
+    exit code. This is what each ``conveyor worker`` child runs. ``connect`` connects the
+    app (default ``app.connect``; the child's waits for the broker). ``on_started`` is
+    called once the worker has connected, run the startup handlers and begun fetching: an
+    error raised before that is a failure to start, one raised after it a crash."""
 
     async def main() -> int:
-        async with app:
+        await (connect or app.connect)()
+        try:
             worker = app.worker(concurrency, queues, grace=grace, max_tasks=max_tasks)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -608,6 +623,8 @@ def run_worker(
             finally:
                 await worker.stop()
             log.debug("worker ran %.1fs", time.monotonic() - started)
+        finally:
+            await app.close()
         return 0
 
     return asyncio.run(main())

@@ -66,7 +66,7 @@ from conveyor.workflow.plan import (
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.task import SyncRun
+    from conveyor.task import ProcessRun, SyncRun, Task
     from conveyor.worker.settle import Settler
     from conveyor.worker.tally import Tally
 
@@ -106,6 +106,7 @@ class Executor:
         settle_retry_for: float,
         *,
         run_sync: SyncRun,
+        run_process: ProcessRun | None = None,
         worker_id: str = "",
         emitter: EventEmitter | None = None,
         body_done: Callable[[Delivery], None] | None = None,
@@ -116,6 +117,7 @@ class Executor:
         self._body_done = body_done or (lambda delivery: None)
         self._tally = tally  # outcomes counted for the dashboard (settings.task_counts)
         self._run_sync = run_sync
+        self._run_process = run_process
         self.settler = settler
         self.settle_retry_for = settle_retry_for
         # the state of the deliveries in hand, keyed by the Delivery itself
@@ -319,13 +321,15 @@ class Executor:
             if message.timeout:
                 try:
                     async with asyncio.timeout(message.timeout):
-                        value = await task.run(args, kwargs, context, self._run_sync)
+                        value = await task.run(
+                            args, kwargs, context, self._run_sync, self._run_process
+                        )
                 except TimeoutError:
                     raise TaskTimeout(
                         f"task {task.name!r} exceeded its timeout of {message.timeout:g} s"
                     ) from None
             else:
-                value = await task.run(args, kwargs, context, self._run_sync)
+                value = await task.run(args, kwargs, context, self._run_sync, self._run_process)
         except asyncio.CancelledError as exc:
             ours = current is not None and current.cancelling() > 0
             if delivery in self._aborting:

@@ -9,15 +9,16 @@ more, never fewer. Entry ids (``<ms>-<seq>``) are the cursors.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
+
+from conveyor.brokers.redis.scripts import lua_source
 
 if TYPE_CHECKING:
     from conveyor.brokers.redis import RedisBroker
 
 __all__ = ["RedisEventStore"]
 
-_APPEND = (resources.files("conveyor.brokers.redis") / "lua" / "append_events.lua").read_text()
+_APPEND = lua_source("conveyor.brokers.redis", "append_events")
 
 
 class RedisEventStore:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from importlib import resources
 
 from conveyor.brokers.sqlite.connection import Database, as_bytes, transaction
-from conveyor.brokers.sqlite.queries import parse_queries
+from conveyor.brokers.sqlite.queries import parse_queries, read_sql
 
 __all__ = ["SqliteEventStore"]
 
@@ -29,8 +28,7 @@ class _Queries:
 
 
 def _load() -> _Queries:
-    text = resources.files("conveyor.brokers.sqlite").joinpath("events.sql").read_text("utf-8")
-    parsed = parse_queries(text)
+    parsed = parse_queries(read_sql("events.sql"))
     return _Queries(**{f.name: parsed[f.name][1] for f in fields(_Queries)})
 
 

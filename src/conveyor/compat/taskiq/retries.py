@@ -18,7 +18,7 @@ from typing import Any
 
 from conveyor.compat.taskiq._middleware import TaskiqMiddleware
 from conveyor.compat.taskiq.schedules import ScheduleSource
-from conveyor.retry import Backoff, none
+from conveyor.retry import Backoff, none, process_rng
 
 __all__ = ["SimpleRetryMiddleware", "SmartRetryMiddleware", "TaskiqMiddleware"]
 
@@ -71,7 +71,7 @@ class _SmartDelay:
     exponent: bool
     cap: float
     jitter: bool
-    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    rng: random.Random = field(default=process_rng, compare=False, repr=False)
 
     def __call__(self, attempt: int) -> float:
         delay = min(self.delay * attempt, self.cap) if self.exponent else self.delay
