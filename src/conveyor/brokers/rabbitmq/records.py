@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Protocol
 
 from conveyor.brokers.base import AbortResult, Outgoing, Place, StoredResult, TaskLocation
-from conveyor.brokers.redis.scripts import lua_source
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.result import AbortOutcome
 
@@ -46,9 +46,10 @@ _PLACE = {b"w": Place.WAITING, b"r": Place.LEASED, b"d": Place.DEAD}
 
 
 def _sources() -> dict[str, str]:
-    here = "conveyor.brokers.rabbitmq"
-    lib = lua_source("conveyor.brokers.redis", "lib") + "\n" + lua_source(here, "lib")
-    return {name: lib + "\n" + lua_source(here, name) for name in _SCRIPTS}
+    redis_lib = (resources.files("conveyor.brokers.redis") / "lua" / "lib.lua").read_text()
+    folder = resources.files("conveyor.brokers.rabbitmq") / "lua"
+    lib = redis_lib + "\n" + (folder / "lib.lua").read_text()
+    return {name: lib + "\n" + (folder / f"{name}.lua").read_text() for name in _SCRIPTS}
 
 
 @dataclass(frozen=True, slots=True)
