@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -495,7 +496,7 @@ class Task(Generic[P, R]):
                 kwargs[name] = _convert_named(name, value, self._conversions[name])
         return args, kwargs
 
-    @property
+    @functools.cached_property
     def location(self) -> tuple[str, str]:
         """``(module, qualname)`` of the function: where a process imports it from."""
         from conveyor.app import importable_module

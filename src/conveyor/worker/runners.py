@@ -133,7 +133,7 @@ class ProcessRunner:
             self._slots = asyncio.Semaphore(self.size)
             self._waiters = ThreadPoolExecutor(self.size, thread_name_prefix="conveyor-process")
         async with self._slots:
-            child = self._idle.pop() if self._idle else await asyncio.to_thread(self._start)
+            child = self._idle.pop() if self._idle else await self._started()
             waiting = self._waiters.submit(child.call, request)
             try:
                 reply = await asyncio.wrap_future(waiting)
@@ -153,6 +153,21 @@ class ProcessRunner:
             else:
                 self._idle.append(child)
         return _reply_value(reply)
+
+    async def _started(self) -> _PoolProcess:
+        """A new pool process; if the call is cancelled meanwhile, the process is killed
+        once it has started."""
+        starting = asyncio.get_running_loop().run_in_executor(None, self._start)
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+
+            def kill(done: asyncio.Future[_PoolProcess]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self._kill(done.result(), None)
+
+            starting.add_done_callback(kill)
+            raise
 
     def _start(self) -> _PoolProcess:
         """A new pool process (blocking: run in a thread)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Protocol
 
 from conveyor.brokers.base import (
@@ -27,7 +28,6 @@ from conveyor.brokers.base import (
     TaskLocation,
     WorkflowRecord,
 )
-from conveyor.brokers.redis.scripts import lua_source
 from conveyor.brokers.redis.workflows import (
     WorkflowReads,
     abort_answer,
@@ -67,12 +67,19 @@ _PLACE = {b"w": Place.WAITING, b"r": Place.LEASED, b"d": Place.DEAD}
 
 
 def _sources() -> dict[str, str]:
-    here, redis = "conveyor.brokers.rabbitmq", "conveyor.brokers.redis"
+    # importlib.resources, as before: with pkgutil here the RabbitMQ kill-and-restart chaos
+    # test failed far more often in one engineer's runs (mechanism not found)
+    redis = resources.files("conveyor.brokers.redis") / "lua"
+    folder = resources.files("conveyor.brokers.rabbitmq") / "lua"
     lib = "\n".join(
-        [lua_source(redis, "lib"), lua_source(redis, "workflows"), lua_source(here, "lib")]
+        [
+            (redis / "lib.lua").read_text(),
+            (redis / "workflows.lua").read_text(),
+            (folder / "lib.lua").read_text(),
+        ]
     )
-    sources = {name: lib + "\n" + lua_source(here, name) for name in _SCRIPTS}
-    sources.update({name: lib + "\n" + lua_source(redis, name) for name in _SHARED})
+    sources = {name: lib + "\n" + (folder / f"{name}.lua").read_text() for name in _SCRIPTS}
+    sources.update({name: lib + "\n" + (redis / f"{name}.lua").read_text() for name in _SHARED})
     return sources
 
 
