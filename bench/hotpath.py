@@ -3,13 +3,14 @@
     python bench/hotpath.py                      # 20,000 tasks, results stored, Markdown out
     python bench/hotpath.py --n 50000 --out bench/PROFILE.md
 
-Runs in the project's own environment (it imports Conveyor), against the benchmark Redis
-DB (15 by default; it is FLUSHDB'ed). One worker in this process at concurrency 100 drains
-a backlog enqueued first, three times: the median run gives the worker's CPU per task
-(``time.process_time``) and the Redis server's time per task (``INFO commandstats``,
-reset before the drain: every command the drain ran, scripts and the commands inside
-them); a fourth run under cProfile splits the worker's time by function. cProfile slows
-every Python call, so its column is a share of the worker's time, not a duration.
+Runs in the project's own environment (it imports Conveyor), against Redis DB 12 by
+default (it is FLUSHDB'ed; run.py's 15 and startup.py's 13 are left alone). One worker in
+this process at concurrency 100 drains a backlog enqueued first, three times: the median
+run gives the worker's CPU per task (``time.process_time``) and the Redis server's CPU per
+task (``INFO cpu``, with ``INFO commandstats`` reset before the drain: every command it
+ran, scripts and the commands inside them); a fourth run under cProfile splits the
+worker's time by function. cProfile slows every Python call, so its column is a share of
+the worker's time, not a duration.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     url = f"{args.redis_url}?prefix=bench-profile"
