@@ -10,7 +10,7 @@ import time
 import types
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aio_pika
@@ -64,6 +64,19 @@ async def _broker(
     finally:
         await broker.close()
         await _cleanup(url)
+
+
+def factory_for(
+    url: str, *, records: bool = True
+) -> Callable[[BrokerOptions], AbstractAsyncContextManager[RabbitMQBroker]]:
+    """A conformance factory: a fresh broker on ``url`` for each check's options."""
+
+    @asynccontextmanager
+    async def factory(options: BrokerOptions) -> AsyncIterator[RabbitMQBroker]:
+        async with _broker(url, options, records=records) as opened:
+            yield opened
+
+    return factory
 
 
 @pytest.fixture
@@ -306,14 +319,7 @@ async def test_rabbitmqs_delivery_limit_dead_letters_with_a_reason() -> None:
     ids=lambda c: c.__name__.removeprefix("check_"),
 )
 async def test_classic_queues(check: Callable[[Any], Any]) -> None:
-    url = _url(queue_type="classic")
-
-    @asynccontextmanager
-    async def factory(options: BrokerOptions) -> AsyncIterator[RabbitMQBroker]:
-        async with _broker(url, options) as opened:
-            yield opened
-
-    await check(factory)
+    await check(factory_for(_url(queue_type="classic")))
 
 
 async def test_classic_queues_favour_priorities() -> None:

@@ -4,10 +4,8 @@ abort), its rules on their own, the queue conformance checks, and an app with a 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
@@ -36,6 +34,8 @@ from conveyor.testing.conformance import REQUIRES, conformance_options
 from tests.conftest import eventually
 
 from .conftest import AMQP_URL, _cleanup, service_unavailable
+from .test_rabbitmq import _broker as rabbit_broker
+from .test_rabbitmq import factory_for
 
 
 def _url() -> str:
@@ -46,18 +46,10 @@ def _out(body: bytes = b"x", **kw: object) -> Outgoing:
     return Outgoing(task_id=uuid.uuid4().hex, queue="default", body=body, **kw)  # type: ignore[arg-type]
 
 
-@asynccontextmanager
-async def _broker(url: str, options: BrokerOptions | None = None) -> AsyncIterator[RabbitMQBroker]:
-    broker = RabbitMQBroker(url, dataclasses.replace(options or conformance_options()))
-    try:
-        await broker.connect()
-    except BrokerUnavailable as exc:
-        service_unavailable(str(exc))
-    try:
-        yield broker
-    finally:
-        await broker.close()
-        await _cleanup(url)
+def _broker(
+    url: str, options: BrokerOptions | None = None
+) -> AbstractAsyncContextManager[RabbitMQBroker]:
+    return rabbit_broker(url, options, records=False)  # no results=: the ledger keeps them
 
 
 # -- the rules, on their own --------------------------------------------------------------
@@ -217,14 +209,7 @@ QUEUE_CHECKS = [c for c in conformance.CHECKS if REQUIRES[c] <= {Capability.QUEU
 
 @pytest.mark.parametrize("check", QUEUE_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 async def test_queue_conformance_with_the_ledger(check: conformance.Check) -> None:
-    url = _url()
-
-    @asynccontextmanager
-    async def factory(options: BrokerOptions) -> AsyncIterator[RabbitMQBroker]:
-        async with _broker(url, options) as broker:
-            yield broker
-
-    await check(factory)
+    await check(factory_for(_url(), records=False))
 
 
 # -- an app and its worker ------------------------------------------------------------------
