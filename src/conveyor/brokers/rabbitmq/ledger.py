@@ -98,14 +98,6 @@ class TaskRecord:
     key_ttl: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimDecision:
-    run: bool
-    attempt: int = 0
-    crashes: int = 0
-    aborted: bool = False
-
-
 class LedgerState:
     """The records every reader of the ledger builds by applying its entries in order.
 
@@ -118,7 +110,7 @@ class LedgerState:
         self.keep_finished = min(keep_finished, max_age)
         self.keys: dict[str, tuple[str, float | None]] = {}  # key -> task, when it ends
         self.admits: dict[int, tuple[str, int]] = {}
-        self.claims: dict[int, ClaimDecision] = {}
+        self.claims: dict[int, Claim] = {}
         self.aborts: dict[str, tuple[AbortOutcome, int]] = {}
         self.signals: list[str] = []
         self.now = 0.0
@@ -209,19 +201,19 @@ class LedgerState:
 
     def _claim(
         self, task_id: str, record: TaskRecord | None, copy: int, before: int, token: int
-    ) -> ClaimDecision:
+    ) -> Claim:
         if record is None:  # its publish entry is not (or no longer) in the stream
             record = self._new(task_id, TaskRecord(attempts=before))
         if record.place in (FINISHED, DEAD) or (record.marked and record.place == WAITING):
-            return ClaimDecision(False)
+            return Claim(False, token=token, copy=copy)
         if copy and copy < record.copy:  # an older copy than the live one
-            return ClaimDecision(False)
+            return Claim(False, token=token, copy=copy)
         if record.place == RUNNING:  # its last claim never settled: that worker died
             record.crashes += 1
         record.place, record.token = RUNNING, token
         record.attempts += 1
         record.copy = max(record.copy, copy)
-        return ClaimDecision(True, record.attempts, record.crashes, record.marked)
+        return Claim(True, record.attempts, record.crashes, record.marked, token, copy)
 
     @staticmethod
     def _settle(record: TaskRecord, kind: str, copy: int) -> None:
@@ -488,11 +480,10 @@ class LedgerRecords:
             wait=True,
         )
         claims = self.ledger.state.claims
-        out = []
-        for (_, _, copy, _, _), token in zip(rows, tokens, strict=True):
-            d = claims.pop(token, None) or ClaimDecision(False)
-            out.append(Claim(d.run, d.attempt, d.crashes, d.aborted, token, copy))
-        return out
+        return [
+            claims.pop(token, Claim(False, token=token, copy=row[2]))
+            for row, token in zip(rows, tokens, strict=True)
+        ]
 
     async def settle(self, batch: Sequence[Settle]) -> list[bool]:
         await self.ledger.append([[SETTLED, s.task_id, s.token, s.kind, s.copy] for s in batch])
