@@ -22,7 +22,8 @@ double its import time). Runs are interleaved, one per peer per round.
 Conveyor runs from this checkout (``src/`` on ``PYTHONPATH``) with the interpreter that
 runs this script. ardiq runs from ``bench/.venvs/ardiq`` (created by ``bench/run.py
 --setup-only --peers ardiq``, or by this script on first use); it is left out, with
-the reason, when that venv cannot be made. Redis DB 15 is flushed before every Redis run.
+the reason, when that venv cannot be made. Redis DB 13 (not bench/run.py's 15) is flushed
+before every Redis run.
 
 Standard library only, like bench/run.py.
 """
@@ -202,7 +203,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--peers", default="conveyor-sqlite,conveyor-redis,ardiq",
                         help="comma-separated; NAME@baseline runs NAME from --baseline-src")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    # not run.py's DB 15: a full run there would take (and FLUSHDB) this script's task
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--src", type=Path, default=REPO / "src",
                         help="the Conveyor sources to run (default: this checkout's)")
