@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--peers", default="conveyor-sqlite,conveyor-redis,ardiq",
                         help="comma-separated; NAME@baseline runs NAME from --baseline-src")
+    # not run.py's DB 15: a full run there would take (and FLUSHDB) this script's task
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--src", type=Path, default=REPO / "src",
