@@ -35,7 +35,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiormq
 import msgspec
@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("conveyor.rabbitmq")
+T = TypeVar("T")
 
 FINISHED_KEEP = 600.0
 """Seconds a finished task's record stays in a worker's state, so that the redelivery of a
@@ -457,9 +458,7 @@ class LedgerRecords:
             wait=True,
         )
         admits = self.ledger.state.admits
-        return [
-            admits.pop(token, (item.task_id, 0)) for item, token in zip(batch, tokens, strict=True)
-        ]
+        return [_answer(admits, token) for token in tokens]
 
     async def requeue(self, task_id: str, queue: str) -> int:
         """A dead letter about to be published again: queued anew, its dead record
@@ -480,10 +479,7 @@ class LedgerRecords:
             wait=True,
         )
         claims = self.ledger.state.claims
-        return [
-            claims.pop(token, Claim(False, token=token, copy=row[2]))
-            for row, token in zip(rows, tokens, strict=True)
-        ]
+        return [_answer(claims, token) for token in tokens]
 
     async def settle(self, batch: Sequence[Settle]) -> list[bool]:
         await self.ledger.append([[SETTLED, s.task_id, s.token, s.kind, s.copy] for s in batch])
@@ -509,6 +505,18 @@ class LedgerRecords:
     def marks(self, task_ids: Sequence[str]) -> list[bool]:
         tasks = self.ledger.state.tasks
         return [(r := tasks.get(t)) is not None and r.marked for t in task_ids]
+
+
+def _answer(answers: dict[int, T], token: int) -> T:
+    """This process's answer to its own entry. Missing (the entry could not be applied),
+    nothing is decided: raising leaves the publish undone and hands deliveries back,
+    where a default would drop a message or never publish it."""
+    try:
+        return answers.pop(token)
+    except KeyError:
+        raise BrokerUnavailable(
+            "the ledger did not answer an entry of this process (unreadable?); try again"
+        ) from None
 
 
 _PLACES = {WAITING: Place.WAITING, RUNNING: Place.LEASED, DEAD: Place.DEAD}
