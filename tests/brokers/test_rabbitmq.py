@@ -197,6 +197,41 @@ async def test_a_retry_or_dead_letter_after_the_connection_died_runs_again(
     assert await again.ack()
 
 
+async def test_the_leases_of_a_dead_channel_end_with_it(broker: RabbitMQBroker) -> None:
+    """RabbitMQ requeues what a dead channel delivered: the deliveries still in hand lose
+    their lease at once (a body fetched ahead checks it before starting), renewals say so,
+    and the redelivery runs with the next attempt number."""
+    item = _out(b"ahead")
+    await broker.publish([item])
+    (d,) = await broker.fetch(["default"], 1, 5.0)
+    assert d.lease_until == float("inf") and broker.renew([d], 30.0) == [True]
+    await (await broker.session()).connection.close()
+    assert d.lease_until == float("-inf")
+    assert broker.renew([d], 30.0) == [False]
+    assert await broker.extend_leases([d], 30.0) == [False]
+    (again,) = await conformance._fetch_all(broker, ["default"], 1, wait=5.0)
+    assert (again.task_id, again.attempt) == (item.task_id, 2)
+    assert not await d.ack()  # fenced: the redelivery owns the task
+    assert await again.ack()
+
+
+async def test_a_publish_timeout_closes_the_connection_so_its_deliveries_come_back(
+    broker: RabbitMQBroker,
+) -> None:
+    """A session dropped after an error is closed, not left open: an open connection
+    would keep what it delivered unacknowledged for as long as it lives."""
+    item = _out(b"stuck?")
+    await broker.publish([item])
+    (d,) = await broker.fetch(["default"], 1, 5.0)
+    session = await broker.session()
+    broker._link.drop(session)
+    assert d.lease_until == float("-inf")
+    await eventually(lambda: session.connection.is_closed, timeout=10.0)
+    (again,) = await conformance._fetch_all(broker, ["default"], 1, wait=5.0)
+    assert (again.task_id, again.attempt) == (item.task_id, 2)
+    assert await again.ack()
+
+
 async def test_a_stale_copy_is_dropped(broker: RabbitMQBroker) -> None:
     """A retry publishes copy 2; copy 1 showing up again (its ack lost) is dropped."""
     item = _out(b"c")

@@ -288,7 +288,7 @@ its started attempts (None: store nothing). It must be pure and quick: a broker 
 it inside a transaction, or more than once (it stores the result of one call)."""
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class Delivery:
     """One message handed to this worker under a lease.
 

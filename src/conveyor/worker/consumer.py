@@ -312,8 +312,8 @@ class Worker:
                 await pause.wait()
                 continue
             pause.reset()
-            for delivery in deliveries:
-                delivery.lease_until = asked + lease
+            for delivery in deliveries:  # min: a broker may have ended one already
+                delivery.lease_until = min(delivery.lease_until, asked + lease)
             if self._stopping.is_set():
                 await self._release(deliveries)
                 break

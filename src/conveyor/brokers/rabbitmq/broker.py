@@ -504,18 +504,20 @@ class RabbitMQBroker:
             held = Held(item, claim.token, claim.copy, expires)
             with self._lock:
                 self._held.add(held)
-            out.append(
-                Delivery(
-                    self,
-                    item.queue,
-                    row[0],
-                    item.message.body,
-                    claim.attempt,
-                    held,
-                    crashes=claim.crashes,
-                    abort_requested=claim.aborted,
-                )
+            delivery = Delivery(
+                self,
+                item.queue,
+                row[0],
+                item.message.body,
+                claim.attempt,
+                held,
+                crashes=claim.crashes,
+                abort_requested=claim.aborted,
             )
+            item.session.deliveries.add(delivery)
+            if not item.session.alive:  # its channel died during the claim
+                delivery.lease_until = float("-inf")
+            out.append(delivery)
         return out
 
     async def _dead_on_arrival(self, item: Incoming) -> None:
@@ -678,13 +680,14 @@ class RabbitMQBroker:
     # -- leases --------------------------------------------------------------------
 
     def renew(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
-        """Push the leases of deliveries this process holds (thread-safe)."""
+        """Push the leases of deliveries this process holds (thread-safe). One whose
+        channel died is not held any more: RabbitMQ has requeued its message."""
         until = self._options.clock.monotonic() + seconds
         out = []
         with self._lock:
             for delivery in deliveries:
                 held = delivery.token
-                if held in self._held:
+                if held in self._held and held.incoming.session.alive:
                     held.expires = until
                     out.append(True)
                 else:

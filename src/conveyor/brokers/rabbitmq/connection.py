@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
@@ -28,6 +29,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from conveyor.brokers import redact_secrets
 from conveyor.clock import FaultPause
 from conveyor.errors import BrokerUnavailable, ConfigurationError
+
+if TYPE_CHECKING:
+    from conveyor.brokers.base import Delivery
 
 __all__ = ["Link", "Session", "unavailable"]
 
@@ -54,6 +58,16 @@ class Session:
     consumer: aiormq.abc.AbstractChannel
     generation: int = field(default_factory=lambda: next(_generations))
     alive: bool = True
+    deliveries: weakref.WeakSet[Delivery] = field(default_factory=weakref.WeakSet)
+    """What its consuming channel delivered and this process still holds."""
+
+    def end(self) -> None:
+        """Mark it dead. RabbitMQ requeues what its channel delivered, so the leases of
+        the deliveries still in hand end now: one fetched ahead and not started yet is
+        checked before it would start, and does not run (its redelivery does)."""
+        self.alive = False
+        for delivery in list(self.deliveries):
+            delivery.lease_until = float("-inf")
 
     @property
     def server_version(self) -> tuple[int, ...]:
@@ -156,7 +170,7 @@ class Link:
                     self.shown,
                     redact_secrets(str(exc) or type(exc).__name__, self._url) if exc else "closed",
                 )
-            session.alive = False
+            session.end()
             # a channel the server closed (PRECONDITION_FAILED, a consumer timeout...)
             # ends the whole session: its deliveries are being requeued
             if not connection.is_closed:
@@ -173,8 +187,14 @@ class Link:
         return session
 
     def drop(self, session: Session) -> None:
-        """Mark ``session`` dead after an error on it: the next call reconnects."""
-        session.alive = False
+        """End ``session`` after an error on it: the next call reconnects. Its connection
+        is closed, so that RabbitMQ requeues what it delivered (an open connection would
+        keep those messages unacknowledged, and stuck, for as long as it lives)."""
+        if session.alive:
+            session.end()
+            if not session.connection.is_closed:
+                with contextlib.suppress(RuntimeError):  # the loop is closing
+                    self._retire(session.connection)
 
     def _retire(self, connection: AbstractConnection) -> None:
         """Close a dead session's connection in the background, owned by this link: a
@@ -189,7 +209,7 @@ class Link:
         self.closed = True
         session, self._session = self._session, None
         if session is not None:
-            session.alive = False
+            session.end()
             await _quietly_close(session.connection)
         if self._closing:
             await asyncio.wait(list(self._closing))
