@@ -232,6 +232,26 @@ async def test_a_publish_timeout_closes_the_connection_so_its_deliveries_come_ba
     assert await again.ack()
 
 
+async def test_the_retry_of_a_publish_reported_failed_that_landed_and_ran_is_absorbed(
+    broker: RabbitMQBroker,
+) -> None:
+    """The confirm of a publish is lost (so its record is undone), yet RabbitMQ had taken
+    the message, and it runs. The producer retries with the same task id: that is the same
+    enqueue, not a second run. A later publish of the id is a new run, as ever."""
+    item = _out(b"landed", reused_id=True)
+    ((task_id, copy),) = await broker.records.register([item])
+    session = await broker.session()
+    await broker._send(session, "default", task_id, item.body, 0, copy)
+    await broker.records.unregister([(task_id, copy)])  # as a publish timeout does
+    (d,) = await broker.fetch(["default"], 1, 5.0)
+    assert (d.task_id, d.attempt) == (item.task_id, 1) and await d.ack()
+    assert await broker.publish([item]) == [item.task_id]  # the producer's retry
+    assert await broker.fetch(["default"], 1, 0.5) == []
+    assert await broker.publish([item]) == [item.task_id]  # on purpose, later: runs again
+    (again,) = await broker.fetch(["default"], 1, 5.0)
+    assert again.task_id == item.task_id and await again.ack()
+
+
 async def test_a_stale_copy_is_dropped(broker: RabbitMQBroker) -> None:
     """A retry publishes copy 2; copy 1 showing up again (its ack lost) is dropped."""
     item = _out(b"c")

@@ -110,6 +110,19 @@ def test_a_release_is_uncharged_and_a_finished_task_is_not_run_again() -> None:
     assert state.claims[10].run is True  # the id was enqueued again on purpose
 
 
+def test_the_retry_of_a_publish_reported_failed_that_landed_and_ran_is_absorbed() -> None:
+    """A publish whose confirm was lost is forgotten, yet its copy surfaces and runs: the
+    producer's retry of that publish is the same enqueue (one absorbed), not a new run."""
+    state = _state()
+    state.apply(1.0, [_pub("t", reused=True, token=1), [FORGOTTEN, "t"]], mine=True)
+    state.apply(2.0, [[CLAIMED, "t", 1, 0, 7], [SETTLED, "t", 7, "ack", 1]], mine=True)
+    assert state.claims[7].run is True
+    state.apply(3.0, [_pub("t", reused=True, token=2)], mine=True)
+    assert state.admits[2] == ("t", 0)
+    state.apply(4.0, [_pub("t", reused=True, token=3)], mine=True)
+    assert state.admits[3][1] > 0  # enqueued again on purpose, later
+
+
 def test_finished_records_leave_a_workers_state_and_live_ones_stay() -> None:
     state = LedgerState(max_age=3600.0, keep_finished=600.0)
     state.apply(0.0, [_pub("done"), [CLAIMED, "done", 1, 0, 1]], mine=False)

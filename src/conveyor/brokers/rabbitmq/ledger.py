@@ -97,6 +97,7 @@ class TaskRecord:
     born: float = 0.0
     key: str = ""
     key_ttl: float = 0.0
+    landed: bool = False  # claimed without a publish entry: one reported failed, or aged out
 
 
 class LedgerState:
@@ -185,6 +186,9 @@ class LedgerState:
             return task_id, 0
         if record is not None and not reused and record.place in (FINISHED, DEAD):
             return task_id, 0  # a finished task's id, sent again by accident
+        if record is not None and record.landed and record.place in (FINISHED, DEAD):
+            record.landed = False  # the retry of a publish reported failed that had landed
+            return task_id, 0
         copy = record.copy + 1 if record is not None else 1
         self._new(task_id, TaskRecord(copy=copy, key=key, key_ttl=float(key_ttl or 0)))
         if key:
@@ -204,7 +208,7 @@ class LedgerState:
         self, task_id: str, record: TaskRecord | None, copy: int, before: int, token: int
     ) -> Claim:
         if record is None:  # its publish entry is not (or no longer) in the stream
-            record = self._new(task_id, TaskRecord(attempts=before))
+            record = self._new(task_id, TaskRecord(attempts=before, landed=True))
         if record.place in (FINISHED, DEAD) or (record.marked and record.place == WAITING):
             return Claim(False, token=token, copy=copy)
         if copy and copy < record.copy:  # an older copy than the live one

@@ -9,7 +9,9 @@
 -- finished, dead or was aborted while it waited: its message is acknowledged unrun.
 -- A message the ledger does not know (published by hand, or its record expired) starts
 -- as a new task. A task whose record still says running was left unsettled by a worker
--- that died (RabbitMQ redelivered it): one more crash in a row.
+-- that died (RabbitMQ redelivered it): one more crash in a row. A copy whose publish was
+-- reported failed (unregister.lua) marks its record 'uc': it landed, so the producer's
+-- retry of that publish is not a second run (register_one).
 local prefix, record_ttl = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for i = 3, #ARGV, 5 do
@@ -35,6 +37,7 @@ for i = 3, #ARGV, 5 do
       local token = (tonumber(f[6]) or 0) + 1
       local live = math.max(copy, current)
       redis.call('HSET', job, 's', 'r', 'a', attempt, 't', token, 'r', crashes, 'c', live)
+      if state == 'u' then redis.call('HSET', job, 'uc', 1) end  -- it landed after all
       redis.call('HDEL', job, 'b')
       redis.call('ZREM', delayed_set(prefix, f[7]), task_id)
       redis.call('SADD', running_set(prefix, f[7]), task_id)

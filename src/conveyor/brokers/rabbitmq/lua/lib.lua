@@ -53,6 +53,12 @@ local function register_one(prefix, record_ttl, results, now, task_id, queue, bo
   local state = redis.call('HGET', job, 's')
   if owner then return owner, 0 end
   if state == 'w' or state == 'r' then return task_id, 0 end
+  if redis.call('HGET', job, 'uc') == '1' then
+    -- a publish reported as failed had landed and its copy has run since: this is the
+    -- producer's retry of that publish, not a new run (absorbed once)
+    redis.call('HDEL', job, 'uc')
+    return task_id, 0
+  end
   local copy = (tonumber(redis.call('HGET', job, 'c')) or 0) + 1
   redis.call('DEL', job)
   redis.call('HSET', job, 'q', queue, 's', 'w', 'a', 0, 'c', copy, 't', 0, 'r', 0,
