@@ -197,13 +197,32 @@ def _explain(body: bytes, exc: Exception) -> str:
     return f"malformed message: {exc}"
 
 
+_ID_BATCH = 256  # ids drawn from one os.urandom call
+_random_ids: list[str] = []
+
+
 def new_task_id() -> str:
     """A fresh task id: 32 hex characters, a random UUID (version 4) as ``uuid4().hex``
-    gives, in a third of the time (it is on every enqueue's path)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
-    return raw.hex()
+    gives, in a fraction of the time (it is on every enqueue's path): the random bytes of
+    256 ids come from one ``os.urandom`` call."""
+    try:
+        return _random_ids.pop()
+    except IndexError:
+        _random_ids.extend(_draw_ids(_ID_BATCH))
+        return _random_ids.pop()
+
+
+def _draw_ids(count: int) -> list[str]:
+    raw = bytearray(os.urandom(16 * count))
+    for start in range(0, len(raw), 16):
+        raw[start + 6] = raw[start + 6] & 0x0F | 0x40  # version 4
+        raw[start + 8] = raw[start + 8] & 0x3F | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, len(text), 32)]
+
+
+# a forked child must not hand out the ids its parent drew (the parent will)
+os.register_at_fork(after_in_child=_random_ids.clear)
 
 
 # Values of these annotations arrive as they are; PLAIN_TYPES are checked by isinstance

@@ -117,6 +117,28 @@ def test_generated_task_ids_are_random_uuid4_hex() -> None:
         assert (parsed.hex, parsed.version, parsed.variant) == (task_id, 4, uuid.RFC_4122)
 
 
+def test_a_forked_child_never_hands_out_its_parents_drawn_task_ids() -> None:
+    """Ids are drawn 256 at a time; a child forked with some left over draws its own."""
+    import os
+
+    from conveyor.message import new_task_id
+
+    new_task_id()  # the parent now holds 255 drawn ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, to the parent
+        os.close(read)
+        os.write(write, "".join(new_task_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    child = {text[i : i + 32] for i in range(0, len(text), 32)}
+    parent = {new_task_id() for _ in range(255)}
+    assert len(child) == 10 and not child & parent
+
+
 async def test_paths_and_addresses_travel_as_text_and_come_back_typed() -> None:
     app = fast_app()
 
