@@ -286,6 +286,16 @@ class Task(Generic[P, R]):
         plain = len(self._positional) == len(self.spec.arguments)
         self._plain_names = tuple(p.name for p in self._positional) if plain else None
         self._required = sum(1 for p in self._positional if p.default is p.empty)
+        # per plain parameter: its name, its plain type (checked by type) or None, and
+        # whether its value is checked by conversion instead
+        self._plain_checks = tuple(
+            (
+                p.name,
+                hint if (hint := self.spec.hints.get(p.name)) in PLAIN_TYPES else None,
+                p.name in self._conversions,
+            )
+            for p in self._positional
+        )
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__doc__ = fn.__doc__
 
@@ -447,12 +457,22 @@ class Task(Generic[P, R]):
             args = (_RECEIVED, *args)
         names = self._plain_names
         if names is not None and not kwargs and self._required <= len(args) <= len(names):
-            given: Iterable[tuple[str, Any]] = zip(names, args, strict=False)
-        else:
-            try:
-                given = self._signature.bind(*args, **kwargs).arguments.items()
-            except TypeError as exc:
-                raise TypeError(f"task {self.name!r}: {exc}") from None
+            for (name, plain, converted), value in zip(self._plain_checks, args, strict=False):
+                if value is _RECEIVED:  # converted by the worker when it arrives
+                    continue
+                if plain is not None:
+                    if type(value) is not plain and not _fits(value, plain):
+                        raise TypeError(
+                            f"task {self.name!r}: argument {name!r} must be {plain.__name__}, "
+                            f"got {type(value).__name__}"
+                        )
+                elif converted:
+                    self._check_conversion(name, value)
+            return
+        try:
+            given = self._signature.bind(*args, **kwargs).arguments.items()
+        except TypeError as exc:
+            raise TypeError(f"task {self.name!r}: {exc}") from None
         for name, value in given:
             if value is _RECEIVED:  # converted by the worker when it arrives
                 continue
