@@ -12,10 +12,15 @@ local function ensure_group(stream, group)
 end
 
 -- Append a message to the stream of its priority, registering the priority on first use.
+local listed_streams = {}  -- this call's streams already in their queue's :prios
+
 local function enqueue(tag, group, task_id, body, prio)
   local stream = tag .. ':s:' .. prio
-  if redis.call('ZADD', tag .. ':prios', 'NX', prio, prio) == 1 then
-    ensure_group(stream, group)
+  if not listed_streams[stream] then
+    if redis.call('ZADD', tag .. ':prios', 'NX', prio, prio) == 1 then
+      ensure_group(stream, group)
+    end
+    listed_streams[stream] = true
   end
   return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
 end
@@ -95,14 +100,14 @@ end
 -- written with the state (not for the front stream, which holds every priority).
 local function start(tag, task_id, prio, entry_id)
   local job = tag .. ':job:' .. task_id
+  local f = redis.call('HMGET', job, 'a', 'r', 'x')
+  local attempt = (tonumber(f[1]) or 0) + 1
   if prio == 'front' then
-    redis.call('HSET', job, 's', 'running', 'e', entry_id)
+    redis.call('HSET', job, 's', 'running', 'e', entry_id, 'a', attempt)
   else
-    redis.call('HSET', job, 's', 'running', 'e', entry_id, 'p', prio)
+    redis.call('HSET', job, 's', 'running', 'e', entry_id, 'p', prio, 'a', attempt)
   end
-  local attempt = redis.call('HINCRBY', job, 'a', 1)
-  local f = redis.call('HMGET', job, 'r', 'x')
-  return attempt, tonumber(f[1] or '0'), tonumber(f[2] or '0')
+  return attempt, tonumber(f[2] or '0'), tonumber(f[3] or '0')
 end
 
 -- After `task_id` joined the delayed set with score `due`: if it is now the earliest,
@@ -120,30 +125,36 @@ end
 -- joins.
 local function publish_to(tag, group, prefix, now, id, body, prio, due, key, key_ttl, reused, workflow)
   local job = tag .. ':job:' .. id
-  local existing = false
-  if key ~= '' then existing = redis.call('GET', tag .. ':key:' .. key) end
-  if not existing then
-    local dead = redis.call('HMGET', job, 's', 'd')
-    if dead[1] == 'dead' then
-      -- the caller reuses a dead-lettered task's id on purpose: a new run replaces it
-      if dead[2] then redis.call('XDEL', tag .. ':dlq', dead[2]) end
-      redis.call('DEL', job)
-    end
+  if key ~= '' then
+    local existing = redis.call('GET', tag .. ':key:' .. key)
+    if existing then return existing end
   end
-  if existing then return existing end
-  if redis.call('EXISTS', job) == 1 then return id end
+  local found = redis.call('HMGET', job, 's', 'd')
+  if found[1] == 'dead' then
+    -- the caller reuses a dead-lettered task's id on purpose: a new run replaces it
+    if found[2] then redis.call('XDEL', tag .. ':dlq', found[2]) end
+    redis.call('DEL', job)
+  elseif found[1] then
+    return id  -- queued, running or finished under this id: nothing is written
+  end
   if reused == '1' then
     -- its old result and progress must not answer the new run's waiters
     redis.call('DEL', prefix .. ':result:' .. id, prefix .. ':progress:' .. id)
   end
-  if key ~= '' then redis.call('SET', tag .. ':key:' .. key, id) end
+  -- a record's absent fields read as their defaults: attempts 0, no key
+  local where, at = 'e', nil
   if due > now then
-    redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'b', body)
+    where, at = 'b', body
     redis.call('ZADD', tag .. ':delayed', due, id)
     announce_due(tag, prefix, id, due)
   else
-    local e = enqueue(tag, group, id, body, prio)
-    redis.call('HSET', job, 's', 'queued', 'a', 0, 'p', prio, 'k', key, 'kt', key_ttl, 'e', e)
+    at = enqueue(tag, group, id, body, prio)
+  end
+  if key ~= '' then
+    redis.call('SET', tag .. ':key:' .. key, id)
+    redis.call('HSET', job, 's', 'queued', 'p', prio, 'k', key, 'kt', key_ttl, where, at)
+  else
+    redis.call('HSET', job, 's', 'queued', 'p', prio, where, at)
   end
   if workflow ~= '' then
     redis.call('HSET', job, 'w', workflow)
