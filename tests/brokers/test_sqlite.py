@@ -153,6 +153,27 @@ async def test_connections_use_wal_with_the_configured_synchronous_and_busy_time
             keeper.close()
 
 
+async def test_a_claim_commits_unflushed_and_everything_else_flushed(tmp_path: Path) -> None:
+    """With FULL, a claim alone commits with synchronous=NORMAL (no fsync on the way from
+    an enqueue to its start: a claim lost to a power cut only runs the task again); the
+    publish and the ack before and after it commit with FULL."""
+    statements: list[str] = []
+    async with _broker(_url(tmp_path)) as broker:
+        await broker._db.run(lambda conn: conn.set_trace_callback(statements.append))
+        try:
+            await broker.publish([_out()])
+            (delivery,) = await broker.fetch(["default"], 1, 0)
+            assert await delivery.ack()
+        finally:
+            await broker._db.run(lambda conn: conn.set_trace_callback(None))
+    modes = [s.split("=")[1].strip() for s in statements if s.startswith("PRAGMA synchronous")]
+    commits = [i for i, s in enumerate(statements) if s == "COMMIT"]
+    assert modes == ["NORMAL", "FULL"]  # around the claim, and only there
+    normal, full = (statements.index(f"PRAGMA synchronous = {m}") for m in modes)
+    assert [i for i in commits if normal < i < full] == [commits[1]]  # the claim's commit
+    assert len(commits) == 3  # publish, claim, ack
+
+
 # -- where the file may live ---------------------------------------------------------
 
 

@@ -73,6 +73,7 @@ from conveyor.brokers.sqlite.connection import (
     open_connection,
     snapshot,
     transaction,
+    unflushed,
 )
 from conveyor.brokers.sqlite.events import SqliteEventStore
 from conveyor.brokers.sqlite.queries import QUERIES
@@ -279,7 +280,7 @@ class SqliteBroker:
     ) -> _Claim:
         claimed: list[Delivery] = []
         next_due: float | None = None
-        with transaction(conn):
+        with unflushed(conn, self._db.tuning), transaction(conn):
             conn.execute(QUERIES.promote, {"now": now}).fetchall()
             for queue in queues:
                 rows = conn.execute(

@@ -265,6 +265,23 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @contextmanager
+def unflushed(conn: sqlite3.Connection, tuning: SqliteTuning) -> Iterator[sqlite3.Connection]:
+    """Commit without an fsync, for a write that may be lost to an OS crash or power cut
+    with no harm: a claim. A lost claim leaves its task queued, so it runs again, as a
+    dead worker's task does (at least once). In WAL mode the next flushed commit (the
+    task's ack, any publish) flushes the WAL up to and including this one, so a crash
+    loses a suffix of commits, never one from the middle."""
+    durable = tuning.synchronous in ("FULL", "EXTRA")
+    if durable:
+        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield conn
+    finally:
+        if durable:
+            conn.execute(f"PRAGMA synchronous = {tuning.synchronous}")
+
+
+@contextmanager
 def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A read transaction: several SELECTs see one consistent state of the database."""
     conn.execute("BEGIN")
