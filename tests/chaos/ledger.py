@@ -286,7 +286,17 @@ class Report:
         if self.unexplained:
             problems.append(f"unexplained duplicates: {self.unexplained}")
         if self.attempts_regressions:
-            problems.append(f"attempt numbers went down for: {self.attempts_regressions}")
+            problems.append(
+                "attempt numbers went down for: "
+                + "; ".join(
+                    f"{task_id}: "
+                    + ", ".join(
+                        f"attempt {r['attempt']} in pid {r['pid']} at {r['t']:.3f}"
+                        for r in self.starts.get(task_id, [])
+                    )
+                    for task_id in self.attempts_regressions
+                )
+            )
         assert not problems, self.summary() + "\n" + "\n".join(problems)
 
 
