@@ -19,8 +19,9 @@ after one untimed run per peer that fills the page cache and writes the bytecode
 package has its ``.pyc`` files, and compiling Conveyor's sources on every start would
 double its import time). Runs are interleaved, one per peer per round.
 
-Conveyor runs from this checkout (``src/`` on ``PYTHONPATH``) with the interpreter that
-runs this script. ardiq runs from ``bench/.venvs/ardiq`` (created by ``bench/run.py
+Conveyor runs from this checkout (``src/`` on ``PYTHONPATH``) with the interpreter of
+``bench/.venvs/conveyor`` (what ``conveyor-tasks[redis]`` installs, as bench/run.py uses;
+``--python current`` for the one running this script). ardiq runs from ``bench/.venvs/ardiq`` (created by ``bench/run.py
 --setup-only --peers ardiq``, or by this script on first use); it is left out, with
 the reason, when that venv cannot be made. Redis DB 13 is flushed before every Redis
 run (not 15: run.py flushes that one, and the two must not clear each other's backlog
@@ -113,13 +114,29 @@ def _flush(redis_url: str) -> Callable[[], None]:
     return flush
 
 
-def _conveyor(name: str, broker_url: str, reset: Callable[[], None], src: Path) -> Peer:
+def _conveyor(name: str, broker_url: str, reset: Callable[[], None], src: Path,
+              python: str) -> Peer:
     def worker(workers: int) -> list[str]:
-        return [sys.executable, "-m", "conveyor.cli", "worker", "startup_app:app",
+        return [python, "-m", "conveyor.cli", "worker", "startup_app:app",
                 "--workers", str(workers), "--log-level", "WARNING"]
 
-    return Peer(name, sys.executable, CONVEYOR_APP, worker,
+    return Peer(name, python, CONVEYOR_APP, worker,
                 {"CONVEYOR_BROKER_URL": broker_url, "PYTHONPATH": str(src)}, reset)
+
+
+def _conveyor_python(choice: str) -> str:
+    """The interpreter Conveyor starts with: by default bench/.venvs/conveyor's, which
+    holds what ``pip install conveyor-tasks[redis]`` installs and no more (a development
+    environment's extras change the start-up: with opentelemetry-sdk installed, redis-py
+    imports it, about 35 ms); ``current``: the one running this script."""
+    if choice == "current":
+        return sys.executable
+    if choice != "bench":
+        return choice
+    from harness.env import choose_python, ensure_venv, find_pythons
+    from peers.conveyor import ADAPTER
+
+    return ensure_venv(ADAPTER, choose_python(ADAPTER, find_pythons(), "3.12"), print).python
 
 
 def _ardiq(redis_url: str) -> Peer:
@@ -190,9 +207,10 @@ def _make_peer(name: str, workdir: Path, opts: argparse.Namespace) -> Peer:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
 
-        return _conveyor(name, f"sqlite:///{db}", reset, src)
+        return _conveyor(name, f"sqlite:///{db}", reset, src, _conveyor_python(opts.python))
     if base == "conveyor-redis":
-        return _conveyor(name, opts.redis_url, _flush(opts.redis_url), src)
+        return _conveyor(name, opts.redis_url, _flush(opts.redis_url), src,
+                         _conveyor_python(opts.python))
     if base == "ardiq" and not variant:
         return _ardiq(opts.redis_url)
     raise SystemExit(f"unknown peer {name!r}")
@@ -207,6 +225,9 @@ def main() -> None:
     # not run.py's DB 15: a full run there would take (and FLUSHDB) this script's task
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--python", default="bench",
+                        help="Conveyor's interpreter: bench (bench/.venvs/conveyor, a "
+                        "conveyor-tasks[redis] install), current, or a path")
     parser.add_argument("--src", type=Path, default=REPO / "src",
                         help="the Conveyor sources to run (default: this checkout's)")
     parser.add_argument("--baseline-src", type=Path, default=None,

@@ -14,6 +14,7 @@ from conveyor.errors import BrokerUnavailable as BrokerUnavailable
 from conveyor.errors import ConfigurationError as ConfigurationError
 from conveyor.errors import ConveyorError as ConveyorError
 from conveyor.errors import EnqueueError as EnqueueError
+from conveyor.errors import PartialPublish as PartialPublish
 from conveyor.errors import PayloadTooLarge as PayloadTooLarge
 from conveyor.errors import ProcessDied as ProcessDied
 from conveyor.errors import RemoteTraceback as RemoteTraceback
@@ -93,6 +94,7 @@ __all__ = [
     "GroupHandle",
     "Hook",
     "Message",
+    "PartialPublish",
     "PayloadTooLarge",
     "ProcessDied",
     "RemoteTraceback",

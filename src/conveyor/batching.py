@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from conveyor.errors import PartialPublish
+
 __all__ = ["Batcher"]
 
 T = TypeVar("T")
@@ -68,6 +70,16 @@ class Batcher(Generic[T, U]):
         try:
             answers = await self._flush([item for item, _ in batch])
         except BaseException as exc:
+            if isinstance(exc, PartialPublish) and len(exc.outcomes) == len(batch):
+                # some items went through: each caller gets its own answer or error
+                for (_, future), outcome in zip(batch, exc.outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)  # type: ignore[arg-type]
+                return
             for _, future in batch:
                 if not future.done():
                     future.set_exception(

@@ -27,6 +27,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from conveyor.result import ErrorInfo
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "ConveyorError",
     "EnqueueError",
+    "PartialPublish",
     "PayloadTooLarge",
     "ProcessDied",
     "RemoteTraceback",
@@ -56,6 +59,19 @@ class ConfigurationError(ConveyorError):
 
 class BrokerUnavailable(ConveyorError):
     """The broker or result store cannot be reached. The URL is shown without its password."""
+
+
+class PartialPublish(BrokerUnavailable):
+    """Part of a batch was published and part was not (a connection lost halfway).
+
+    ``outcomes`` holds, per message in the batch's order, the task id that stands for it
+    (published, or an existing task took its place) or the error that stopped it. A
+    caller of ``kiq()`` whose message was published gets its handle; only the callers whose
+    message failed get an error, so none retries an enqueue that in fact landed."""
+
+    def __init__(self, message: str, outcomes: Sequence[str | BaseException]) -> None:
+        super().__init__(message)
+        self.outcomes = list(outcomes)
 
 
 class EnqueueError(ConveyorError):

@@ -30,7 +30,7 @@ from conveyor.brokers.base import (
 from conveyor.brokers.rabbitmq import RabbitMQBroker, delete_namespace
 from conveyor.brokers.rabbitmq.settings import AmqpSettings
 from conveyor.brokers.rabbitmq.topology import MAX_DELAY_MS, delay_headers
-from conveyor.errors import BrokerUnavailable, ConfigurationError
+from conveyor.errors import BrokerUnavailable, ConfigurationError, PartialPublish
 from conveyor.testing import conformance
 from conveyor.testing.conformance import conformance_options
 from tests.conftest import eventually
@@ -94,6 +94,10 @@ async def _publish_raw(broker: RabbitMQBroker, body: bytes, **properties: Any) -
             aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties),
             routing_key=broker.names.work("default"),
         )
+
+
+def _other(body: bytes = b"x") -> Outgoing:
+    return Outgoing(task_id=uuid.uuid4().hex, queue="other", body=body)
 
 
 def _out(body: bytes = b"x", **kw: Any) -> Outgoing:
@@ -289,6 +293,25 @@ async def test_an_unroutable_publish_raises_and_admits_the_key_again(
     broker.declared_queues.discard("default")
     broker._topology.declared.discard(broker.names.work("default"))
     assert await broker.publish([item]) == [item.task_id]
+
+
+async def test_a_half_published_batch_says_which_messages_went_through(
+    broker: RabbitMQBroker,
+) -> None:
+    """One queue of a batch was deleted behind the broker's back: its message fails, the
+    other's is published. The error says so per message, so that no caller of kiq() whose
+    message landed hears "failed" and enqueues it a second time."""
+    await broker.publish([_other()])  # declared, then deleted below
+    session = await broker.session()
+    await session.publisher.queue_delete(broker.names.work("other"))
+    good, bad = _out(b"good"), _other(b"bad")
+    with pytest.raises(PartialPublish, match="1 of 2") as caught:
+        await broker.publish([good, bad])
+    first, second = caught.value.outcomes
+    assert first == good.task_id and isinstance(second, BrokerUnavailable)
+    (d,) = await broker.fetch(["default"], 1, 5.0)
+    assert d.task_id == good.task_id and await d.ack()
+    assert await broker.locate(bad.task_id) is None  # its record was undone
 
 
 # -- messages Conveyor did not write ----------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from conveyor.batching import Batcher
+from conveyor.errors import BrokerUnavailable, PartialPublish
 
 
 async def test_calls_in_one_loop_turn_share_one_flush_and_get_their_own_answer() -> None:
@@ -45,6 +46,21 @@ async def test_a_failing_flush_fails_every_caller_of_its_batch() -> None:
     batcher: Batcher[int, int] = Batcher(broken)
     results = await asyncio.gather(*(batcher.submit(n) for n in range(3)), return_exceptions=True)
     assert [type(r) for r in results] == [ConnectionError] * 3
+
+
+async def test_a_partly_published_batch_answers_each_caller_for_its_own_item() -> None:
+    """PartialPublish: the callers whose item went through get their answer, the others
+    the error that stopped theirs (so none retries an enqueue that landed)."""
+    lost = BrokerUnavailable("connection lost")
+
+    async def half(batch: Sequence[str]) -> list[str]:
+        raise PartialPublish("1 of 2", [batch[0], lost])
+
+    batcher: Batcher[str, str] = Batcher(half)
+    outcomes = await asyncio.gather(
+        batcher.submit("a"), batcher.submit("b"), return_exceptions=True
+    )
+    assert outcomes == ["a", lost]
 
 
 @pytest.mark.parametrize("answer", [[], [1], [1, 2, 3, 4]], ids=["none", "fewer", "more"])

@@ -95,7 +95,7 @@ from conveyor.brokers.nats.records import GONE, Jobs, Record
 from conveyor.brokers.nats.results import NatsResultStore, unwrap, wrap
 from conveyor.brokers.nats.schedules import NatsScheduleStore
 from conveyor.brokers.nats.workflows import NatsWorkflows
-from conveyor.errors import BrokerUnavailable, EnqueueError
+from conveyor.errors import BrokerUnavailable, EnqueueError, PartialPublish
 from conveyor.result import AbortOutcome
 
 __all__ = ["NatsBroker"]
@@ -424,7 +424,19 @@ class NatsBroker:
 
     async def publish(self, batch: Sequence[Outgoing]) -> list[str]:
         # the stream takes every queue's subject: a consumer created later reads it all
-        return list(await asyncio.gather(*(self._guard(self._publish_one(i)) for i in batch)))
+        outcomes = await asyncio.gather(
+            *(self._guard(self._publish_one(i)) for i in batch), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if not errors:
+            return [str(o) for o in outcomes]
+        if len(errors) < len(outcomes) and all(isinstance(e, Exception) for e in errors):
+            # the others are published: their callers must not hear "failed" and retry
+            raise PartialPublish(
+                f"{len(errors)} of {len(batch)} message(s) not published: {errors[0]}",
+                outcomes,
+            ) from errors[0]
+        raise errors[0]
 
     async def _guard(self, call: Any) -> Any:
         try:

@@ -83,7 +83,7 @@ from conveyor.brokers.rabbitmq.records import (
 from conveyor.brokers.rabbitmq.settings import AmqpSettings
 from conveyor.brokers.rabbitmq.topology import TARGET, Names, Topology, delay_headers
 from conveyor.clock import FaultPause
-from conveyor.errors import BrokerUnavailable, ConfigurationError
+from conveyor.errors import BrokerUnavailable, ConfigurationError, PartialPublish
 from conveyor.result import AbortOutcome
 
 if TYPE_CHECKING:
@@ -341,7 +341,17 @@ class RabbitMQBroker:
             await self._records.unregister(
                 [(item.task_id, copy) for item, copy in sends if item.task_id in failures]
             )
-            raise self._publish_error(session, failed[0][1], len(failed), len(batch))
+            error = self._publish_error(session, failed[0][1], len(failed), len(batch))
+            if len(failures) < len(batch) and isinstance(error, Exception):
+                # the others are published: their callers must not hear "failed" and retry
+                raise PartialPublish(
+                    str(error),
+                    [
+                        error if item.task_id in failures else task_id
+                        for item, (task_id, _) in zip(batch, admitted, strict=True)
+                    ],
+                ) from error
+            raise error
         return [task_id for task_id, _ in admitted]
 
     def _publish_error(
