@@ -15,6 +15,10 @@ under its own name, never run as ``__main__``, so task names match the worker's)
 ``latency --start S --n N --gap-ms G --seed R``
     Enqueue one task at a time with random gaps of 0.5..1.5 x G ms and print the
     ``now()`` taken right before each enqueue call, by task id.
+``concurrent --n N --in-flight K``
+    ``K`` lanes await :meth:`PeerApp.enqueue_one` (one task per call, as concurrent web
+    requests each enqueue their own) until ``N`` are enqueued; print ``{"seconds": ...,
+    "n": N}`` (bench/kiq.py).
 ``prepare``
     Reset the backend's state (only used by non-Redis peers) and print facts as JSON.
 """
@@ -124,6 +128,18 @@ async def _enqueue(app: PeerApp, start: int, n: int, sleep: float,
     return {"seconds": seconds, "n": timed, "mode": mode}
 
 
+async def _concurrent(app: PeerApp, n: int, in_flight: int) -> dict[str, Any]:
+    if not inspect.iscoroutinefunction(app.enqueue_one):
+        raise SystemExit(f"{type(app).__module__}: enqueue_one is not async")
+    app.in_flight = in_flight
+    await _call(app.start)
+    t0 = now()
+    await _run_mode(app, range(n), 0.0, "concurrent")
+    seconds = now() - t0
+    await _call(app.stop)
+    return {"seconds": seconds, "n": n}
+
+
 async def _latency(app: PeerApp, start: int, n: int, gap_ms: float, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     await _call(app.start)
@@ -150,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--gap-ms", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("concurrent")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--in-flight", type=int, default=32)
     sub.add_parser("prepare")
     args = parser.parse_args(argv)
 
@@ -157,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     app = app_cls(CONFIG)
     if args.cmd == "enqueue":
         out = asyncio.run(_enqueue(app, args.start, args.n, args.sleep, args.timed))
+    elif args.cmd == "concurrent":
+        out = asyncio.run(_concurrent(app, args.n, args.in_flight))
     elif args.cmd == "latency":
         out = asyncio.run(_latency(app, args.start, args.n, args.gap_ms, args.seed))
     else:
