@@ -256,6 +256,22 @@ async def test_the_retry_of_a_publish_reported_failed_that_landed_and_ran_is_abs
     assert again.task_id == item.task_id and await again.ack()
 
 
+async def test_a_publish_reported_failed_after_its_task_ran_is_not_run_again(
+    broker: RabbitMQBroker,
+) -> None:
+    """The confirm is lost, and by the time the publish is undone its copy has run to
+    the end: the undo leaves the record and marks it, so the producer's retry is the same
+    enqueue and the task does not run a second time."""
+    item = _out(b"ran", reused_id=True)
+    ((task_id, copy),) = await broker.records.register([item])
+    await broker._send(await broker.session(), "default", task_id, item.body, 0, copy)
+    (d,) = await broker.fetch(["default"], 1, 5.0)
+    assert await d.ack()
+    await broker.records.unregister([(task_id, copy)])  # the publish "failed"
+    assert await broker.publish([item]) == [item.task_id]  # the producer's retry
+    assert await broker.fetch(["default"], 1, 0.5) == []
+
+
 async def test_a_stale_copy_is_dropped(broker: RabbitMQBroker) -> None:
     """A retry publishes copy 2; copy 1 showing up again (its ack lost) is dropped."""
     item = _out(b"c")

@@ -123,6 +123,14 @@ def test_the_retry_of_a_publish_reported_failed_that_landed_and_ran_is_absorbed(
     assert state.admits[3][1] > 0  # enqueued again on purpose, later
 
 
+def test_a_publish_forgotten_after_its_task_ran_absorbs_the_retry() -> None:
+    state = _state()
+    state.apply(1.0, [_pub("t", reused=True, token=1), [CLAIMED, "t", 1, 0, 7]], mine=True)
+    state.apply(2.0, [[SETTLED, "t", 7, "ack", 1], [FORGOTTEN, "t"]], mine=True)
+    state.apply(3.0, [_pub("t", reused=True, token=2)], mine=True)
+    assert state.admits[2] == ("t", 0)
+
+
 def test_finished_records_leave_a_workers_state_and_live_ones_stay() -> None:
     state = LedgerState(max_age=3600.0, keep_finished=600.0)
     state.apply(0.0, [_pub("done"), [CLAIMED, "done", 1, 0, 1]], mine=False)

@@ -167,6 +167,8 @@ class LedgerState:
             if record is not None and record.place == WAITING:
                 self._end_key(task_id, record, forget=True)
                 del self.tasks[task_id]
+            elif record is not None:  # claimed already: it landed after all
+                record.landed = True
         elif kind == STATUS:  # [t, id, result without its value]
             (record or self._new(task_id, TaskRecord(place=FINISHED))).status = bytes(entry[2])
         elif kind == PROGRESS:  # [h, id, snapshot]

@@ -6,7 +6,8 @@
 -- gets the next copy, and the unconfirmed one, if RabbitMQ took it after all (a confirm
 -- lost with its connection, a publish blocked past its timeout), is dropped as stale
 -- when it surfaces; if nobody retries, it runs. Its idempotency key is freed.
--- Returns how many records were undone; one that moved on meanwhile is left alone.
+-- Returns how many records were undone; one that moved on meanwhile (its copy was claimed:
+-- the publish landed after all) is left alone and marked 'uc'.
 local prefix, record_ttl = ARGV[1], tonumber(ARGV[2])
 local undone = 0
 for i = 3, #ARGV, 2 do
@@ -21,6 +22,10 @@ for i = 3, #ARGV, 2 do
     redis.call('HSET', job, 's', 'u', 'k', '')
     redis.call('PEXPIRE', job, record_ttl)
     undone = undone + 1
+  elseif f[1] and f[1] ~= 'u' and f[2] == ARGV[i + 1] then
+    -- this very copy was claimed already: it landed, and runs or ran. The producer's
+    -- retry of the publish is the same enqueue (absorbed by register_one), not a new run
+    redis.call('HSET', job, 'uc', 1)
   end
 end
 return undone
