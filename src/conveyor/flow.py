@@ -103,15 +103,18 @@ def parse_rate(text: object, burst: int | None = None) -> Rate:
 
 def take_bucket(
     tokens: float, updated: float, now: float, rate: float, burst: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """One take from a token bucket holding ``tokens`` at time ``updated``, refilled at
-    ``rate`` a second up to ``burst``: returns (tokens left, 0.0) when a token was taken,
-    else (tokens now, seconds until the next token). The reference every broker's atomic
-    version follows (Lua, SQL)."""
-    tokens = min(float(burst), tokens + max(now - updated, 0.0) * rate)
+    ``rate`` a second up to ``burst``: returns (tokens left, seconds until the next token
+    or 0.0 when one was taken, the time to save them at). The saved time never goes back:
+    a taker whose clock read is older than the bucket's (it waited for a lock, or its
+    host's clock is behind) must not refill the tokens of the time in between twice. The
+    reference every broker's atomic version follows (Lua, SQL)."""
+    at = max(now, updated)
+    tokens = min(float(burst), tokens + (at - updated) * rate)
     if tokens >= 1.0:
-        return tokens - 1.0, 0.0
-    return tokens, (1.0 - tokens) / rate
+        return tokens - 1.0, 0.0, at
+    return tokens, (1.0 - tokens) / rate, at
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,11 +307,17 @@ class Permit:
     holder: str
 
 
+_MAX_SPREAD = 5.0  # seconds over which the waiters of one bucket are spread, at most
+
+
 class Gate:
     """Takes a limited task's permit and token before it runs (the worker's side).
 
     ``permit_wait``: about how long a task refused a permit waits before it is claimed
-    again (jittered by half either way, so that waiters do not return in step).
+    again (jittered by half either way, so that waiters do not return in step). A task
+    refused a token waits until the bucket's next token, plus a random part of the
+    rate's period (at most 5 s), so that a backlog does not come back all at once.
+    Either way it is a due time in the broker: nothing polls.
     """
 
     def __init__(
@@ -340,7 +349,10 @@ class Gate:
             if wait > 0:
                 if permit is not None:
                     await self._store.release_permits([(permit.key, permit.holder)])
-                return Deferred(wait, f"rate limited: {rate}")
+                # waiters refused together would all come back at the next token:
+                # spread them over the rate's period (at most a few seconds)
+                spread = min(rate.per, _MAX_SPREAD) * self._rand()
+                return Deferred(wait + spread, f"rate limited: {rate}")
         return permit
 
 

@@ -543,8 +543,8 @@ class MemoryBroker:
         with self._lock:
             now = self._clock.now()
             tokens, at = self._buckets.get(key, (float(burst), now))
-            tokens, wait = take_bucket(tokens, at, now, rate, burst)
-            self._buckets[key] = (tokens, now)
+            tokens, wait, at = take_bucket(tokens, at, now, rate, burst)
+            self._buckets[key] = (tokens, at)
             return wait
 
     async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:

@@ -67,8 +67,8 @@ class NatsFlow:
         def take(old: Any) -> tuple[Any, float]:
             now = self._now()
             tokens, at = (float(burst), now) if old is None else (old[0], old[1])
-            tokens, wait = take_bucket(tokens, at, now, rate, burst)
-            return [tokens, now], wait
+            tokens, wait, at = take_bucket(tokens, at, now, rate, burst)
+            return [tokens, at], wait
 
         return await self._change(f"rate.{key}", take)
 

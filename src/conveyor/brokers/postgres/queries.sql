@@ -490,13 +490,16 @@ ON CONFLICT (key) DO NOTHING;
 WITH old AS (
     SELECT tokens, updated_at FROM {schema}.flow_buckets WHERE key = $1 FOR UPDATE
 ), filled AS (
+    -- now() is the transaction's start: one that waited for the row lock may be older
+    -- than the bucket's time, which never goes back (no refill counted twice)
     SELECT least($3::float8,
-                 tokens + greatest(extract(epoch FROM now() - updated_at)::float8, 0) * $2) AS t
+                 tokens + greatest(extract(epoch FROM now() - updated_at)::float8, 0) * $2) AS t,
+           greatest(now(), updated_at) AS at
     FROM old
 ), saved AS (
     UPDATE {schema}.flow_buckets SET
         tokens = (SELECT CASE WHEN t >= 1 THEN t - 1 ELSE t END FROM filled),
-        updated_at = now()
+        updated_at = (SELECT at FROM filled)
     WHERE key = $1
 )
 SELECT CASE WHEN t >= 1 THEN 0 ELSE (1 - t) / $2 END FROM filled;

@@ -26,8 +26,8 @@ def take_token(conn: sqlite3.Connection, key: str, rate: float, burst: int, now:
     with transaction(conn):
         row = conn.execute(QUERIES.get_bucket, {"key": key}).fetchone()
         tokens, updated = (float(burst), now) if row is None else (row[0], row[1])
-        tokens, wait = take_bucket(tokens, updated, now, rate, burst)
-        conn.execute(QUERIES.put_bucket, {"key": key, "tokens": tokens, "now": now})
+        tokens, wait, at = take_bucket(tokens, updated, now, rate, burst)
+        conn.execute(QUERIES.put_bucket, {"key": key, "tokens": tokens, "now": at})
     return wait
 
 

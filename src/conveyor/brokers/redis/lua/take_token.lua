@@ -12,7 +12,8 @@ local tokens, at = tonumber(saved[1]), tonumber(saved[2])
 if tokens == nil or at == nil then
   tokens, at = burst, now
 end
-tokens = math.min(burst, tokens + math.max(now - at, 0) / 1000 * rate)
+now = math.max(now, at)  -- the bucket's time never goes back (a clock step on the server)
+tokens = math.min(burst, tokens + (now - at) / 1000 * rate)
 local wait = 0
 if tokens >= 1 then
   tokens = tokens - 1
