@@ -39,6 +39,7 @@ from conveyor.events import (
     Event,
     EventEmitter,
     TaskDead,
+    TaskDeferred,
     TaskReceived,
     TaskRetried,
     TaskStarted,
@@ -261,6 +262,19 @@ class Executor:
                 )
             await self._settle(delivery, Retry(admitted.delay, charge=False))
             self._count(message.task, message.queue, "deferred")
+            if self._events is not None:
+                self._emit(
+                    TaskDeferred(
+                        at=self._clock.now(),
+                        task_id=message.task_id,
+                        task=message.task,
+                        queue=message.queue,
+                        attempt=delivery.attempt,
+                        worker=self.worker_id,
+                        reason=admitted.reason,
+                        delay=admitted.delay,
+                    )
+                )
             return TaskStatus.QUEUED
         if admitted is not None:
             self._permits[delivery] = admitted
