@@ -810,15 +810,53 @@ class Executor:
         the lease; gives up (leaving it to lease expiry: at-least-once) after a while. A
         settlement the broker refuses is not retried: with ``refusable`` the caller gets
         the :class:`SettlementRefused` (to settle otherwise), else it is logged."""
-        if self._permits:  # this delivery's permit goes back after its settlement
-            permit = self._permits.pop(delivery, None)
-            if permit is not None:
+        # a permit the delivery holds (conveyor.flow) goes back after its settlement
+        permit = self._permits.pop(delivery, None) if self._permits else None
+        try:
+            clock = self._clock
+            deadline = clock.monotonic() + self.settle_retry_for
+            pause: FaultPause | None = None  # made on the first fault: most settle at once
+            while True:
                 try:
-                    await self._settle_once(delivery, outcome, refusable=refusable)
-                finally:
-                    await self._release_permit(permit)
+                    owned = await self.settler.settle(delivery, outcome)
+                except SettlementRefused as refused:
+                    if refusable:
+                        raise
+                    log.error(
+                        "the broker refused to settle %s (%s); it returns after its lease",
+                        delivery.task_id,
+                        refused,
+                    )
+                    return
+                except Exception:
+                    if clock.monotonic() >= deadline or delivery in self._lost:
+                        log.error(
+                            "could not settle %s; it will be redelivered after its lease",
+                            delivery.task_id,
+                            exc_info=True,
+                        )
+                        return
+                    if pause is None:
+                        settings = self.app.settings
+                        pause = FaultPause(clock, settings.fault_pause, settings.fault_pause_max)
+                    log.warning(
+                        "settling %s failed; retrying in %.2fs",
+                        delivery.task_id,
+                        pause.current,
+                        exc_info=True,
+                    )
+                    await pause.wait()
+                    continue
+                if not owned:
+                    log.warning(
+                        "task %s: lease lost before settling; another worker owns it now, "
+                        "this outcome was discarded",
+                        delivery.task_id,
+                    )
                 return
-        await self._settle_once(delivery, outcome, refusable=refusable)
+        finally:
+            if permit is not None:
+                await self._release_permit(permit)
 
     async def _release_permit(self, permit: Permit) -> None:
         assert self._flow is not None
@@ -826,51 +864,6 @@ class Executor:
             await self._flow.release_permits([(permit.key, permit.holder)])
         except Exception:
             log.warning("could not give a permit back; its lease expires", exc_info=True)
-
-    async def _settle_once(
-        self, delivery: Delivery, outcome: Outcome, *, refusable: bool = False
-    ) -> None:
-        clock = self._clock
-        deadline = clock.monotonic() + self.settle_retry_for
-        pause: FaultPause | None = None  # made on the first fault: most settle at once
-        while True:
-            try:
-                owned = await self.settler.settle(delivery, outcome)
-            except SettlementRefused as refused:
-                if refusable:
-                    raise
-                log.error(
-                    "the broker refused to settle %s (%s); it returns after its lease",
-                    delivery.task_id,
-                    refused,
-                )
-                return
-            except Exception:
-                if clock.monotonic() >= deadline or delivery in self._lost:
-                    log.error(
-                        "could not settle %s; it will be redelivered after its lease",
-                        delivery.task_id,
-                        exc_info=True,
-                    )
-                    return
-                if pause is None:
-                    settings = self.app.settings
-                    pause = FaultPause(clock, settings.fault_pause, settings.fault_pause_max)
-                log.warning(
-                    "settling %s failed; retrying in %.2fs",
-                    delivery.task_id,
-                    pause.current,
-                    exc_info=True,
-                )
-                await pause.wait()
-                continue
-            if not owned:
-                log.warning(
-                    "task %s: lease lost before settling; another worker owns it now, "
-                    "this outcome was discarded",
-                    delivery.task_id,
-                )
-            return
 
 
 def _log_outcome(
