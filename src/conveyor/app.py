@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
@@ -31,6 +31,7 @@ from conveyor.brokers.base import (
     own_result_store,
 )
 from conveyor.errors import ConfigurationError
+from conveyor.flow import DebounceOption, RateOption, flow_options
 from conveyor.handle import TaskHandle, abort_task
 from conveyor.hooks import Hook, HookSet
 from conveyor.portal import Connections
@@ -137,6 +138,12 @@ class Conveyor:
         labels: Mapping[str, str] | None = None,
         schedule: Sequence[Schedule | Mapping[str, Any]] | None = None,
         runner: Runner = "thread",
+        rate_limit: RateOption = None,
+        concurrency: int | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
+        unique: bool | Callable[..., Any] = False,
+        debounce: DebounceOption = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -155,6 +162,12 @@ class Conveyor:
         labels: Mapping[str, str] | None = None,
         schedule: Sequence[Schedule | Mapping[str, Any]] | None = None,
         runner: Runner = "thread",
+        rate_limit: RateOption = None,
+        concurrency: int | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
+        unique: bool | Callable[..., Any] = False,
+        debounce: DebounceOption = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=3, ...)``.
 
@@ -168,6 +181,15 @@ class Conveyor:
         worker's process pool instead of a thread, for CPU-bound work
         (docs/process-tasks.md). A wrong option raises ``TypeError`` or ``ValueError``
         naming it, here rather than in a worker.
+
+        Flow control (docs/flow-control.md), shared by every worker on every host:
+        ``rate_limit="10/s"`` (or ``("100/m", key_fn)``, a bucket per key),
+        ``concurrency=3`` (with ``concurrency_key=key_fn``, per key), ``unique=True`` (or
+        a key function: at most one queued-or-running task per key), ``debounce=5`` (the
+        last enqueue within 5 s of the same arguments runs; the others end
+        ``superseded``) and ``expires=60`` (seconds after the enqueue, or a datetime: not
+        started by then, it ends ``expired``). A key function takes arguments of the task
+        by name: ``lambda customer_id: customer_id``.
         """
         entries: list[Schedule] = []
         if schedule:  # cron parsing and time zones load only for tasks that have one
@@ -180,6 +202,16 @@ class Conveyor:
                 raise TypeError(f"@app.task decorates a function, got {func!r}")
             task_name = name or f"{importable_module(func)}:{func.__qualname__}"
             where = f"task {task_name!r}: option"
+            flow = flow_options(
+                f"task {task_name!r}",
+                func,
+                rate_limit=rate_limit,
+                concurrency=concurrency,
+                concurrency_key=concurrency_key,
+                unique=unique,
+                debounce=debounce,
+                expires=expires,
+            )
             options = TaskOptions(
                 name=task_name,
                 queue=self.settings.default_queue if queue is None else queue,
@@ -192,6 +224,7 @@ class Conveyor:
                 labels=dict(labels or {}),
                 schedule=_bind_schedules(task_name, entries),
                 runner=runner,
+                flow=flow,
             )
             task = self.register(func, options)
             try:

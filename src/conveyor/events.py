@@ -26,6 +26,8 @@ TaskFailure       it failed with no retry left; dead-lettered         duration, 
 TaskDead          dead-lettered without running: malformed, unknown   reason
                   task, bad arguments, poison (``dead``)
 TaskAborted       it ended by ``handle.abort()`` (``aborted``)        duration
+TaskDeferred      a rate or concurrency limit turned it back; it      reason, delay
+                  waits ``delay`` s, uncharged (``deferred``)
 WorkerHeartbeat   every ``heartbeat_interval`` (``heartbeat``)        hostname, pid, queues,
                                                                       concurrency, running,
                                                                       processed, utilization,
@@ -110,6 +112,7 @@ __all__ = [
     "SchedulerTick",
     "TaskAborted",
     "TaskDead",
+    "TaskDeferred",
     "TaskEvent",
     "TaskFailure",
     "TaskReceived",
@@ -198,6 +201,15 @@ class TaskAborted(TaskEvent, frozen=True, kw_only=True, tag="aborted"):
     duration: float
 
 
+class TaskDeferred(TaskEvent, frozen=True, kw_only=True, tag="deferred"):
+    """A flow limit turned the claimed task back before it ran (docs/flow-control.md):
+    it waits ``delay`` seconds, uncharged; ``reason`` says which limit ("rate limited:
+    10/s", "concurrency limited: 3 running")."""
+
+    reason: str
+    delay: float
+
+
 class WorkerHeartbeat(Event, frozen=True, kw_only=True, tag="heartbeat"):
     """A worker's periodic report; ``utilization`` is running / concurrency."""
 
@@ -232,6 +244,7 @@ AnyEvent = (
     | TaskFailure
     | TaskDead
     | TaskAborted
+    | TaskDeferred
     | WorkerHeartbeat
     | SchedulerTick
 )

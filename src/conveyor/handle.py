@@ -14,13 +14,14 @@ the value.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import msgspec
 
 from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
     Capability,
+    FlowControl,
     StatusStore,
     StoredResult,
     own_result_store,
@@ -144,6 +145,9 @@ class _Progress(msgspec.Struct, frozen=True):
     attempt: int = 0  # 0: unknown (written by an older version)
 
 
+_WAITING = (TaskStatus.QUEUED, TaskStatus.RETRYING)
+
+
 async def read_state(app: Conveyor, task_id: str) -> TaskState:
     """The task's status: its result's when it has one, else where the broker holds it
     (``status_of``), with the progress of the running attempt."""
@@ -161,6 +165,10 @@ async def read_state(app: Conveyor, task_id: str) -> TaskState:
     if location is None:
         raise TaskNotFound(f"unknown task id {task_id!r} (never enqueued, or its result expired)")
     status, attempts = status_of(location), location.attempts
+    if status in _WAITING and Capability.FLOW in broker.capabilities:
+        (reason,) = await cast("FlowControl", broker).get_marks([f"wait:{task_id}"])
+        if reason is not None:
+            return TaskState(task_id, status, attempts, waiting=reason)
     progress = await store.get_progress(task_id) if status is TaskStatus.RUNNING else None
     if progress is not None:
         snapshot = msgspec.msgpack.decode(progress, type=_Progress)

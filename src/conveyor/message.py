@@ -23,6 +23,7 @@ __all__ = [
     "PLAIN_TYPES",
     "SCHEMA_VERSION",
     "Fanout",
+    "Flow",
     "Link",
     "MalformedMessage",
     "Message",
@@ -44,6 +45,8 @@ class Message(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
 
     Times are Unix seconds. ``max_attempts`` is ``retries + 1``. ``key`` is the caller's
     idempotency key. ``headers`` carries trace context; ``labels`` free-form tags.
+    ``link``: its place in a workflow. ``flow``: its flow-control keys and expiry (None
+    for a task without flow options).
     """
 
     version: int
@@ -62,6 +65,18 @@ class Message(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
     labels: dict[str, str] = {}
     headers: dict[str, str] = {}
     link: Link | None = None
+    flow: Flow | None = None
+
+
+class Flow(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    """What a message carries for flow control (wire field 16): the keys its producer
+    computed from its arguments, and when it expires (Unix seconds, 0: never). The limits
+    themselves are the worker's task options."""
+
+    rate: str = ""
+    concurrency: str = ""
+    debounce: str = ""
+    expires: float = 0.0
 
 
 class Slot(msgspec.Struct, array_like=True, frozen=True):

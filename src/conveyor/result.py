@@ -25,7 +25,8 @@ R = TypeVar("R")
 
 
 class TaskStatus(enum.StrEnum):
-    """Where a task is in its life. The last four are terminal."""
+    """Where a task is in its life. The last six are terminal: ``expired`` and
+    ``superseded`` tasks ended without running (docs/flow-control.md)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -34,6 +35,8 @@ class TaskStatus(enum.StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     ABORTED = "aborted"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
 
     @property
     def is_terminal(self) -> bool:
@@ -41,7 +44,14 @@ class TaskStatus(enum.StrEnum):
 
 
 _TERMINAL = frozenset(
-    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.ABORTED}
+    {
+        TaskStatus.SUCCEEDED,
+        TaskStatus.FAILED,
+        TaskStatus.DEAD,
+        TaskStatus.ABORTED,
+        TaskStatus.EXPIRED,
+        TaskStatus.SUPERSEDED,
+    }
 )
 
 
@@ -193,3 +203,6 @@ class TaskState(msgspec.Struct, frozen=True, omit_defaults=True):
     progress: float | None = None
     progress_message: str | None = None
     result: Result[Any] | None = None
+    waiting: str | None = None
+    """Why a queued task waits, when a flow limit deferred it ("rate limited: 10/s",
+    "concurrency limited: 3 running"); None otherwise."""

@@ -35,11 +35,12 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from conveyor.brokers import redact_url
-from conveyor.brokers.base import Outgoing, TransactionalPublish
+from conveyor.brokers.base import Capability, FlowControl, Outgoing, TransactionalPublish
 from conveyor.errors import ConfigurationError, PayloadTooLarge
+from conveyor.flow import stamp
 from conveyor.message import SCHEMA_VERSION, Message, encode_message, encode_value, new_task_id
 from conveyor.signing import sign
 
@@ -164,6 +165,13 @@ async def deliver(
         Sent(call, message, task_id)
         for (call, message, _), task_id in zip(prepared, ids, strict=True)
     ]
+    debounced = {
+        f"debounce:{item.message.flow.debounce}": item.task_id
+        for item in sent
+        if item.message.flow is not None and item.message.flow.debounce
+    }
+    if debounced:  # after the publish: a lost mark leaves the earlier task to run
+        await mark_debounced(connection, debounced, prepared)
     after = hooks.of("after_enqueue")
     for item in sent if after else ():
         for hook in after:
@@ -172,6 +180,23 @@ async def deliver(
             except Exception:
                 log.exception("after_enqueue hook failed for task %s; ignored", item.task_id)
     return sent
+
+
+async def mark_debounced(
+    connection: Connection,
+    marks: dict[str, str],
+    prepared: Sequence[tuple[Call, Message, Outgoing]],
+) -> None:
+    """Make each debounced task the latest of its key: an earlier one claimed later ends
+    ``superseded`` (conveyor.flow). Kept a day past the debounce window."""
+    flow = connection.broker
+    if Capability.FLOW not in flow.capabilities:
+        raise ConfigurationError(f"the broker at {redact_url(flow.url)} has no flow control")
+    longest = max(
+        (call.task.options.flow.debounce or 0.0) if call.task.options.flow else 0.0
+        for call, _, _ in prepared
+    )
+    await cast("FlowControl", flow).put_marks(marks, longest + 86400.0)
 
 
 async def forget_reused_results(connection: Connection, batch: Sequence[Outgoing]) -> None:
@@ -266,6 +291,18 @@ def build_message(call: Call, settings: Settings, *, receives: bool = False) -> 
             labels = {**labels, **options.labels}
         if options.timeout is not None:
             timeout = options.timeout
+    flow = None
+    if opts.flow is not None:
+        flow, unique = stamp(task.name, opts.flow, call.args, call.kwargs, now)
+        if unique is not None:
+            if key is not None and (options is None or options.outbox is None or options.key):
+                raise ValueError(
+                    f"task {task.name!r} is unique: its unique key stands for an idempotency "
+                    "key, so with_options(key=...) cannot be given too"
+                )
+            key = unique
+        if opts.flow.debounce is not None:
+            not_before = max(not_before, now + opts.flow.debounce)
     return Message(
         version=SCHEMA_VERSION,
         task_id=task_id or new_task_id(),
@@ -281,6 +318,7 @@ def build_message(call: Call, settings: Settings, *, receives: bool = False) -> 
         result_ttl=opts.result_ttl,
         key=key,
         labels=dict(labels),
+        flow=flow,
     )
 
 
@@ -300,6 +338,8 @@ def encode(
         key_ttl = max(key_ttl, options.key_ttl)
     if options is not None and options.outbox is not None:
         key_ttl = max(key_ttl, options.outbox.dedupe_ttl)
+    if message.key is not None and message.key.startswith("unique:") and task.options.flow:
+        key_ttl = 0.0  # held while queued or running, free once it ends
     return Outgoing(
         task_id=message.task_id,
         queue=message.queue,

@@ -96,6 +96,8 @@ class Settings:
     # how long a workflow's records (its state, its groups' outcomes) are kept after its
     # last change; a workflow whose tasks wait longer than this between two loses them
     workflow_ttl: float = 7 * _DAY
+    # about how long a task refused a concurrency permit waits before it is claimed again
+    permit_wait: float = 1.0
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
     def __repr__(self) -> str:
@@ -478,6 +480,9 @@ RULES: Mapping[str, Rule] = {
     "task_counts": Flag(),
     "events": Flag(),
     "events_max": Count(1, 10_000_000),
+    # below a round trip every waiter claims again at once; past a minute a freed
+    # permit stands idle too long
+    "permit_wait": Seconds(0.01, 60.0),
     "event_args_preview": Count(0, 65_536, "characters"),  # 0: no preview
     # a workflow's groups must outlive its slowest member: a minute at least
     "workflow_ttl": Seconds(60.0, _TEN_YEARS),

@@ -33,6 +33,7 @@ from conveyor.deps import (
     split_signature,
 )
 from conveyor.errors import ConfigurationError
+from conveyor.flow import FlowOptions
 from conveyor.handle import TaskHandle
 from conveyor.message import NO_CONVERSION, PLAIN_TYPES, convert, encode_value
 from conveyor.retry import Backoff, exponential, fixed
@@ -74,6 +75,8 @@ class TaskOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     schedule: tuple[Schedule, ...] = ()
     runner: Runner = "thread"
+    flow: FlowOptions | None = None
+    """Rate and concurrency limits, unique, debounce and expiry (conveyor.flow)."""
 
     def __post_init__(self) -> None:
         _check_options(self)

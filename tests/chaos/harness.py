@@ -196,9 +196,11 @@ class Cluster:
             proc.wait_started()
         return proc
 
-    def supervisor(self, workers: int, concurrency: int = 8, *, wait: bool = True) -> Proc:
+    def supervisor(
+        self, workers: int, concurrency: int = 8, *, wait: bool = True, app: str = APP
+    ) -> Proc:
         """``conveyor worker APP --workers N``: restarts children that die."""
-        argv = [sys.executable, "-m", "conveyor.cli", "worker", APP]
+        argv = [sys.executable, "-m", "conveyor.cli", "worker", app]
         argv += ["--workers", str(workers), "--concurrency", str(concurrency)]
         proc = self._start(argv, "supervisor")
         if wait:

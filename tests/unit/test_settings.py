@@ -36,6 +36,7 @@ SECONDS: dict[str, tuple[float, float]] = {
     "schedule_refresh": (0.05, 3600),
     "schedule_send_timeout": (0.5, 300),
     "workflow_ttl": (60, 10 * 365 * 86400),
+    "permit_wait": (0.01, 60),
 }
 COUNTS: dict[str, tuple[int, int]] = {
     "concurrency": (1, 10_000),

@@ -23,6 +23,9 @@ The capabilities (:class:`Capability`), each a protocol below:
                    queue, status and minute, flushed with their heartbeats
 ``WORKFLOWS``      :class:`Workflows`: workflow records, group barriers (fan-in), and
                    a settlement's :class:`Follow` applied in its own atomic step
+``FLOW``           :class:`FlowControl`: token buckets, leased semaphores and marks
+                   shared by every worker (rate and concurrency limits, debounce), and
+                   the uncharged retry (``Retry(charge=False)``) that defers a task
 =================  =====================================================================
 
 How the built brokers do each transition:
@@ -86,6 +89,7 @@ __all__ = [
     "DeadLetterEntry",
     "Delivery",
     "EventStore",
+    "FlowControl",
     "Follow",
     "Join",
     "LeaseKeeper",
@@ -124,6 +128,7 @@ class Capability(enum.StrEnum):
     EVENTS = "events"
     COUNTS = "counts"
     WORKFLOWS = "workflows"
+    FLOW = "flow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +266,12 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Run the task again after ``delay`` seconds; the attempt stays counted."""
+    """Run the task again after ``delay`` seconds; the attempt stays counted. With
+    ``charge=False`` (a task deferred by a flow limit before it ran: ``FLOW`` brokers
+    only) the attempt is given back, as :class:`Release` does."""
 
     delay: float
+    charge: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,10 +390,21 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     role: str = "worker"  # or "scheduler"
 
 
-COUNT_STATUSES = ("succeeded", "failed", "dead", "aborted", "retried")
+COUNT_STATUSES = (
+    "succeeded",
+    "failed",
+    "dead",
+    "aborted",
+    "retried",
+    "expired",
+    "superseded",
+    "deferred",
+)
 """What a worker counts (:class:`Counters`): attempts that ended ``succeeded``, ``failed``
 (retries exhausted: dead-lettered with a FAILED result), ``dead`` (could not run:
-malformed, unknown task, poison), ``aborted``, or ``retried`` (failed, to run again)."""
+malformed, unknown task, poison), ``aborted``, or ``retried`` (failed, to run again);
+tasks that ended ``expired`` or ``superseded`` without running, and claims ``deferred``
+by a rate or concurrency limit (docs/flow-control.md)."""
 
 CountKey = tuple[str, str, str]
 """(task name, queue, status): what one counter counts."""
@@ -725,6 +744,44 @@ class Workflows(Protocol):
 
     async def workflow_counts(self) -> dict[str, int]:
         """How many workflows the broker keeps, by state."""
+        ...
+
+
+@runtime_checkable
+class FlowControl(Protocol):
+    """``Capability.FLOW``: the shared state of flow limits (conveyor.flow), each step
+    atomic on the broker's own clock, so every worker on every host sees one limit.
+
+    A broker with it also takes ``Retry(delay, charge=False)``: the deferral of a task
+    that a limit refused, uncharged."""
+
+    async def take_token(self, key: str, rate: float, burst: int) -> float:
+        """Take a token from bucket ``key`` (``burst`` tokens, refilled at ``rate`` a
+        second; a new bucket is full): 0.0 when taken, else the seconds until the next
+        token (nothing taken). :func:`conveyor.flow.take_bucket` is the arithmetic."""
+        ...
+
+    async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        """Take a permit of semaphore ``key`` for ``holder`` for ``lease`` seconds, if
+        fewer than ``limit`` unexpired permits are held (expired ones are dropped first; a
+        holder that has one keeps it, its lease renewed). False: none was free."""
+        ...
+
+    async def renew_permits(self, permits: Sequence[tuple[str, str]], lease: float) -> None:
+        """Push the leases of these (key, holder) permits to ``lease`` seconds from now
+        (one that expired meanwhile, and may be another holder's now, is left alone)."""
+        ...
+
+    async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
+        """Give these (key, holder) permits back (one no longer held is ignored)."""
+        ...
+
+    async def put_marks(self, marks: Mapping[str, str], ttl: float) -> None:
+        """Set each named mark to its value for ``ttl`` seconds (the newest write wins)."""
+        ...
+
+    async def get_marks(self, names: Sequence[str]) -> list[str | None]:
+        """The marks' values (None: never set, or expired)."""
         ...
 
 

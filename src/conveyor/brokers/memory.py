@@ -49,6 +49,7 @@ from conveyor.brokers.base import (
     WorkerInfo,
     WorkflowRecord,
 )
+from conveyor.flow import take_bucket
 from conveyor.result import AbortOutcome
 
 __all__ = ["MemoryBroker", "MemoryEventStore", "MemoryResultStore", "MemoryScheduleStore"]
@@ -133,6 +134,9 @@ class MemoryBroker:
         self._records: dict[str, WorkflowRecord] = {}
         self._barriers: dict[str, _Barrier] = {}
         self._workflow_tasks: dict[str, set[str]] = {}  # workflow -> the tasks it published
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._permits: dict[str, dict[str, float]] = {}  # key -> holder -> lease expiry
+        self._marks: dict[str, tuple[str, float]] = {}  # name -> (value, expiry)
         self._results = MemoryResultStore(url, self._options)
         self._schedules = MemoryScheduleStore()
         self._events = MemoryEventStore(self._options.events_max)
@@ -329,6 +333,8 @@ class MemoryBroker:
                         woke = True
                 elif isinstance(outcome, Retry):
                     job.crashes = 0
+                    if not outcome.charge:
+                        job.attempts = max(job.attempts - 1, 0)
                     job.available_at = now + max(outcome.delay, 0.0)
                     job.seq = next(self._seq)
                     self._schedule(job, now)
@@ -530,6 +536,63 @@ class MemoryBroker:
         return counts
 
     # -- leases --------------------------------------------------------------------
+
+    # -- flow control ----------------------------------------------------------------
+
+    async def take_token(self, key: str, rate: float, burst: int) -> float:
+        with self._lock:
+            now = self._clock.now()
+            tokens, at = self._buckets.get(key, (float(burst), now))
+            tokens, wait, at = take_bucket(tokens, at, now, rate, burst)
+            self._buckets[key] = (tokens, at)
+            return wait
+
+    async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        with self._lock:
+            now = self._clock.now()
+            held = self._permits.setdefault(key, {})
+            for other, expires in list(held.items()):
+                if expires <= now:
+                    del held[other]
+            if holder not in held and len(held) >= limit:
+                return False
+            held[holder] = now + lease
+            return True
+
+    async def renew_permits(self, permits: Sequence[tuple[str, str]], lease: float) -> None:
+        with self._lock:
+            now = self._clock.now()
+            for key, holder in permits:
+                held = self._permits.get(key)
+                if held is not None and holder in held:
+                    held[holder] = now + lease
+
+    async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
+        with self._lock:
+            for key, holder in permits:
+                held = self._permits.get(key)
+                if held is not None:
+                    held.pop(holder, None)
+                    if not held:
+                        del self._permits[key]
+
+    async def put_marks(self, marks: Mapping[str, str], ttl: float) -> None:
+        with self._lock:
+            expires = self._clock.now() + ttl
+            for name, value in marks.items():
+                self._marks[name] = (value, expires)
+
+    async def get_marks(self, names: Sequence[str]) -> list[str | None]:
+        with self._lock:
+            now = self._clock.now()
+            out: list[str | None] = []
+            for name in names:
+                mark = self._marks.get(name)
+                if mark is not None and mark[1] <= now:
+                    del self._marks[name]
+                    mark = None
+                out.append(None if mark is None else mark[0])
+            return out
 
     async def extend_leases(self, deliveries: Sequence[Delivery], seconds: float) -> list[bool]:
         return self.renew(deliveries, seconds)

@@ -21,6 +21,7 @@ from conveyor.events import (
     SchedulerTick,
     TaskAborted,
     TaskDead,
+    TaskDeferred,
     TaskEvent,
     TaskFailure,
     TaskReceived,
@@ -44,7 +45,16 @@ __all__ = [
 ]
 
 # a task's status as its last event tells it ("queued": only its scheduler tick is known)
-STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "dead", "aborted")
+STATUSES = (
+    "queued",
+    "waiting",
+    "running",
+    "retrying",
+    "succeeded",
+    "failed",
+    "dead",
+    "aborted",
+)
 
 _STATUS_OF: dict[type[AnyEvent], str] = {
     SchedulerTick: "queued",
@@ -55,6 +65,7 @@ _STATUS_OF: dict[type[AnyEvent], str] = {
     TaskFailure: "failed",
     TaskDead: "dead",
     TaskAborted: "aborted",
+    TaskDeferred: "waiting",  # a flow limit turned it back: its reason is in `error`
 }
 
 
@@ -104,7 +115,7 @@ def summarize(events: Iterable[AnyEvent]) -> list[TaskRow]:
             row.duration = duration
         if isinstance(event, TaskRetried | TaskFailure):
             row.error = f"{event.error_type}: {event.error_message}"
-        elif isinstance(event, TaskDead):
+        elif isinstance(event, TaskDead | TaskDeferred):
             row.error = event.reason
     return sorted(rows.values(), key=lambda r: r.last_seen, reverse=True)
 

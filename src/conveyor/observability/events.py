@@ -10,6 +10,7 @@ from conveyor.events import LoggedEvent as LoggedEvent
 from conveyor.events import SchedulerTick as SchedulerTick
 from conveyor.events import TaskAborted as TaskAborted
 from conveyor.events import TaskDead as TaskDead
+from conveyor.events import TaskDeferred as TaskDeferred
 from conveyor.events import TaskEvent as TaskEvent
 from conveyor.events import TaskFailure as TaskFailure
 from conveyor.events import TaskReceived as TaskReceived
@@ -30,6 +31,7 @@ __all__ = [
     "SchedulerTick",
     "TaskAborted",
     "TaskDead",
+    "TaskDeferred",
     "TaskEvent",
     "TaskFailure",
     "TaskReceived",

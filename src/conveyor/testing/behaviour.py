@@ -634,9 +634,209 @@ async def check_zombie_member_cannot_fire_the_callback_twice(factory: AppFactory
         assert callback_runs == [["a@1", "stuck@2"]]
 
 
+# -- flow control (docs/flow-control.md) ----------------------------------------------
+
+
+def _max_in_window(times: Sequence[float], window: float) -> int:
+    """The most of ``times`` that fall in any one window of ``window`` seconds."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+async def check_rate_limit_defers_uncharged(factory: AppFactory) -> None:
+    """A task over its rate limit waits, uncharged, for its token: in any one-second
+    window no more start than the limit plus the bucket size, every one runs once on its
+    first attempt, and a waiting one's status says why."""
+    async with factory(**behaviour_settings()) as app:
+        starts: list[float] = []
+        attempts: list[int] = []
+
+        @app.task(name="behaviour.limited", rate_limit="4/s")
+        async def limited(n: int, ctx: Context = Depends()) -> int:
+            starts.append(time.monotonic())
+            attempts.append(ctx.attempt)
+            return n
+
+        async with app.worker(concurrency=8):
+            handles = [await limited.kiq(n) for n in range(10)]
+            reasons = set()
+
+            async def a_reason() -> bool:
+                for handle in handles:
+                    state = await handle.status()
+                    if state.waiting:
+                        reasons.add(state.waiting)
+                return bool(reasons)
+
+            await _until(a_reason, "a waiting task's reason")
+            values = [await handle.get(timeout=15) for handle in handles]
+        assert values == list(range(10))
+        assert attempts == [1] * 10, f"a deferral was charged: attempts {attempts}"
+        assert reasons == {"rate limited: 4/s"}
+        # 4 at once (the bucket), then one every 0.25 s: 6 more take at least 1.5 s
+        assert max(starts) - min(starts) >= 1.4
+        assert _max_in_window(starts, 1.0) <= 4 + 4
+
+
+async def check_rate_limit_by_key(factory: AppFactory) -> None:
+    """``rate_limit=(rate, key_fn)`` keeps one bucket per key: one key's backlog does not
+    hold another's tasks back."""
+    async with factory(**behaviour_settings()) as app:
+        starts: dict[str, list[float]] = {"a": [], "b": []}
+
+        @app.task(name="behaviour.per_customer", rate_limit=("2/s", lambda customer: customer))
+        async def per_customer(customer: str, n: int) -> None:
+            starts[customer].append(time.monotonic())
+
+        async with app.worker(concurrency=8):
+            handles = [await per_customer.kiq("a", n) for n in range(5)]
+            handles.append(await per_customer.kiq("b", 0))
+            for handle in handles:
+                await handle.get(timeout=15)
+        assert max(starts["a"]) - min(starts["a"]) >= 0.9  # 2 at once, then 2 a second
+        assert starts["b"][0] - min(starts["a"]) < 0.5  # b's own bucket was full
+
+
+async def check_concurrency_limit_holds(factory: AppFactory) -> None:
+    """``concurrency=2``: at no instant do more than 2 run, across two workers; the ones
+    refused a permit wait without holding a slot, and each runs once, uncharged."""
+    async with factory(**behaviour_settings(permit_wait=0.05)) as app:
+        running, most, attempts = 0, 0, []
+
+        @app.task(name="behaviour.narrow", concurrency=2)
+        async def narrow(ctx: Context = Depends()) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            attempts.append(ctx.attempt)
+            await asyncio.sleep(0.1)
+            running -= 1
+
+        @app.task(name="behaviour.free")
+        async def free() -> str:
+            return "ran"
+
+        async with app.worker(concurrency=4), app.worker(concurrency=4):
+            handles = [await narrow.kiq() for _ in range(8)]
+            # slots are not held by waiting tasks: an unlimited task gets through at once
+            assert await (await free.kiq()).get(timeout=5) == "ran"
+            for handle in handles:
+                await handle.get(timeout=20)
+        assert most == 2, f"{most} ran at once under a limit of 2"
+        assert attempts == [1] * 8, f"a deferral was charged: attempts {attempts}"
+
+
+async def check_concurrency_limit_per_key(factory: AppFactory) -> None:
+    """``concurrency_key``: the limit holds per key, so two keys run side by side."""
+    async with factory(**behaviour_settings(permit_wait=0.05)) as app:
+        running: dict[str, int] = {"a": 0, "b": 0}
+        most: dict[str, int] = {"a": 0, "b": 0}
+        together = 0
+
+        @app.task(name="behaviour.keyed", concurrency=1, concurrency_key=lambda who: who)
+        async def keyed(who: str) -> None:
+            nonlocal together
+            running[who] += 1
+            most[who] = max(most[who], running[who])
+            together = max(together, sum(running.values()))
+            await asyncio.sleep(0.1)
+            running[who] -= 1
+
+        async with app.worker(concurrency=6):
+            handles = [await keyed.kiq(who) for who in "ababab"]
+            for handle in handles:
+                await handle.get(timeout=20)
+        assert most == {"a": 1, "b": 1}
+        assert together == 2
+
+
+async def _fresh(sent: Awaitable[Any], old_id: str) -> Any:
+    """The handle ``sent`` returns, if it is a new task (not ``old_id``)."""
+    handle = await sent
+    return handle if handle.task_id != old_id else None
+
+
+async def check_unique_task_is_enqueued_once(factory: AppFactory) -> None:
+    """``unique=True``: while a task with the same arguments is queued or running, an
+    enqueue returns its handle; once it has ended, a new one is enqueued."""
+    async with factory(**behaviour_settings()) as app:
+        runs: list[int] = []
+
+        @app.task(name="behaviour.unique", unique=True)
+        async def only_one(n: int) -> int:
+            runs.append(n)
+            return n
+
+        first = await only_one.kiq(1)
+        again = await only_one.kiq(1)
+        other = await only_one.kiq(2)
+        assert again.task_id == first.task_id
+        assert other.task_id != first.task_id
+        async with app.worker():
+            assert await first.get(timeout=10) == 1
+            assert await other.get(timeout=10) == 2
+            # the key is freed by the settlement that stores the result: on a broker
+            # where those are two steps (NATS), an enqueue between them still finds it
+            later = await _until(
+                lambda: _fresh(only_one.kiq(1), first.task_id), "the unique key to be freed"
+            )
+            assert await later.get(timeout=10) == 1
+        assert sorted(runs) == [1, 1, 2]
+
+
+async def check_debounce_runs_the_last(factory: AppFactory) -> None:
+    """``debounce``: of enqueues within the window, only the last runs; the earlier ones
+    end ``superseded``, without running, and are counted."""
+    async with factory(**behaviour_settings()) as app:
+        runs: list[str] = []
+
+        @app.task(name="behaviour.debounced", debounce=(0.3, lambda doc: doc))
+        async def reindex(doc: str, version: int) -> int:
+            runs.append(f"{doc}@{version}")
+            return version
+
+        async with app.worker():
+            handles = [await reindex.kiq("d", v) for v in range(3)]
+            results = [await handle.wait_result(timeout=10) for handle in handles]
+        assert [r.status for r in results] == [
+            TaskStatus.SUPERSEDED,
+            TaskStatus.SUPERSEDED,
+            TaskStatus.SUCCEEDED,
+        ]
+        assert runs == ["d@2"]
+        assert results[0].error is not None
+        assert handles[2].task_id in results[0].error.message
+
+
+async def check_expired_task_never_runs(factory: AppFactory) -> None:
+    """``expires``: a task not started by then ends ``expired`` without running; one
+    started in time runs."""
+    async with factory(**behaviour_settings()) as app:
+        runs: list[str] = []
+
+        @app.task(name="behaviour.expiring", expires=0.3)
+        async def expiring(tag: str) -> str:
+            runs.append(tag)
+            return tag
+
+        late = await expiring.kiq("late")
+        await asyncio.sleep(0.5)  # the broker's and the worker's clocks: real time
+        async with app.worker():
+            result = await late.wait_result(timeout=10)
+            on_time = await expiring.kiq("on time")
+            assert await on_time.get(timeout=10) == "on time"
+        assert result.status is TaskStatus.EXPIRED
+        assert runs == ["on time"]
+
+
 # Each check and the capabilities it needs; it runs on a broker that declares them all.
 _QUEUE, _ABORT, _RESULTS = Capability.QUEUE, Capability.ABORT, Capability.RESULTS
-_WORKFLOWS = Capability.WORKFLOWS
+_WORKFLOWS, _FLOW = Capability.WORKFLOWS, Capability.FLOW
 BEHAVIOUR_REQUIRES: dict[BehaviourCheck, frozenset[Capability]] = {
     check: frozenset(needs)
     for check, needs in [
@@ -653,6 +853,13 @@ BEHAVIOUR_REQUIRES: dict[BehaviourCheck, frozenset[Capability]] = {
         (check_failed_member_fails_the_chord, {_QUEUE, _RESULTS, _WORKFLOWS}),
         (check_abort_workflow_stops_its_tasks, {_QUEUE, _ABORT, _RESULTS, _WORKFLOWS}),
         (check_zombie_member_cannot_fire_the_callback_twice, {_QUEUE, _RESULTS, _WORKFLOWS}),
+        (check_rate_limit_defers_uncharged, {_QUEUE, _RESULTS, _FLOW}),
+        (check_rate_limit_by_key, {_QUEUE, _RESULTS, _FLOW}),
+        (check_concurrency_limit_holds, {_QUEUE, _RESULTS, _FLOW}),
+        (check_concurrency_limit_per_key, {_QUEUE, _RESULTS, _FLOW}),
+        (check_unique_task_is_enqueued_once, {_QUEUE, _RESULTS}),
+        (check_debounce_runs_the_last, {_QUEUE, _RESULTS, _FLOW}),
+        (check_expired_task_never_runs, {_QUEUE, _RESULTS}),
     ]
 }
 

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from conveyor.brokers import broker_class_for
 from conveyor.brokers.base import (
@@ -39,9 +39,11 @@ from conveyor.brokers.base import (
     BrokerOptions,
     Capability,
     Delivery,
+    FlowControl,
     Follow,
     Join,
     Outgoing,
+    Retry,
     StoredResult,
     TaskCounts,
     WorkerInfo,
@@ -924,6 +926,80 @@ async def check_abort_workflow(factory: BrokerFactory) -> None:
         assert final is not None and final.state == "aborted"
 
 
+# -- flow control --------------------------------------------------------------------
+
+
+def _flow(broker: Broker) -> FlowControl:
+    return cast("FlowControl", broker)
+
+
+async def check_uncharged_retry(factory: BrokerFactory) -> None:
+    """``Retry(delay, charge=False)`` (a flow-control deferral) hides the message for
+    ``delay`` seconds and gives the attempt back: the next claim is attempt 1 again."""
+    async with factory(conformance_options()) as broker:
+        item = _out(b"u")
+        await broker.publish([item])
+        (first,) = await broker.fetch(["default"], 1, 1.0)
+        assert (await broker.settle([(first, Retry(0.3, charge=False))])) == [True]
+        assert (await _status(broker, item.task_id)) == (TaskStatus.QUEUED, 0)
+        await broker.reap()
+        assert await broker.fetch(["default"], 1, 0.0) == []
+        (second,) = await _fetch_all(broker, ["default"], 1, wait=3.0)
+        assert second.attempt == 1
+        assert await second.ack()
+
+
+async def check_token_bucket(factory: BrokerFactory) -> None:
+    """A new bucket is full: ``burst`` takes succeed at once, the next waits about
+    1/rate seconds; buckets of other keys are apart; a token comes back with time."""
+    async with factory(conformance_options()) as broker:
+        flow, key = _flow(broker), f"bucket-{uuid.uuid4().hex[:8]}"
+        assert [await flow.take_token(key, 5.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+        wait = await flow.take_token(key, 5.0, 3)
+        assert 0.0 < wait <= 0.2 + 0.05, wait
+        assert await flow.take_token(key + "-other", 5.0, 3) == 0.0
+        await asyncio.sleep(wait + 0.05)
+        assert await flow.take_token(key, 5.0, 3) == 0.0
+        assert await flow.take_token(key, 5.0, 3) > 0.0
+
+
+async def check_permits_are_leased(factory: BrokerFactory) -> None:
+    """A semaphore gives ``limit`` permits; a holder asking again keeps its own; a
+    released permit is free at once; an unrenewed one comes back when its lease ends,
+    a renewed one does not."""
+    async with factory(conformance_options()) as broker:
+        flow, key = _flow(broker), f"sem-{uuid.uuid4().hex[:8]}"
+        assert await flow.acquire_permit(key, 2, "a", 0.5)
+        assert await flow.acquire_permit(key, 2, "b", 30.0)
+        assert not await flow.acquire_permit(key, 2, "c", 30.0)
+        assert await flow.acquire_permit(key, 2, "a", 0.5), "a holder keeps its permit"
+        await flow.release_permits([(key, "b")])
+        assert await flow.acquire_permit(key, 2, "c", 30.0)
+        assert not await flow.acquire_permit(key, 2, "d", 30.0)
+        await asyncio.sleep(0.7)  # a's lease ended: a dead worker's permit returns
+        assert await flow.acquire_permit(key, 2, "d", 0.6)
+        await asyncio.sleep(0.3)
+        await flow.renew_permits([(key, "d")], 0.6)
+        await asyncio.sleep(0.4)  # past d's first lease, within its renewed one
+        assert not await flow.acquire_permit(key, 2, "e", 30.0)
+        await flow.renew_permits([(key, "a")], 30.0)  # expired and dropped: not taken again
+        await flow.release_permits([(key, "c"), (key, "d")])
+        assert await flow.acquire_permit(key, 2, "e", 30.0)
+        assert await flow.acquire_permit(key, 2, "f", 30.0)
+
+
+async def check_marks(factory: BrokerFactory) -> None:
+    """Marks hold the newest value written, until their time to live ends."""
+    async with factory(conformance_options()) as broker:
+        flow, name = _flow(broker), f"mark-{uuid.uuid4().hex[:8]}"
+        assert await flow.get_marks([name]) == [None]
+        await flow.put_marks({name: "one", name + "-b": "b"}, 30.0)
+        await flow.put_marks({name: "two"}, 0.3)
+        assert await flow.get_marks([name, name + "-b"]) == ["two", "b"]
+        await asyncio.sleep(0.5)
+        assert await flow.get_marks([name, name + "-b"]) == [None, "b"]
+
+
 # Each check and the capabilities it needs; it runs on a broker that declares them all.
 _QUEUE, _PRIORITY, _ABORT, _ADMIN, _WORKFLOWS = (
     Capability.QUEUE,
@@ -969,6 +1045,10 @@ REQUIRES: dict[Check, frozenset[Capability]] = {
         (check_failed_member_fires_the_callback_at_once, {_QUEUE, _WORKFLOWS}),
         (check_workflow_records, {_QUEUE, _WORKFLOWS}),
         (check_abort_workflow, {_QUEUE, _WORKFLOWS}),
+        (check_uncharged_retry, {_QUEUE, Capability.FLOW}),
+        (check_token_bucket, {Capability.FLOW}),
+        (check_permits_are_leased, {Capability.FLOW}),
+        (check_marks, {Capability.FLOW}),
     ]
 }
 

@@ -133,6 +133,7 @@ class Worker:
         self.started_at = settings.clock.now()
         install_task_context()
         broker = self._broker = self.app.broker
+        check_flow_capability(self.app)
         event_log = None
         if settings.events and Capability.EVENTS in broker.capabilities:
             event_log = EventLog(broker.event_store())
@@ -174,6 +175,14 @@ class Worker:
             ),
             asyncio.create_task(self._heartbeat_loop(), name="conveyor-heartbeat"),
         ]
+        if any(t.options.flow and t.options.flow.concurrency for t in self.app.tasks.values()):
+            executor = self._executor
+            self._loops.append(
+                asyncio.create_task(
+                    self._every(settings.lease / 3, executor.renew_permits),
+                    name="conveyor-permits",
+                )
+            )
         await self._heartbeat()
         log.info(
             "worker %s started on %s: queues=%s concurrency=%d",
@@ -557,6 +566,21 @@ class Worker:
         except BaseException:
             tally.give_back(counts)
             raise
+
+
+def check_flow_capability(app: Conveyor) -> None:
+    """Refuse to start a worker for tasks with rate or concurrency limits or debounce
+    on a broker without ``Capability.FLOW``: they could never run as declared."""
+    if Capability.FLOW in app.broker.capabilities:
+        return
+    for task in app.tasks.values():
+        flow = task.options.flow
+        if flow is not None and (flow.gated or flow.debounce):
+            raise ConfigurationError(
+                f"task {task.name!r} has a rate limit, a concurrency limit or debounce, "
+                f"which need flow control, and the broker at {shown_url(app.broker.url)} "
+                "does not have it (docs/flow-control.md lists the brokers that do)"
+            )
 
 
 async def run_handlers(handlers: Sequence[Callable[[], Any]]) -> None:

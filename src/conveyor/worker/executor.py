@@ -10,18 +10,22 @@ dead-lettered with their raw bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from conveyor.batching import Batcher
+from conveyor.brokers import redact_url
 from conveyor.brokers.base import (
     Ack,
+    Capability,
     DeadLetter,
     Delivery,
+    FlowControl,
     Follow,
     Outcome,
     Release,
@@ -30,17 +34,19 @@ from conveyor.brokers.base import (
 )
 from conveyor.clock import FaultPause
 from conveyor.deps import Context
-from conveyor.errors import SettlementRefused, TaskTimeout
+from conveyor.errors import ConfigurationError, SettlementRefused, TaskTimeout
 from conveyor.events import (
     Event,
     EventEmitter,
     TaskDead,
+    TaskDeferred,
     TaskReceived,
     TaskRetried,
     TaskStarted,
     args_preview,
     finished_event,
 )
+from conveyor.flow import Deferred, Gate, Permit, default_rand
 from conveyor.hooks import HOOK_METHODS
 from conveyor.message import MalformedMessage, Message, decode_message, encode_value
 from conveyor.observability.logging import TASK_CONTEXT
@@ -145,6 +151,12 @@ class Executor:
             self._has_hooks["after_execute"] = True
         # what ends a group that has no callback: its members' results are its result
         self._gather: Task[Any, Any] = Task(app, gather, TaskOptions(name=GATHER_TASK))
+        # flow control (conveyor.flow): the broker's shared state, and the permits held
+        self._flow = cast(
+            "FlowControl | None", broker if Capability.FLOW in broker.capabilities else None
+        )
+        self._gate_made: Gate | None = None
+        self._permits: dict[Delivery, Permit] = {}
 
     async def execute(self, delivery: Delivery) -> TaskStatus | None:
         """Run ``delivery`` and settle it; returns the status it ended in (None if released)."""
@@ -188,6 +200,10 @@ class Executor:
                 f"poison: attempt {delivery.attempt} exceeds the limit of {limit} started "
                 "attempts; the previous attempt never finished (its worker was killed or lost)",
             )
+        if message.flow is not None or task.options.flow is not None:
+            stopped = await self._limits(delivery, message, task)
+            if stopped is not None:
+                return stopped
         args = list(message.args)
         if message.link is not None and message.link.gather:
             settled = await self._gathered(delivery, message, task, args)
@@ -203,6 +219,101 @@ class Executor:
                 f"{ErrorInfo.from_exception(exc).message}",
             )
         return await self._run(delivery, message, task, args, kwargs)
+
+    async def _limits(
+        self, delivery: Delivery, message: Message, task: Task[Any, Any]
+    ) -> TaskStatus | None:
+        """Flow control before the body (conveyor.flow): a task past its expiry or
+        superseded by a later debounced enqueue ends without running; one over a rate or
+        concurrency limit is deferred, uncharged, to when it may run. None: run it."""
+        flow, options = message.flow, task.options.flow
+        store = self._flow
+        if flow is not None and flow.expires and self._clock.now() >= flow.expires:
+            detail = "it expired before it started"
+            return await self._unrun(delivery, message, TaskStatus.EXPIRED, detail)
+        needs_store = (flow is not None and flow.debounce) or (options and options.gated)
+        if store is None and needs_store:
+            raise ConfigurationError(
+                f"task {task.name!r} uses flow control, which the broker at "
+                f"{redact_url(self.app.broker.url)} does not have"
+            )
+        try:
+            if flow is not None and flow.debounce:
+                assert store is not None
+                (latest,) = await store.get_marks([f"debounce:{flow.debounce}"])
+                if latest is not None and latest != message.task_id:
+                    detail = f"superseded by task {latest}, enqueued later (debounce)"
+                    return await self._unrun(delivery, message, TaskStatus.SUPERSEDED, detail)
+            if options is None or not options.gated:
+                return None
+            assert store is not None
+            holder = f"{message.task_id}:{delivery.attempt}"
+            admitted = await self._gate(store).admit(task.name, options, flow, holder)
+        except Exception:
+            # a broker fault: claim it again shortly, uncharged (its due time is no spin)
+            log.warning("flow control of %s failed; it waits", message.task_id, exc_info=True)
+            await self._settle(delivery, Retry(self.app.settings.fault_pause_max, charge=False))
+            return TaskStatus.QUEUED
+        if isinstance(admitted, Deferred):
+            assert store is not None
+            with contextlib.suppress(Exception):  # what its status shows, best effort
+                await store.put_marks(
+                    {f"wait:{message.task_id}": admitted.reason}, admitted.delay + self._lease
+                )
+            await self._settle(delivery, Retry(admitted.delay, charge=False))
+            self._count(message.task, message.queue, "deferred")
+            if self._events is not None:
+                self._emit(
+                    TaskDeferred(
+                        at=self._clock.now(),
+                        task_id=message.task_id,
+                        task=message.task,
+                        queue=message.queue,
+                        attempt=delivery.attempt,
+                        worker=self.worker_id,
+                        reason=admitted.reason,
+                        delay=admitted.delay,
+                    )
+                )
+            return TaskStatus.QUEUED
+        if admitted is not None:
+            self._permits[delivery] = admitted
+        return None
+
+    def _gate(self, store: FlowControl) -> Gate:
+        if self._gate_made is None:
+            settings = self.app.settings
+            self._gate_made = Gate(store, self._lease, settings.permit_wait, default_rand)
+        return self._gate_made
+
+    async def renew_permits(self) -> None:
+        """Renew the leases of the permits held by running tasks (every lease / 3)."""
+        if self._permits and self._flow is not None:
+            held = [(p.key, p.holder) for p in self._permits.values()]
+            await self._flow.renew_permits(held, self._lease)
+
+    async def _unrun(
+        self, delivery: Delivery, message: Message, status: TaskStatus, detail: str
+    ) -> TaskStatus:
+        """End a task that will not run (expired, superseded): acked with its result, and
+        counted."""
+        kind = "Expired" if status is TaskStatus.EXPIRED else "Superseded"
+        result: Result[Any] = Result(
+            task_id=message.task_id,
+            task=message.task,
+            status=status,
+            error=ErrorInfo(f"conveyor.{kind}", detail),
+            attempts=delivery.attempt - 1,
+            finished_at=self._clock.now(),
+        )
+        if self._has_hooks["after_execute"]:
+            await self._hooks("after_execute", message, result)
+        if self._log_tasks:
+            _log_outcome(logging.INFO, message, status.value, 0.0, delivery.attempt, f": {detail}")
+        follow = self._failure_follow(message, result)
+        await self._settle(delivery, Ack(self._store(message, result), follow))
+        self._count(message.task, message.queue, status.value)
+        return status
 
     async def _gathered(
         self, delivery: Delivery, message: Message, task: Task[Any, Any], args: list[Any]
@@ -454,6 +565,7 @@ class Executor:
         """``delivery`` has ended in this worker: drop what was kept about it."""
         self._lost.discard(delivery)
         self._aborting.discard(delivery)
+        self._permits.pop(delivery, None)  # not given back (its settlement failed): it expires
 
     async def _aborted(
         self, delivery: Delivery, message: Message, elapsed: float, *, running: bool = True
@@ -698,47 +810,60 @@ class Executor:
         the lease; gives up (leaving it to lease expiry: at-least-once) after a while. A
         settlement the broker refuses is not retried: with ``refusable`` the caller gets
         the :class:`SettlementRefused` (to settle otherwise), else it is logged."""
-        clock = self._clock
-        deadline = clock.monotonic() + self.settle_retry_for
-        pause: FaultPause | None = None  # made on the first fault: most settle at once
-        while True:
-            try:
-                owned = await self.settler.settle(delivery, outcome)
-            except SettlementRefused as refused:
-                if refusable:
-                    raise
-                log.error(
-                    "the broker refused to settle %s (%s); it returns after its lease",
-                    delivery.task_id,
-                    refused,
-                )
-                return
-            except Exception:
-                if clock.monotonic() >= deadline or delivery in self._lost:
+        # a permit the delivery holds (conveyor.flow) goes back after its settlement
+        permit = self._permits.pop(delivery, None) if self._permits else None
+        try:
+            clock = self._clock
+            deadline = clock.monotonic() + self.settle_retry_for
+            pause: FaultPause | None = None  # made on the first fault: most settle at once
+            while True:
+                try:
+                    owned = await self.settler.settle(delivery, outcome)
+                except SettlementRefused as refused:
+                    if refusable:
+                        raise
                     log.error(
-                        "could not settle %s; it will be redelivered after its lease",
+                        "the broker refused to settle %s (%s); it returns after its lease",
                         delivery.task_id,
-                        exc_info=True,
+                        refused,
                     )
                     return
-                if pause is None:
-                    settings = self.app.settings
-                    pause = FaultPause(clock, settings.fault_pause, settings.fault_pause_max)
-                log.warning(
-                    "settling %s failed; retrying in %.2fs",
-                    delivery.task_id,
-                    pause.current,
-                    exc_info=True,
-                )
-                await pause.wait()
-                continue
-            if not owned:
-                log.warning(
-                    "task %s: lease lost before settling; another worker owns it now, "
-                    "this outcome was discarded",
-                    delivery.task_id,
-                )
-            return
+                except Exception:
+                    if clock.monotonic() >= deadline or delivery in self._lost:
+                        log.error(
+                            "could not settle %s; it will be redelivered after its lease",
+                            delivery.task_id,
+                            exc_info=True,
+                        )
+                        return
+                    if pause is None:
+                        settings = self.app.settings
+                        pause = FaultPause(clock, settings.fault_pause, settings.fault_pause_max)
+                    log.warning(
+                        "settling %s failed; retrying in %.2fs",
+                        delivery.task_id,
+                        pause.current,
+                        exc_info=True,
+                    )
+                    await pause.wait()
+                    continue
+                if not owned:
+                    log.warning(
+                        "task %s: lease lost before settling; another worker owns it now, "
+                        "this outcome was discarded",
+                        delivery.task_id,
+                    )
+                return
+        finally:
+            if permit is not None:
+                await self._release_permit(permit)
+
+    async def _release_permit(self, permit: Permit) -> None:
+        assert self._flow is not None
+        try:
+            await self._flow.release_permits([(permit.key, permit.holder)])
+        except Exception:
+            log.warning("could not give a permit back; its lease expires", exc_info=True)
 
 
 def _log_outcome(

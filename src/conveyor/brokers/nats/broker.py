@@ -88,6 +88,7 @@ from conveyor.brokers.nats.connection import (
 from conveyor.brokers.nats.counts import NatsCounters
 from conveyor.brokers.nats.deadletters import DeadLetters
 from conveyor.brokers.nats.events import NatsEventStore
+from conveyor.brokers.nats.flow import NatsFlow
 from conveyor.brokers.nats.lease import Lease, NatsLeaseKeeper, owns, renew_leases
 from conveyor.brokers.nats.names import token, untoken
 from conveyor.brokers.nats.puller import Puller
@@ -140,6 +141,7 @@ class NatsBroker:
             Capability.EVENTS,
             Capability.COUNTS,
             Capability.WORKFLOWS,
+            Capability.FLOW,
         }
     )
 
@@ -167,6 +169,7 @@ class NatsBroker:
         self._dead: DeadLetters | None = None
         self._last_reconcile = float("-inf")
         self._workflows = NatsWorkflows(self)
+        self._flow = NatsFlow(lambda: self.bucket("flow"))
 
     def __repr__(self) -> str:
         return f"NatsBroker({redact_url(self.url)!r})"
@@ -698,7 +701,10 @@ class NatsBroker:
             if isinstance(outcome, Ack):
                 after = msgspec.structs.replace(record, st="f")
             elif isinstance(outcome, Retry):
-                after = msgspec.structs.replace(record, st="w", nb=now + outcome.delay, c=0)
+                attempts = record.a if outcome.charge else record.a - 1
+                after = msgspec.structs.replace(
+                    record, st="w", nb=now + outcome.delay, c=0, a=attempts
+                )
             elif isinstance(outcome, Release):
                 after = msgspec.structs.replace(record, st="w", a=record.a - 1, nb=0.0)
             else:
@@ -744,6 +750,27 @@ class NatsBroker:
             # no confirmation: if the ack was lost, the copy delivered again finds the
             # record settled and is acked then
             log.debug("NATS %s: no confirmation of an ack", redact_url(self.url))
+
+    # -- flow control ----------------------------------------------------------------
+
+    async def take_token(self, key: str, rate: float, burst: int) -> float:
+        return float(await self._guard(self._flow.take_token(key, rate, burst)))
+
+    async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        return bool(await self._guard(self._flow.acquire_permit(key, limit, holder, lease)))
+
+    async def renew_permits(self, permits: Sequence[tuple[str, str]], lease: float) -> None:
+        await self._guard(self._flow.renew_permits(permits, lease))
+
+    async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
+        await self._guard(self._flow.release_permits(permits))
+
+    async def put_marks(self, marks: Mapping[str, str], ttl: float) -> None:
+        await self._guard(self._flow.put_marks(marks, ttl))
+
+    async def get_marks(self, names: Sequence[str]) -> list[str | None]:
+        marks: list[str | None] = await self._guard(self._flow.get_marks(names))
+        return marks
 
     # -- leases --------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ class Names:
 
     def bucket(self, role: str) -> str:
         """``jobs``, ``keys``, ``results``, ``workers``, ``schedules``, ``levels``,
-        ``counts``, ``count_minutes``, ``workflows``, ``barriers`` or ``slots``."""
+        ``counts``, ``count_minutes``, ``workflows``, ``barriers``, ``slots`` or ``flow``."""
         return f"{self.p}_{role}"
 
     @property

@@ -10,7 +10,20 @@ from conveyor.brokers.nats.connection import connect, parse_url
 
 __all__ = ["delete_namespace"]
 
-_BUCKETS = ("jobs", "keys", "results", "workers", "schedules", "levels", "counts", "count_minutes")
+_BUCKETS = (
+    "jobs",
+    "keys",
+    "results",
+    "workers",
+    "schedules",
+    "levels",
+    "counts",
+    "count_minutes",
+    "workflows",
+    "barriers",
+    "slots",
+    "flow",
+)
 
 
 async def delete_namespace(url: str) -> None:

@@ -299,6 +299,7 @@ class PostgresBroker:
                 [d.task_id for d, _ in retrying],
                 [d.token for d, _ in retrying],
                 [max(float(o.delay), 0.0) for _, o in retrying],
+                [0 if o.charge else 1 for _, o in retrying],
             )
             done = {row[0] for row in rows}
             owned |= {(d.task_id, d.token) for d, _ in retrying if d.task_id in done}
@@ -309,6 +310,45 @@ class PostgresBroker:
             done = {row[0] for row in rows}
             owned |= {(d.task_id, d.token) for d in releasing if d.task_id in done}
         return [(d.task_id, d.token) in owned for d, _ in batch]
+
+    # -- flow control ----------------------------------------------------------------
+
+    async def take_token(self, key: str, rate: float, burst: int) -> float:
+        q = self._q
+
+        async def take(conn: asyncpg.Connection) -> float:
+            async with conn.transaction():
+                await conn.execute(q.fill_bucket, key, float(burst))
+                return float(await conn.fetchval(q.take_token, key, rate, float(burst)))
+
+        return await self._db.run(take)
+
+    async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        q, lock = self._q, f"{self.schema}:{key}"
+
+        async def acquire(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                await conn.execute(q.lock_permits, lock)
+                await conn.execute(q.drop_permits, key)
+                return bool(await conn.fetchval(q.acquire_permit, key, limit, holder, lease))
+
+        return await self._db.run(acquire)
+
+    async def renew_permits(self, permits: Sequence[tuple[str, str]], lease: float) -> None:
+        keys, holders = [k for k, _ in permits], [h for _, h in permits]
+        await self._db.run(_execute, self._q.renew_permits, keys, holders, lease)
+
+    async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
+        keys, holders = [k for k, _ in permits], [h for _, h in permits]
+        await self._db.run(_execute, self._q.release_permits, keys, holders)
+
+    async def put_marks(self, marks: Mapping[str, str], ttl: float) -> None:
+        await self._db.run(_execute, self._q.put_marks, list(marks), list(marks.values()), ttl)
+
+    async def get_marks(self, names: Sequence[str]) -> list[str | None]:
+        rows = await self._db.run(_fetch, self._q.get_marks, list(names))
+        found = {row[0]: row[1] for row in rows}
+        return [found.get(name) for name in names]
 
     # -- leases --------------------------------------------------------------------
 

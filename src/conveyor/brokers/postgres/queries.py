@@ -84,6 +84,15 @@ class Queries:
     get_workflow: str
     list_workflows: str
     count_workflows: str
+    fill_bucket: str
+    take_token: str
+    lock_permits: str
+    drop_permits: str
+    acquire_permit: str
+    renew_permits: str
+    release_permits: str
+    put_marks: str
+    get_marks: str
 
 
 def quoted(schema: str) -> str:

@@ -98,12 +98,13 @@ WITH s AS (
 SELECT task_id FROM gone;
 
 -- retry --
--- Requeue deliveries we still own ($1 ids, $2 tokens) at the back of their priority, ready after $3 seconds each; the attempt stays counted, the row of crashes ends; wakes the queues' fetchers (a waiting fetch re-aims its timer).
+-- Requeue deliveries we still own ($1 ids, $2 tokens) at the back of their priority, ready after $3 seconds each; the attempt stays counted (less $4: 1 for a flow-control deferral), the row of crashes ends; wakes the queues' fetchers (a waiting fetch re-aims its timer).
 WITH s AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS s(task_id, token, delay)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::int[])
+        AS s(task_id, token, delay, uncharge)
 ), moved AS (
     UPDATE {schema}.tasks t
-    SET state = 'waiting', crashes = 0,
+    SET state = 'waiting', crashes = 0, attempts = greatest(t.attempts - s.uncharge, 0),
         available_at = now() + make_interval(secs => s.delay),
         seq = nextval('{schema}.task_seq'),
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
@@ -269,7 +270,7 @@ ON CONFLICT (task_id) DO UPDATE SET data = excluded.data, expires_at = excluded.
 SELECT data FROM {schema}.progress WHERE task_id = $1 AND expires_at > now();
 
 -- purge --
--- Delete expired results, progress, idempotency keys, heartbeats, workflow records and barriers with their outcomes (at most $1 rows of each, so one run stays short under a backlog).
+-- Delete expired results, progress, idempotency keys, heartbeats, workflow records, barriers with their outcomes and flow marks (at most $1 rows of each, so one run stays short under a backlog).
 WITH r AS (
     DELETE FROM {schema}.results WHERE task_id IN (
         SELECT task_id FROM {schema}.results WHERE expires_at <= now() LIMIT $1)
@@ -296,9 +297,14 @@ WITH r AS (
 ), s AS (
     DELETE FROM {schema}.barrier_slots USING b WHERE barrier_slots.barrier_id = b.barrier_id
     RETURNING 1
+), m AS (
+    DELETE FROM {schema}.flow_marks WHERE name IN (
+        SELECT name FROM {schema}.flow_marks WHERE expires_at <= now() LIMIT $1)
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM p) + (SELECT count(*) FROM k)
-       + (SELECT count(*) FROM w) + (SELECT count(*) FROM f) + (SELECT count(*) FROM b);
+       + (SELECT count(*) FROM w) + (SELECT count(*) FROM f) + (SELECT count(*) FROM b)
+       + (SELECT count(*) FROM m);
 
 -- save_schedule --
 -- Insert or replace a schedule definition.
@@ -473,3 +479,71 @@ LIMIT $2 OFFSET $3;
 -- count_workflows --
 -- How many live workflows are in each state.
 SELECT state, count(*) FROM {schema}.workflows WHERE expires_at > now() GROUP BY state;
+
+-- fill_bucket --
+-- Create token bucket $1 full ($2 tokens) unless it exists, so that take_token finds a row to lock.
+INSERT INTO {schema}.flow_buckets (key, tokens, updated_at) VALUES ($1, $2, now())
+ON CONFLICT (key) DO NOTHING;
+
+-- take_token --
+-- Take a token from bucket $1 (refilled at $2 a second up to $3), on the server's clock: returns 0 when taken, else the seconds until the next token (conveyor.flow.take_bucket is the same arithmetic).
+WITH old AS (
+    SELECT tokens, updated_at FROM {schema}.flow_buckets WHERE key = $1 FOR UPDATE
+), filled AS (
+    -- now() is the transaction's start: one that waited for the row lock may be older
+    -- than the bucket's time, which never goes back (no refill counted twice)
+    SELECT least($3::float8,
+                 tokens + greatest(extract(epoch FROM now() - updated_at)::float8, 0) * $2) AS t,
+           greatest(now(), updated_at) AS at
+    FROM old
+), saved AS (
+    UPDATE {schema}.flow_buckets SET
+        tokens = (SELECT CASE WHEN t >= 1 THEN t - 1 ELSE t END FROM filled),
+        updated_at = (SELECT at FROM filled)
+    WHERE key = $1
+)
+SELECT CASE WHEN t >= 1 THEN 0 ELSE (1 - t) / $2 END FROM filled;
+
+-- lock_permits --
+-- Serialise the takers of semaphore $1 (its schema-qualified name) until the transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended($1, 0));
+
+-- drop_permits --
+-- Drop the permits of semaphore $1 whose lease ended (their holders died or stalled).
+DELETE FROM {schema}.flow_permits WHERE key = $1 AND expires_at <= now();
+
+-- acquire_permit --
+-- Take a permit of semaphore $1 for holder $3 for $4 seconds if it holds one or fewer than $2 are held; returns whether it was taken.
+WITH live AS (
+    SELECT count(*) AS n, coalesce(bool_or(holder = $3), false) AS mine
+    FROM {schema}.flow_permits WHERE key = $1
+), taken AS (
+    INSERT INTO {schema}.flow_permits (key, holder, expires_at)
+    SELECT $1, $3, now() + make_interval(secs => $4) FROM live WHERE mine OR n < $2
+    ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at
+    RETURNING 1
+)
+SELECT count(*) > 0 FROM taken;
+
+-- renew_permits --
+-- Push the leases of the permits still held ($1 keys, $2 holders) to $3 seconds from now.
+UPDATE {schema}.flow_permits p SET expires_at = now() + make_interval(secs => $3)
+FROM unnest($1::text[], $2::text[]) AS s(key, holder)
+WHERE p.key = s.key AND p.holder = s.holder;
+
+-- release_permits --
+-- Give permits back ($1 keys, $2 holders).
+DELETE FROM {schema}.flow_permits p
+USING unnest($1::text[], $2::text[]) AS s(key, holder)
+WHERE p.key = s.key AND p.holder = s.holder;
+
+-- put_marks --
+-- Set marks ($1 names, $2 values) for $3 seconds (the newest write wins).
+INSERT INTO {schema}.flow_marks (name, value, expires_at)
+SELECT name, value, now() + make_interval(secs => $3)
+FROM unnest($1::text[], $2::text[]) AS s(name, value)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at;
+
+-- get_marks --
+-- The values of the unexpired marks among $1.
+SELECT name, value FROM {schema}.flow_marks WHERE name = ANY($1::text[]) AND expires_at > now();

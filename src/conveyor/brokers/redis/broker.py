@@ -451,7 +451,8 @@ class RedisBroker:
                 assert isinstance(outcome, Retry)
                 stream, entry = delivery.token
                 delay_ms = math.ceil(max(outcome.delay, 0.0) * 1000)
-                args += [stream, entry, delivery.task_id, delay_ms, delivery.body]
+                uncharge = 0 if outcome.charge else 1
+                args += [stream, entry, delivery.task_id, delay_ms, delivery.body, uncharge]
         elif kind == "DeadLetter":
             args = [group, consumer, prefix]
             for delivery, outcome in items:
@@ -466,6 +467,43 @@ class RedisBroker:
                 stream, entry = delivery.token
                 args += [stream, entry, delivery.task_id, delivery.body]
         return args
+
+    # -- flow control ----------------------------------------------------------------
+
+    async def take_token(self, key: str, rate: float, burst: int) -> float:
+        return float(await self.scripts.call("take_token", self.keys.bucket(key), [rate, burst]))
+
+    async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        args = [limit, holder, math.ceil(lease * 1000)]
+        return bool(await self.scripts.call("acquire_permit", self.keys.permits(key), args))
+
+    async def renew_permits(self, permits: Sequence[tuple[str, str]], lease: float) -> None:
+        holders: dict[str, list[str]] = {}
+        for key, holder in permits:
+            holders.setdefault(key, []).append(holder)
+        lease_ms = math.ceil(lease * 1000)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, some in holders.items():
+                args = [lease_ms, *some]
+                await self.scripts.call("renew_permits", self.keys.permits(key), args, client=pipe)
+            await pipe.execute()
+
+    async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, holder in permits:
+                pipe.zrem(self.keys.permits(key), holder)
+            await pipe.execute()
+
+    async def put_marks(self, marks: Mapping[str, str], ttl: float) -> None:
+        ttl_ms = max(math.ceil(ttl * 1000), 1)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, value in marks.items():
+                pipe.set(self.keys.mark(name), value, px=ttl_ms)
+            await pipe.execute()
+
+    async def get_marks(self, names: Sequence[str]) -> list[str | None]:
+        values = await self.client.mget([self.keys.mark(name) for name in names])
+        return [None if v is None else v.decode() for v in values]
 
     # -- leases --------------------------------------------------------------------
 

@@ -43,6 +43,10 @@ p:bar:<barrier id>              hash       a group's barrier: w, n=size, j=joine
                                            its callback (ci, cq, cb, cp, ck, ckt)
 p:bar:<barrier id>:r            hash       member index -> its outcome
 {p:q}:job:<task id> field w     -          the workflow the task belongs to
+p:flow:rate:<key>               hash       a token bucket: t=tokens, u=ms counted at
+p:flow:permits:<key>            zset       a semaphore: holder -> ms its lease ends
+p:mark:<name>                   string     a flow mark (debounce's latest task, a
+                                           deferred task's reason), PX = its ttl
 ==============================  =========  =================================================
 
 The workflow keys' scripts and fields are described in ``lua/workflows.lua``.
@@ -132,3 +136,12 @@ class Keys:
 
     def counts_minute(self, minute: int) -> str:
         return f"{{{self.prefix}}}:counts:{minute}"
+
+    def bucket(self, key: str) -> str:
+        return f"{self.prefix}:flow:rate:{key}"
+
+    def permits(self, key: str) -> str:
+        return f"{self.prefix}:flow:permits:{key}"
+
+    def mark(self, name: str) -> str:
+        return f"{self.prefix}:mark:{name}"

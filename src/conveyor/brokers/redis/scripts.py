@@ -27,6 +27,9 @@ SCRIPT_NAMES = (
     "seal_barrier",
     "follow",
     "abort_workflow",
+    "take_token",
+    "acquire_permit",
+    "renew_permits",
 )
 
 

@@ -63,7 +63,7 @@ from conveyor.brokers.base import (
     WorkerInfo,
     WorkflowRecord,
 )
-from conveyor.brokers.sqlite import workflows
+from conveyor.brokers.sqlite import flow, workflows
 from conveyor.brokers.sqlite.connection import (
     DEFAULT_URL,
     MOUNTS_FILE,
@@ -338,6 +338,7 @@ class SqliteBroker:
                     seq += 1
                     available_at = now + max(outcome.delay, 0.0)
                     params = {**fence, "available_at": available_at, "seq": seq}
+                    params["uncharge"] = 0 if outcome.charge else 1
                     owned = conn.execute(QUERIES.retry, params).rowcount == 1
                     if owned:
                         ready.add(delivery.queue)
@@ -366,6 +367,27 @@ class SqliteBroker:
         self._db.queue_wake.notify(ready)
         self._db.result_wake.notify(result.task_id for result in results)
         return done
+
+    # -- flow control ----------------------------------------------------------------
+
+    async def take_token(self, key: str, rate: float, burst: int) -> float:
+        return await self._db.run(flow.take_token, key, rate, burst, self._clock.now())
+
+    async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        now = self._clock.now()
+        return await self._db.run(flow.acquire_permit, key, limit, holder, lease, now)
+
+    async def renew_permits(self, permits: Sequence[tuple[str, str]], lease: float) -> None:
+        await self._db.run(flow.renew_permits, list(permits), lease, self._clock.now())
+
+    async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
+        await self._db.run(flow.release_permits, list(permits))
+
+    async def put_marks(self, marks: Mapping[str, str], ttl: float) -> None:
+        await self._db.run(flow.put_marks, dict(marks), ttl, self._clock.now())
+
+    async def get_marks(self, names: Sequence[str]) -> list[str | None]:
+        return await self._db.run(flow.get_marks, list(names), self._clock.now())
 
     # -- leases --------------------------------------------------------------------
 

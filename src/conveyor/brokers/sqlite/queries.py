@@ -23,8 +23,9 @@ __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "Queries", "parse_queries", "r
 
 # 2: tasks.crashes; 3: no schedule_ticks table; 4: tasks.abort_requested; 5: the task_counts
 # and task_count_minutes tables; 6: tasks.workflow and the workflows, barriers and
-# barrier_slots tables. Older files are upgraded in place.
-SCHEMA_VERSION = 6
+# barrier_slots tables; 7: the flow_buckets, flow_permits and flow_marks tables. Older
+# files are upgraded in place.
+SCHEMA_VERSION = 7
 
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
@@ -99,6 +100,16 @@ class Queries:
     purge_workflows: str
     purge_barrier_slots: str
     purge_barriers: str
+    get_bucket: str
+    put_bucket: str
+    drop_expired_permits: str
+    count_permits: str
+    hold_permit: str
+    renew_permit: str
+    release_permit: str
+    put_mark: str
+    get_mark: str
+    purge_marks: str
 
     def purges(self) -> tuple[str, ...]:
         """The statements that delete expired rows, for periodic maintenance."""
@@ -110,6 +121,7 @@ class Queries:
             self.purge_workflows,
             self.purge_barrier_slots,  # before their barriers: they are found by them
             self.purge_barriers,
+            self.purge_marks,
         )
 
 

@@ -72,10 +72,11 @@ UPDATE idempotency_keys SET expires_at = :now + :key_ttl
 WHERE key = :key AND task_id = :task_id;
 
 -- retry --
--- Requeue a delivery we still own at the back of its priority, visible from :available_at; the attempt stays counted.
+-- Requeue a delivery we still own at the back of its priority, visible from :available_at; the attempt stays counted (less :uncharge: 1 for a flow-control deferral).
 UPDATE tasks
 SET state = CASE WHEN :available_at > :now THEN 'delayed' ELSE 'ready' END,
     crashes = 0,
+    attempts = max(attempts - :uncharge, 0),
     available_at = :available_at,
     seq = :seq,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
@@ -374,3 +375,46 @@ WHERE barrier_id IN (SELECT barrier_id FROM barriers WHERE expires_at <= :now);
 -- purge_barriers --
 -- Delete barriers past their ttl.
 DELETE FROM barriers WHERE expires_at <= :now;
+
+-- get_bucket --
+-- A token bucket's tokens and when they were counted (no row: a full bucket).
+SELECT tokens, updated_at FROM flow_buckets WHERE key = :key;
+
+-- put_bucket --
+-- Save a token bucket after a take (or a refused one: its refill is counted).
+INSERT INTO flow_buckets (key, tokens, updated_at) VALUES (:key, :tokens, :now)
+ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at;
+
+-- drop_expired_permits --
+-- Drop a semaphore's permits whose lease ended (their holders died or stalled).
+DELETE FROM flow_permits WHERE key = :key AND expires_at <= :now;
+
+-- count_permits --
+-- How many permits of a semaphore are held, and whether :holder holds one.
+SELECT count(*), coalesce(sum(holder = :holder), 0) FROM flow_permits WHERE key = :key;
+
+-- hold_permit --
+-- Take (or renew) :holder's permit of a semaphore until :expires_at.
+INSERT INTO flow_permits (key, holder, expires_at) VALUES (:key, :holder, :expires_at)
+ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at;
+
+-- renew_permit --
+-- Push a permit's lease, if it is still held.
+UPDATE flow_permits SET expires_at = :expires_at WHERE key = :key AND holder = :holder;
+
+-- release_permit --
+-- Give a permit back.
+DELETE FROM flow_permits WHERE key = :key AND holder = :holder;
+
+-- put_mark --
+-- Set a mark until :expires_at (the newest write wins).
+INSERT INTO flow_marks (name, value, expires_at) VALUES (:name, :value, :expires_at)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at;
+
+-- get_mark --
+-- A mark's value, unless it expired.
+SELECT value FROM flow_marks WHERE name = :name AND expires_at > :now;
+
+-- purge_marks --
+-- Delete expired marks.
+DELETE FROM flow_marks WHERE expires_at <= :now;

@@ -160,3 +160,27 @@ CREATE TABLE IF NOT EXISTS barrier_slots (
     data       BLOB NOT NULL,
     PRIMARY KEY (barrier_id, idx)
 ) WITHOUT ROWID;
+
+-- Flow control (conveyor.flow), shared by every process on the file. A token bucket per
+-- key: the tokens it held at updated_at (refilled on each take).
+CREATE TABLE IF NOT EXISTS flow_buckets (
+    key        TEXT PRIMARY KEY,
+    tokens     REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+-- Concurrency permits: one row per holder of a semaphore's permit, until its lease ends.
+CREATE TABLE IF NOT EXISTS flow_permits (
+    key        TEXT NOT NULL,
+    holder     TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key, holder)
+);
+
+-- Marks: a debounced key's latest task, a deferred task's reason; gone at expires_at.
+CREATE TABLE IF NOT EXISTS flow_marks (
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flow_marks_expiry ON flow_marks (expires_at);
