@@ -6,6 +6,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Wake the queue's idle cluster workers (cluster.py): they set <tag>:idle while they wait,
+-- and listen on the sharded channel <tag>:wake, in the queue's own slot. Once per script
+-- call; nothing when no one waits (and on one server, where no one sets the mark).
+local woken = {}
+local function wake(tag)
+  if woken[tag] then return end
+  woken[tag] = true
+  if redis.call('EXISTS', tag .. ':idle') == 1 then
+    redis.call('SPUBLISH', tag .. ':wake', '1')
+  end
+end
+
 -- Create the consumer group at 0 (never $, which would skip the backlog); BUSYGROUP is fine.
 local function ensure_group(stream, group)
   pcall(redis.call, 'XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
@@ -17,6 +29,7 @@ local function enqueue(tag, group, task_id, body, prio)
   if redis.call('ZADD', tag .. ':prios', 'NX', prio, prio) == 1 then
     ensure_group(stream, group)
   end
+  wake(tag)
   return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
 end
 
@@ -28,6 +41,7 @@ local function enqueue_front(tag, group, task_id, body)
   if redis.call('ZADD', tag .. ':prios', 'NX', '+inf', 'front') == 1 then
     ensure_group(stream, group)
   end
+  wake(tag)
   return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
 end
 
@@ -112,6 +126,7 @@ local function announce_due(tag, prefix, task_id, due)
   local first = redis.call('ZRANGE', tag .. ':delayed', 0, 0)
   if first[1] == task_id then
     redis.call('PUBLISH', prefix .. ':delays', due .. ' ' .. tag)
+    wake(tag)
   end
 end
 
