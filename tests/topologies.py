@@ -7,6 +7,14 @@ off and short failure timeouts (``cluster-node-timeout``, ``down-after-milliseco
 a failover takes seconds. :meth:`stop` kills every process; it also runs at interpreter
 exit, whatever happened to the test session.
 
+A topology counts as ready only once every master has a replica that finished its full
+sync (``state=online`` on the master, ``master_link_status:up`` on the replica). A
+replica that merely *connected* is not a copy: Redis delays a diskless full sync
+(``repl-diskless-sync-delay``, 5 s by default), and a master killed in that window is
+replaced by an empty replica, which loses every write the master acknowledged (the
+failover tests lost 105 and 395 tasks that way before these checks). The nodes here
+sync at once (delay 0); the checks still wait for the sync.
+
 Ports: a cluster node needs its port and port + 10000 (the cluster bus); both are taken
 from 21000-25999, which the other suites' private servers (ephemeral ports, 32768 and
 up) never use; sentinels and sentinel-watched nodes take ephemeral free ports.
@@ -31,11 +39,13 @@ import pytest
 import redis
 
 __all__ = [
+    "Node",
     "RedisCluster",
     "SentinelGroup",
     "redis_cluster",
     "redis_sentinel",
     "redis_server_available",
+    "replicas_in_sync",
 ]
 
 NODE_TIMEOUT_MS = 1000
@@ -92,8 +102,30 @@ def _wait(check: Any, timeout: float, what: str) -> Any:
         time.sleep(0.05)  # sleep: polling other processes' state
 
 
+def replicas_in_sync(master_port: int, wanted: int = 1) -> bool:
+    """``master_port`` is a master with at least ``wanted`` replicas that finished their
+    full sync (``state=online``: from then on they get every write as it is made),
+    acknowledged within the last second, and report their link up."""
+    with _client(master_port) as client:
+        info = client.info("replication")
+    if info.get("role") != "master":
+        return False
+    synced = []
+    for name, value in info.items():
+        online = isinstance(value, dict) and value.get("state") == "online"
+        if name.startswith("slave") and online and int(value.get("lag", 99)) <= 1:
+            synced.append(int(value["port"]))
+    if len(synced) < wanted:
+        return False
+    for port in synced:
+        with _client(port) as client:
+            if client.info("replication").get("master_link_status") != "up":
+                return False
+    return True
+
+
 @dataclass(eq=False)
-class _Node:
+class Node:
     port: int
     directory: Path
     argv: list[str]
@@ -150,6 +182,10 @@ def _server_argv(port: int, *extra: str) -> list[str]:
         "no",
         "--maxmemory-policy",
         "noeviction",
+        # a new replica's full sync starts at once, not after the default 5 s (the
+        # readiness checks wait for it either way: see the module docstring)
+        "--repl-diskless-sync-delay",
+        "0",
         "--logfile",
         "redis.log",
         *extra,
@@ -162,7 +198,7 @@ class RedisCluster:
 
     directory: Path
     masters: int = 3
-    nodes: list[_Node] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
 
     def start(self) -> None:
         atexit.register(self.stop)
@@ -180,7 +216,7 @@ class RedisCluster:
                 "--cluster-replica-validity-factor",
                 "0",
             )
-            self.nodes.append(_Node(port, self.directory / str(port), argv))
+            self.nodes.append(Node(port, self.directory / str(port), argv))
         for node in self.nodes:
             node.start()
         create = ["redis-cli", "--cluster", "create"]
@@ -198,10 +234,10 @@ class RedisCluster:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
         return f"redis+cluster://{hosts}/"
 
-    def live(self) -> list[_Node]:
+    def live(self) -> list[Node]:
         return [node for node in self.nodes if node.alive]
 
-    def master_of(self, key: str) -> _Node:
+    def master_of(self, key: str) -> Node:
         """The node serving ``key``'s slot now."""
         live = self.live()
         with _client(live[0].port) as client:
@@ -216,9 +252,10 @@ class RedisCluster:
         with _client(self.live()[0].port) as client:
             return {int(m[1]) for _, _, m, *_ in client.execute_command("CLUSTER", "SLOTS")}
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 30.0, *, replicated: bool = True) -> None:
         """Every live node reports ``cluster_state:ok``, and ``masters`` masters serve the
-        slots, each of them live."""
+        slots, each of them live; with ``replicated``, each master also has a replica in
+        sync (:func:`replicas_in_sync`): every node is up again and copied."""
 
         def healthy() -> bool:
             for node in self.live():
@@ -227,11 +264,13 @@ class RedisCluster:
                         return False
             live = {node.port for node in self.live()}
             masters = self.master_ports()
-            return len(masters) == self.masters and masters <= live
+            if len(masters) != self.masters or not masters <= live:
+                return False
+            return not replicated or all(replicas_in_sync(port) for port in masters)
 
         _wait(healthy, timeout, "the Redis Cluster to be healthy")
 
-    def restart(self, node: _Node) -> None:
+    def restart(self, node: Node) -> None:
         """Start a killed node again on its data directory: it rejoins (as a replica of
         whichever node took its slots)."""
         node.start()
@@ -247,15 +286,15 @@ class SentinelGroup:
 
     directory: Path
     service: str = "conveyor"
-    master: _Node | None = None
-    replica: _Node | None = None
-    sentinels: list[_Node] = field(default_factory=list)
+    master: Node | None = None
+    replica: Node | None = None
+    sentinels: list[Node] = field(default_factory=list)
 
     def start(self) -> None:
         atexit.register(self.stop)
         master_port, replica_port = _free_port(), _free_port()
-        self.master = _Node(master_port, self.directory / "a", _server_argv(master_port))
-        self.replica = _Node(
+        self.master = Node(master_port, self.directory / "a", _server_argv(master_port))
+        self.replica = Node(
             replica_port,
             self.directory / "b",
             _server_argv(replica_port, "--replicaof", "127.0.0.1", str(master_port)),
@@ -274,7 +313,7 @@ class SentinelGroup:
                 f"sentinel failover-timeout {self.service} 5000\n"
                 f"sentinel parallel-syncs {self.service} 1\n"
             )
-            node = _Node(port, directory, ["redis-server", str(config), "--sentinel"])
+            node = Node(port, directory, ["redis-server", str(config), "--sentinel"])
             self.sentinels.append(node)
             node.start()
         self.wait_replicating()
@@ -285,7 +324,7 @@ class SentinelGroup:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
         return f"redis+sentinel://{hosts}/{self.service}/0"
 
-    def current_master(self) -> _Node:
+    def current_master(self) -> Node:
         """The node the sentinels name as master now."""
         with _client(self.sentinels[0].port) as client:
             _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
@@ -293,17 +332,13 @@ class SentinelGroup:
         return next(node for node in (self.master, self.replica) if node and node.port == port)
 
     def wait_replicating(self, timeout: float = 30.0) -> None:
-        """The sentinels agree on a live master, which has a connected replica, and all
-        three sentinels know each other."""
+        """The sentinels agree on a live master, which has a replica in sync
+        (:func:`replicas_in_sync`), and all three sentinels know each other."""
 
         def ready() -> bool:
             master = self.current_master()
-            if not master.alive:
+            if not master.alive or not replicas_in_sync(master.port):
                 return False
-            with _client(master.port) as client:
-                info = client.info("replication")
-                if info["role"] != "master" or info["connected_slaves"] < 1:
-                    return False
             for sentinel in self.sentinels:
                 with _client(sentinel.port) as client:
                     state = client.sentinel_master(self.service)  # parsed by redis-py
