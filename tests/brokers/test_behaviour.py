@@ -17,7 +17,6 @@ from conveyor.testing.behaviour import (
     BEHAVIOUR_REQUIRES,
     AppFactory,
     BehaviourCheck,
-    check_abort_workflow_stops_its_tasks,
     check_crashes_are_counted,
     check_poison_task_is_dead_lettered,
 )
@@ -44,7 +43,6 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 # test_nats.py proves crash counting and poison isolation without it.
 _NATS_REAP_UNSEEN = {check_crashes_are_counted, check_poison_task_is_dead_lettered}
 _NATS_REAP_REASON = "JetStream requeues expired leases itself: reap() has nothing to report"
-_SENTINEL_PREFETCH_ABORT = "behind Sentinel, prefetched members whose abort was signalled start"
 
 
 @pytest.fixture
@@ -74,10 +72,6 @@ async def test_behaviour(
     missing = BEHAVIOUR_REQUIRES[check] - broker_class_for(broker_url).capabilities
     if missing:
         pytest.skip(f"{broker_url.split(':')[0]}:// does not declare {sorted(missing)}")
-    if broker_url.startswith("redis+sentinel") and check is check_abort_workflow_stops_its_tasks:
-        # open: behind Sentinel the worker starts prefetched members whose abort was
-        # signalled (abort() answers SIGNALLED for them, as on one server); not yet found
-        request.applymarker(pytest.mark.xfail(reason=_SENTINEL_PREFETCH_ABORT, strict=False))
     if broker_url.startswith("nats") and check in _NATS_REAP_UNSEEN:
         request.applymarker(pytest.mark.xfail(reason=_NATS_REAP_REASON, strict=True))
     await check(app_factory)

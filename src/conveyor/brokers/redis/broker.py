@@ -89,6 +89,9 @@ class RedisBroker:
         self._options = options or BrokerOptions()
         self._topology, prefix = split_url(url)
         self.keys = Keys(prefix)
+        # what fetch.lua and start.lua read a task's workflow record under: a task of an
+        # aborted workflow starts aborted (lib.lua's start); none on a cluster
+        self._workflow_prefix = prefix if Capability.WORKFLOWS in self.capabilities else ""
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._client: Any = None  # redis-py's reply types are too loose to narrow usefully
         self._blocking: Any = None
@@ -282,7 +285,9 @@ class RedisBroker:
                 break
             await self._register_queue(queue)
             flat = await self.scripts.call(
-                "fetch", self.keys.tag(queue), [self.keys.group, self.consumer, remaining]
+                "fetch",
+                self.keys.tag(queue),
+                [self.keys.group, self.consumer, remaining, self._workflow_prefix],
             )
             rows = [flat[i : i + 7] for i in range(0, len(flat), 7)]
             out += await self._admit(queue, rows)
@@ -399,7 +404,7 @@ class RedisBroker:
                 per_queue[queue].append((stream, entry_id, prio))
         out: list[Delivery] = []
         for queue, rows in per_queue.items():
-            args = [value for row in rows for value in row]
+            args = [self._workflow_prefix, *(value for row in rows for value in row)]
             flat = await self.scripts.call("start", self.keys.tag(queue), args)
             started = [
                 (stream, entry_id, *flat[i : i + 5])

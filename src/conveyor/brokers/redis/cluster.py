@@ -160,7 +160,7 @@ class RedisClusterBroker(RedisBroker):
         asks = [(queue, n) for queue, n in asks if n > 0]
         answers = await self._call_scripts(
             [
-                ("fetch", self.keys.tag(queue), [self.keys.group, self.consumer, n])
+                ("fetch", self.keys.tag(queue), [self.keys.group, self.consumer, n, ""])
                 for queue, n in asks
             ]
         )

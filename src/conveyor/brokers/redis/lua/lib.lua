@@ -103,11 +103,16 @@ end
 
 -- Start an attempt: count it, mark the job running. Returns the attempt number, how
 -- many attempts in a row ended with their worker dead (the 'r' counter of reap.lua), and
--- the abort mark (1: abort.lua marked it while an earlier attempt ran; do not run it).
+-- the abort mark (1: abort.lua marked it while an earlier attempt ran, or its workflow
+-- was aborted; do not run it).
 -- A job without a record (an entry added by hand) gets one here: readers take a missing
 -- 'a', 'p', 'k' or 'kt' as 0 or empty. An entry's stream is its job's priority, so 'p' is
 -- written with the state (not for the front stream, which holds every priority).
-local function start(tag, task_id, prio, entry_id)
+-- A workflow's task started after abort_workflow.lua ended its workflow gets the mark
+-- here: the abort's own abort.lua calls, one per task, come after that script, and a
+-- worker must not start the task in between (its workflow's queued tasks never run).
+-- `prefix` reads the workflow's record ('' on a cluster, which holds no workflows).
+local function start(tag, task_id, prio, entry_id, prefix)
   local job = tag .. ':job:' .. task_id
   if prio == 'front' then
     redis.call('HSET', job, 's', 'running', 'e', entry_id)
@@ -115,8 +120,15 @@ local function start(tag, task_id, prio, entry_id)
     redis.call('HSET', job, 's', 'running', 'e', entry_id, 'p', prio)
   end
   local attempt = redis.call('HINCRBY', job, 'a', 1)
-  local f = redis.call('HMGET', job, 'r', 'x')
-  return attempt, tonumber(f[1] or '0'), tonumber(f[2] or '0')
+  local f = redis.call('HMGET', job, 'r', 'x', 'w')
+  local aborted = tonumber(f[2] or '0')
+  if aborted == 0 and f[3] and f[3] ~= '' and prefix ~= '' then
+    if redis.call('HGET', prefix .. ':wf:' .. f[3], 's') == 'aborted' then
+      redis.call('HSET', job, 'x', 1)
+      aborted = 1
+    end
+  end
+  return attempt, tonumber(f[1] or '0'), aborted
 end
 
 -- After `task_id` joined the delayed set with score `due`: if it is now the earliest,
