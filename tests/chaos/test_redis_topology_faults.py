@@ -228,3 +228,106 @@ async def test_cluster_workers_recover_from_client_kills_on_every_master(
     assert killed > 0
     assert all(p.alive for p in pool), "a worker exited on a dropped connection"
     assert [r for r in starts(workers.ledger()) if r["t"] > healed_at], "work did not resume"
+
+
+# -- scheduler HA across a failover ---------------------------------------------------
+
+SCHED_SECONDS = 18.0
+SCHED_KILL_AT = 6.0
+
+
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+@pytest.mark.timeout(SCHED_SECONDS + 120)
+async def test_three_schedulers_enqueue_each_tick_once_across_a_master_failover(
+    topology: str, request: pytest.FixtureRequest, cluster: ClusterFactory, nemesis: Ledger
+) -> None:
+    """Three ``conveyor scheduler`` processes fire the same schedules (1 s, 1 s
+    catch-up, 5 s) while the master holding the queue (and with it the ticks'
+    idempotency keys) is SIGKILLed and its replica promoted. No tick is enqueued twice
+    or run twice (a run interrupted by the failover may run again: explained by the
+    fault), none runs early, no scheduler exits; the catch-up schedule runs every tick of
+    the run, the failover's included; the skip schedule runs every tick before the kill
+    and from grace after the promotion (ticks of the outage older than grace are
+    skipped by its policy)."""
+    from tests.chaos.scheduler_app import CATCH_UP, SKIP
+    from tests.chaos.test_scheduler_faults import (
+        APP,
+        EDGE,
+        GRACE,
+        INTERVALS,
+        _cluster,
+        _finish,
+        _judge,
+        _sends,
+    )
+
+    if topology == "sentinel":
+        group: SentinelGroup = request.getfixturevalue("redis_sentinel")
+        url = _url(group.url)
+        victim = group.current_master()
+
+        def promoted() -> None:
+            deadline = time.monotonic() + 30
+            while group.current_master() is victim:
+                assert time.monotonic() < deadline, "the sentinels promoted no replica"
+                time.sleep(0.05)  # sleep: polling the sentinels
+
+        def restore() -> None:
+            if not victim.alive:
+                victim.start()
+            group.wait_replicating()
+    else:
+        nodes: RedisCluster = request.getfixturevalue("redis_cluster")
+        url = _url(nodes.url)
+        victim = nodes.master_of(f"{{{url.rsplit('prefix=', 1)[1]}:default}}")
+
+        def promoted() -> None:
+            nodes.wait_healthy(replicated=False)
+
+        def restore() -> None:
+            if not victim.alive:
+                nodes.restart(victim)
+            nodes.wait_healthy()
+
+    try:
+        workers = _cluster(cluster, url)
+        schedulers = [workers.scheduler(APP) for _ in range(3)]
+        started = time.time()
+        await asyncio.sleep(SCHED_KILL_AT)  # sleep: ticks to judge before the failover
+        assert replicas_in_sync(victim.port), "the victim's replica is not in sync"
+        fid = nemesis.fault_start("master_sigkill", None)
+        killed_at = time.time()
+        await asyncio.to_thread(victim.kill)
+        await asyncio.to_thread(promoted)
+        healed_at = time.time()
+        nemesis.fault_end(fid, "master_sigkill", None)
+        # sleep: ticks to judge after the failover, in the schedules' real time
+        await asyncio.sleep(max(started + SCHED_SECONDS - time.time(), 0.0))
+        ended = time.time()
+        assert all(s.alive for s in schedulers), "a scheduler exited on a failover"
+        records = await _finish(workers, nemesis, schedulers)
+    finally:
+        await asyncio.to_thread(restore)
+
+    reports = _judge(
+        [workers],
+        records,
+        started + EDGE,
+        ended - EDGE,
+        exactly=(CATCH_UP,),
+        allow_explained_reruns=True,
+    )
+    skip = reports[SKIP]
+    assert skip.missing(started + EDGE, killed_at - 0.5) == []
+    assert skip.missing(healed_at + GRACE + 1.0, ended - EDGE) == []
+    for proc in schedulers:
+        assert _sends(records, proc.pid, after=healed_at), f"{proc} sent nothing after"
+    checked = sum(len(r.expected(started + EDGE, ended - EDGE)) for r in reports.values())
+    rejected = sum(r.rejected for r in reports.values())
+    assert rejected > checked, "fewer rejected copies than ticks: the schedulers did not compete"
+    print(
+        f"[chaos scheduler] {topology} failover: {healed_at - killed_at:.1f}s to a promoted "
+        f"master; {checked} ticks checked, {sum(r.admitted for r in reports.values())} "
+        f"admitted, {rejected} rejected, {sum(len(r.reruns) for r in reports.values())} "
+        f"reruns over {len(INTERVALS)} schedules"
+    )
