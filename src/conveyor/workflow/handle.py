@@ -300,9 +300,9 @@ async def abort_workflow(app: Conveyor, workflow_id: str) -> int:
         # a task the broker held at the abort, which a worker fetched after it (the
         # broker starts it with the abort mark: it never ran) and ended as aborted before
         # its own abort_task came: stopped by this abort too
-        ended = [t for t, o in zip(chunk, outcomes, strict=True) if o is AbortOutcome.FINISHED]
-        ended += [t for t, o in zip(chunk, outcomes, strict=True) if o is AbortOutcome.UNKNOWN]
-        stopped += sum([await _ended_aborted(app, task_id) for task_id in ended])
+        gone = (AbortOutcome.FINISHED, AbortOutcome.UNKNOWN)
+        finished = [t for t, o in zip(chunk, outcomes, strict=True) if o in gone]
+        stopped += sum([await _ended_aborted(app, task_id) for task_id in finished])
     info = _info(record)
     if info.tail not in task_ids and await app.result_store.get(info.tail) is None:
         # its final task was not published yet, and never will be: its waiters learn now
