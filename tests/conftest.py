@@ -16,6 +16,8 @@ import pytest
 
 from conveyor import BrokerUnavailable, Conveyor
 from conveyor.testing import ManualClock
+from tests.topologies import redis_cluster as redis_cluster  # session fixtures
+from tests.topologies import redis_sentinel as redis_sentinel
 
 T = TypeVar("T")
 

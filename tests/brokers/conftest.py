@@ -36,7 +36,12 @@ POSTGRES_URL = os.environ.get(
 NATS_URL = os.environ.get("CONVEYOR_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def _url_for(scheme: str, tmp_path: Path) -> str:
+def _url_for(scheme: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> str:
+    if scheme in TOPOLOGY_SCHEMES:
+        assert request is not None, scheme
+        # the session's private cluster or sentinel group (tests/topologies.py)
+        topology = request.getfixturevalue(TOPOLOGY_SCHEMES[scheme])
+        return f"{topology.url}?prefix=test-{uuid.uuid4().hex[:12]}"
     if scheme == "memory":
         return "memory://"
     if scheme == "sqlite":
@@ -84,6 +89,9 @@ async def _cleanup(url: str) -> None:
         return
     if not url.startswith("redis"):
         return
+    if url.startswith("redis+"):
+        await _cleanup_topology(url)
+        return
     import redis.asyncio as aioredis
 
     prefix = url.rsplit("prefix=", 1)[1]
@@ -93,6 +101,27 @@ async def _cleanup(url: str) -> None:
             keys = [k async for k in client.scan_iter(match=pattern, count=1000)]
             if keys:
                 await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def _cleanup_topology(url: str) -> None:
+    """Delete a test prefix's keys on a cluster (every master) or a sentinel's master,
+    one key at a time: a cluster refuses a DEL across slots."""
+    from conveyor.brokers.base import BrokerOptions
+    from conveyor.brokers.redis.connection import new_client
+    from conveyor.brokers.redis.topology import parse_topology
+
+    topology = parse_topology(url)
+    prefix = topology.prefix
+    client = new_client(topology, BrokerOptions())
+    try:
+        for pattern in (f"{{{prefix}:*", f"{{{prefix}}}:*", f"{prefix}:*"):
+            keys = [k async for k in client.scan_iter(match=pattern, count=1000)]
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.delete(key)
+                await pipe.execute()
     finally:
         await client.aclose()
 
@@ -139,12 +168,20 @@ def service_unavailable(reason: str) -> None:
 
 
 SCHEMES = ["memory", "sqlite", "redis", "amqp", "postgres", "nats"]
+# Redis topologies the suites start themselves (tests/topologies.py): scheme -> the
+# session fixture of the topology. Only the conformance and behaviour suites run there
+TOPOLOGY_SCHEMES = {"redis+cluster": "redis_cluster", "redis+sentinel": "redis_sentinel"}
 
 
 @pytest.fixture(params=SCHEMES)
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty broker's URL, one per scheme."""
     return _url_for(request.param, tmp_path)
+
+
+def topology_broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """:func:`broker_url` for a suite that also runs on the Redis topologies."""
+    return _url_for(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,21 @@ from conveyor.testing.behaviour import (
     check_poison_task_is_dead_lettered,
 )
 
-from .conftest import _cleanup, service_unavailable, with_results
+from .conftest import (
+    SCHEMES,
+    TOPOLOGY_SCHEMES,
+    _cleanup,
+    service_unavailable,
+    topology_broker_url,
+    with_results,
+)
+
+
+@pytest.fixture(params=[*SCHEMES, *TOPOLOGY_SCHEMES])
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every broker, and the Redis broker on a Redis Cluster and behind Sentinel."""
+    return topology_broker_url(request, tmp_path)
+
 
 # These checks end a lease and wait for reap() to report the message it takes back. On
 # JetStream the server takes back an expired lease itself, and no API lists the messages

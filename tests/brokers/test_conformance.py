@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conveyor.brokers import broker_class_for
 from conveyor.testing.conformance import CHECKS, REQUIRES, Check
 
-from .conftest import Factory
+from .conftest import SCHEMES, TOPOLOGY_SCHEMES, Factory, topology_broker_url
+
+
+@pytest.fixture(params=[*SCHEMES, *TOPOLOGY_SCHEMES])
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every broker, and the Redis broker on a Redis Cluster and behind Sentinel."""
+    return topology_broker_url(request, tmp_path)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from conveyor.brokers.base import Delivery, Outgoing, StoredResult
+from conveyor.brokers.base import Delivery, Outgoing, StoredResult, WorkflowRecord
 from conveyor.brokers.redis import RedisBroker
 from conveyor.errors import BrokerUnavailable
 from conveyor.result import AbortOutcome
@@ -63,6 +64,44 @@ async def test_abort_between_a_blocking_read_and_its_start_marks_the_delivery(
     assert (delivery.task_id, delivery.abort_requested) == (item.task_id, True)
     assert await broker.abort_marks([delivery]) == [True]
     assert await broker.result_store().get(item.task_id) is None
+
+
+async def test_a_task_of_an_aborted_workflow_starts_with_the_abort_mark(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """abort_workflow.lua ends the workflow; the abort.lua calls for its tasks come one
+    by one after it. A worker that fetches one of them in between (fetch.lua, or a
+    blocking read then start.lua) gets it with the abort mark, so it never runs: the
+    workflow's queued tasks never start once its abort began (a worker freed by the
+    abort's first cancellations used to start the next members)."""
+    record = WorkflowRecord(uuid.uuid4().hex, "running", time.time(), ttl=60.0, info=b"i")
+    await broker.open_workflow(record)
+    member = Outgoing(uuid.uuid4().hex, "default", b"m", workflow=record.workflow_id)
+    plain = Outgoing(uuid.uuid4().hex, "default", b"p")
+    await broker.publish([member, plain])
+    _, held = await broker.abort_workflow(record.workflow_id)
+    assert held == [member.task_id]
+    fetched = {d.task_id: d for d in await broker.fetch(["default"], 10, 0.1)}
+    assert fetched[member.task_id].abort_requested is True  # fetch.lua
+    assert fetched[plain.task_id].abort_requested is False
+    assert await broker.abort_marks([fetched[member.task_id]]) == [True]
+
+    # the blocking path: XREADGROUP delivers the entry, start.lua starts it
+    waiting = asyncio.create_task(broker.fetch(["default"], 1, 5.0))
+    await eventually(lambda: fetch_is_waiting(broker), what="the blocking read")
+    other = WorkflowRecord(uuid.uuid4().hex, "running", time.time(), ttl=60.0, info=b"i")
+    await broker.open_workflow(other)
+    start = broker._start
+
+    async def abort_then_start(reply: list[Any], streams: Any) -> list[Delivery]:
+        await broker.abort_workflow(other.workflow_id)
+        return await start(reply, streams)
+
+    monkeypatch.setattr(broker, "_start", abort_then_start)
+    late = Outgoing(uuid.uuid4().hex, "default", b"m", workflow=other.workflow_id)
+    await broker.publish([late])
+    (delivery,) = await asyncio.wait_for(waiting, 5.0)
+    assert (delivery.task_id, delivery.abort_requested) == (late.task_id, True)
 
 
 def _result_for(task_id: str) -> Any:

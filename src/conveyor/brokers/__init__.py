@@ -46,6 +46,26 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
         "conveyor.brokers.redis:RedisResultStore",
         "redis",
     ),
+    "redis+cluster": (
+        "conveyor.brokers.redis:RedisClusterBroker",
+        "conveyor.brokers.redis:RedisResultStore",
+        "redis",
+    ),
+    "rediss+cluster": (
+        "conveyor.brokers.redis:RedisClusterBroker",
+        "conveyor.brokers.redis:RedisResultStore",
+        "redis",
+    ),
+    "redis+sentinel": (
+        "conveyor.brokers.redis:RedisBroker",
+        "conveyor.brokers.redis:RedisResultStore",
+        "redis",
+    ),
+    "rediss+sentinel": (
+        "conveyor.brokers.redis:RedisBroker",
+        "conveyor.brokers.redis:RedisResultStore",
+        "redis",
+    ),
     "amqp": (
         "conveyor.brokers.rabbitmq:RabbitMQBroker",
         "conveyor.brokers.rabbitmq:RabbitMQResultStore",
@@ -96,6 +116,7 @@ _USER_NAMED_SCHEMES = frozenset(
         "redis",
         "rediss",
         "redis+cluster",
+        "rediss+cluster",
         "redis+sentinel",
         "rediss+sentinel",
         "unix",

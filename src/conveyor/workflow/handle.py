@@ -28,7 +28,7 @@ from conveyor.clock import Seconds
 from conveyor.errors import ConfigurationError, TaskNotFound
 from conveyor.handle import TaskHandle, read_state
 from conveyor.message import encode_value
-from conveyor.result import ErrorInfo, Result, aborted_result
+from conveyor.result import ErrorInfo, Result, TaskStatus, aborted_result
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -274,6 +274,13 @@ async def _node_status(app: Conveyor, task_id: str, workflow: WorkflowStatus) ->
         return "pending" if workflow is WorkflowStatus.RUNNING else "skipped"
 
 
+async def _ended_aborted(app: Conveyor, task_id: str) -> bool:
+    try:
+        return (await read_state(app, task_id)).status is TaskStatus.ABORTED
+    except TaskNotFound:
+        return False
+
+
 async def abort_workflow(app: Conveyor, workflow_id: str) -> int:
     """Abort workflow ``workflow_id`` (``WorkflowHandle.abort()``; see there)."""
     from conveyor.handle import abort_task
@@ -285,13 +292,17 @@ async def abort_workflow(app: Conveyor, workflow_id: str) -> int:
         return 0
     stopped = 0
     for start in range(0, len(task_ids), ABORT_AT_ONCE):
+        chunk = task_ids[start : start + ABORT_AT_ONCE]
         outcomes = await asyncio.gather(
-            *(
-                abort_task(app, task_id, in_workflow=True)
-                for task_id in task_ids[start : start + ABORT_AT_ONCE]
-            )
+            *(abort_task(app, task_id, in_workflow=True) for task_id in chunk)
         )
         stopped += sum(o in (AbortOutcome.DEQUEUED, AbortOutcome.SIGNALLED) for o in outcomes)
+        # a task the broker held at the abort, which a worker fetched after it (the
+        # broker starts it with the abort mark: it never ran) and ended as aborted before
+        # its own abort_task came: stopped by this abort too
+        gone = (AbortOutcome.FINISHED, AbortOutcome.UNKNOWN)
+        finished = [t for t, o in zip(chunk, outcomes, strict=True) if o in gone]
+        stopped += sum([await _ended_aborted(app, task_id) for task_id in finished])
     info = _info(record)
     if info.tail not in task_ids and await app.result_store.get(info.tail) is None:
         # its final task was not published yet, and never will be: its waiters learn now

@@ -10,11 +10,14 @@ abort of a running task sets a mark on its job and is announced on a pub/sub cha
 workers listen to; the mark itself is what they check (pub/sub drops messages while a
 connection is down).
 
-URL: ``redis://[:password@]host:port/db?prefix=conveyor``.
+URLs (``topology.py``): ``redis://[:password@]host:port/db?prefix=conveyor``;
+``redis+cluster://host:port,host:port/?prefix=conveyor`` (``cluster.py``: the layout per
+slot); ``redis+sentinel://host:26379,host:26379/service/db?prefix=conveyor``.
 """
 
 from conveyor.brokers.redis.broker import RedisBroker as RedisBroker
+from conveyor.brokers.redis.cluster import RedisClusterBroker as RedisClusterBroker
 from conveyor.brokers.redis.results import RedisResultStore as RedisResultStore
 from conveyor.brokers.redis.schedules import RedisScheduleStore as RedisScheduleStore
 
-__all__ = ["RedisBroker", "RedisResultStore", "RedisScheduleStore"]
+__all__ = ["RedisBroker", "RedisClusterBroker", "RedisResultStore", "RedisScheduleStore"]

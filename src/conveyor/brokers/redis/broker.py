@@ -87,8 +87,11 @@ class RedisBroker:
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.url = url
         self._options = options or BrokerOptions()
-        self._redis_url, prefix = split_url(url)
+        self._topology, prefix = split_url(url)
         self.keys = Keys(prefix)
+        # what fetch.lua and start.lua read a task's workflow record under: a task of an
+        # aborted workflow starts aborted (lib.lua's start); none on a cluster
+        self._workflow_prefix = prefix if Capability.WORKFLOWS in self.capabilities else ""
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._client: Any = None  # redis-py's reply types are too loose to narrow usefully
         self._blocking: Any = None
@@ -125,9 +128,9 @@ class RedisBroker:
     async def connect(self) -> None:
         if self._client is not None:
             return
-        client = await reachable_client(self.url, self._redis_url, self._options)
+        client = await reachable_client(self.url, self._topology, self._options)
         self._client = client
-        self._blocking = new_client(self._redis_url, self._options, blocking=True)
+        self._blocking = new_client(self._topology, self._options, blocking=True)
         self._scripts = Scripts(client)
         await self._check_server()
         for queue in self._options.queues:
@@ -144,7 +147,7 @@ class RedisBroker:
         self._client = self._blocking = None
 
     def clone(self) -> RedisBroker:
-        return RedisBroker(self.url, self._options)
+        return type(self)(self.url, self._options)
 
     def result_store(self) -> RedisResultStore:
         return self._results
@@ -222,13 +225,13 @@ class RedisBroker:
                 [await self.scripts.call("publish", self.keys.tag(queue), args)],
             )
         else:
-            async with self.client.pipeline(transaction=False) as pipe:
-                order = []
-                for queue, indexes in by_queue.items():
-                    args = self._publish_args(batch, indexes)
-                    await self.scripts.call("publish", self.keys.tag(queue), args, client=pipe)
-                    order.append(indexes)
-                answers = await pipe.execute()
+            order = list(by_queue.values())
+            answers = await self._call_scripts(
+                [
+                    ("publish", self.keys.tag(queue), self._publish_args(batch, indexes))
+                    for queue, indexes in by_queue.items()
+                ]
+            )
         for indexes, answer in zip(order, answers, strict=True):
             for i, task_id in zip(indexes, answer, strict=True):
                 ids[i] = task_id.decode() if isinstance(task_id, bytes) else str(task_id)
@@ -249,6 +252,15 @@ class RedisBroker:
                 item.workflow or "",
             ]
         return args
+
+    async def _call_scripts(self, calls: Sequence[tuple[str, str, Sequence[Any]]]) -> list[Any]:
+        """Each (script, tag, args) call, in one pipeline; their answers, in order. The
+        first error is raised."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, tag, args in calls:
+                await self.scripts.call(name, tag, args, client=pipe)
+            answers: list[Any] = await pipe.execute()
+        return answers
 
     # -- fetch ---------------------------------------------------------------------
 
@@ -273,7 +285,9 @@ class RedisBroker:
                 break
             await self._register_queue(queue)
             flat = await self.scripts.call(
-                "fetch", self.keys.tag(queue), [self.keys.group, self.consumer, remaining]
+                "fetch",
+                self.keys.tag(queue),
+                [self.keys.group, self.consumer, remaining, self._workflow_prefix],
             )
             rows = [flat[i : i + 7] for i in range(0, len(flat), 7)]
             out += await self._admit(queue, rows)
@@ -390,7 +404,7 @@ class RedisBroker:
                 per_queue[queue].append((stream, entry_id, prio))
         out: list[Delivery] = []
         for queue, rows in per_queue.items():
-            args = [value for row in rows for value in row]
+            args = [self._workflow_prefix, *(value for row in rows for value in row)]
             flat = await self.scripts.call("start", self.keys.tag(queue), args)
             started = [
                 (stream, entry_id, *flat[i : i + 5])
@@ -416,16 +430,19 @@ class RedisBroker:
             except redis.ResponseError as exc:
                 _raise_settle_error(exc)
             return [ok == 1 for ok in answer]
-        async with self.client.pipeline(transaction=False) as pipe:
-            order = []
-            for (kind, queue), indexes in groups.items():
-                args = self._settle_args(kind, [batch[i] for i in indexes])
-                await self.scripts.call(_SCRIPT_FOR[kind], keys.tag(queue), args, client=pipe)
-                order.append(indexes)
-            try:
-                answers = await pipe.execute()
-            except redis.ResponseError as exc:
-                _raise_settle_error(exc)
+        order = list(groups.values())
+        calls = [
+            (
+                _SCRIPT_FOR[kind],
+                keys.tag(queue),
+                self._settle_args(kind, [batch[i] for i in indexes]),
+            )
+            for (kind, queue), indexes in groups.items()
+        ]
+        try:
+            answers = await self._call_scripts(calls)
+        except redis.ResponseError as exc:
+            _raise_settle_error(exc)
         for indexes, answer in zip(order, answers, strict=True):
             for i, ok in zip(indexes, answer, strict=True):
                 done[i] = ok == 1
@@ -512,26 +529,25 @@ class RedisBroker:
         for i, delivery in enumerate(deliveries):
             by_queue[delivery.queue].append(i)
         out = [False] * len(deliveries)
-        async with self.client.pipeline(transaction=False) as pipe:
-            order = []
-            for queue, indexes in by_queue.items():
-                args: list[Any] = [
-                    self.keys.group,
-                    self.consumer,
-                    idle_ms(self._options.lease, seconds),
-                ]
-                for i in indexes:
-                    args += list(deliveries[i].token)
-                await self.scripts.call("extend_lease", self.keys.tag(queue), args, client=pipe)
-                order.append(indexes)
-            answers = await pipe.execute()
+        order = list(by_queue.values())
+        calls = []
+        for queue, indexes in by_queue.items():
+            args: list[Any] = [
+                self.keys.group,
+                self.consumer,
+                idle_ms(self._options.lease, seconds),
+            ]
+            for i in indexes:
+                args += list(deliveries[i].token)
+            calls.append(("extend_lease", self.keys.tag(queue), args))
+        answers = await self._call_scripts(calls)
         for indexes, answer in zip(order, answers, strict=True):
             for i, ok in zip(indexes, answer, strict=True):
                 out[i] = ok == 1
         return out
 
     def lease_keeper(self) -> RedisLeaseKeeper:
-        return RedisLeaseKeeper(self._redis_url, self.keys, self.consumer, self._options.lease)
+        return RedisLeaseKeeper(self._topology, self.keys, self.consumer, self._options.lease)
 
     async def reap(self) -> int:
         lease_ms = max(int(self._options.lease * 1000), 1)
@@ -570,16 +586,23 @@ class RedisBroker:
                     expected = entry
                     body = await self._entry_body(queue, prio or b"0", entry, task_id)
                 data, ttl = _result_args(result(body or b"", int(attempts or 0)))
-            answer = await self.scripts.call(
-                "abort",
-                self.keys.tag(queue),
-                [self.keys.group, self.keys.prefix, task_id, expected, data, ttl],
-            )
+            answer = await self._run_abort(queue, task_id, expected, data, ttl)
             if answer != b"changed":
                 return AbortOutcome(answer.decode())
         raise BrokerUnavailable(
             f"could not abort task {task_id}: it kept moving between queue states; try again"
         )
+
+    async def _run_abort(
+        self, queue: str, task_id: str, expected: bytes, data: bytes, ttl: int
+    ) -> bytes:
+        """abort.lua, which stores the aborted result when it dequeues the message."""
+        answer: bytes = await self.scripts.call(
+            "abort",
+            self.keys.tag(queue),
+            [self.keys.group, self.keys.prefix, task_id, expected, data, ttl],
+        )
+        return answer
 
     async def _entry_body(self, queue: str, prio: bytes, entry: bytes, task_id: str) -> bytes:
         """The body of a queued message's stream entry (its priority's stream, or the
@@ -790,8 +813,8 @@ _WARNED: set[tuple[str, str]] = set()
 
 
 def _first_time(warning: str, url: str) -> bool:
-    parts = urlsplit(url)
-    server = f"{parts.hostname}:{parts.port}{parts.path}"
+    parts = urlsplit(url)  # hosts as written: a cluster's or sentinels' list is one key
+    server = f"{parts.netloc.rpartition('@')[2]}{parts.path}"
     if (warning, server) in _WARNED:
         return False
     _WARNED.add((warning, server))

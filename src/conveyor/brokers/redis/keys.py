@@ -2,7 +2,8 @@
 
 Every key of one queue shares the hash tag ``{prefix:queue}``, so each script touches a
 single slot and the layout works on Redis Cluster. Keys that are not per queue (results,
-workers, schedules) live under the bare prefix.
+workers, schedules) live under the bare prefix; on a cluster the broker writes them
+outside the queue scripts, in the order ``cluster.py`` describes.
 
 ==============================  =========  =================================================
 key                             type       holds
@@ -18,6 +19,8 @@ key                             type       holds
                                            d=dlq entry (dead), r=crashes in a row,
                                            x=1 once aborted while running
 {p:q}:key:<idempotency key>     string     the task id that owns the key
+{p:q}:idle                      string     set (PX) while a cluster worker waits for work
+{p:q}:wake                      channel    sharded (SPUBLISH): work arrived (cluster.py)
 p:queues                        set        every queue name seen
 p:result:<task id>              string     the encoded Result (PX = result ttl)
 p:progress:<task id>            string     the latest progress snapshot

@@ -11,11 +11,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
 from conveyor.brokers.base import Delivery
-from conveyor.brokers.redis.connection import SOURCES
+from conveyor.brokers.redis.connection import SOURCES, sync_client
 from conveyor.brokers.redis.keys import Keys
+from conveyor.brokers.redis.topology import Kind, Topology
 
 __all__ = ["RedisLeaseKeeper", "idle_ms"]
 
@@ -29,9 +28,11 @@ def idle_ms(lease: float, seconds: float) -> int:
 class RedisLeaseKeeper:
     """Renews leases from the worker's lease thread over its own synchronous connection."""
 
-    def __init__(self, url: str, keys: Keys, consumer: str, lease: float) -> None:
+    def __init__(self, topology: Topology, keys: Keys, consumer: str, lease: float) -> None:
         self._lease = lease
-        self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._client = sync_client(topology)
+        # a cluster pipeline does not carry scripts: one call per queue (each one slot)
+        self._pipelined = topology.kind is not Kind.CLUSTER
         self._script = self._client.register_script(SOURCES["extend_lease"])
         self._keys = keys
         self._consumer = consumer
@@ -41,15 +42,20 @@ class RedisLeaseKeeper:
         for i, delivery in enumerate(deliveries):
             by_queue[delivery.queue].append(i)
         out = [False] * len(deliveries)
-        with self._client.pipeline(transaction=False) as pipe:
-            order = []
-            for queue, indexes in by_queue.items():
-                args: list[Any] = [self._keys.group, self._consumer, idle_ms(self._lease, seconds)]
-                for i in indexes:
-                    args += list(deliveries[i].token)
-                self._script(keys=[self._keys.tag(queue)], args=args, client=pipe)
-                order.append(indexes)
-            answers = pipe.execute()
+        calls: list[tuple[str, list[Any]]] = []
+        for queue, indexes in by_queue.items():
+            args: list[Any] = [self._keys.group, self._consumer, idle_ms(self._lease, seconds)]
+            for i in indexes:
+                args += list(deliveries[i].token)
+            calls.append((self._keys.tag(queue), args))
+        order = list(by_queue.values())
+        if not self._pipelined:
+            answers = [self._script(keys=[tag], args=args) for tag, args in calls]
+        else:
+            with self._client.pipeline(transaction=False) as pipe:
+                for tag, args in calls:
+                    self._script(keys=[tag], args=args, client=pipe)
+                answers = pipe.execute()
         for indexes, answer in zip(order, answers, strict=True):
             for i, ok in zip(indexes, answer, strict=True):
                 out[i] = ok == 1

@@ -18,6 +18,7 @@ from conveyor.brokers.base import BrokerOptions, StoredResult
 from conveyor.brokers.redis.connection import reachable_client, split_url
 from conveyor.brokers.redis.keys import Keys
 from conveyor.brokers.redis.pubsub import ChannelListener
+from conveyor.brokers.redis.topology import Kind
 from conveyor.errors import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -34,9 +35,10 @@ class RedisResultStore:
     ) -> None:
         self.url = url
         self._options = options or BrokerOptions()
-        self._redis_url, prefix = split_url(url)
+        self._topology, prefix = split_url(url)
         self.keys = Keys(prefix)
         self._broker = broker
+        self._cluster = self._topology.kind is Kind.CLUSTER
         self._own_client: Any = None
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
         self._listener = ChannelListener(
@@ -60,7 +62,7 @@ class RedisResultStore:
     async def connect(self) -> None:
         if self._broker is not None or self._own_client is not None:
             return
-        self._own_client = await reachable_client(self.url, self._redis_url, self._options)
+        self._own_client = await reachable_client(self.url, self._topology, self._options)
 
     async def close(self) -> None:
         await self._listener.close()
@@ -87,7 +89,12 @@ class RedisResultStore:
                 pipe.exists(self.keys.waiting(item.task_id))
             answers = await pipe.execute()
         waited = [item for item, flag in zip(batch, answers[2::3], strict=True) if flag]
-        if waited:
+        if waited and self._cluster:  # a cluster pipeline carries no PUBLISH
+            for item in waited:
+                await self.client.publish(
+                    self.keys.results_channel, _notification(item.task_id, item.data)
+                )
+        elif waited:
             async with self.client.pipeline(transaction=False) as pipe:
                 for item in waited:
                     pipe.publish(self.keys.results_channel, _notification(item.task_id, item.data))

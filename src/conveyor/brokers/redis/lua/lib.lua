@@ -6,6 +6,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Wake the queue's idle cluster workers (cluster.py): they set <tag>:idle while they wait,
+-- and listen on the sharded channel <tag>:wake, in the queue's own slot. Once per script
+-- call; nothing when no one waits (and on one server, where no one sets the mark).
+local woken = {}
+local function wake(tag)
+  if woken[tag] then return end
+  woken[tag] = true
+  if redis.call('EXISTS', tag .. ':idle') == 1 then
+    redis.call('SPUBLISH', tag .. ':wake', '1')
+  end
+end
+
 -- Create the consumer group at 0 (never $, which would skip the backlog); BUSYGROUP is fine.
 local function ensure_group(stream, group)
   pcall(redis.call, 'XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
@@ -22,6 +34,7 @@ local function enqueue(tag, group, task_id, body, prio)
     end
     listed_streams[stream] = true
   end
+  wake(tag)
   return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
 end
 
@@ -33,6 +46,7 @@ local function enqueue_front(tag, group, task_id, body)
   if redis.call('ZADD', tag .. ':prios', 'NX', '+inf', 'front') == 1 then
     ensure_group(stream, group)
   end
+  wake(tag)
   return redis.call('XADD', stream, '*', 'i', task_id, 'b', body)
 end
 
@@ -94,20 +108,33 @@ end
 
 -- Start an attempt: count it, mark the job running. Returns the attempt number, how
 -- many attempts in a row ended with their worker dead (the 'r' counter of reap.lua), and
--- the abort mark (1: abort.lua marked it while an earlier attempt ran; do not run it).
+-- the abort mark (1: abort.lua marked it while an earlier attempt ran, or its workflow
+-- was aborted; do not run it).
 -- A job without a record (an entry added by hand) gets one here: readers take a missing
 -- 'a', 'p', 'k' or 'kt' as 0 or empty. An entry's stream is its job's priority, so 'p' is
 -- written with the state (not for the front stream, which holds every priority).
-local function start(tag, task_id, prio, entry_id)
+-- A workflow's task started after abort_workflow.lua ended its workflow gets the mark
+-- here: the abort's own abort.lua calls, one per task, come after that script, and a
+-- worker must not start the task in between (its workflow's queued tasks never run).
+-- `prefix` reads the workflow's record ('' on a cluster, which holds no workflows).
+local function start(tag, task_id, prio, entry_id, prefix)
   local job = tag .. ':job:' .. task_id
-  local f = redis.call('HMGET', job, 'a', 'r', 'x')
+  local f = redis.call('HMGET', job, 'a', 'r', 'x', 'w')
   local attempt = (tonumber(f[1]) or 0) + 1
   if prio == 'front' then
     redis.call('HSET', job, 's', 'running', 'e', entry_id, 'a', attempt)
   else
     redis.call('HSET', job, 's', 'running', 'e', entry_id, 'p', prio, 'a', attempt)
   end
-  return attempt, tonumber(f[2] or '0'), tonumber(f[3] or '0')
+  local aborted = tonumber(f[3] or '0')
+  if aborted == 0 and prefix ~= '' then
+    local workflow = f[4]
+    if workflow and workflow ~= '' and redis.call('HGET', prefix .. ':wf:' .. workflow, 's') == 'aborted' then
+      redis.call('HSET', job, 'x', 1)
+      aborted = 1
+    end
+  end
+  return attempt, tonumber(f[2] or '0'), aborted
 end
 
 -- After `task_id` joined the delayed set with score `due`: if it is now the earliest,
@@ -117,6 +144,7 @@ local function announce_due(tag, prefix, task_id, due)
   local first = redis.call('ZRANGE', tag .. ':delayed', 0, 0)
   if first[1] == task_id then
     redis.call('PUBLISH', prefix .. ':delays', due .. ' ' .. tag)
+    wake(tag)
   end
 end
 
