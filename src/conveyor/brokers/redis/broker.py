@@ -499,11 +499,12 @@ class RedisBroker:
         for key, holder in permits:
             holders.setdefault(key, []).append(holder)
         lease_ms = math.ceil(lease * 1000)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key, some in holders.items():
-                args = [lease_ms, *some]
-                await self.scripts.call("renew_permits", self.keys.permits(key), args, client=pipe)
-            await pipe.execute()
+        await self._call_scripts(
+            [
+                ("renew_permits", self.keys.permits(key), [lease_ms, *some])
+                for key, some in holders.items()
+            ]
+        )
 
     async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -519,7 +520,10 @@ class RedisBroker:
             await pipe.execute()
 
     async def get_marks(self, names: Sequence[str]) -> list[str | None]:
-        values = await self.client.mget([self.keys.mark(name) for name in names])
+        async with self.client.pipeline(transaction=False) as pipe:  # split by node on a cluster
+            for name in names:
+                pipe.get(self.keys.mark(name))
+            values = await pipe.execute()
         return [None if v is None else v.decode() for v in values]
 
     # -- leases --------------------------------------------------------------------
