@@ -132,6 +132,8 @@ async def send(
             if not skip_failed:
                 raise
             log.exception("could not send a call of task %r; it is skipped", call.task.name)
+    if Capability.FLOW not in connection.broker.capabilities:
+        refuse_debounce(connection, prepared)
     options = prepared[0][0].options if len(prepared) == 1 else None
     transaction = options.transaction if options is not None else None
     if options is not None and options.outbox is not None:  # a relay publishes it later
@@ -180,6 +182,20 @@ async def deliver(
             except Exception:
                 log.exception("after_enqueue hook failed for task %s; ignored", item.task_id)
     return sent
+
+
+def refuse_debounce(
+    connection: Connection, prepared: Sequence[tuple[Call, Message, Outgoing]]
+) -> None:
+    """A debounced task needs the broker's marks: on a broker without flow control its
+    enqueue is refused before anything is published."""
+    for call, message, _ in prepared:
+        if message.flow is not None and message.flow.debounce:
+            raise ConfigurationError(
+                f"task {call.task.name!r} is debounced, which needs flow control, and the "
+                f"broker at {redact_url(connection.broker.url)} does not have it "
+                "(docs/flow-control.md lists the brokers that do)"
+            )
 
 
 async def mark_debounced(

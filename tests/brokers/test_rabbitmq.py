@@ -24,6 +24,7 @@ from conveyor.brokers.base import (
     Capability,
     Outgoing,
     Place,
+    Retry,
     StoredResult,
     TaskLocation,
 )
@@ -512,6 +513,9 @@ async def test_without_a_store_attempts_come_from_the_headers_and_delivery_count
         (d,) = await broker.fetch(["default"], 1, 5.0)
         assert d.attempt == 2
         assert await d.release()  # uncharged
+        (d,) = await broker.fetch(["default"], 1, 5.0)
+        assert d.attempt == 2
+        assert await broker.settle([(d, Retry(0.0, charge=False))]) == [True]  # uncharged
         (d,) = await broker.fetch(["default"], 1, 5.0)
         assert d.attempt == 2
         assert await d.extend_lease(0.0) and await broker.reap() == 1  # handed back: charged

@@ -110,6 +110,16 @@ def test_a_release_is_uncharged_and_a_finished_task_is_not_run_again() -> None:
     assert state.claims[10].run is True  # the id was enqueued again on purpose
 
 
+def test_an_uncharged_retry_gives_the_attempt_back_and_moves_to_the_new_copy() -> None:
+    state = _state()
+    state.apply(1.0, [_pub("t"), [CLAIMED, "t", 1, 0, 7]], mine=True)
+    state.apply(2.0, [[SETTLED, "t", 7, "defer", 2]], mine=True)
+    assert (state.tasks["t"].place, state.tasks["t"].copy) == ("w", 2)
+    state.apply(3.0, [[CLAIMED, "t", 1, 0, 8], [CLAIMED, "t", 2, 0, 9]], mine=True)
+    assert state.claims[8].run is False  # the deferred copy is stale
+    assert state.claims[9].attempt == 1
+
+
 def test_the_retry_of_a_publish_reported_failed_that_landed_and_ran_is_absorbed() -> None:
     """A publish whose confirm was lost is forgotten, yet its copy surfaces and runs: the
     producer's retry of that publish is the same enqueue (one absorbed), not a new run."""
@@ -303,3 +313,54 @@ async def test_an_app_without_results_reads_statuses_and_aborts() -> None:
 async def _status_is(handle: object, status: TaskStatus) -> object:
     state = await handle.status()  # type: ignore[attr-defined]
     return state if state.status is status else None
+
+
+async def test_without_a_store_flow_limits_are_refused_and_unique_and_expiry_work() -> None:
+    """The ledger has no flow control (docs/flow-control.md): a worker for rate- or
+    concurrency-limited tasks refuses to start, naming the task, and a debounced enqueue
+    is refused before anything is published. ``unique`` and ``expires`` need no flow
+    state, and work."""
+    url = _url()
+    limited_app = Conveyor(url, environ={}, lease=2.0, fetch_wait=0.1)
+
+    @limited_app.task(name="ledger.limited", rate_limit="5/s")
+    async def limited() -> None:
+        raise AssertionError("ran")
+
+    @limited_app.task(name="ledger.debounced", debounce=0.2)
+    async def debounced() -> None:
+        raise AssertionError("ran")
+
+    app = Conveyor(url, environ={}, lease=2.0, fetch_wait=0.1)
+    runs: list[str] = []
+
+    @app.task(name="ledger.once", unique=True, expires=0.3)
+    async def once(tag: str) -> str:
+        runs.append(tag)
+        return tag
+
+    try:
+        await app.connect()
+        await limited_app.connect()
+    except BrokerUnavailable as exc:
+        service_unavailable(str(exc))
+    try:
+        assert Capability.FLOW not in app.broker.capabilities
+        with pytest.raises(ConfigurationError, match=r"'ledger\.limited'.*flow control"):
+            async with limited_app.worker():
+                pass
+        with pytest.raises(ConfigurationError, match=r"'ledger\.debounced' is debounced"):
+            await debounced.kiq()
+        late = await once.kiq("late")
+        assert (await once.kiq("late")).task_id == late.task_id  # unique while queued
+        await asyncio.sleep(0.5)  # past its expiry
+        async with app.worker():
+            await eventually(lambda: _status_is(late, TaskStatus.EXPIRED), what="expired")
+            on_time = await once.kiq("on time")
+            await eventually(lambda: _status_is(on_time, TaskStatus.SUCCEEDED), what="ran")
+        assert runs == ["on time"]
+        assert await app.broker.fetch(["default"], 5, 0.5) == []  # no debounced task sent
+    finally:
+        await limited_app.close()
+        await app.close()
+        await _cleanup(url)

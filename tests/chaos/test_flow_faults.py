@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import BrokerUnavailable, Conveyor
-from tests.brokers.conftest import _cleanup, _url_for, service_unavailable
+from tests.brokers.conftest import _cleanup, _url_for, service_unavailable, with_results
 from tests.chaos import flow_app
 from tests.chaos.conftest import ClusterFactory
 from tests.chaos.harness import wait_for_ledger
@@ -42,11 +42,11 @@ SETTINGS = {
 SECONDS = float(os.environ.get("CONVEYOR_CHAOS_FLOW_SECONDS", "12"))
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "sqlite", "amqp"])
 async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     made = _url_for(request.param, tmp_path)
     try:
-        yield made
+        yield with_results(made)  # amqp: its records, results and flow state in Redis
     finally:
         await _cleanup(made)
 

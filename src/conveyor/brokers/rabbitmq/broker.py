@@ -7,7 +7,8 @@ publish       register.lua admits, then a persistent, mandatory, confirmed
               publish (to the delay cascade when due later)
 fetch         consumers push into the inbox; claim.lua starts the attempts
 ack           settle.lua (result stored, record finished), then basic.ack
-retry         publish the next copy (delayed), settle.lua, then basic.ack
+retry         publish the next copy (delayed), settle.lua, then basic.ack; an
+              uncharged one (a flow-control deferral) gives the attempt back
 dead_letter   publish to ``<queue>.dlq`` with the reason, settle.lua, basic.ack
 release       settle.lua (attempt taken back), then basic.nack(requeue)
 extend_lease  this process's lease clock (RabbitMQ holds the message for us)
@@ -16,6 +17,8 @@ abort         abort.lua (a waiting task's message is dropped when it surfaces)
 workflows     settle.lua applies a Follow with the record's change: what comes
               next is registered and put in an outbox, then published (a copy
               never confirmed is sent again by reap, republish.lua)
+flow control  token buckets, leased semaphores and marks in the Redis store, by
+              the Redis broker's own scripts (``FLOW``; not in the ledger mode)
 ============  ================================================================
 
 Leases. RabbitMQ keeps a delivered message for its consumer until the consumer's
@@ -124,6 +127,7 @@ _ALL = frozenset(
         Capability.EVENTS,
         Capability.COUNTS,
         Capability.WORKFLOWS,
+        Capability.FLOW,
     }
 )
 
@@ -145,9 +149,11 @@ class RabbitMQBroker:
 
     With a Redis store for task records (the app's ``results=``, or ``?results=`` in the
     URL) it has every capability but ``PRIORITY`` (RabbitMQ favours priorities on classic
-    queues, it does not order strictly). Without one it keeps its records in the ledger,
-    a RabbitMQ stream (``ledger.py``): status reads and abort work (``QUEUE``, ``ABORT``),
-    results are not kept; ``?ledger=false`` leaves plain fire-and-forget.
+    queues, it does not order strictly); flow control keeps its state in that store.
+    Without one it keeps its records in the ledger, a RabbitMQ stream (``ledger.py``):
+    status reads and abort work (``QUEUE``, ``ABORT``), results are not kept, and there
+    is no flow control (docs/flow-control.md); ``?ledger=false`` leaves plain
+    fire-and-forget.
     """
 
     capabilities: frozenset[Capability] = _ALL
@@ -652,7 +658,9 @@ class RabbitMQBroker:
                 priority,
                 held.copy + 1,
                 due=due,
-                attempts=delivery.attempt,
+                # an uncharged retry gives the attempt back (the headers count it for a
+                # task the records do not know)
+                attempts=delivery.attempt if outcome.charge else max(delivery.attempt - 1, 0),
             )
         else:
             await self._send(
@@ -797,6 +805,26 @@ class RabbitMQBroker:
     async def workflow_counts(self) -> dict[str, int]:
         return await self.records.workflows.counts()
 
+    # -- flow control (the Redis broker's own methods and scripts, in the store) -------
+
+    async def take_token(self, key: str, rate: float, burst: int) -> float:
+        return await self._need_side().take_token(key, rate, burst)
+
+    async def acquire_permit(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        return await self._need_side().acquire_permit(key, limit, holder, lease)
+
+    async def renew_permits(self, permits: Sequence[tuple[str, str]], lease: float) -> None:
+        await self._need_side().renew_permits(permits, lease)
+
+    async def release_permits(self, permits: Sequence[tuple[str, str]]) -> None:
+        await self._need_side().release_permits(permits)
+
+    async def put_marks(self, marks: Mapping[str, str], ttl: float) -> None:
+        await self._need_side().put_marks(marks, ttl)
+
+    async def get_marks(self, names: Sequence[str]) -> list[str | None]:
+        return await self._need_side().get_marks(names)
+
     # -- admin ---------------------------------------------------------------------
 
     async def queue_depths(self) -> list[QueueDepth]:
@@ -883,7 +911,8 @@ def _record_change(delivery: Delivery, outcome: Any, held: Held) -> Settle:
         return Settle(task_id, token, "ack", result=outcome.result, follow=outcome.follow)
     if isinstance(outcome, Retry):
         delay = math.ceil(max(outcome.delay, 0.0) * 1000)
-        return Settle(task_id, token, "retry", held.copy + 1, delivery.body, delay)
+        kind = "retry" if outcome.charge else "defer"
+        return Settle(task_id, token, kind, held.copy + 1, delivery.body, delay)
     if isinstance(outcome, DeadLetter):
         return Settle(
             task_id, token, "dead", arg=outcome.reason, result=outcome.result, follow=outcome.follow

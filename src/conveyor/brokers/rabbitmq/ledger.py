@@ -229,8 +229,10 @@ class LedgerState:
             record.place = FINISHED
         elif kind == "dead":
             record.place = DEAD
-        elif kind == "retry":
+        elif kind in ("retry", "defer"):
             record.place, record.copy = WAITING, max(record.copy, copy)
+            if kind == "defer":  # an uncharged retry: the attempt is given back
+                record.attempts = max(record.attempts - 1, 0)
         else:  # release: the attempt is not charged
             record.place = WAITING
             record.attempts = max(record.attempts - 1, 0)

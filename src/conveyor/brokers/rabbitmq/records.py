@@ -97,9 +97,10 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Settle:
-    """One settlement for the records: ``kind`` is ack, retry, dead or release; ``copy``
-    the new copy a retry published; ``arg`` the retry's delay (ms) or the dead letter's
-    reason; ``follow`` a workflow step's follow (ack and dead)."""
+    """One settlement for the records: ``kind`` is ack, retry, defer (an uncharged retry),
+    dead or release; ``copy`` the new copy a retry published; ``arg`` the retry's delay
+    (ms) or the dead letter's reason; ``follow`` a workflow step's follow (ack and
+    dead)."""
 
     task_id: str
     token: int

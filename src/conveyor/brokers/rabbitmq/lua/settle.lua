@@ -2,8 +2,9 @@
 -- (a worker whose lease was taken over changes nothing: fencing).
 -- KEYS: none.  ARGV: prefix, record ttl ms, finished ttl ms, the results' prefix, then per
 --   settlement 8 values and a workflow follow:
---   task id, token, kind (ack, retry, dead, release), copy (retry: the number of the copy
---   just published), body (retry, release: kept for abort), delay ms (retry) or reason
+--   task id, token, kind (ack, retry, defer, dead, release), copy (retry, defer: the number
+--   of the copy just published), body (retry, defer, release: kept for abort), delay ms
+--   (retry, defer) or reason
 --   (dead), result bytes ('' = none), result ttl ms (<= 0: no expiry), the follow (a
 --   count, then that many values; 0 = none: workflows.lua).
 -- Returns {per settlement 1 applied or 0 refused, the messages its follows registered
@@ -14,6 +15,8 @@
 --   message whose AMQP ack was lost is dropped instead of run again.
 -- dead: the record stays until the dead letter is requeued or deleted.
 -- retry: waiting for the new copy; the attempt stays counted, the row of crashes ends.
+-- defer (Retry(charge=False), a flow-control deferral): a retry whose attempt is given
+--   back, as a release gives it; the new copy waits in the delay cascade for its time.
 -- release: waiting in its old place, the attempt taken back.
 local prefix, record_ttl, done_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local results = ARGV[4]
@@ -44,10 +47,13 @@ while i <= #ARGV do
         redis.call('PERSIST', job)
       end
       if follow then apply_follow(prefix, follow, now, publish, store) end
-    elseif kind == 'retry' then
+    elseif kind == 'retry' or kind == 'defer' then
       local delay = tonumber(ARGV[i + 5])
       local due = now + delay
       redis.call('HSET', job, 's', 'w', 'r', 0, 'c', ARGV[i + 3], 'b', ARGV[i + 4], 'due', due)
+      if kind == 'defer' then
+        redis.call('HSET', job, 'a', math.max((tonumber(f[5]) or 1) - 1, 0))
+      end
       if delay > 0 then redis.call('ZADD', delayed_set(prefix, f[3]), due, task_id) end
       redis.call('PEXPIRE', job, delay + record_ttl)
       hold_key(prefix, job, task_id, delay + record_ttl)
