@@ -358,7 +358,8 @@ class Worker:
             self._executor.request_abort(delivery)  # it never starts
         name = f"conveyor-task-{delivery.task_id}"
         if sys.version_info >= (3, 12) and eager:
-            task = asyncio.Task(self._execute(delivery), name=name, eager_start=True)
+            loop = asyncio.get_running_loop()
+            task = asyncio.Task(self._execute(delivery), loop=loop, name=name, eager_start=True)
         else:
             task = asyncio.create_task(self._execute(delivery), name=name)
         self._running.add(task)
