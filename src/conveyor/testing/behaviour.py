@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from conveyor.app import Conveyor
 from conveyor.brokers.base import (
@@ -38,6 +38,7 @@ from conveyor.brokers.base import (
     LeaseKeeper,
     Place,
     TaskLocation,
+    Workflows,
 )
 from conveyor.deps import Context, Depends
 from conveyor.result import AbortOutcome, TaskStatus
@@ -594,6 +595,32 @@ async def check_abort_workflow_stops_its_tasks(factory: AppFactory) -> None:
         assert await handle.abort() == 0
 
 
+async def check_workflow_member_claimed_after_the_abort_mark_never_runs(
+    factory: AppFactory,
+) -> None:
+    """``abort()`` marks the workflow aborted, then aborts its tasks one by one. A worker
+    that claims a member in between (here: only the mark was made) must not run it: the
+    member ends aborted."""
+    async with factory(**behaviour_settings()) as app:
+        ran: list[int] = []
+
+        @app.task(name="behaviour.member")
+        async def member(x: int) -> int:
+            ran.append(x)
+            return x
+
+        handle = await group(member.s(1), member.s(2)).kiq()
+        broker = cast("Workflows", app.broker)
+        record, held = await broker.abort_workflow(handle.workflow_id)  # the mark alone
+        assert record is not None and sorted(held) == sorted(
+            f"{handle.workflow_id}.{i}" for i in (0, 1)
+        ), held
+        async with app.worker(concurrency=2):
+            ends = [await app.handle(task_id).wait_result(timeout=10) for task_id in held]
+        assert ran == [], f"members ran after their workflow was aborted: {ran}"
+        assert [end.status for end in ends] == [TaskStatus.ABORTED] * 2
+
+
 async def _all_gone(broker: Broker, task_ids: Sequence[str]) -> bool:
     return all([await _gone(broker, task_id) for task_id in task_ids])
 
@@ -852,6 +879,10 @@ BEHAVIOUR_REQUIRES: dict[BehaviourCheck, frozenset[Capability]] = {
         (check_chord_gathers_results_in_member_order, {_QUEUE, _RESULTS, _WORKFLOWS}),
         (check_failed_member_fails_the_chord, {_QUEUE, _RESULTS, _WORKFLOWS}),
         (check_abort_workflow_stops_its_tasks, {_QUEUE, _ABORT, _RESULTS, _WORKFLOWS}),
+        (
+            check_workflow_member_claimed_after_the_abort_mark_never_runs,
+            {_QUEUE, _ABORT, _RESULTS, _WORKFLOWS},
+        ),
         (check_zombie_member_cannot_fire_the_callback_twice, {_QUEUE, _RESULTS, _WORKFLOWS}),
         (check_rate_limit_defers_uncharged, {_QUEUE, _RESULTS, _FLOW}),
         (check_rate_limit_by_key, {_QUEUE, _RESULTS, _FLOW}),

@@ -31,6 +31,7 @@ from conveyor.brokers.base import (
     Release,
     Retry,
     StoredResult,
+    Workflows,
 )
 from conveyor.clock import FaultPause
 from conveyor.deps import Context
@@ -157,6 +158,16 @@ class Executor:
         )
         self._gate_made: Gate | None = None
         self._permits: dict[Delivery, Permit] = {}
+        # a workflow's task whose workflow was aborted must not start: abort_workflow()
+        # marks the workflow first, then aborts its tasks one by one, and a worker may
+        # claim one in between. A broker whose claim already checks says so.
+        self._workflows = cast(
+            "Workflows | None",
+            broker
+            if Capability.WORKFLOWS in broker.capabilities
+            and not getattr(broker, "claim_checks_aborted_workflows", False)
+            else None,
+        )
 
     async def execute(self, delivery: Delivery) -> TaskStatus | None:
         """Run ``delivery`` and settle it; returns the status it ended in (None if released)."""
@@ -385,6 +396,8 @@ class Executor:
             await self._hooks("before_execute", message, context)
         if delivery in self._aborting:  # requested while the hooks above ran
             return await self._aborted(delivery, message, 0.0, running=False)
+        if message.link is not None and await self._workflow_aborted(message.link.workflow):
+            return await self._aborted(delivery, message, 0.0, running=False)
         if delivery.lease_until - self._clock.monotonic() < self._lease_margin and not (
             await self._still_ours(delivery)
         ):
@@ -403,6 +416,17 @@ class Executor:
             return await self._aborted(delivery, message, elapsed)
         assert ran.error is not None
         return await self._failed(delivery, message, task, ran.error, elapsed)
+
+    async def _workflow_aborted(self, workflow_id: str) -> bool:
+        """Its workflow was aborted (read from the broker, for a workflow's task only)."""
+        if self._workflows is None:
+            return False
+        try:
+            record = await self._workflows.workflow(workflow_id)
+        except Exception:
+            log.warning("could not read workflow %s before its task; running it", workflow_id)
+            return False
+        return record is not None and record.state == "aborted"
 
     def _context_for(self, delivery: Delivery, message: Message, task: Task[Any, Any]) -> Context:
         return Context(

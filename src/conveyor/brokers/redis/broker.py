@@ -83,6 +83,7 @@ class RedisBroker:
     """Redis Streams broker: ``Conveyor("redis://localhost:6379/0")``."""
 
     capabilities = frozenset(Capability)
+    claim_checks_aborted_workflows = True  # lib.lua's start() marks such a task aborted
 
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.url = url
