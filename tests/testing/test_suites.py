@@ -36,6 +36,8 @@ def test_a_broker_gets_the_checks_of_what_it_declares() -> None:
         "check_poison_task_is_dead_lettered",
         "check_crashes_are_counted",
         "check_graceful_stop_releases_uncharged",
+        "check_unique_task_is_enqueued_once",
+        "check_expired_task_never_runs",
     ]
     with_abort = {c.__name__ for c in behaviour_checks_for({QUEUE, RESULTS, ABORT})}
     assert with_abort - set(queue_and_results) == {
