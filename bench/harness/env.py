@@ -85,6 +85,7 @@ def ensure_venv(adapter: Adapter, python: str, log) -> Venv:  # type: ignore[no-
         json.dumps([os.path.realpath(python), list(adapter.requirements)]).encode()
     ).hexdigest()
     if stamp.exists() and stamp.read_text() == want and Path(venv.python).exists():
+        _compile_editable(adapter, venv)
         return venv
     if venv.path.exists():
         shutil.rmtree(venv.path)
@@ -102,7 +103,24 @@ def ensure_venv(adapter: Adapter, python: str, log) -> Venv:  # type: ignore[no-
             errors = [ln for ln in tail if "ERROR" in ln] or tail[-5:]
             raise SetupError(f"`{' '.join(cmd[:4])} ...` failed: " + " / ".join(errors[-3:]))
     stamp.write_text(want)
+    _compile_editable(adapter, venv)
     return venv
+
+
+def _compile_editable(adapter: Adapter, venv: Venv) -> None:
+    """Byte-compile an editable requirement's sources (this checkout's, for Conveyor) for
+    the venv's Python, as pip does for every file of a wheel it installs. Workers run
+    with PYTHONDONTWRITEBYTECODE, so without this every worker start would compile the
+    package's uncached modules again, a cost no installed peer pays. Run on every use:
+    only files changed since are compiled."""
+    requirements = list(adapter.requirements)
+    for flag, target in zip(requirements, requirements[1:]):
+        if flag != "-e":
+            continue
+        src = Path(target.split("[", 1)[0]) / "src"
+        if src.is_dir():
+            subprocess.run([venv.python, "-m", "compileall", "-q", str(src)],
+                           capture_output=True, timeout=300, check=False)
 
 
 def peer_versions(adapter: Adapter, venv: Venv) -> dict[str, str]:
