@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import BrokerUnavailable, Conveyor
+from conveyor.testing.behaviour import max_in_window
 from tests.brokers.conftest import _cleanup, _url_for, service_unavailable, with_results
 from tests.chaos import flow_app
 from tests.chaos.conftest import ClusterFactory
@@ -62,17 +63,6 @@ async def _connected(url: str) -> Conveyor:
 
 def _starts(records: list[Record], task_ids: set[str]) -> list[float]:
     return [r["t"] for r in records if r["ev"] == "exec_start" and r["id"] in task_ids]
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """The most of ``times`` in any one window of ``window`` seconds."""
-    ordered = sorted(times)
-    most, first = 0, 0
-    for last, at in enumerate(ordered):
-        while at - ordered[first] >= window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def max_running(records: list[Record], kills: dict[int, float]) -> int:

@@ -64,9 +64,16 @@ async def test_killed_worker_tasks_restart_elsewhere_within_lease(
 ) -> None:
     """S1: a worker is SIGKILLed with tasks in flight; each restarts on the survivor
     within lease + reap interval, none is lost, and only the killed attempts rerun."""
-    workers = cluster(redis_url, **SETTINGS)
+    await check_killed_worker_tasks_restart_elsewhere(redis_url, cluster, nemesis)
+
+
+async def check_killed_worker_tasks_restart_elsewhere(
+    url: str, cluster: ClusterFactory, nemesis: Ledger
+) -> None:
+    """S1 on ``url`` (one Redis here; a cluster in test_redis_topology_faults.py)."""
+    workers = cluster(url, **SETTINGS)
     victim = workers.worker(concurrency=6)
-    async with Producer(redis_url, nemesis) as producer:
+    async with Producer(url, nemesis) as producer:
         ids = await producer.enqueue_many([("sleep", 6000)] * 6)
         await wait_for_ledger(
             workers.ledger_dir,

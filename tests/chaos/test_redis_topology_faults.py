@@ -28,8 +28,9 @@ import pytest
 import redis
 
 from tests.chaos.conftest import ClusterFactory
-from tests.chaos.harness import Producer, drain, in_flight, judge, starts, wait_for_ledger
+from tests.chaos.harness import Producer, drain, judge, starts, wait_for_ledger
 from tests.chaos.ledger import Ledger
+from tests.chaos.test_redis_faults import check_killed_worker_tasks_restart_elsewhere
 from tests.topologies import Node, RedisCluster, SentinelGroup, replicas_in_sync
 
 pytestmark = [pytest.mark.slow, pytest.mark.service("redis")]
@@ -163,31 +164,9 @@ async def test_cluster_killed_worker_tasks_restart_within_lease(
     redis_cluster: RedisCluster, cluster: ClusterFactory, nemesis: Ledger
 ) -> None:
     """A worker SIGKILLed with tasks in flight: each restarts on the survivor within
-    lease + reap interval; only the killed attempts run twice."""
-    url = _url(redis_cluster.url)
-    workers = cluster(url, **SETTINGS)
-    victim = workers.worker(concurrency=6)
-    async with Producer(url, nemesis) as producer:
-        ids = await producer.enqueue_many([("sleep", 6000)] * 6)
-        await wait_for_ledger(
-            workers.ledger_dir,
-            lambda rs: len(in_flight(rs, victim.pid)) == 6,
-            20,
-            "the victim to start all six tasks",
-        )
-        survivor = workers.worker(concurrency=16)
-        interrupted = in_flight(workers.ledger(), victim.pid)
-        killed_at = time.time()
-        nemesis.fault("sigkill", victim.pid)
-        victim.kill()
-        ids += await producer.enqueue_many([("sleep", 50)] * 100)
-        await drain(producer.app, nemesis, ids, quiet_until=killed_at + LEASE + REAP, timeout=30)
-    report = judge(workers)
-    assert report.completed == set(ids)
-    assert report.duplicated_ids == interrupted, "only the killed attempts may run twice"
-    assert report.max_recovery is not None
-    assert report.max_recovery <= LEASE + REAP + SLACK, report.recoveries
-    assert all(report.starts[t][1]["pid"] == survivor.pid for t in interrupted)
+    lease + reap interval; only the killed attempts run twice (the one-server test's
+    scenario and checks, on the cluster)."""
+    await check_killed_worker_tasks_restart_elsewhere(_url(redis_cluster.url), cluster, nemesis)
 
 
 async def test_cluster_workers_recover_from_client_kills_on_every_master(

@@ -54,6 +54,7 @@ __all__ = [
     "app_factory",
     "behaviour_checks_for",
     "behaviour_settings",
+    "max_in_window",
 ]
 
 LEASE = 0.8
@@ -664,8 +665,9 @@ async def check_zombie_member_cannot_fire_the_callback_twice(factory: AppFactory
 # -- flow control (docs/flow-control.md) ----------------------------------------------
 
 
-def _max_in_window(times: Sequence[float], window: float) -> int:
-    """The most of ``times`` that fall in any one window of ``window`` seconds."""
+def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
+    """The most of ``times`` that fall in any one window of ``window`` seconds (how a
+    rate limit is checked: starts per second never above the limit plus the bucket)."""
     ordered = sorted(times)
     most, first = 0, 0
     for last, at in enumerate(ordered):
@@ -707,7 +709,7 @@ async def check_rate_limit_defers_uncharged(factory: AppFactory) -> None:
         assert reasons == {"rate limited: 4/s"}
         # 4 at once (the bucket), then one every 0.25 s: 6 more take at least 1.5 s
         assert max(starts) - min(starts) >= 1.4
-        assert _max_in_window(starts, 1.0) <= 4 + 4
+        assert max_in_window(starts, 1.0) <= 4 + 4
 
 
 async def check_rate_limit_by_key(factory: AppFactory) -> None:

@@ -272,8 +272,8 @@ class RedisBroker:
             remaining = deadline - time.monotonic()
             if out or remaining <= 0.001:
                 return out
-            out = await self._blocking_fetch(queues, count, remaining)
-            if out or self._waker.take_interrupt():
+            out = await self._wait_for_work(queues, count, remaining)
+            if out or self._fetch_interrupted():
                 return out
             # the read ended empty: a delayed message fell due, or the wait is over
 
@@ -328,7 +328,11 @@ class RedisBroker:
     def interrupt_fetch(self) -> None:
         self._waker.interrupt()
 
-    async def _blocking_fetch(
+    def _fetch_interrupted(self) -> bool:
+        """interrupt_fetch() was called since the last look (and is taken)."""
+        return self._waker.take_interrupt()
+
+    async def _wait_for_work(
         self, queues: Sequence[str], count: int, wait: float
     ) -> list[Delivery]:
         """Wait in XREADGROUP BLOCK until a message arrives, ``wait`` passes, or the

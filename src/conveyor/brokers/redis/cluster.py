@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -173,16 +172,8 @@ class RedisClusterBroker(RedisBroker):
     def interrupt_fetch(self) -> None:
         self._shards.interrupt()
 
-    async def fetch(self, queues: Sequence[str], count: int, wait: float) -> list[Delivery]:
-        deadline = time.monotonic() + wait
-        while True:
-            out = await self._claim(queues, count)
-            remaining = deadline - time.monotonic()
-            if out or remaining <= 0.001:
-                return out
-            out = await self._wait_for_work(queues, count, remaining)
-            if out or self._shards.take_interrupt():
-                return out
+    def _fetch_interrupted(self) -> bool:
+        return self._shards.take_interrupt()
 
     async def _wait_for_work(
         self, queues: Sequence[str], count: int, wait: float
