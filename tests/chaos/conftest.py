@@ -258,6 +258,23 @@ class RabbitNode:
             self.process.wait()
             self.process = None
 
+    def write_queue_registry(self) -> None:
+        """Restart the RabbitMQ application gracefully (``stop_app``, ``start_app``).
+
+        RabbitMQ writes the registry of its quorum queues' Raft servers to disk lazily: a
+        quorum queue declared moments before a SIGKILL can come back without a leader,
+        publishes never confirmed (rabbitmq-server #15725; seen here as "running pre init
+        for 3 registered servers" with 4 queues). A graceful restart writes it, so that a
+        kill test proves the broker's recovery rather than that window of RabbitMQ's."""
+        for command in ("stop_app", "start_app"):
+            subprocess.run(
+                [self.ctl, "-n", self.name, command],
+                env=self.env,
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+
     def memory_alarm(self, on: bool) -> None:
         """Raise (or clear) a memory alarm: RabbitMQ blocks every publishing connection
         until it clears, as when the node runs out of memory."""

@@ -324,6 +324,8 @@ async def test_rabbitmq_killed_and_restarted_under_load_loses_nothing(
     # gives up on it after 5 s and tries again (30 s, the default, twice over, outlasted
     # retry_for on a loaded 2-core box while the restarted node elected its leaders)
     async with Producer(f"{node_url}&publish_timeout=5", nemesis) as producer:
+        await producer.app.broker.queue_depths()  # the queues exist (declared at connect)
+        await asyncio.to_thread(rabbit_node.write_queue_registry)  # before any task
         load = asyncio.create_task(
             producer.enqueue_many([("sleep", 5)] * 1000, parallel=16, rate=250, retry_for=60)
         )
