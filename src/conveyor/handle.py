@@ -13,7 +13,6 @@ the value.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import msgspec
@@ -256,5 +255,5 @@ async def _leave_workflow(app: Conveyor, message: Message, result: Result[Any]) 
     follow = on_failure(message, message.link, result, encode_value(result), app.settings)
     if follow.results and app._connections.current().results_apart:
         await app.result_store.put(list(follow.results))
-        follow = dataclasses.replace(follow, results=())
+        follow = msgspec.structs.replace(follow, results=())
     await app.broker.apply_follow(follow)

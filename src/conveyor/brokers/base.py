@@ -161,8 +161,7 @@ class BrokerOptions:
     counts_kept: float = 24 * 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(msgspec.Struct, frozen=True):
     """A message ready to publish: the encoded body plus what the broker routes on.
 
     ``not_before`` is a Unix time (0: now). ``key`` is an idempotency key: when a task
@@ -187,8 +186,7 @@ class Outgoing:
     workflow: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResult:
+class StoredResult(msgspec.Struct, frozen=True):
     """An encoded :class:`~conveyor.result.Result` and how long to keep it (None: forever)."""
 
     task_id: str
@@ -202,8 +200,7 @@ class StoredResult:
 MAX_ABORT_SIGNALS = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Barrier:
+class Barrier(msgspec.Struct, frozen=True):
     """A group's fan-in: where its members' outcomes are gathered, and what is published
     when the last one arrives (``WORKFLOWS``).
 
@@ -222,8 +219,7 @@ class Barrier:
     ttl: float = 7 * 86400.0
 
 
-@dataclass(frozen=True, slots=True)
-class Join:
+class Join(msgspec.Struct, frozen=True):
     """A member's outcome for its group's barrier: ``data`` its encoded
     :class:`~conveyor.result.Result`, ``failed`` whether it ended other than succeeded.
     A slot takes one outcome: a second join of the same index changes nothing."""
@@ -234,8 +230,7 @@ class Join:
     failed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Follow:
+class Follow(msgspec.Struct, frozen=True):
     """What a workflow task's settlement does in its own atomic step (``WORKFLOWS``),
     in this order: open ``opens`` (a barrier that exists is kept as it is), publish
     ``publish`` (as :meth:`Queue.publish` does, keys included), fill ``join`` (firing its
@@ -256,16 +251,14 @@ class Follow:
     """With ``finish="failed"``: the task whose failure ended the workflow."""
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(msgspec.Struct, frozen=True):
     """The task is done (succeeded, or failed for good without dead-lettering)."""
 
     result: StoredResult | None = None
     follow: Follow | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True):
     """Run the task again after ``delay`` seconds; the attempt stays counted. With
     ``charge=False`` (a task deferred by a flow limit before it ran: ``FLOW`` brokers
     only) the attempt is given back, as :class:`Release` does."""
@@ -274,8 +267,7 @@ class Retry:
     charge: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(msgspec.Struct, frozen=True):
     """Move the message, with its raw bytes and ``reason``, to the dead-letter queue."""
 
     reason: str
@@ -283,8 +275,7 @@ class DeadLetter:
     follow: Follow | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Release:
+class Release(msgspec.Struct, frozen=True):
     """Give the message back at once, uncharged (graceful shutdown, or not started)."""
 
 
@@ -410,14 +401,13 @@ CountKey = tuple[str, str, str]
 """(task name, queue, status): what one counter counts."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskCounts:
+class TaskCounts(msgspec.Struct, frozen=True):
     """What a broker's counters hold, summed over every worker: ``totals`` since counting
     began, and ``minutes``, each minute's counts by its start (Unix seconds, a multiple
     of 60), for the minutes asked that are still kept. Minutes without counts are absent."""
 
-    totals: dict[CountKey, int] = field(default_factory=dict)
-    minutes: dict[int, dict[CountKey, int]] = field(default_factory=dict)
+    totals: dict[CountKey, int] = {}
+    minutes: dict[int, dict[CountKey, int]] = {}
 
 
 WORKFLOW_STATES = ("running", "succeeded", "failed", "aborted")
@@ -439,8 +429,7 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     failed_task: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class BarrierState:
+class BarrierState(msgspec.Struct, frozen=True):
     """Where a barrier stands: ``size`` (None until sealed), how many members joined and
     how many of those failed, the index of the first that failed, and whether its
     callback was published."""
@@ -479,8 +468,7 @@ class Place(enum.StrEnum):
     DEAD = "dead"
 
 
-@dataclass(frozen=True, slots=True)
-class TaskLocation:
+class TaskLocation(msgspec.Struct, frozen=True):
     """What a broker knows of a task it holds (:meth:`Queue.locate`): where it is, and
     its started attempts."""
 

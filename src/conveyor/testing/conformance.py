@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, cast
 
+import msgspec
+
 from conveyor.brokers import broker_class_for
 from conveyor.brokers.base import (
     AbortResult,
@@ -722,7 +724,7 @@ def _barrier(record: WorkflowRecord, size: int | None, *, partial: bool = False)
     """A barrier whose callback is keyed by its own task id, as workers publish them."""
     callback_id = f"{record.workflow_id}.1"
     callback = _out(b"callback", workflow=record.workflow_id, key=callback_id, key_ttl=60.0)
-    callback = dataclasses.replace(callback, task_id=callback_id)
+    callback = msgspec.structs.replace(callback, task_id=callback_id)
     return Barrier(f"{record.workflow_id}.0", record.workflow_id, callback, size, partial, 60.0)
 
 
@@ -920,7 +922,7 @@ async def check_abort_workflow(factory: BrokerFactory) -> None:
         )
         for index, member in enumerate(members):
             join = Join(barrier.barrier_id, index, b"x")
-            assert await member.ack(None, dataclasses.replace(late, join=join))
+            assert await member.ack(None, msgspec.structs.replace(late, join=join))
         assert await _fetch_all(broker, ["default"], 1, wait=0.3) == [], "published after abort"
         final = await broker.workflow(record.workflow_id)
         assert final is not None and final.state == "aborted"

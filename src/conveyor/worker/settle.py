@@ -12,9 +12,10 @@ others of its batch are not refused with it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from conveyor.batching import Batcher
 from conveyor.brokers.base import (
@@ -105,7 +106,7 @@ def _without_result(outcome: Outcome) -> Outcome:
         return outcome
     follow = outcome.follow
     if follow is not None and follow.results:
-        follow = dataclasses.replace(follow, results=())
+        follow = msgspec.structs.replace(follow, results=())
     if isinstance(outcome, Ack):
         return Ack(None, follow)
     return DeadLetter(outcome.reason, None, follow)

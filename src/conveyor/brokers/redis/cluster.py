@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import redis
 
 from conveyor.brokers.base import (
@@ -132,7 +132,7 @@ class RedisClusterBroker(RedisBroker):
         if reused:
             # the old run's result and progress go first (another slot): see the docstring
             await self._forget_results(reused)
-            batch = [dataclasses.replace(item, reused_id=False) for item in batch]
+            batch = [msgspec.structs.replace(item, reused_id=False) for item in batch]
         return await super().publish(batch)
 
     async def _forget_results(self, task_ids: Sequence[str]) -> None:
@@ -218,7 +218,7 @@ class RedisClusterBroker(RedisBroker):
                     raise SettlementRefused(_NO_WORKFLOWS)
                 if outcome.result is not None:
                     carrying.append((delivery, outcome.result))
-                    outcome = dataclasses.replace(outcome, result=None)
+                    outcome = msgspec.structs.replace(outcome, result=None)
             stripped.append((delivery, outcome))
         if carrying:
             try:
