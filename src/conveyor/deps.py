@@ -27,7 +27,6 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import (
     TYPE_CHECKING,
@@ -40,6 +39,8 @@ from typing import (
     get_type_hints,
 )
 
+import msgspec
+
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.message import Message
@@ -51,8 +52,7 @@ T = TypeVar("T")
 log = logging.getLogger("conveyor.worker")
 
 
-@dataclass(frozen=True, slots=True)
-class Dependency:
+class Dependency(msgspec.Struct, frozen=True):
     """The marker ``Depends(...)`` returns; ``call`` None means "use the annotation"."""
 
     call: Callable[..., Any] | None
@@ -158,15 +158,13 @@ class Context:
         asyncio.run_coroutine_threadsafe(self.progress(fraction, message), loop).result()
 
 
-@dataclass(frozen=True, slots=True)
-class _Param:
+class _Param(msgspec.Struct, frozen=True):
     name: str
     dependency: Dependency | None  # None: the Context itself
     annotation: Any
 
 
-@dataclass(frozen=True, slots=True)
-class CallSpec:
+class CallSpec(msgspec.Struct, frozen=True):
     """A callable's parameters split into injected ones and plain arguments."""
 
     call: Callable[..., Any]

@@ -23,9 +23,10 @@ import math
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from conveyor.message import Flow, encode_value
 
@@ -59,8 +60,7 @@ _UNITS = {
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]+?)s?\s*$")
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
+class Rate(msgspec.Struct, frozen=True):
     """``count`` starts per ``per`` seconds, in bursts of at most ``burst`` (a token
     bucket of ``burst`` tokens refilled at ``count / per`` a second)."""
 
@@ -117,8 +117,7 @@ def take_bucket(
     return tokens, (1.0 - tokens) / rate, at
 
 
-@dataclass(frozen=True, slots=True)
-class FlowOptions:
+class FlowOptions(msgspec.Struct, frozen=True):
     """A task's flow control, as declared (see :func:`flow_options`)."""
 
     rate: Rate | None = None
@@ -290,8 +289,7 @@ def _digest(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     return hashlib.blake2b(encode_value([list(args), dict(kwargs)]), digest_size=12).hexdigest()
 
 
-@dataclass(slots=True)
-class Deferred:
+class Deferred(msgspec.Struct):
     """A delivery the gate refused: run it again after ``delay`` seconds; ``reason`` is
     what its status shows meanwhile."""
 
@@ -299,8 +297,7 @@ class Deferred:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Permit:
+class Permit(msgspec.Struct, frozen=True):
     """A concurrency permit held by a running delivery: its semaphore and holder."""
 
     key: str

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -89,8 +88,7 @@ async def gather(results: list[Any]) -> list[Any]:
     return results
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(msgspec.Struct, frozen=True):
     """Starts templates of workflow ``workflow``. ``keyed``: every message gets its task
     id as idempotency key, so that a worker that starts the same continuation twice (it
     was paused or crashed after its settlement) publishes it once."""
@@ -216,8 +214,7 @@ MAX_NODES = 200
 """How many parts of a workflow its record lists (a group of 10,000 lists its first)."""
 
 
-@dataclass(slots=True)
-class Planner:
+class Planner(msgspec.Struct):
     """Turns signatures into templates for one workflow, on the producer: each call's
     arguments checked, its message built, its ``before_enqueue`` hooks run, its task id
     set to its place in the workflow. Keeps the first :data:`MAX_NODES` parts for the
@@ -225,7 +222,7 @@ class Planner:
 
     settings: Settings
     hooks: HookSet
-    nodes: list[NodeInfo] = field(default_factory=list)
+    nodes: list[NodeInfo] = msgspec.field(default_factory=list)
     more_nodes: int = 0
 
     async def templates(
@@ -374,8 +371,7 @@ def culprit(result: Result[Any]) -> str:
     return result.task_id
 
 
-@dataclass(frozen=True, slots=True)
-class Gathered:
+class Gathered(msgspec.Struct, frozen=True):
     """What a callback gets from its group: ``values`` for its first argument, or the
     ``failure`` that fails it without running."""
 

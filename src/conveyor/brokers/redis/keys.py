@@ -57,13 +57,12 @@ The workflow keys' scripts and fields are described in ``lua/workflows.lua``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 __all__ = ["Keys"]
 
 
-@dataclass(frozen=True, slots=True)
-class Keys:
+class Keys(msgspec.Struct, frozen=True):
     """Key names for one prefix."""
 
     prefix: str = "conveyor"

@@ -20,9 +20,10 @@ sentinels. A cluster has no databases: a path there is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import msgspec
 
 from conveyor.brokers import redact_url
 from conveyor.errors import ConfigurationError
@@ -36,8 +37,7 @@ class Kind(StrEnum):
     SENTINEL = "sentinel"
 
 
-@dataclass(frozen=True, slots=True)
-class Topology:
+class Topology(msgspec.Struct, frozen=True):
     """A parsed Redis URL. ``url`` is a plain ``redis://`` URL for redis-py (one server:
     the URL itself without our parameters; a cluster or sentinel: the first host, carrying
     the credentials, TLS and connection options every node shares)."""
@@ -48,7 +48,7 @@ class Topology:
     nodes: tuple[tuple[str, int], ...] = ()
     service: str = ""
     db: int = 0
-    sentinel_auth: dict[str, str] = field(default_factory=dict)
+    sentinel_auth: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def tls(self) -> bool:
