@@ -286,23 +286,6 @@ def build_message(call: Call, settings: Settings, *, receives: bool = False) -> 
     task.check_arguments(tuple(call.args), call.kwargs, receives=receives)
     opts = task.options
     now = settings.clock.now()
-    if options is None and opts.flow is None:  # most calls: the task's options as they are
-        return Message(
-            SCHEMA_VERSION,
-            new_task_id(),
-            task.name,
-            opts.queue,
-            list(call.args),
-            dict(call.kwargs),
-            opts.priority,
-            now,
-            0.0,
-            opts.retries + 1,
-            opts.timeout,
-            opts.result_ttl,
-            None,
-            dict(opts.labels),
-        )
     not_before = 0.0
     priority, queue, key, task_id, labels = opts.priority, opts.queue, None, None, opts.labels
     timeout = opts.timeout

@@ -262,27 +262,6 @@ async def test_abort_before_a_worker_runs_anything(app: Conveyor) -> None:
     assert await app.broker.locate(f"{flow.workflow_id}.1") is None
 
 
-async def test_a_member_claimed_between_the_workflow_mark_and_its_abort_never_runs(
-    app: Conveyor,
-) -> None:
-    """abort() marks the workflow aborted, then aborts its tasks one by one: a worker
-    that claims a member in between finds the mark and ends it aborted without running."""
-    ran: list[int] = []
-
-    @app.task(name="recorded")
-    async def recorded(x: int) -> int:
-        ran.append(x)
-        return x
-
-    flow = await group(recorded.s(1), recorded.s(2)).kiq()
-    record, held = await app.broker.abort_workflow(flow.workflow_id)  # the mark only
-    assert record is not None and len(held) == 2
-    async with app.worker():
-        states = [await app.handle(task_id).wait_result(timeout=5) for task_id in sorted(held)]
-    assert ran == []
-    assert [s.status for s in states] == [TaskStatus.ABORTED] * 2
-
-
 async def test_messages_name_their_place_in_the_workflow(app: Conveyor) -> None:
     """Task ids are the workflow id and the path to the call; the gather task of a group
     is the group's id."""
