@@ -90,6 +90,7 @@ import functools
 import logging
 import reprlib
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -384,9 +385,12 @@ class EventEmitter:
 
     Every event emitted in one event-loop turn goes to the log in one append (like the
     settle batches), from a task this emitter owns; :meth:`aclose` waits for the last
-    ones. Nothing waits for the write. When ``max_pending`` writes are already in flight
-    (the broker is slow or down), new events are dropped and counted in ``dropped``, so a
-    broker fault costs memory for at most that many batches. Heartbeats (``skip``) are
+    ones. Nothing waits for the write. Batches are written one after another, in the order
+    they were emitted: two appends in flight at once could land in either order, and a
+    reader (the dashboard's task list) takes a task's last event as its state. When
+    ``max_pending`` batches are already waiting or being written (the broker is slow or
+    down), new events are dropped and counted in ``dropped``, so a broker fault costs
+    memory for at most that many batches. Heartbeats (``skip``) are
     not logged: the live workers are in ``broker.workers()``.
 
     >>> emitter = EventEmitter(app.hooks.of("on_event"), EventLog.of(app))  # doctest: +SKIP
@@ -409,7 +413,8 @@ class EventEmitter:
         self.dropped = 0
         self._buffer: list[Event] = []
         self._scheduled = False
-        self._writes: set[asyncio.Task[None]] = set()
+        self._unwritten: deque[list[Event]] = deque()  # the head is being written
+        self._writer: asyncio.Task[None] | None = None
         self._warn_every = warn_every
         self._warned_at = float("-inf")
 
@@ -433,22 +438,30 @@ class EventEmitter:
         batch, self._buffer = self._buffer, []
         if not batch or self.log is None:
             return
-        if len(self._writes) >= self.max_pending:
+        if len(self._unwritten) >= self.max_pending:
             self.dropped += len(batch)
             self._warn("event log writes are backing up; dropped %d event(s)", len(batch))
             return
-        task = asyncio.get_running_loop().create_task(
-            self._write(self.log, batch), name="conveyor-events"
-        )
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        self._unwritten.append(batch)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write(self.log), name="conveyor-events"
+            )
 
-    async def _write(self, log_: EventLog, batch: list[Event]) -> None:
+    async def _write(self, log_: EventLog) -> None:
+        """Append the unwritten batches in order, until none is left."""
         try:
-            await log_.append(batch)
-        except Exception as exc:
-            self.dropped += len(batch)
-            self._warn("could not write %d event(s) to the event log: %s", len(batch), exc)
+            while self._unwritten:
+                batch = self._unwritten[0]
+                try:
+                    await log_.append(batch)
+                except Exception as exc:
+                    self.dropped += len(batch)
+                    self._warn("could not write %d event(s) to the event log: %s", len(batch), exc)
+                finally:
+                    self._unwritten.popleft()
+        finally:
+            self._writer = None  # in the same step as the empty check: no batch is missed
 
     def _warn(self, text: str, *args: object) -> None:
         now = time.monotonic()
@@ -460,15 +473,14 @@ class EventEmitter:
         """Write what is buffered now and wait (up to ``timeout`` s) for the writes in
         flight (a scheduler does, after a pass: ticks are few, and a pass is not hot)."""
         self._flush()
-        if self._writes:
-            await asyncio.wait(set(self._writes), timeout=timeout)
+        if self._writer is not None:
+            await asyncio.wait({self._writer}, timeout=timeout)
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Write what is buffered and wait (up to ``timeout`` s) for writes in flight."""
         self._flush()
-        if self._writes:
-            pending = set(self._writes)
-            _, late = await asyncio.wait(pending, timeout=timeout)
+        if self._writer is not None:
+            _, late = await asyncio.wait({self._writer}, timeout=timeout)
             for task in late:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

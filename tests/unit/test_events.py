@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from conveyor import Conveyor, Hook, Result, Scheduler, TaskStatus, events, every, fixed
@@ -277,6 +278,23 @@ async def test_the_emitter_batches_log_writes_per_loop_turn_and_drops_when_they_
     store.gate.set()
     await recorder.aclose()
     assert [len(batch) for batch in store.appended] == [2]
+
+
+async def test_the_emitter_writes_batches_one_after_another_in_order() -> None:
+    """Two appends in flight at once could land in either order, and the dashboard takes
+    a task's last event as its state (a deferred task listed as running)."""
+    store = _StuckStore()
+    recorder = EventEmitter(log=EventLog(store), max_pending=4)
+    recorder.emit(_started(1))
+    await eventually(lambda: store.writing == 1, what="the first write")
+    recorder.emit(_started(2))  # a later turn: a second batch, behind the first
+    await asyncio.sleep(0.05)  # sleep: a second append must not begin meanwhile
+    assert store.writing == 1
+    store.gate.set()
+    await recorder.aclose()
+    assert store.writing == 2 and recorder.dropped == 0
+    assert [len(batch) for batch in store.appended] == [1, 1]
+    assert [msgspec.msgpack.decode(batch[0])["task_id"] for batch in store.appended] == ["1", "2"]
 
 
 async def test_the_emitter_keeps_heartbeats_out_of_the_log() -> None:
